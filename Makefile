@@ -1,0 +1,56 @@
+# dass — the two commands: `make up` and `make test`.
+# Every install step lives here, so a fresh machine needs nothing done by hand.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= hub,test,k8s
+NODE   := $(shell command -v node 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: up test env node-proxy chromium reference bench clean
+
+# ---- environment (re-runs only when pyproject.toml changes) -------------------------------
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "dass needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip wheel
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+env: $(VENV)/.installed
+
+# configurable-http-proxy from npm when node is present; else the Python package (in the venv)
+node_modules/.installed: package.json
+	@if [ -n "$(NODE)" ]; then \
+	  npm install --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "node not found: using the pure-Python configurable-http-proxy"; fi
+
+node-proxy: node_modules/.installed
+
+# headless Chromium for the browser tests (Debian package; never a downloaded browser)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "could not install chromium: browser tests will be skipped"; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+# ---- the two commands ---------------------------------------------------------------------
+up: env node-proxy
+	$(BIN)/dass up
+
+test: env node-proxy chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ---- extras -------------------------------------------------------------------------------
+reference: env
+	$(BIN)/dass config reference -o docs/config-reference.md
+
+bench: env node-proxy
+	$(BIN)/python bench/spawn.py
+
+clean:
+	rm -rf $(VENV) node_modules .dass

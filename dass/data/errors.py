@@ -1,0 +1,63 @@
+"""Exceptions of :mod:`dass.data`.
+
+Every error raised on purpose by the data layer derives from :class:`DassDataError`, so a
+caller (the hub, the service, the CLI) can catch one class and show ``str(err)`` to a person:
+the messages say what is wrong and how to fix it, never a backend traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DassDataError", "StorageError", "MetadataError"]
+
+
+class DassDataError(Exception):
+    """Root of all errors raised by :mod:`dass.data`."""
+
+
+class StorageError(DassDataError):
+    """The repository storage cannot be reached, read, or is not set up as configured.
+
+    Backend exceptions (botocore, aiohttp, ``OSError``) are translated into this class; the
+    original exception is kept as ``__cause__`` for the logs.
+    """
+
+
+class MetadataError(DassDataError):
+    """A metadata file (``dataset.json``, ``proposal.json``) is invalid.
+
+    Parameters
+    ----------
+    path : str
+        URL or path of the offending file.
+    field : str
+        Dotted name of the offending field (e.g. ``access.embargo_until``,
+        ``creators[0].name``), or ``""`` when the whole file is at fault (bad JSON, too large,
+        missing).
+    message : str
+        What is wrong, written for the person who maintains the file.
+
+    Examples
+    --------
+    >>> str(MetadataError("file:///repo/p1/d1/dataset.json", "title", "is required"))
+    'file:///repo/p1/d1/dataset.json: title: is required'
+    >>> str(MetadataError("file:///repo/p1/d1/dataset.json", "", "missing dataset.json"))
+    'file:///repo/p1/d1/dataset.json: missing dataset.json'
+    """
+
+    def __init__(self, path: str, field: str, message: str) -> None:
+        self.path = str(path)
+        self.field = field
+        self.message = message
+        super().__init__(path, field, message)
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"{self.path}: {self.field}: {self.message}"
+        return f"{self.path}: {self.message}"
+
+    def __reduce__(self):  # keep pickling (multiprocessing, logging handlers) working
+        return (type(self), (self.path, self.field, self.message))
+
+    def to_json(self) -> dict[str, str]:
+        """The error as a JSON-able dict ``{"path", "field", "message"}`` for REST answers."""
+        return {"path": self.path, "field": self.field, "message": self.message}

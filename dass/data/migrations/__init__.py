@@ -1,0 +1,1 @@
+"""Alembic migrations of the dass catalogue (run by ``Catalog.upgrade()``)."""

@@ -1,0 +1,941 @@
+"""A small, synthetic demo repository for trying dass without real data.
+
+:func:`seed` writes a repository tree ``<root>/<proposal>/<dataset>/`` in the layout of
+``docs/metadata.md`` (schema ``dass.dataset/1``) through any fsspec filesystem. Every file is
+generated procedurally with a seeded numpy RNG, so the bytes are the same on every run and
+every machine, and the whole tree stays well under 3 MB. Every dataset says plainly that it
+is synthetic: ``"synthetic": true``, "SYNTHETIC" in its title, a description saying it was
+generated for the demo and is not a measurement, and the keyword ``synthetic``.
+
+What it writes (``today`` is the date passed to :func:`seed`):
+
+=====================================  =====  ==========================================
+dataset id                             stack  access
+=====================================  =====  ==========================================
+``p-2026-001/sem-nanowires``           sem    group ``p-2026-001``
+``p-2026-001/sem-particles``           sem    group ``p-2026-001``
+``p-2026-002/kmap-sige-island``        kmap   group ``p-2026-002``
+``p-2026-002/kmap-embargoed-public``   kmap   group ``p-2026-002``; public, embargo
+                                              until ``today`` + 1 year
+``p-2026-002/stm-au111-fast``          stm    group ``p-2026-002``
+``p-2025-900/sem-reference-public``    sem    no group; public, embargo ended
+                                              ``today`` - 1 year
+=====================================  =====  ==========================================
+
+File formats follow the tools the stacks build on (see ``../shared/DOMAIN.md``):
+
+* SEM: 8-bit grayscale 512x384 PNG and TIFF (TIFF written with tifffile), with a dark data
+  bar over the bottom ~9 % of the height holding text-like blocks and a scale bar. No vendor
+  metadata tag is faked; the synthetic note and pixel size are in the TIFF
+  ``ImageDescription`` / PNG ``Description`` text.
+* KMAP: the X-SOCS input layout: a ``<prefix>_master.h5`` whose entries are external links
+  to one ``<prefix>_<entry>.h5`` per rocking angle, each with ``measurement/image/data``
+  (positions x 32 x 32 uint16), ``measurement/imgnr``, ``measurement/adcX``/``adcY``,
+  ``scan/*`` parameters, ``instrument/detector/*`` (beam energy, direct beam, channels per
+  degree) and ``instrument/positioners/{eta,phi,nu,del}``. ``del`` is the name xsocs reads;
+  ``delta`` is a soft link to it.
+* STM: a FAST-module style HDF5 file: one 1-D int16 dataset ``/data`` whose attributes carry
+  the metadata with dotted names (``Scanner.X_Points``, ``Acquisition.NumImages``, ...).
+
+Run ``python -m dass.demo ROOT_URL`` to seed a repository by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import io
+import json
+import logging
+import math
+import posixpath
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DemoDataset", "PROPOSALS", "build_dataset", "dataset_ids", "seed", "main"]
+
+SCHEMA = "dass.dataset/1"
+CREATOR = {"name": "dass demo generator"}
+LICENCE = "CC-BY-4.0"
+SYNTHETIC_NOTE = (
+    "Generated procedurally by dass.demo (numpy, fixed random seed) for the dass demo "
+    "repository. This is synthetic data, not a measurement; any physical values are "
+    "illustrative settings of the generator."
+)
+
+PROPOSALS: dict[str, dict[str, str]] = {
+    "p-2026-001": {
+        "title": "Nanowire growth on patterned substrates (SYNTHETIC demo proposal)",
+        "pi": "dass demo generator",
+        "description": (
+            "Demo proposal of the dass demo repository; its datasets are used by members of "
+            "hub group p-2026-001. " + SYNTHETIC_NOTE
+        ),
+    },
+    "p-2026-002": {
+        "title": "Strain in SiGe islands and Au(111) surface dynamics (SYNTHETIC demo proposal)",
+        "pi": "dass demo generator",
+        "description": (
+            "Demo proposal of the dass demo repository; its datasets are used by members of "
+            "hub group p-2026-002. " + SYNTHETIC_NOTE
+        ),
+    },
+    "p-2025-900": {
+        "title": "Public reference data (SYNTHETIC demo proposal)",
+        "pi": "dass demo generator",
+        "description": (
+            "Demo proposal holding public datasets whose embargo has ended. " + SYNTHETIC_NOTE
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class DemoDataset:
+    """One generated dataset: its files (name -> bytes) and its metadata without checksums."""
+
+    proposal: str
+    name: str
+    files: dict[str, bytes]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.proposal}/{self.name}"
+
+    def dataset_json(self) -> dict[str, Any]:
+        """The full ``dataset.json`` content, with the sha256 of every file."""
+        meta = dict(self.metadata)
+        meta["checksums"] = {
+            path: "sha256:" + hashlib.sha256(data).hexdigest()
+            for path, data in sorted(self.files.items())
+        }
+        return meta
+
+
+# --------------------------------------------------------------------------------------
+# small helpers
+
+
+def _rng(dataset_id: str) -> np.random.Generator:
+    """A generator seeded from the dataset id, so each dataset is independent of the others."""
+    return np.random.default_rng(zlib.crc32(dataset_id.encode()))
+
+
+def _shift_years(day: datetime.date, years: int) -> datetime.date:
+    """``day`` moved by whole years; 29 February becomes 28 February in common years."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def _box_blur(img: np.ndarray, radius: int = 1) -> np.ndarray:
+    """Separable box blur with edge padding (stands in for the finite beam / tip size)."""
+    k = 2 * radius + 1
+    out = np.pad(img, radius, mode="edge")
+    out = sum(out[i : i + img.shape[0], :] for i in range(k)) / k
+    out = sum(out[:, i : i + img.shape[1]] for i in range(k)) / k
+    return out
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
+    """Low-frequency texture in [-1, 1]: coarse random grid, bilinearly upsampled."""
+    h, w = shape
+    gh, gw = h // cell + 2, w // cell + 2
+    grid = rng.uniform(-1.0, 1.0, size=(gh, gw))
+    yy = np.arange(h) / cell
+    xx = np.arange(w) / cell
+    y0 = np.floor(yy).astype(int)
+    x0 = np.floor(xx).astype(int)
+    fy = (yy - y0)[:, None]
+    fx = (xx - x0)[None, :]
+    a = grid[np.ix_(y0, x0)]
+    b = grid[np.ix_(y0, x0 + 1)]
+    c = grid[np.ix_(y0 + 1, x0)]
+    d = grid[np.ix_(y0 + 1, x0 + 1)]
+    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+
+
+# --------------------------------------------------------------------------------------
+# SEM
+
+SEM_WIDTH = 512
+SEM_HEIGHT = 384
+SEM_BAR_HEIGHT = round(0.09 * SEM_HEIGHT)  # 35 rows, like the Zeiss info strip
+
+
+def _sem_background(rng: np.random.Generator, h: int, w: int, level: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    gradient = 8.0 * (xx / w) - 6.0 * (yy / h)
+    return level + gradient + 10.0 * _smooth_noise(rng, (h, w), 48)
+
+
+def _sem_nanowires(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    img = _sem_background(rng, h, w, 55.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    for _ in range(int(rng.integers(18, 30))):
+        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        angle = rng.uniform(0, math.pi)
+        length = rng.uniform(50, 230)
+        half = rng.uniform(2.0, 5.0)
+        x1, y1 = x0 + length * math.cos(angle), y0 + length * math.sin(angle)
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
+        d = np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy))
+        body = np.sqrt(np.clip(1.0 - (d / half) ** 2, 0.0, 1.0))
+        rim = np.exp(-(((d - half) / 1.2) ** 2))  # edge effect: bright wire borders
+        wire = 95.0 + 60.0 * body + 70.0 * rim * (d < half + 2.5)
+        wire = np.where(d < half + 2.0, wire, 0.0)
+        # catalyst droplet at the wire tip
+        tip = np.hypot(xx - x1, yy - y1)
+        droplet = np.where(tip < 1.5 * half, 200.0 + 40.0 * (tip / (1.5 * half)) ** 4, 0.0)
+        img = np.maximum(img, np.maximum(wire, droplet))
+    return img
+
+
+def _sem_particles(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    img = _sem_background(rng, h, w, 45.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    for _ in range(int(rng.integers(35, 60))):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        radius = rng.uniform(5.0, 22.0)
+        r = np.hypot(xx - cx, yy - cy) / radius
+        inside = r < 1.0
+        # shaded sphere plus the brighter rim typical of secondary-electron images
+        particle = 90.0 + 50.0 * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)) + 90.0 * r**6
+        img = np.where(inside, particle, img)
+    return img
+
+
+def _sem_pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    img = _sem_background(rng, h, w, 120.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    period = rng.uniform(34.0, 44.0)
+    radius = period * rng.uniform(0.25, 0.32)
+    rot = math.radians(rng.uniform(-4.0, 4.0))
+    u = (xx * math.cos(rot) + yy * math.sin(rot)) / period
+    v = (-xx * math.sin(rot) + yy * math.cos(rot)) / period
+    cell_u, cell_v = np.round(u), np.round(v)
+    d = np.hypot(u - cell_u, v - cell_v) * period / radius
+    missing = rng.random((200, 200)) < 0.03  # a few defects: holes that were not etched
+    hole_missing = missing[(cell_u.astype(int) + 100) % 200, (cell_v.astype(int) + 100) % 200]
+    hole = np.where(d < 1.0, 35.0, np.where(d < 1.25, 200.0, 0.0))
+    return np.where((hole > 0) & ~hole_missing, hole, img)
+
+
+def _sem_data_bar(
+    img: np.ndarray, rng: np.random.Generator, bar_height: int, pixel_size_nm: float
+) -> None:
+    """Draw a Zeiss-like info strip in place: dark band, text-like blocks, a scale bar."""
+    h, w = img.shape
+    top = h - bar_height
+    img[top:, :] = 12.0
+    img[top, :] = 200.0  # separator line
+    text_h = 7
+    for row_top in (top + 6, top + 20):
+        x = 140
+        while x < w - 12:
+            word = int(rng.integers(2, 7))
+            for _ in range(word):
+                cw = int(rng.integers(3, 6))
+                if x + cw >= w - 8:
+                    break
+                img[row_top : row_top + text_h, x : x + cw] = 230.0
+                x += cw + 2
+            x += int(rng.integers(8, 22))
+    # scale bar: 1 µm (or 200 nm for fine pixels) in pixels, with a label block above
+    length_nm = 1000.0 if pixel_size_nm >= 4 else 200.0
+    length_px = int(round(length_nm / pixel_size_nm))
+    x0, y0 = 12, h - 10
+    img[y0 : y0 + 3, x0 : x0 + length_px] = 240.0
+    img[y0 - 5 : y0 + 3, x0 : x0 + 2] = 240.0
+    img[y0 - 5 : y0 + 3, x0 + length_px - 2 : x0 + length_px] = 240.0
+    img[top + 6 : top + 6 + text_h, x0 + length_px // 2 - 10 : x0 + length_px // 2 + 10] = 230.0
+
+
+def _sem_image(
+    rng: np.random.Generator, kind: str, pixel_size_nm: float, bar_height: int
+) -> np.ndarray:
+    h, w = SEM_HEIGHT, SEM_WIDTH
+    drawers: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+        "Nanowires": _sem_nanowires,
+        "Particles": _sem_particles,
+        "Patterned_surface": _sem_pattern,
+    }
+    img = drawers[kind](rng, h, w)
+    img = _box_blur(img, 1)
+    img = img + rng.normal(0.0, 3.0, size=img.shape)
+    _sem_data_bar(img, rng, bar_height, pixel_size_nm)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _png_bytes(img: np.ndarray, description: str) -> bytes:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Description", description)
+    info.add_text("Software", "dass.demo")
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG", pnginfo=info, optimize=True)
+    return buf.getvalue()
+
+
+def _tiff_bytes(img: np.ndarray, description: str) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, img, description=description, metadata=None, software="dass.demo")
+    return buf.getvalue()
+
+
+def _sem_dataset(
+    proposal: str,
+    name: str,
+    *,
+    kind: str,
+    files: Sequence[str],
+    title: str,
+    summary: str,
+    keywords: Sequence[str],
+    settings: dict[str, Any],
+    today: datetime.date,
+    access: dict[str, Any] | None = None,
+) -> DemoDataset:
+    rng = _rng(f"{proposal}/{name}")
+    pixel_size_nm = settings["pixel_size_nm"]
+    description_text = (
+        f"SYNTHETIC SEM-like image generated by dass.demo, not a measurement. "
+        f"motif={kind} pixel_size_nm={pixel_size_nm} "
+        f"data_bar_rows={SEM_BAR_HEIGHT}"
+    )
+    out: dict[str, bytes] = {}
+    for fname in files:
+        img = _sem_image(rng, kind, pixel_size_nm, SEM_BAR_HEIGHT)
+        if fname.endswith(".png"):
+            out[fname] = _png_bytes(img, description_text)
+        else:
+            out[fname] = _tiff_bytes(img, description_text)
+    domain = {
+        "image_width": SEM_WIDTH,
+        "image_height": SEM_HEIGHT,
+        "bit_depth": 8,
+        "data_bar_height_px": SEM_BAR_HEIGHT,
+        **settings,
+        "generated_motif": kind,
+    }
+    metadata = _metadata(
+        proposal,
+        title=title,
+        description=f"{summary} {SYNTHETIC_NOTE}",
+        keywords=["SEM", "scanning electron microscopy", *keywords],
+        instrument="synthetic (Zeiss-like SEM)",
+        technique="SEM",
+        stacks=["sem"],
+        domain=domain,
+        today=today,
+        access=access,
+    )
+    return DemoDataset(proposal, name, out, metadata)
+
+
+# --------------------------------------------------------------------------------------
+# KMAP
+
+KMAP_DETECTOR = (32, 32)
+KMAP_ENERGY_KEV = 8.0
+KMAP_LATTICE_SI_A = 5.431
+KMAP_HKL = (0, 0, 4)
+KMAP_PIXEL_SIZE_UM = 55.0
+KMAP_DISTANCE_M = 0.5
+
+
+def _bragg_theta_deg(energy_kev: float, hkl: Sequence[int], a: float) -> float:
+    """Bragg angle of a cubic reflection: lambda = 12.398 / E, d = a / |hkl|."""
+    wavelength = 12.398 / energy_kev
+    d = a / math.sqrt(sum(i * i for i in hkl))
+    return math.degrees(math.asin(wavelength / (2.0 * d)))
+
+
+def _h5_bytes(write: Callable[[Any], None]) -> bytes:
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        write(h5)
+    return buf.getvalue()
+
+
+def _kmap_files(
+    rng: np.random.Generator, prefix: str, nx: int, ny: int, step_um: float
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """X-SOCS input files for a synthetic SiGe island on Si: master + one file per angle.
+
+    Per scan position the detector frames hold a 2-D Gaussian peak. Inside a round "island"
+    the peak moves on the detector (lattice-parameter change) and its rocking-curve centre
+    moves with the distance from the island centre (tilt); outside it stays put.
+    """
+    import h5py
+
+    theta = _bragg_theta_deg(KMAP_ENERGY_KEV, KMAP_HKL, KMAP_LATTICE_SI_A)
+    etas = [round(theta + off, 4) for off in (-0.04, 0.0, 0.04)]
+    delta = round(2.0 * theta, 4)
+    chan_per_deg = math.tan(math.radians(1.0)) * KMAP_DISTANCE_M / (KMAP_PIXEL_SIZE_UM * 1e-6)
+    rows, cols = KMAP_DETECTOR
+    centre = (rows / 2.0, cols / 2.0)
+
+    x_um = np.arange(nx) * step_um
+    y_um = np.arange(ny) * step_um
+    adc_x = np.tile(x_um, ny) + rng.normal(0.0, 0.002, nx * ny)  # fast axis: piy -> adcX
+    adc_y = np.repeat(y_um, nx) + rng.normal(0.0, 0.002, nx * ny)
+    cx, cy = x_um.mean(), y_um.mean()
+    radius = 0.45 * min(np.ptp(x_um), np.ptp(y_um)) + step_um
+    rel_x = (adc_x - cx) / radius
+    rel_y = (adc_y - cy) / radius
+    r = np.hypot(rel_x, rel_y)
+    island = np.clip(1.0 - r * r, 0.0, 1.0)
+    peak_row = centre[0] - 3.0 * island  # larger lattice parameter -> lower 2theta
+    peak_col = centre[1] + 1.0 * island * rel_y
+    eta_centre = theta + 0.03 * island * rel_x
+    amp = 1500.0 * (0.4 + 0.6 * island)
+
+    rr, cc = np.mgrid[0:rows, 0:cols].astype(float)
+    files: dict[str, bytes] = {}
+    master_entries: list[tuple[str, str]] = []
+    n = nx * ny
+    title = (
+        f"kmap piy {x_um[0]:g} {x_um[-1]:g} {nx} pix {y_um[0]:g} {y_um[-1]:g} {ny} 0.01"
+    )
+    for k, eta in enumerate(etas, start=1):
+        entry = f"{k}.1"
+        fname = f"{prefix}_{entry}.h5"
+        rock = np.exp(-(((eta - eta_centre) / 0.03) ** 2) / 2.0)
+        expected = (
+            amp[:, None, None]
+            * rock[:, None, None]
+            * np.exp(
+                -(
+                    (rr[None] - peak_row[:, None, None]) ** 2
+                    + (cc[None] - peak_col[:, None, None]) ** 2
+                )
+                / (2.0 * 1.5**2)
+            )
+            + 1.0
+        )
+        frames = rng.poisson(expected).astype(np.uint16)
+
+        def write(h5: Any, entry: str = entry, eta: float = eta, frames: np.ndarray = frames):
+            grp = h5.create_group(entry)
+            grp.attrs["NX_class"] = "NXentry"
+            grp["title"] = title
+            instrument = grp.create_group("instrument")
+            instrument.attrs["NX_class"] = "NXinstrument"
+            det = instrument.create_group("detector")
+            det.attrs["NX_class"] = "NXdetector"
+            det["beam_energy"] = KMAP_ENERGY_KEV * 1000.0  # eV, as xsocs stores it
+            det["center_chan_dim0"] = centre[0]
+            det["center_chan_dim1"] = centre[1]
+            det["chan_per_deg_dim0"] = chan_per_deg
+            det["chan_per_deg_dim1"] = chan_per_deg
+            det["image_roi_offset"] = np.array([0, 0])
+            pos = instrument.create_group("positioners")
+            pos.attrs["NX_class"] = "NXcollection"
+            pos["eta"] = eta
+            pos["phi"] = 0.0
+            pos["nu"] = 0.0
+            pos["del"] = delta  # the name xsocs reads
+            pos["delta"] = h5py.SoftLink(f"/{entry}/instrument/positioners/del")
+            meas = grp.create_group("measurement")
+            meas.attrs["NX_class"] = "NXcollection"
+            image = meas.create_group("image")
+            image.attrs["NX_class"] = "NXcollection"
+            image.attrs["interpretation"] = "image"
+            image.create_dataset(
+                "data", data=frames, chunks=(1, rows, cols), compression="gzip", shuffle=True
+            )
+            image["info"] = det
+            det["data"] = h5py.SoftLink(f"/{entry}/measurement/image/data")
+            meas["imgnr"] = np.arange(n, dtype=np.int32)
+            meas["adcX"] = adc_x
+            meas["adcY"] = adc_y
+            scan = grp.create_group("scan")
+            scan["motor_0"] = "piy"
+            scan["motor_0_start"] = float(x_um[0])
+            scan["motor_0_end"] = float(x_um[-1])
+            scan["motor_0_steps"] = nx
+            scan["motor_1"] = "pix"
+            scan["motor_1_start"] = float(y_um[0])
+            scan["motor_1_end"] = float(y_um[-1])
+            scan["motor_1_steps"] = ny
+            scan["delay"] = 0.01
+
+        files[fname] = _h5_bytes(write)
+        master_entries.append((entry, fname))
+
+    def write_master(h5: Any) -> None:
+        for entry, fname in master_entries:
+            h5[entry] = h5py.ExternalLink(fname, f"/{entry}")
+
+    files[f"{prefix}_master.h5"] = _h5_bytes(write_master)
+    domain = {
+        "energy_keV": KMAP_ENERGY_KEV,
+        "hkl": list(KMAP_HKL),
+        "substrate": "Si",
+        "eta_deg": etas,
+        "delta_deg": delta,
+        "nu_deg": 0.0,
+        "phi_deg": 0.0,
+        "scan_shape": [ny, nx],
+        "scan_step_um": step_um,
+        "detector_shape": list(KMAP_DETECTOR),
+        "detector_pixel_size_um": KMAP_PIXEL_SIZE_UM,
+        "detector_distance_m": KMAP_DISTANCE_M,
+        "chan_per_deg": round(chan_per_deg, 3),
+        "master_file": f"{prefix}_master.h5",
+    }
+    return files, domain
+
+
+def _kmap_dataset(
+    proposal: str,
+    name: str,
+    *,
+    prefix: str,
+    nx: int,
+    ny: int,
+    step_um: float,
+    title: str,
+    summary: str,
+    today: datetime.date,
+    access: dict[str, Any] | None = None,
+) -> DemoDataset:
+    files, domain = _kmap_files(_rng(f"{proposal}/{name}"), prefix, nx, ny, step_um)
+    metadata = _metadata(
+        proposal,
+        title=title,
+        description=f"{summary} {SYNTHETIC_NOTE}",
+        keywords=["KMAP", "X-ray nano-diffraction", "strain", "X-SOCS", "SiGe"],
+        instrument="synthetic (ID01-like KMAP, X-SOCS input layout)",
+        technique="KMAP",
+        stacks=["kmap"],
+        domain=domain,
+        today=today,
+        access=access,
+    )
+    return DemoDataset(proposal, name, files, metadata)
+
+
+# --------------------------------------------------------------------------------------
+# STM (FAST module)
+
+FAST_POINTS = 64
+FAST_NUM_IMAGES = 4
+FAST_Y_FREQUENCY = 10.0  # Hz: one up + down frame pair per period
+FAST_X_FREQUENCY = 2.0 * FAST_POINTS * FAST_Y_FREQUENCY  # a forward + backward line per period
+FAST_SAMPLING_RATE = 2.0 * FAST_POINTS * FAST_X_FREQUENCY  # samples per second
+FAST_SCAN_NM = 3.0  # illustrative scan size; the file itself is uncalibrated (Calibration 0)
+FAST_AU_LATTICE_NM = 0.288
+FAST_DRIFT_NM_S = (1.2, 0.5)
+
+
+def _fast_stream(rng: np.random.Generator) -> np.ndarray:
+    """The ``/data`` stream of a FAST movie showing a drifting hexagonal lattice.
+
+    Layout (X-phase and Y-phase 0): the stream reshapes to ``(n_images, 4 * Y, X)``; rows
+    ``0 .. 2Y-1`` are the up sweep, the rest the down sweep; even rows are forward lines,
+    odd rows backward lines (x reversed). The tip moves sinusoidally in x, so the samples
+    of one line are not evenly spaced in x; y moves linearly up, then down.
+    """
+    nx = ny = FAST_POINTS
+    n = FAST_NUM_IMAGES * 4 * nx * ny
+    idx = np.arange(n)
+    t = idx / FAST_SAMPLING_RATE
+    # x: one period spans a forward row (x from -1 to 1) and a backward row (1 to -1)
+    x = -np.cos(math.pi * ((idx % (2 * nx)) + 0.5) / nx)
+    # y: triangle over 4Y rows per image, -1 -> 1 during the up sweep, 1 -> -1 going down
+    s = (idx % (4 * nx * ny)) / (2 * nx * ny)  # 0 .. 2 over one image
+    y = np.where(s < 1.0, -1.0 + 2.0 * s, 3.0 - 2.0 * s)
+    xn = x * FAST_SCAN_NM / 2.0 - FAST_DRIFT_NM_S[0] * t
+    yn = y * FAST_SCAN_NM / 2.0 - FAST_DRIFT_NM_S[1] * t
+    k = 4.0 * math.pi / (math.sqrt(3.0) * FAST_AU_LATTICE_NM)
+    z = np.zeros(n)
+    for j in range(3):
+        ang = math.radians(10.0 + 60.0 * j)
+        z += np.cos(k * (xn * math.cos(ang) + yn * math.sin(ang)))
+    z = z + 0.8 * x + 0.4 * y  # residual plane tilt
+    z = z + rng.normal(0.0, 0.25, n)
+    return np.round(z * 2500.0).astype(np.int16)
+
+
+def _fast_attributes() -> dict[str, Any]:
+    return {
+        "Scanner.X_Points": np.int32(FAST_POINTS),
+        "Scanner.Y_Points": np.int32(FAST_POINTS),
+        "Scanner.X_Frequency": np.float64(FAST_X_FREQUENCY),
+        "Scanner.X_Frequency.Unit": "Hz",
+        "Scanner.Y_Frequency": np.float64(FAST_Y_FREQUENCY),
+        "Scanner.Y_Frequency.Unit": "Hz",
+        "Scanner.X_Amplitude": np.float64(0.15),
+        "Scanner.X_Amplitude.Unit": "V",
+        "Scanner.Y_Amplitude": np.float64(0.15),
+        "Scanner.Y_Amplitude.Unit": "V",
+        "Scanner.X_Calibration": np.float64(0.0),
+        "Scanner.Y_Calibration": np.float64(0.0),
+        "Scanner.X_Calibration.Unit": "nm/V",
+        "Scanner.Y_Calibration.Unit": "nm/V",
+        "Acquisition.X_Phase": np.int32(0),
+        "Acquisition.Y_Phase": np.int32(0),
+        "Acquisition.ADC_SamplingRate": np.float64(FAST_SAMPLING_RATE),
+        "Acquisition.NumImages": np.int32(FAST_NUM_IMAGES),
+        "GapVoltage.Voltage": np.float64(-0.5),
+        "GapVoltage.Voltage.Unit": "V",
+        "Regulator.Setpoint": np.float64(1.0),
+        "Regulator.Setpoint.Unit": "nA",
+        "ExperimentInfo.Sample": "Au(111) (synthetic)",
+        "ExperimentInfo.Comment": (
+            "SYNTHETIC FAST-style movie generated by dass.demo: a drifting hexagonal lattice "
+            "with noise; not a measurement."
+        ),
+        "ExperimentInfo.SoftwareVersion": "dass.demo",
+    }
+
+
+def _stm_dataset(proposal: str, name: str, *, today: datetime.date) -> DemoDataset:
+    rng = _rng(f"{proposal}/{name}")
+    stream = _fast_stream(rng)
+    attrs = _fast_attributes()
+
+    def write(h5: Any) -> None:
+        dset = h5.create_dataset("data", data=stream)
+        for key, value in attrs.items():
+            dset.attrs[key] = value
+
+    files = {"au111_fast_001.h5": _h5_bytes(write)}
+    domain = {
+        "format": "FAST module HDF5",
+        "x_points": FAST_POINTS,
+        "y_points": FAST_POINTS,
+        "num_images": FAST_NUM_IMAGES,
+        "x_frequency_hz": FAST_X_FREQUENCY,
+        "y_frequency_hz": FAST_Y_FREQUENCY,
+        "adc_sampling_rate_hz": FAST_SAMPLING_RATE,
+        "x_amplitude_v": 0.15,
+        "y_amplitude_v": 0.15,
+        "calibrated": False,
+        "bias_v": -0.5,
+        "setpoint_na": 1.0,
+        "x_phase": 0,
+        "y_phase": 0,
+    }
+    metadata = _metadata(
+        proposal,
+        title="SYNTHETIC FAST STM movie of a drifting Au(111)-like lattice",
+        description=(
+            "A 4-image FAST-module style video-rate STM movie (64 x 64 points, sinusoidal x "
+            "scan, up and down sweeps) of a hexagonal lattice that drifts across the frame. "
+            + SYNTHETIC_NOTE
+        ),
+        keywords=["STM", "FAST", "video-rate STM", "Au(111)", "drift"],
+        instrument="synthetic (FAST-module video-rate STM)",
+        technique="STM",
+        stacks=["stm"],
+        domain=domain,
+        today=today,
+    )
+    return DemoDataset(proposal, name, files, metadata)
+
+
+# --------------------------------------------------------------------------------------
+# metadata and the catalogue of demo datasets
+
+
+def _metadata(
+    proposal: str,
+    *,
+    title: str,
+    description: str,
+    keywords: Sequence[str],
+    instrument: str,
+    technique: str,
+    stacks: Sequence[str],
+    domain: dict[str, Any],
+    today: datetime.date,
+    access: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if "SYNTHETIC" not in title:
+        raise ValueError(f"demo dataset title {title!r} must say SYNTHETIC")
+    return {
+        "schema": SCHEMA,
+        "title": title,
+        "creators": [dict(CREATOR)],
+        "dates": {"created": today.isoformat()},
+        "licence": LICENCE,
+        "keywords": ["synthetic", "demo", *keywords],
+        "description": description,
+        "instrument": instrument,
+        "technique": technique,
+        "stacks": list(stacks),
+        "domain": domain,
+        "access": access if access is not None else {"groups": [proposal], "public": False},
+        "synthetic": True,
+    }
+
+
+def _build_sem_nanowires(today: datetime.date) -> DemoDataset:
+    return _sem_dataset(
+        "p-2026-001",
+        "sem-nanowires",
+        kind="Nanowires",
+        files=["nanowires_001.png", "nanowires_002.png", "nanowires_003.tif", "nanowires_004.tif"],
+        title="SYNTHETIC SEM images of nanowires grown on a patterned substrate",
+        summary=(
+            "Four 512 x 384 grayscale SEM-like images of randomly oriented nanowires with "
+            "catalyst droplets at their tips, with a data bar at the bottom (two PNG, two TIFF)."
+        ),
+        keywords=["nanowires"],
+        settings={
+            "pixel_size_nm": 10.0,
+            "accelerating_voltage_kV": 5.0,
+            "working_distance_mm": 4.0,
+            "detector": "SE2",
+        },
+        today=today,
+    )
+
+
+def _build_sem_particles(today: datetime.date) -> DemoDataset:
+    return _sem_dataset(
+        "p-2026-001",
+        "sem-particles",
+        kind="Particles",
+        files=["particles_001.tif", "particles_002.png", "particles_003.png"],
+        title="SYNTHETIC SEM images of catalyst particles before growth",
+        summary=(
+            "Three 512 x 384 grayscale SEM-like images of round particles with bright "
+            "secondary-electron rims, with a data bar at the bottom (one TIFF, two PNG)."
+        ),
+        keywords=["particles"],
+        settings={
+            "pixel_size_nm": 5.0,
+            "accelerating_voltage_kV": 10.0,
+            "working_distance_mm": 5.5,
+            "detector": "InLens",
+        },
+        today=today,
+    )
+
+
+def _build_sem_reference_public(today: datetime.date) -> DemoDataset:
+    return _sem_dataset(
+        "p-2025-900",
+        "sem-reference-public",
+        kind="Patterned_surface",
+        files=["pattern_001.png", "pattern_002.tif"],
+        title="SYNTHETIC SEM reference images of a patterned surface (public)",
+        summary=(
+            "Two 512 x 384 grayscale SEM-like images of a hole array with a few defects, with "
+            "a data bar at the bottom. Public: its embargo has ended."
+        ),
+        keywords=["patterned surface", "public"],
+        settings={
+            "pixel_size_nm": 20.0,
+            "accelerating_voltage_kV": 3.0,
+            "working_distance_mm": 6.0,
+            "detector": "SE2",
+        },
+        today=today,
+        access={
+            "groups": [],
+            "public": True,
+            "embargo_until": _shift_years(today, -1).isoformat(),
+        },
+    )
+
+
+def _build_kmap_sige_island(today: datetime.date) -> DemoDataset:
+    return _kmap_dataset(
+        "p-2026-002",
+        "kmap-sige-island",
+        prefix="sige_island",
+        nx=8,
+        ny=6,
+        step_um=0.5,
+        title="SYNTHETIC KMAP scan of a SiGe island on Si(001), Si 004 reflection",
+        summary=(
+            "An X-SOCS-style KMAP input: 3 rocking angles (eta), an 8 x 6 position raster and "
+            "one 32 x 32 detector frame per position, holding a Gaussian peak that moves on the "
+            "detector and in eta inside a round island."
+        ),
+        today=today,
+    )
+
+
+def _build_kmap_embargoed_public(today: datetime.date) -> DemoDataset:
+    return _kmap_dataset(
+        "p-2026-002",
+        "kmap-embargoed-public",
+        prefix="sige_edge",
+        nx=4,
+        ny=4,
+        step_um=0.5,
+        title="SYNTHETIC KMAP scan of a SiGe island edge (public after embargo)",
+        summary=(
+            "A smaller X-SOCS-style KMAP input (3 rocking angles, 4 x 4 positions, 32 x 32 "
+            "frames). Marked public, but under embargo for one year after it was seeded, so "
+            "only members of p-2026-002 see it until then."
+        ),
+        today=today,
+        access={
+            "groups": ["p-2026-002"],
+            "public": True,
+            "embargo_until": _shift_years(today, 1).isoformat(),
+        },
+    )
+
+
+def _build_stm_au111_fast(today: datetime.date) -> DemoDataset:
+    return _stm_dataset("p-2026-002", "stm-au111-fast", today=today)
+
+
+_BUILDERS: dict[str, Callable[[datetime.date], DemoDataset]] = {
+    "p-2026-001/sem-nanowires": _build_sem_nanowires,
+    "p-2026-001/sem-particles": _build_sem_particles,
+    "p-2026-002/kmap-sige-island": _build_kmap_sige_island,
+    "p-2026-002/kmap-embargoed-public": _build_kmap_embargoed_public,
+    "p-2026-002/stm-au111-fast": _build_stm_au111_fast,
+    "p-2025-900/sem-reference-public": _build_sem_reference_public,
+}
+
+
+def dataset_ids() -> list[str]:
+    """Ids of every dataset :func:`seed` writes, in writing order."""
+    return list(_BUILDERS)
+
+
+def build_dataset(dataset_id: str, *, today: datetime.date | None = None) -> DemoDataset:
+    """Generate one demo dataset in memory (files and metadata); nothing is written.
+
+    Raises
+    ------
+    KeyError
+        If ``dataset_id`` is not one of :func:`dataset_ids`.
+    """
+    try:
+        builder = _BUILDERS[dataset_id]
+    except KeyError:
+        raise KeyError(
+            f"{dataset_id!r} is not a demo dataset; choose one of {', '.join(_BUILDERS)}"
+        ) from None
+    return builder(today or datetime.date.today())
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def seed(
+    fs: Any,
+    root: str,
+    *,
+    today: datetime.date | None = None,
+    overwrite: bool = False,
+) -> list[str]:
+    """Write the synthetic demo repository under ``root`` of the fsspec filesystem ``fs``.
+
+    Parameters
+    ----------
+    fs : fsspec.AbstractFileSystem
+        Filesystem to write to (local, S3, memory, ...).
+    root : str
+        Repository root inside ``fs``; datasets go to ``<root>/<proposal>/<dataset>/``.
+    today : datetime.date, optional
+        Date used for ``dates.created`` and the embargo dates (default: today).
+    overwrite : bool
+        Rewrite datasets (and ``proposal.json`` files) that already exist. By default a
+        dataset whose ``dataset.json`` exists is left alone, so seeding twice is harmless.
+
+    Returns
+    -------
+    list of str
+        Ids (``<proposal>/<dataset>``) of the datasets written by this call.
+
+    Examples
+    --------
+    >>> import fsspec, tempfile
+    >>> fs = fsspec.filesystem("file")
+    >>> root = tempfile.mkdtemp()
+    >>> seed(fs, root)[0]
+    'p-2026-001/sem-nanowires'
+    >>> seed(fs, root)
+    []
+    """
+    today = today or datetime.date.today()
+    root = root.rstrip("/")
+    for proposal, info in PROPOSALS.items():
+        path = posixpath.join(root, proposal, "proposal.json")
+        if overwrite or not fs.exists(path):
+            fs.makedirs(posixpath.join(root, proposal), exist_ok=True)
+            fs.pipe_file(path, _json_bytes(info))
+
+    written: list[str] = []
+    for dataset_id in _BUILDERS:
+        folder = posixpath.join(root, dataset_id)
+        meta_path = posixpath.join(folder, "dataset.json")
+        if fs.exists(meta_path) and not overwrite:
+            log.debug("demo dataset %s exists, left alone", dataset_id)
+            continue
+        ds = build_dataset(dataset_id, today=today)
+        if fs.exists(folder):
+            fs.rm(folder, recursive=True)  # no stale files next to fresh checksums
+        fs.makedirs(folder, exist_ok=True)
+        for name, data in ds.files.items():
+            fs.pipe_file(posixpath.join(folder, name), data)
+        # dataset.json last: its presence marks a complete dataset
+        fs.pipe_file(meta_path, _json_bytes(ds.dataset_json()))
+        log.info("demo dataset %s written (%d files)", dataset_id, len(ds.files))
+        written.append(dataset_id)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dass.demo ROOT_URL``: seed a demo repository and print what was written."""
+    import fsspec.core
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dass.demo",
+        description="Write the synthetic dass demo repository (proposals, datasets, "
+        "dataset.json) to an fsspec URL such as file:///srv/repo or s3://bucket/repo.",
+    )
+    parser.add_argument("root_url", help="repository root URL (any fsspec URL)")
+    parser.add_argument(
+        "--today",
+        type=datetime.date.fromisoformat,
+        default=None,
+        help="date (YYYY-MM-DD) for dates.created and embargo dates; default: today",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="rewrite datasets that already exist"
+    )
+    args = parser.parse_args(argv)
+    fs, root = fsspec.core.url_to_fs(args.root_url)
+    written = seed(fs, root, today=args.today, overwrite=args.overwrite)
+    for dataset_id in written:
+        print(f"wrote {args.root_url.rstrip('/')}/{dataset_id}")
+    if not written:
+        print(f"nothing written: all demo datasets already exist under {args.root_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

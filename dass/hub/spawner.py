@@ -1,0 +1,350 @@
+"""The dass spawner layer.
+
+:class:`DassSpawnerMixin` holds everything that does not depend on where a session runs: the
+spawn form, the turning of form data into ``user_options``, their validation and the access
+checks (through :mod:`dass.hub.options`). A back end combines it with a JupyterHub spawner
+and only turns the validated :class:`~dass.hub.options.Selection` into a process or a pod:
+:class:`DassLocalSpawner` (processes on this machine) now, a KubeSpawner back end later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import resource
+import shutil
+from functools import lru_cache
+from itertools import groupby
+from pathlib import Path
+
+import jinja2
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
+from traitlets import Bool, Integer, Unicode, default
+from traitlets.config import Configurable
+
+from ..data.access import Identity
+from .options import Selection, SpawnOptionsError, options_from_form, validate_selection
+from .stacks import StackRegistry
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("dass.hub", "templates"),
+    autoescape=True,
+)
+
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TORCH_NUM_THREADS",
+)
+
+
+@lru_cache(maxsize=8)
+def _catalog(db_url: str):
+    from ..data.catalog import Catalog
+
+    return Catalog(db_url=db_url)
+
+
+def _reject(message: str) -> web.HTTPError:
+    """An HTTP 400 whose message JupyterHub shows as it is on the form and in the API."""
+    err = web.HTTPError(400, "%s", message)
+    err.jupyterhub_message = message
+    return err
+
+
+def apply_dass_user_options(spawner: "DassSpawnerMixin", user_options: dict) -> None:
+    """``Spawner.apply_user_options`` hook: validate and apply the choices (form and REST)."""
+    try:
+        selection = spawner.validate_options(user_options)
+    except SpawnOptionsError as e:
+        spawner.log.warning("Refused spawn for %s: %s", spawner._log_name, e)
+        raise _reject(str(e)) from None
+    spawner.apply_selection(selection)
+
+
+class DassSpawnerMixin(Configurable):
+    """Form, validation and access checks shared by every dass spawner back end."""
+
+    max_datasets = Integer(
+        8,
+        help="The most datasets one session may mount. More are refused with a message.",
+    ).tag(config=True)
+
+    default_stack = Unicode(
+        "",
+        help="""Stack used when a spawn names none (e.g. a REST spawn with empty user_options).
+
+        Empty: the first stack the user may use.""",
+    ).tag(config=True)
+
+    catalog_url = Unicode(
+        help="""SQLAlchemy URL of the dataset catalogue the spawn form reads.
+
+        Default: ``c.Catalog.db_url`` (the same catalogue the dass service uses).""",
+    ).tag(config=True)
+
+    @default("catalog_url")
+    def _default_catalog_url(self) -> str:
+        from ..data.catalog import Catalog
+
+        return Catalog(config=self.config).db_url
+
+    # JupyterHub spawner hooks, pointed at the shared implementation
+    @default("options_form")
+    def _default_options_form(self):
+        return type(self).render_options_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return apply_dass_user_options
+
+    dass_selection: Selection | None = None
+
+    @property
+    def registry(self) -> StackRegistry:
+        if getattr(self, "_dass_registry", None) is None:
+            self._dass_registry = StackRegistry(config=self.config, parent=self)
+        return self._dass_registry
+
+    @property
+    def catalog(self):
+        return _catalog(self.catalog_url)
+
+    @property
+    def storage(self):
+        from ..data.storage import Storage
+
+        if getattr(self, "_dass_storage", None) is None:
+            self._dass_storage = Storage(config=self.config, parent=self)
+        return self._dass_storage
+
+    @property
+    def identity(self) -> Identity:
+        user = self.user
+        return Identity(
+            name=user.name,
+            groups=frozenset(g.name for g in user.groups),
+            admin=bool(user.admin),
+        )
+
+    def today(self) -> datetime.date:
+        return datetime.date.today()
+
+    def validate_options(self, user_options) -> Selection:
+        """Validate ``user_options`` for this user (raises SpawnOptionsError)."""
+        return validate_selection(
+            user_options,
+            self.identity,
+            self.registry,
+            self.catalog,
+            max_datasets=self.max_datasets,
+            default_stack=self.default_stack,
+            today=self.today(),
+        )
+
+    def apply_selection(self, selection: Selection) -> None:
+        """Set the spawner's limits and start page from validated choices."""
+        self.dass_selection = selection
+        self.user_options = selection.to_user_options()
+        self.mem_limit = selection.size.mem_bytes
+        self.cpu_limit = selection.size.cpu
+        self.default_url = f"/lab/tree/notebooks/{selection.stack.landing_notebook}"
+        self.log.info(
+            "Spawn choices for %s: stack=%s size=%s datasets=%s",
+            self._log_name,
+            selection.stack.name,
+            selection.size.name,
+            [d.id for d in selection.datasets],
+        )
+
+    async def render_options_form(self) -> str:
+        identity = self.identity
+        stacks = self.registry.for_identity(identity)
+        records, _ = self.catalog.search(identity, limit=10_000, today=self.today())
+        titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals()}
+        records = sorted(records, key=lambda r: (r.proposal, r.title))
+        proposals = [(p, list(rs)) for p, rs in groupby(records, key=lambda r: r.proposal)]
+        previous = self.orm_spawner.user_options or {} if self.orm_spawner else {}
+        chosen_stack = previous.get("stack") if isinstance(previous, dict) else None
+        if chosen_stack not in {s.name for s in stacks}:
+            chosen_stack = (self.default_stack or (stacks[0].name if stacks else ""))
+        stack = self.registry.get(chosen_stack)
+        sizes = []
+        for s in stacks:
+            for z in self.registry.sizes_for(s, identity):
+                if z not in sizes:
+                    sizes.append(z)
+        return _templates.get_template("spawn_form.html").render(
+            stacks=stacks,
+            sizes=sizes,
+            chosen_stack=chosen_stack,
+            chosen_size=previous.get("size") if isinstance(previous, dict) else stack.default_size if stack else "",
+            chosen_datasets=set(previous.get("datasets") or []) if isinstance(previous, dict) else set(),
+            proposals=proposals,
+            proposal_titles=titles,
+            max_datasets=self.max_datasets,
+            size_note=self.size_note,
+        )
+
+    size_note = "CPU and memory limits of the chosen size apply to the whole session."
+
+
+class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
+    """Sessions as local processes (the one-machine back end).
+
+    Each user gets a home folder below ``home_dir_template``; at every start the chosen
+    datasets are mounted under ``~/datasets/<proposal>/<dataset>`` (a symlink into a ``file://``
+    repository, a read-only copy from any other store), a manifest for ``dass.data.datasets()``
+    is written to ``~/.dass/session.json`` and the stack's notebooks are copied to
+    ``~/notebooks/<stack>/`` unless the user already has them.
+
+    Size limits on one machine: memory is enforced with ``RLIMIT_AS`` (the address-space limit
+    of the session process and its kernels, see ``enforce_memory_limit``); CPU is limited by
+    setting thread-pool sizes (``OMP_NUM_THREADS`` and friends, plus JupyterHub's
+    ``CPU_LIMIT``) to the size's CPU count — cooperative, not a hard cap; use the Kubernetes
+    back end for hard CPU limits.
+    """
+
+    size_note = (
+        "On this machine memory is a hard limit (address space); CPU sets the thread pools' "
+        "size (numpy, torch…)."
+    )
+
+    enforce_memory_limit = Bool(
+        True,
+        help="""Apply the size's memory as RLIMIT_AS to the session process and its kernels.
+
+        The address-space limit counts virtual memory, so it bites earlier than resident
+        memory would; ``memory_headroom_gib`` is added to it for the server itself.""",
+    ).tag(config=True)
+
+    memory_headroom_gib = Integer(
+        2,
+        help="GiB of address space added to a size's memory for the Jupyter server and libraries' reservations.",
+    ).tag(config=True)
+
+    @default("home_dir_template")
+    def _default_home_dir_template(self) -> str:
+        from ..data.paths import state_dir
+
+        return str(state_dir() / "homes" / "{username}")
+
+    @default("cmd")
+    def _default_cmd(self):
+        stack = self.dass_selection.stack if self.dass_selection else None
+        python = Path(stack.python if stack else os.sys.executable)
+        return [str(python.parent / "jupyterhub-singleuser")]
+
+    @default("args")
+    def _default_args(self):
+        return ["--allow-root"] if os.geteuid() == 0 else []
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.home_dir) / ".dass" / "session.json"
+
+    def get_env(self):
+        env = super().get_env()
+        env["DASS_SESSION_MANIFEST"] = str(self.manifest_path)
+        selection = self.dass_selection
+        if selection is not None:
+            env["DASS_STACK"] = selection.stack.name
+            threads = str(max(1, int(selection.size.cpu)))
+            for key in THREAD_ENV:
+                env[key] = threads
+        env["JUPYTER_CONFIG_PATH"] = str(self._lab_config_dir())
+        env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
+        return env
+
+    def _lab_config_dir(self) -> Path:
+        """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet)."""
+        from ..data.paths import state_dir
+
+        folder = state_dir() / "jupyter-config"
+        page = folder / "labconfig" / "page_config.json"
+        if not page.exists():
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(
+                '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}\n'
+            )
+        return folder
+
+    def make_preexec_fn(self, name):
+        prepare = super().make_preexec_fn(name)
+        limit = None
+        if self.enforce_memory_limit and self.mem_limit:
+            limit = int(self.mem_limit) + self.memory_headroom_gib * 1024**3
+
+        def preexec():
+            prepare()
+            if limit:
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        return preexec
+
+    def _prepare_home(self, selection: Selection) -> None:
+        from ..data.mount import mount_datasets, write_manifest
+
+        home = Path(self.home_dir)
+        home.mkdir(parents=True, exist_ok=True)
+        mounts = home / "datasets"
+        if mounts.exists() or mounts.is_symlink():
+            _remove_tree(mounts)
+        entries = mount_datasets(self.storage, list(selection.datasets), home)
+        write_manifest(
+            self.manifest_path,
+            stack=selection.stack.name,
+            size=selection.size.name,
+            storage_url=self.storage.url,
+            storage_options=self.storage.storage_options,
+            entries=entries,
+        )
+        source = self.registry.landing_notebook_path(selection.stack).parent
+        target = home / "notebooks" / selection.stack.name
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            for nb in source.glob("*.ipynb"):
+                if not (target / nb.name).exists():
+                    shutil.copy2(nb, target / nb.name)
+
+    async def start(self):
+        selection = self.dass_selection
+        if selection is None:  # e.g. a spawner restored without passing apply_user_options
+            selection = self.validate_options(self.user_options)
+            self.apply_selection(selection)
+        else:
+            # check access again at start: the catalogue may have changed since the form
+            self.validate_options(selection.to_user_options())
+        await asyncio.to_thread(self._prepare_home, selection)
+        self.cmd = self._default_cmd()
+        return await super().start()
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a mount folder, including read-only copies (never follows symlinks)."""
+
+    def _onerror(func, p, exc):
+        os.chmod(os.path.dirname(p), 0o755)
+        if os.path.isdir(p) and not os.path.islink(p):
+            os.chmod(p, 0o755)
+        func(p)
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return
+    for root, dirs, _files in os.walk(path):
+        os.chmod(root, 0o755)
+        for d in dirs:
+            full = os.path.join(root, d)
+            if not os.path.islink(full):
+                os.chmod(full, 0o755)
+    shutil.rmtree(path, onerror=_onerror)

@@ -1,0 +1,210 @@
+"""The registry of analysis stacks and hardware sizes.
+
+Stacks and sizes are data: the built-in ones live in ``stacks.yaml`` beside this module and a
+deployer merges changes over them with ``c.StackRegistry.stacks`` and ``c.StackRegistry.sizes``.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from traitlets import Dict, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..data.access import Identity
+
+BUILTIN = Path(__file__).with_name("stacks.yaml")
+
+
+class StackConfigError(ValueError):
+    """A stack or size definition is invalid (a deployer's configuration error)."""
+
+
+@dataclass(frozen=True)
+class Size:
+    """A hardware size a session or job runs with."""
+
+    name: str
+    display_name: str
+    cpu: float
+    mem_gib: float
+    groups: tuple[str, ...] = ()
+
+    @property
+    def mem_bytes(self) -> int:
+        return int(self.mem_gib * 1024**3)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["groups"] = list(self.groups)
+        return d
+
+
+@dataclass(frozen=True)
+class Stack:
+    """An analysis stack: what a session or job runs, and where."""
+
+    name: str
+    display_name: str
+    description: str
+    landing_notebook: str
+    default_size: str
+    allowed_sizes: tuple[str, ...]
+    technique: str = ""
+    extra: str = ""
+    image: str = ""
+    environment: str = ""
+    file_types: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    notebooks: dict[str, str] = field(default_factory=dict)
+
+    def allows(self, identity: Identity) -> bool:
+        """Whether this identity may use the stack (empty ``groups``: everyone)."""
+        return identity.admin or not self.groups or bool(identity.groups & set(self.groups))
+
+    @property
+    def python(self) -> str:
+        """The Python executable of the stack's environment."""
+        if self.environment:
+            return str(Path(self.environment) / "bin" / "python")
+        return sys.executable
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("allowed_sizes", "file_types", "groups"):
+            d[key] = list(d[key])
+        return d
+
+
+_STACK_FIELDS = set(Stack.__dataclass_fields__)
+_SIZE_FIELDS = set(Size.__dataclass_fields__)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for name, spec in (override or {}).items():
+        if spec is None:
+            merged.pop(name, None)  # a deployer removes a built-in with None
+        elif isinstance(spec, dict):
+            merged[name] = {**merged.get(name, {}), **spec}
+        else:
+            raise StackConfigError(f"{name!r}: expected a dict of fields or None, got {spec!r}")
+    return merged
+
+
+class StackRegistry(LoggingConfigurable):
+    """All analysis stacks and sizes of this deployment."""
+
+    stacks = Dict(
+        help="""
+        Analysis stacks, merged over the built-in ones (sem, kmap, stm) field by field.
+
+        Each key is a stack name; each value a dict with any of: ``display_name``,
+        ``description``, ``landing_notebook`` (path below ``notebooks_dir``), ``default_size``,
+        ``allowed_sizes`` (list of size names), ``technique``, ``file_types`` (list of
+        suffixes), ``groups`` (hub groups allowed to use it; empty: everyone), ``environment``
+        (prefix of the Python environment the stack runs in on one machine; empty: the
+        platform's own), ``image`` (container image on Kubernetes), ``extra`` (the `dass`
+        extra that installs its libraries). Set a built-in stack to ``None`` to remove it.
+
+        Example::
+
+            c.StackRegistry.stacks = {"kmap": {"groups": ["beamline-id01"]}, "stm": None}
+        """,
+    ).tag(config=True)
+
+    sizes = Dict(
+        help="""
+        Hardware sizes, merged over the built-in ones (small, medium, large).
+
+        Each value: ``display_name``, ``cpu`` (cores), ``mem_gib`` (GiB), optionally
+        ``groups`` (hub groups allowed to use it; empty: everyone). Example::
+
+            c.StackRegistry.sizes = {"xl": {"display_name": "XL: 8 CPU, 32 GiB",
+                                           "cpu": 8, "mem_gib": 32, "groups": ["staff"]}}
+        """,
+    ).tag(config=True)
+
+    notebooks_dir = Unicode(
+        help="""Folder holding the stacks' notebooks (`<stack>/welcome.ipynb`, ...).
+
+        Default: the `notebooks/` folder of the dass source tree.""",
+    ).tag(config=True)
+
+    @default("notebooks_dir")
+    def _default_notebooks_dir(self) -> str:
+        return str(Path(__file__).resolve().parents[2] / "notebooks")
+
+    @cached_property
+    def _builtin(self) -> dict:
+        return yaml.safe_load(BUILTIN.read_text())
+
+    @cached_property
+    def all_sizes(self) -> dict[str, Size]:
+        sizes = {}
+        for name, spec in _merge(self._builtin["sizes"], self.sizes).items():
+            unknown = set(spec) - _SIZE_FIELDS
+            if unknown:
+                raise StackConfigError(f"size {name!r}: unknown fields {sorted(unknown)}")
+            try:
+                sizes[name] = Size(
+                    name=name,
+                    display_name=str(spec.get("display_name", name)),
+                    cpu=float(spec["cpu"]),
+                    mem_gib=float(spec["mem_gib"]),
+                    groups=tuple(spec.get("groups", ())),
+                )
+            except (KeyError, TypeError, ValueError) as e:
+                raise StackConfigError(f"size {name!r}: needs numeric cpu and mem_gib ({e})") from e
+        return sizes
+
+    @cached_property
+    def all_stacks(self) -> dict[str, Stack]:
+        stacks = {}
+        for name, spec in _merge(self._builtin["stacks"], self.stacks).items():
+            unknown = set(spec) - _STACK_FIELDS
+            if unknown:
+                raise StackConfigError(f"stack {name!r}: unknown fields {sorted(unknown)}")
+            spec = {**spec, "name": name}
+            for key in ("allowed_sizes", "file_types", "groups"):
+                spec[key] = tuple(spec.get(key, ()))
+            spec.setdefault("display_name", name)
+            spec.setdefault("description", "")
+            try:
+                stack = Stack(**spec)
+            except TypeError as e:
+                raise StackConfigError(f"stack {name!r}: {e}") from e
+            missing = [s for s in (*stack.allowed_sizes, stack.default_size) if s not in self.all_sizes]
+            if missing:
+                raise StackConfigError(f"stack {name!r}: unknown sizes {missing}")
+            if stack.default_size not in stack.allowed_sizes:
+                raise StackConfigError(
+                    f"stack {name!r}: default_size {stack.default_size!r} is not in allowed_sizes"
+                )
+            stacks[name] = stack
+        return stacks
+
+    def get(self, name: str) -> Stack | None:
+        return self.all_stacks.get(name)
+
+    def for_identity(self, identity: Identity) -> list[Stack]:
+        """The stacks this identity may use, in declaration order."""
+        return [s for s in self.all_stacks.values() if s.allows(identity)]
+
+    def sizes_for(self, stack: Stack, identity: Identity) -> list[Size]:
+        """The sizes of a stack this identity may use."""
+        out = []
+        for name in stack.allowed_sizes:
+            size = self.all_sizes[name]
+            if identity.admin or not size.groups or identity.groups & set(size.groups):
+                out.append(size)
+        return out
+
+    def landing_notebook_path(self, stack: Stack) -> Path:
+        return Path(self.notebooks_dir) / stack.landing_notebook

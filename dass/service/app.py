@@ -1,0 +1,371 @@
+"""The dass service application: a JupyterHub-managed service serving the REST API and pages.
+
+JupyterHub starts it as a subprocess (``c.JupyterHub.services``) with the environment
+variables of a managed service (``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``,
+``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_CLIENT_ID``,
+``JUPYTERHUB_OAUTH_CALLBACK_URL``, ``JUPYTERHUB_OAUTH_ACCESS_SCOPES``…); the traits below take
+their defaults from them. The dass configuration file (``--config`` / ``$DASS_CONFIG``) sets
+the storage, the catalogue and the stacks, and may override any trait here
+(``c.DassService.…``) or of JupyterHub's ``HubOAuth`` client (``c.HubOAuth.…``).
+
+Run it with ``python -m dass.service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import jinja2
+import yaml
+from jupyterhub.services.auth import HubOAuth
+from sqlalchemy.engine import make_url
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.log import access_log, app_log, gen_log
+from tornado.netutil import bind_sockets
+from traitlets import Bytes, Float, Integer, Unicode, default, validate
+from traitlets.config import Application, catch_config_error
+
+import dass
+
+from ..config import ConfigFileError, config_path, load_config
+from ..data.catalog import Catalog
+from ..data.errors import DassDataError, StorageError
+from ..data.storage import Storage
+from ..hub.stacks import StackConfigError, StackRegistry
+from .auth import IdentityResolver
+from .handlers import NotFoundHandler, default_handlers
+
+__all__ = ["DassService", "main"]
+
+HERE = Path(__file__).resolve().parent
+OPENAPI_FILE = HERE / "openapi.yaml"
+TEMPLATES = HERE / "templates"
+
+
+class ServiceStartError(Exception):
+    """The service cannot start (a configuration or environment problem, said how to fix)."""
+
+
+def load_openapi() -> dict[str, Any]:
+    """The OpenAPI document of the service (``openapi.yaml``) as a dict."""
+    doc = yaml.safe_load(OPENAPI_FILE.read_text(encoding="utf-8"))
+    doc.setdefault("info", {})["version"] = dass.__version__
+    return doc
+
+
+class DassService(Application):
+    """The dass service: REST API and pages behind JupyterHub's OAuth."""
+
+    name = "dass-service"
+    description = "The dass service: datasets, stacks and jobs of the dass platform, behind JupyterHub."
+    version = dass.__version__
+
+    aliases = {
+        "config": "DassService.config_file",
+        "ip": "DassService.ip",
+        "port": "DassService.port",
+        "base-url": "DassService.base_url",
+        "log-level": "Application.log_level",
+    }
+
+    ip = Unicode(
+        help="""Interface the service listens on.
+
+        Default: the host of ``$JUPYTERHUB_SERVICE_URL`` (set by JupyterHub for a managed
+        service), else ``127.0.0.1``. Use ``0.0.0.0`` in a container whose proxy reaches it
+        from outside.""",
+    ).tag(config=True)
+
+    port = Integer(
+        help="""Port the service listens on.
+
+        Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else 10101. ``0`` picks a free port
+        (see ``bound_port`` once started).""",
+    ).tag(config=True)
+
+    base_url = Unicode(
+        help="""URL prefix of every route of the service, as the proxy forwards it.
+
+        Default: ``$JUPYTERHUB_SERVICE_PREFIX``, else ``/services/dass/``. Always starts and
+        ends with ``/``.""",
+    ).tag(config=True)
+
+    config_file = Unicode(
+        help="""The dass configuration file (a traitlets Python file, ``dass_config.py``) with
+        the ``c.Storage``, ``c.Catalog`` and ``c.StackRegistry`` sections shared with the hub.
+
+        Default: ``$DASS_CONFIG`` (the launcher sets it), else none (built-in defaults).
+        Settings given on the command line win over the file.""",
+    ).tag(config=True)
+
+    identity_cache_seconds = Float(
+        5.0,
+        help="""Seconds a user's hub groups and admin flag are reused before the service asks
+        the hub again (``GET /hub/api/users/{name}``). A group change on the hub shows in the
+        service within this time; ``0`` asks on every request.""",
+    ).tag(config=True)
+
+    hub_timeout = Float(
+        10.0,
+        help="""Seconds to wait for the hub when looking up a user before answering 503.""",
+    ).tag(config=True)
+
+    cookie_secret = Bytes(
+        help="""Secret that signs the service's login cookie (the hub OAuth token, stored
+        after login).
+
+        Default: random at each start, so browsers sign in again (silently, through the hub)
+        after a restart. Set it (32 random bytes) when several replicas serve the same
+        ``base_url``.""",
+    ).tag(config=True)
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        # JupyterHub's format, so the hub's and the service's lines read alike in one log
+        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s %(module)s:%(lineno)d] %(message)s"
+
+    @default("log_datefmt")
+    def _default_log_datefmt(self) -> str:
+        return "%Y-%m-%d %H:%M:%S"
+
+    @default("cookie_secret")
+    def _default_cookie_secret(self) -> bytes:
+        return secrets.token_bytes(32)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname if url else None) or "127.0.0.1"
+
+    @default("port")
+    def _default_port(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        if url:
+            parsed = urlparse(url)
+            if parsed.port is not None:
+                return parsed.port
+            return 443 if parsed.scheme == "https" else 80
+        return 10101
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/services/dass/"
+
+    @validate("base_url")
+    def _validate_base_url(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"] or "/"
+        if not value.startswith("/"):
+            value = "/" + value
+        if not value.endswith("/"):
+            value += "/"
+        return value
+
+    @default("config_file")
+    def _default_config_file(self) -> str:
+        path = config_path()
+        return str(path) if path else ""
+
+    # set by initialize()
+    storage: Storage
+    catalog: Catalog
+    stack_registry: StackRegistry
+    hub_auth: HubOAuth
+    identity_resolver: IdentityResolver
+    web_app: web.Application
+    http_server: HTTPServer | None = None
+    bound_port: int | None = None
+
+    @property
+    def classes(self) -> list:  # shown by --help-all
+        return [DassService, Storage, Catalog, StackRegistry, HubOAuth]
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)  # parses the command line
+        self.load_config_file_()
+        self.init_data()
+        self.init_hub_auth()
+        self.init_webapp()
+
+    def load_config_file_(self) -> None:
+        """Load the dass configuration file; the command line keeps priority over it."""
+        if not self.config_file:
+            self.log.info("dass service: no configuration file (set --config or $DASS_CONFIG); using defaults")
+            return
+        self.update_config(load_config(self.config_file))
+        self.update_config(self.cli_config)
+        self.log.info("dass service: configuration from %s", self.config_file)
+
+    def init_logging(self) -> None:
+        """Send tornado's loggers (and HubAuth's, which logs to ``tornado.application``) to
+        this application's log. Global, so done by :meth:`start` only, not by tests that
+        serve in-process."""
+        for logger in (app_log, access_log, gen_log):
+            logger.name = self.log.name
+        tornado_log = logging.getLogger("tornado")
+        tornado_log.propagate = True
+        tornado_log.parent = self.log
+        tornado_log.setLevel(self.log.level)
+
+    def init_data(self) -> None:
+        self.storage = Storage(parent=self)
+        try:
+            self.storage.check()
+        except StorageError as e:
+            # the catalogue still answers; jobs and sessions will fail until storage is fixed
+            self.log.warning("dass service: the repository storage is not usable: %s", e)
+        self.catalog = Catalog(parent=self)
+        self.catalog.upgrade()
+        self.stack_registry = StackRegistry(parent=self)
+        self.stack_registry.all_stacks  # noqa: B018 - a bad stack definition fails at start
+        self.log.info(
+            "dass service: catalogue %s, storage %s, stacks %s",
+            make_url(self.catalog.db_url).render_as_string(hide_password=True),
+            self.storage.url,
+            ", ".join(self.stack_registry.all_stacks),
+        )
+
+    def init_hub_auth(self) -> None:
+        self.hub_auth = HubOAuth(parent=self, base_url=self.base_url)
+        missing = [
+            name
+            for name, value in (
+                ("api_token ($JUPYTERHUB_API_TOKEN)", self.hub_auth.api_token),
+                ("oauth_client_id ($JUPYTERHUB_CLIENT_ID)", self.hub_auth.oauth_client_id),
+            )
+            if not value
+        ]
+        if missing:
+            raise ServiceStartError(
+                f"no {' and no '.join(missing)} to authenticate with JupyterHub: the dass service "
+                "must be started by JupyterHub as a managed service (c.JupyterHub.services, which "
+                "sets $JUPYTERHUB_API_TOKEN, $JUPYTERHUB_CLIENT_ID and $JUPYTERHUB_API_URL), or be "
+                "given c.HubOAuth.api_token, c.HubOAuth.oauth_client_id and c.HubOAuth.api_url"
+            )
+        if not self.hub_auth.access_scopes:
+            self.log.warning(
+                "dass service: no access scopes ($JUPYTERHUB_OAUTH_ACCESS_SCOPES or "
+                "$JUPYTERHUB_SERVICE_NAME unset): every hub user and service is allowed"
+            )
+        self.identity_resolver = IdentityResolver(
+            self.hub_auth, cache_seconds=self.identity_cache_seconds, timeout=self.hub_timeout
+        )
+        self.log.info("dass service: hub API %s, OAuth client %s", self.hub_auth.api_url, self.hub_auth.oauth_client_id)
+
+    def init_webapp(self) -> None:
+        jinja_env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            autoescape=jinja2.select_autoescape(["html"]),
+            undefined=jinja2.StrictUndefined,
+        )
+        handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in default_handlers]
+        if self.base_url != "/":
+            handlers.append((self.base_url.rstrip("/"), web.RedirectHandler, {"url": self.base_url}))
+        settings = dict(
+            log=self.log,
+            base_url=self.base_url,
+            hub_auth=self.hub_auth,
+            identity_resolver=self.identity_resolver,
+            catalog=self.catalog,
+            storage=self.storage,
+            stack_registry=self.stack_registry,
+            jinja2_env=jinja_env,
+            openapi=load_openapi(),
+            cookie_secret=self.cookie_secret,
+            login_url=self.hub_auth.login_url,
+            default_handler_class=NotFoundHandler,
+            log_function=self.log_request,
+        )
+        self.web_app = web.Application(handlers, **settings)
+
+    def log_request(self, handler: web.RequestHandler) -> None:
+        """Access log: errors loud, health checks quiet."""
+        status = handler.get_status()
+        request = handler.request
+        if status >= 500:
+            log_method = self.log.error
+        elif status >= 400:
+            log_method = self.log.warning
+        elif request.path.endswith("/api/health"):
+            log_method = self.log.debug
+        else:
+            log_method = self.log.info
+        user = getattr(getattr(handler, "identity", None), "name", None) or "-"
+        log_method(
+            "%d %s %s (%s) %.1fms",
+            status,
+            request.method,
+            request.uri,
+            user,
+            1000.0 * request.request_time(),
+        )
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT in the main thread), then shut down."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stopping = asyncio.Event()
+        handled: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or not supported: stop() still works
+        sockets = bind_sockets(self.port, self.ip)
+        self.bound_port = sockets[0].getsockname()[1]
+        self.http_server = HTTPServer(self.web_app, xheaders=True)
+        self.http_server.add_sockets(sockets)
+        self.log.info("dass service %s listening on http://%s:%s%s", dass.__version__, self.ip, self.bound_port, self.base_url)
+        try:
+            await self._stopping.wait()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            self.http_server.stop()
+            try:
+                await asyncio.wait_for(self.http_server.close_all_connections(), 5)
+            except asyncio.TimeoutError:
+                self.log.warning("dass service: connections still open after 5 s; closing anyway")
+            self.catalog.dispose()
+            self.log.info("dass service stopped")
+
+    def _on_signal(self, sig: int) -> None:
+        self.log.info("dass service: received %s, shutting down", signal.Signals(sig).name)
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Ask a running :meth:`serve` to shut down (from any thread)."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stopping.set)
+
+    def start(self) -> None:
+        """Run the service until SIGTERM or SIGINT."""
+        self.init_logging()
+        asyncio.run(self.serve())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m dass.service``."""
+    app = DassService()
+    try:
+        app.initialize(argv)
+    except (ServiceStartError, ConfigFileError, DassDataError, StackConfigError) as e:
+        app.log.critical("dass service cannot start: %s", e)
+        raise SystemExit(1) from None
+    app.start()

@@ -1,0 +1,275 @@
+"""Test support: free ports, a moto S3 server, a real dass platform, kernel execution.
+
+Nothing here mocks the platform: :class:`PlatformProcess` runs ``dass up`` (the real hub,
+proxy, dass service and idle culler) in a subprocess on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the thing is still starting
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+class MotoServer:
+    """A real S3 endpoint on loopback (moto in server mode)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        moto = Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: requests.get(self.endpoint, timeout=1).ok, 30, "moto_server")
+
+    @property
+    def options(self) -> dict:
+        return {"endpoint_url": self.endpoint, "key": "testing", "secret": "testing"}
+
+    def make_bucket(self, name: str) -> None:
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=name)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class PlatformProcess:
+    """``dass up`` with a generated config on free ports, in its own state folder."""
+
+    def __init__(self, state: Path, *, storage_url: str | None = None, storage_options=None,
+                 extra_config: str = "", name: str = "platform"):
+        self.state = state
+        self.name = name
+        state.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = uuid.uuid4().hex
+        self.storage_url = storage_url or f"file://{state / 'repository'}"
+        self.config_file = state / "dass_config.py"
+        lines = [
+            f"c.Platform.port = {self.port}",
+            f"c.Platform.hub_port = {free_port()}",
+            f"c.Platform.proxy_api_port = {free_port()}",
+            f"c.Platform.service_port = {free_port()}",
+            f"c.Storage.url = {self.storage_url!r}",
+            f"c.Storage.options = {storage_options or {}!r}",
+            "c.JupyterHub.services = [{'name': 'dass-tests', 'api_token': %r}]" % self.admin_token,
+            "c.JupyterHub.load_roles = [{'name': 'dass-tests', 'services': ['dass-tests'], 'scopes': "
+            "['admin:users', 'admin:servers', 'access:servers', 'tokens', 'admin:groups', "
+            "'list:users', 'read:users', 'access:services']}]",
+            extra_config,
+        ]
+        self.config_file.write_text("\n".join(lines) + "\n")
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        env = dict(os.environ, DASS_STATE_DIR=str(state))
+        env.pop("DASS_CONFIG", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dass", "--config", str(self.config_file), "up"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        self.started = time.monotonic()
+        try:
+            wait_for(self._ready, 90, f"the platform at {self.url} (log: {self.log_path})")
+        except Exception:
+            self.stop()
+            raise
+        self.ready_after = time.monotonic() - self.started
+        self.secrets = json.loads((state / "secrets.json").read_text())
+        self._tokens: dict[str, str] = {}
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"dass up exited with {self.proc.returncode}; see {self.log_path}")
+        hub = requests.get(f"{self.url}/hub/api/", timeout=2)
+        svc = requests.get(f"{self.url}/services/dass/api/health", timeout=2)
+        return hub.ok and svc.ok
+
+    # -- hub API ------------------------------------------------------------------------
+    def api(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        headers = {"Authorization": f"token {token or self.admin_token}"}
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kw)
+
+    def token_for(self, user: str) -> str:
+        if user not in self._tokens:
+            r = self.api("POST", f"/users/{user}", json={})
+            assert r.status_code in (201, 409), r.text  # 409: exists already
+            r = self.api("POST", f"/users/{user}/tokens", json={"note": "dass tests"})
+            assert r.status_code == 201, r.text
+            self._tokens[user] = r.json()["token"]
+        return self._tokens[user]
+
+    def service(self, method: str, path: str, user: str, **kw) -> requests.Response:
+        headers = {"Authorization": f"token {self.token_for(user)}"}
+        return requests.request(
+            method, f"{self.url}/services/dass/{path}", headers=headers, timeout=30, **kw
+        )
+
+    def spawn(self, user: str, options: dict | None, timeout: float = 90) -> requests.Response:
+        """Spawn via REST; returns the response (waits for readiness when accepted)."""
+        r = self.api("POST", f"/users/{user}/server", json=options if options is not None else {})
+        if r.status_code in (201, 202):
+            self.wait_ready(user, timeout)
+        return r
+
+    def wait_ready(self, user: str, timeout: float = 90):
+        def ready():
+            model = self.api("GET", f"/users/{user}").json()
+            server = model.get("servers", {}).get("")
+            if server is None and not model.get("pending"):
+                raise RuntimeError(f"server of {user} is gone: {model}")
+            return server and server.get("ready")
+
+        wait_for(ready, timeout, f"the server of {user}", interval=0.5)
+
+    def stop_server(self, user: str, timeout: float = 60):
+        r = self.api("DELETE", f"/users/{user}/server")
+        assert r.status_code in (202, 204, 400), r.text
+
+        def gone():
+            model = self.api("GET", f"/users/{user}").json()
+            return "" not in model.get("servers", {}) and not model.get("pending")
+
+        wait_for(gone, timeout, f"the server of {user} to stop", interval=0.5)
+
+    def run_in_kernel(self, user: str, code: str, timeout: float = 60) -> str:
+        return run_in_kernel(f"{self.url}/user/{user}", self.token_for(user), code, timeout)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def interrupt(self, timeout: float = 60) -> int:
+        """Ctrl-C, as a person would give it; returns the exit status."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+        return self.proc.returncode
+
+    def stop(self):
+        self.interrupt()
+        for p in leftover_processes(self.state):
+            try:
+                p.kill()
+            except Exception:
+                pass
+
+
+def leftover_processes(state: Path) -> list:
+    """Processes still running that belong to the platform of this state folder."""
+    import psutil
+
+    marker = str(state)
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            if p.pid == os.getpid():
+                continue
+            text = " ".join(p.info["cmdline"] or []) + " " + json.dumps(p.info.get("environ") or {})
+            if marker in text:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def run_in_kernel(server_url: str, token: str, code: str, timeout: float = 60) -> str:
+    """Execute ``code`` in a new kernel of a Jupyter server; return its stdout (raise on error)."""
+    import websocket
+
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{server_url}/api/kernels", headers=headers, json={"name": "python3"}, timeout=30)
+    r.raise_for_status()
+    kernel = r.json()["id"]
+    ws_url = re.sub("^http", "ws", server_url) + f"/api/kernels/{kernel}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))
+    out, error = [], None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                error = "\n".join(msg["content"]["traceback"])
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+    finally:
+        ws.close()
+        requests.delete(f"{server_url}/api/kernels/{kernel}", headers=headers, timeout=30)
+    if error:
+        raise RuntimeError(f"kernel raised:\n{error}")
+    return "".join(out)
+
+
+def login(base_url: str, user: str, password: str) -> requests.Session:
+    """Log in through the hub's HTML login form; returns a session with its cookies."""
+    s = requests.Session()
+    s.get(f"{base_url}/hub/login", timeout=30)
+    xsrf = s.cookies.get("_xsrf")
+    r = s.post(f"{base_url}/hub/login", data={"username": user, "password": password, "_xsrf": xsrf},
+               timeout=30, allow_redirects=False)
+    assert r.status_code == 302, (r.status_code, r.text[:500])
+    return s

@@ -224,6 +224,7 @@ def apply_hub_defaults(c: Config) -> None:
                     f"--timeout={platform.idle_timeout}",
                 ],
                 "api_token": sec["culler_token"],
+                "environment": env,
             }
         )
     hub.services = services

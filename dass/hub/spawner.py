@@ -14,6 +14,7 @@ import datetime
 import os
 import resource
 import shutil
+import sys
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
@@ -173,11 +174,12 @@ class DassSpawnerMixin(Configurable):
         titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals()}
         records = sorted(records, key=lambda r: (r.proposal, r.title))
         proposals = [(p, list(rs)) for p, rs in groupby(records, key=lambda r: r.proposal)]
-        previous = self.orm_spawner.user_options or {} if self.orm_spawner else {}
-        chosen_stack = previous.get("stack") if isinstance(previous, dict) else None
+        previous = self.user_options if isinstance(self.user_options, dict) else {}
+        chosen_stack = previous.get("stack")
         if chosen_stack not in {s.name for s in stacks}:
-            chosen_stack = (self.default_stack or (stacks[0].name if stacks else ""))
+            chosen_stack = self.default_stack or (stacks[0].name if stacks else "")
         stack = self.registry.get(chosen_stack)
+        chosen_datasets = previous.get("datasets") or []
         sizes = []
         for s in stacks:
             for z in self.registry.sizes_for(s, identity):
@@ -187,8 +189,8 @@ class DassSpawnerMixin(Configurable):
             stacks=stacks,
             sizes=sizes,
             chosen_stack=chosen_stack,
-            chosen_size=previous.get("size") if isinstance(previous, dict) else stack.default_size if stack else "",
-            chosen_datasets=set(previous.get("datasets") or []) if isinstance(previous, dict) else set(),
+            chosen_size=previous.get("size") or (stack.default_size if stack else ""),
+            chosen_datasets=set(chosen_datasets) if isinstance(chosen_datasets, list) else set(),
             proposals=proposals,
             proposal_titles=titles,
             max_datasets=self.max_datasets,
@@ -240,9 +242,8 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
 
     @default("cmd")
     def _default_cmd(self):
-        stack = self.dass_selection.stack if self.dass_selection else None
-        python = Path(stack.python if stack else os.sys.executable)
-        return [str(python.parent / "jupyterhub-singleuser")]
+        # the platform's own environment (PATH of the hub may not include it)
+        return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 
     @default("args")
     def _default_args(self):
@@ -317,15 +318,16 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
                     shutil.copy2(nb, target / nb.name)
 
     async def start(self):
-        selection = self.dass_selection
-        if selection is None:  # e.g. a spawner restored without passing apply_user_options
-            selection = self.validate_options(self.user_options)
-            self.apply_selection(selection)
-        else:
-            # check access again at start: the catalogue may have changed since the form
-            self.validate_options(selection.to_user_options())
+        # check access again at start: the catalogue may have changed since the choice
+        options = self.dass_selection.to_user_options() if self.dass_selection else self.user_options
+        try:
+            selection = self.validate_options(options)
+        except SpawnOptionsError as e:
+            raise _reject(str(e)) from None
+        self.apply_selection(selection)
         await asyncio.to_thread(self._prepare_home, selection)
-        self.cmd = self._default_cmd()
+        if selection.stack.environment:  # a stack with an environment of its own
+            self.cmd = [str(Path(selection.stack.python).parent / "jupyterhub-singleuser")]
         return await super().start()
 
 

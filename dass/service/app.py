@@ -195,6 +195,8 @@ class DassService(Application):
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)  # parses the command line
         self.load_config_file_()
+        # resolve the defaults that come from the environment now, not at first use
+        self.ip, self.port, self.base_url = self.ip, self.port, self.base_url
         self.init_data()
         self.init_hub_auth()
         self.init_webapp()

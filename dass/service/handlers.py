@@ -12,7 +12,7 @@ import json
 import logging
 from collections import OrderedDict
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from jupyterhub.utils import url_path_join
@@ -23,6 +23,10 @@ import dass
 from ..data.access import Identity
 from ..data.errors import DassDataError
 from .auth import HubLookupError, HubPermissionError, HubUnavailable, UnknownUser
+
+if TYPE_CHECKING:
+    from ..data.catalog import Catalog
+    from ..hub.stacks import StackRegistry
 
 __all__ = ["ApiError", "BaseHandler", "default_handlers"]
 
@@ -84,11 +88,11 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return self.settings["base_url"]
 
     @property
-    def catalog(self):
+    def catalog(self) -> Catalog:
         return self.settings["catalog"]
 
     @property
-    def stack_registry(self):
+    def stack_registry(self) -> StackRegistry:
         return self.settings["stack_registry"]
 
     @property
@@ -366,7 +370,7 @@ class DatasetHandler(BaseHandler):
         self.write_json(record.to_json())
 
 
-def stacks_json(registry, identity: Identity) -> list[dict[str, Any]]:
+def stacks_json(registry: StackRegistry, identity: Identity) -> list[dict[str, Any]]:
     """The stacks an identity may use, each with the sizes it may use."""
     out = []
     for stack in registry.for_identity(identity):

@@ -155,3 +155,56 @@ def test_s3_repository_mounts_and_reads_the_same(s3_platform):
         _check_session(s3_platform, "alice", ALICE_DATA)
     finally:
         s3_platform.stop_server("alice")
+
+
+def test_embargoed_dataset_stays_hidden_until_its_date(platform, tmp_path):
+    import datetime
+    import subprocess
+    import sys
+
+    meta_file = platform.state / "repository" / "p-2026-002" / "kmap-embargoed-public" / "dataset.json"
+    original = meta_file.read_text()
+
+    def alice_sees():
+        r = platform.service("GET", "api/datasets", "alice", params={"technique": "KMAP"})
+        return "p-2026-002/kmap-embargoed-public" in {d["id"] for d in r.json()["datasets"]}
+
+    def rescan():
+        env = dict(__import__("os").environ, DASS_STATE_DIR=str(platform.state))
+        r = subprocess.run([sys.executable, "-m", "dass", "--config", str(platform.config_file),
+                            "catalog", "scan"], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+    assert not alice_sees()
+    refused = platform.spawn("alice", {"stack": "kmap", "datasets": ["p-2026-002/kmap-embargoed-public"]})
+    assert refused.status_code == 400
+    try:
+        meta = json.loads(original)
+        meta["access"]["embargo_until"] = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
+        meta_file.write_text(json.dumps(meta))
+        rescan()
+        assert alice_sees()
+    finally:
+        meta_file.write_text(original)
+        rescan()
+    assert not alice_sees()
+
+
+def test_size_memory_limit_is_enforced(platform):
+    r = platform.spawn("alice", {"stack": "stm", "size": "small", "datasets": []})
+    assert r.status_code in (201, 202), r.text
+    try:
+        code = (
+            "import resource\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
+            "try:\n"
+            "    block = bytearray(6 * 1024**3)\n"
+            "    print('allocated', soft)\n"
+            "except MemoryError:\n"
+            "    print('MemoryError', soft)\n"
+        )
+        out = platform.run_in_kernel("alice", code).split()
+        assert out[0] == "MemoryError"
+        assert int(out[1]) == (2 + 2) * 1024**3  # size "small" (2 GiB) + headroom (2 GiB)
+    finally:
+        platform.stop_server("alice")

@@ -1,10 +1,11 @@
-"""Fixtures of the dass service tests (the pieces live in :mod:`service_support`)."""
+"""Fixtures of the dass service tests (the pieces live in :mod:`tests.service.service_support`)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
 from tests.service.service_support import FakeHub, LoopThread, RunningService, make_repository, start_service
 
 

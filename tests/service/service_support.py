@@ -316,6 +316,7 @@ def start_service(loop_thread: LoopThread, tmp: Path, api_url: str, db_url: str,
         mp.delenv("DASS_CONFIG", raising=False)
         app = DassService()
         app.initialize([f"--config={config}"])
+    assert (app.ip, app.port, app.base_url) == ("127.0.0.1", 0, PREFIX)  # from the environment
 
     started = threading.Event()
 

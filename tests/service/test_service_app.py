@@ -10,15 +10,9 @@ import time
 
 import pytest
 import requests
-from tests.service.service_support import (
-    PREFIX,
-    free_port,
-    make_repository,
-    service_env,
-    start_service,
-)
 
 from dass.service.app import DassService, load_openapi
+from tests.service.service_support import PREFIX, free_port, make_repository, service_env, start_service
 
 
 def test_traits_default_from_the_managed_service_environment(monkeypatch, tmp_path):

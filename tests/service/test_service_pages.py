@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 import requests
+
 from tests.service.service_support import CLIENT_ID, PREFIX
 
 

@@ -1,0 +1,243 @@
+"""Spawn benchmark: hub start time, and spawn-to-ready of the dass spawner against a plain one.
+
+Run it from the repository root (``make bench`` does)::
+
+    .venv/bin/python bench/spawn.py [--repeats N]
+
+It starts two real platforms with ``dass up`` (:class:`tests.support.PlatformProcess`, on free
+loopback ports, each in its own temporary state folder):
+
+* ``dass``  — the platform as shipped: ``DassLocalSpawner``;
+* ``plain`` — the same platform whose hub uses ``jupyterhub.spawner.SimpleLocalProcessSpawner``
+  (same Python, same ``jupyterhub-singleuser``, JupyterLab as the start page): the reference.
+
+and prints, measured in this one run:
+
+1. hub start: from launching ``dass up`` until the hub API and the dass service answer;
+2. spawn-to-ready: REST spawn (``POST /hub/api/users/alice/server``) until the hub reports the
+   server ready, then the server is stopped (untimed); ``dass`` spawns stack ``sem``, size
+   ``small`` and two datasets, ``plain`` spawns with empty options. One untimed warm-up spawn
+   each, then the two are measured alternately (A B A B ...), N times each;
+3. the ratio dass/plain of the medians against the target (``<= 1.10``).
+
+The figures also go to ``bench/results/spawn.json``. A missed target is reported, never an
+error: the exit status is 0 whenever the measurement itself worked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform as _platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support import PlatformProcess  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "spawn.json"
+TARGET_RATIO = 1.10
+USER = "alice"
+DASS_OPTIONS = {
+    "stack": "sem",
+    "size": "small",
+    "datasets": ["p-2026-001/sem-nanowires", "p-2025-900/sem-reference-public"],
+}
+PLAIN_OPTIONS: dict = {}
+POLL = 0.05  # seconds between readiness checks of a pending spawn
+HUB_TOOK = re.compile(r"User (\S+) took ([0-9.]+) seconds to start")
+
+
+def plain_config(state: Path) -> str:
+    """Hub config of the reference platform: JupyterHub's own local-process spawner."""
+    singleuser = Path(sys.executable).parent / "jupyterhub-singleuser"  # what DassLocalSpawner runs
+    lines = [
+        'c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"',
+        f'c.SimpleLocalProcessSpawner.home_dir_template = {str(state / "homes" / "{username}")!r}',
+        f"c.Spawner.cmd = [{str(singleuser)!r}]",
+        'c.Spawner.default_url = "/lab"',
+    ]
+    if os.geteuid() == 0:
+        lines.append('c.Spawner.args = ["--allow-root"]')
+    return "\n".join(lines)
+
+
+class Runner:
+    """Spawns and stops the server of one user on one platform, timing each spawn."""
+
+    def __init__(self, label: str, proc: PlatformProcess, options: dict):
+        self.label = label
+        self.p = proc
+        self.options = options
+        self.samples: list[float] = []
+        self.stops: list[float] = []
+        self.hub_reported: list[float] = []
+        self._log_seen = 0
+
+    def _hub_took(self) -> float | None:
+        """The hub's own "User alice took X seconds to start" for the spawn just made."""
+        text = self.p.log_path.read_text(errors="replace")
+        found = [float(m.group(2)) for m in HUB_TOOK.finditer(text) if m.group(1) == USER]
+        new = found[self._log_seen:]
+        self._log_seen = len(found)
+        return new[-1] if new else None
+
+    def spawn_once(self, timeout: float = 120) -> float:
+        p = self.p
+        t0 = time.perf_counter()
+        r = p.api("POST", f"/users/{USER}/server", json=self.options)
+        if r.status_code not in (201, 202):
+            raise RuntimeError(f"{self.label}: spawn refused ({r.status_code}): {r.text}")
+        # 201: the spawn finished within slow_spawn_timeout and the server is ready;
+        # 202: still pending, poll the user model until the hub calls it ready
+        while r.status_code != 201:
+            model = p.api("GET", f"/users/{USER}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                break
+            if server is None and not model.get("pending"):
+                raise RuntimeError(f"{self.label}: the server of {USER} is gone; see {p.log_path}")
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"{self.label}: not ready after {timeout}s; see {p.log_path}")
+            time.sleep(POLL)
+        elapsed = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        p.stop_server(USER)
+        self.stops.append(time.perf_counter() - t1)
+        return elapsed
+
+    def measure(self, warmup: bool = False) -> float:
+        elapsed = self.spawn_once()
+        took = self._hub_took()
+        if not warmup:
+            self.samples.append(elapsed)
+            if took is not None:
+                self.hub_reported.append(took)
+        return elapsed
+
+    def summary(self) -> dict:
+        s = self.samples
+        return {
+            "samples_s": [round(x, 4) for x in s],
+            "median_s": round(statistics.median(s), 4),
+            "min_s": round(min(s), 4),
+            "max_s": round(max(s), 4),
+            "hub_reported_median_s": (
+                round(statistics.median(self.hub_reported), 4) if self.hub_reported else None
+            ),
+            "stop_median_s": round(statistics.median(self.stops), 4) if self.stops else None,
+        }
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
+    line = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt.format(*header), line, *(fmt.format(*map(str, r)) for r in rows)])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5, help="timed spawns per spawner (default 5)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary state folders")
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+
+    work = Path(tempfile.mkdtemp(prefix="dass-bench-"))
+    procs: list[PlatformProcess] = []
+    started = time.perf_counter()
+    try:
+        print(f"dass spawn benchmark: {args.repeats} timed spawns per spawner (state in {work})",
+              flush=True)
+        dass_state = work / "dass"
+        p_dass = PlatformProcess(dass_state, name="bench-dass")
+        procs.append(p_dass)
+        print(f"  dass platform ready in {p_dass.ready_after:.2f}s (log: {p_dass.log_path})", flush=True)
+        plain_state = work / "plain"
+        p_plain = PlatformProcess(plain_state, extra_config=plain_config(plain_state),
+                                  name="bench-plain")
+        procs.append(p_plain)
+        print(f"  plain platform ready in {p_plain.ready_after:.2f}s (log: {p_plain.log_path})",
+              flush=True)
+
+        a = Runner("dass", p_dass, DASS_OPTIONS)
+        b = Runner("plain", p_plain, PLAIN_OPTIONS)
+        for r in (a, b):
+            r.p.token_for(USER)  # the user exists before anything is timed
+            w = r.measure(warmup=True)
+            print(f"  warm-up {r.label:<5} {w:.3f}s (untimed)", flush=True)
+        for i in range(args.repeats):
+            for r in (a, b):
+                t = r.measure()
+                print(f"  run {i + 1}/{args.repeats} {r.label:<5} {t:.3f}s", flush=True)
+
+        sa, sb = a.summary(), b.summary()
+        ratio = sa["median_s"] / sb["median_s"]
+        met = ratio <= TARGET_RATIO
+        result = {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {
+                "python": _platform.python_version(),
+                "system": _platform.platform(),
+                "cpus": os.cpu_count(),
+            },
+            "repeats": args.repeats,
+            "hub_start_s": {"dass": round(p_dass.ready_after, 4), "plain": round(p_plain.ready_after, 4)},
+            "spawn_to_ready": {
+                "dass": {"spawner": "dass.hub.spawner.DassLocalSpawner", "options": DASS_OPTIONS, **sa},
+                "plain": {"spawner": "jupyterhub.spawner.SimpleLocalProcessSpawner",
+                          "options": PLAIN_OPTIONS, **sb},
+            },
+            "ratio_dass_over_plain": round(ratio, 4),
+            "target_ratio_max": TARGET_RATIO,
+            "target_met": met,
+        }
+
+        print()
+        print("Hub start (dass up -> hub API and dass service answer)")
+        print(table(
+            [["dass platform", f"{p_dass.ready_after:.3f}"],
+             ["plain-spawner platform", f"{p_plain.ready_after:.3f}"]],
+            ["platform", "seconds"],
+        ))
+        print()
+        print(f"Spawn to ready, user {USER}, {args.repeats} runs each, interleaved (seconds)")
+        rows = []
+        for label, s in (("dass (DassLocalSpawner, sem/small, 2 datasets)", sa),
+                         ("plain (SimpleLocalProcessSpawner)", sb)):
+            hub = s["hub_reported_median_s"]
+            rows.append([label, f"{s['median_s']:.3f}", f"{s['min_s']:.3f}", f"{s['max_s']:.3f}",
+                         "-" if hub is None else f"{hub:.3f}"])
+        print(table(rows, ["spawner", "median", "min", "max", "hub log median"]))
+        print()
+        verdict = "met" if met else "NOT met"
+        print(f"Ratio dass/plain of the medians: {ratio:.3f}   target <= {TARGET_RATIO:.2f}: {verdict}")
+
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"Figures written to {RESULTS.relative_to(ROOT)} "
+              f"(total {time.perf_counter() - started:.0f}s)")
+        return 0
+    finally:
+        for proc in reversed(procs):
+            try:
+                proc.stop()
+            except Exception as e:  # report, keep stopping the others
+                print(f"warning: stopping {proc.name}: {e!r}", file=sys.stderr)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

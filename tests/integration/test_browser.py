@@ -1,0 +1,140 @@
+"""A person in a browser: log in, fill the spawn form, land in JupyterLab, run the landing notebook.
+
+Drives the Debian ``chromium`` (``/usr/bin/chromium``) headless with Python playwright against
+the real platform of the ``platform`` fixture. Skipped when chromium or playwright is missing
+(``playwright install`` is never used: it downloads browsers).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import ARTIFACTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+]
+DATASET = "p-2026-001/sem-nanowires"
+LANDING = "/lab/tree/notebooks/sem/welcome.ipynb"
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        pytest.skip("no chromium at /usr/bin/chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install playwright)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _accept_kernel_dialog(page) -> None:
+    """Accept a "Select Kernel" dialog if JupyterLab shows one (it should not)."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count() and dialog.first.is_visible():
+        accept = dialog.locator("button.jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+
+
+def test_login_spawn_form_and_landing_notebook_in_a_browser(platform, browser):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+    try:
+        # -- log in ------------------------------------------------------------------
+        page.goto(f"{platform.url}/hub/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", platform.secrets["user_password"])
+        page.click("#login_submit, input[type=submit], button[type=submit]")
+        page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+        timings["login"] = time.monotonic() - t0
+
+        # -- the spawn form ------------------------------------------------------------
+        page.goto(f"{platform.url}/hub/spawn")
+        form = page.locator(".dass-spawn-form")
+        expect(form).to_be_visible()
+        for stack in ("sem", "kmap", "stm"):
+            expect(page.locator(f"input[type=radio][name=stack][value={stack}]")).to_have_count(1)
+        expect(page.locator("select[name=size]")).to_be_visible()
+        own = page.locator('fieldset.dass-proposal[data-proposal="p-2026-001"]')
+        expect(own).to_be_visible()
+        expect(own.locator(f'input[type=checkbox][name=datasets][value="{DATASET}"]')).to_have_count(1)
+        expect(page.locator('fieldset.dass-proposal[data-proposal="p-2026-002"]')).to_have_count(0)
+        expect(page.locator('input[name=datasets][value^="p-2026-002/"]')).to_have_count(0)
+
+        page.check("input[type=radio][name=stack][value=sem]")
+        page.select_option("select[name=size]", "small")
+        page.check(f'input[type=checkbox][name=datasets][value="{DATASET}"]')
+        expect(page.locator("input[name=stack][value=sem]")).to_be_checked()
+        expect(page.locator("select[name=size]")).to_have_value("small")
+        page.screenshot(path=str(ARTIFACTS / "browser-spawn-form.png"), full_page=True)
+        timings["form"] = time.monotonic() - t0
+
+        # the JupyterHub "Start" button of the options form
+        page.locator("#spawn_form input[type=submit], #spawn_form button[type=submit]").first.click()
+
+        # -- JupyterLab on the landing notebook -----------------------------------------
+        page.wait_for_url(re.compile(re.escape(f"/user/alice{LANDING}") + r"(\?.*)?$"), timeout=90_000)
+        panel = page.locator(".jp-NotebookPanel")
+        expect(panel).to_be_visible(timeout=90_000)
+        timings["lab"] = time.monotonic() - t0
+
+        cell = panel.locator(".jp-CodeCell").filter(has_text="dass.data.datasets()").first
+        expect(cell).to_be_visible(timeout=30_000)
+        # wait for the kernel to be idle before running (the toolbar shows its status)
+        expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]")).to_have_count(
+            1, timeout=60_000)
+        _accept_kernel_dialog(page)
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        _accept_kernel_dialog(page)
+        output = cell.locator(".jp-OutputArea-output")
+        expect(output.first).to_contain_text(DATASET, timeout=60_000)
+        expect(cell.locator(".jp-InputPrompt")).to_contain_text("[1]")
+        timings["ran cell"] = time.monotonic() - t0
+        page.screenshot(path=str(ARTIFACTS / "browser-jupyterlab.png"))
+        # errors of the notebook (a traceback in any output) would show as .jp-RenderedText[data-mime-type*=error]
+        expect(panel.locator('[data-mime-type="application/vnd.jupyter.stderr"]')).to_have_count(0)
+    except Exception:
+        try:
+            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
+        except Exception:
+            pass
+        raise
+    finally:
+        print("browser timings (s since start):", {k: round(v, 1) for k, v in timings.items()})
+        if console_errors:
+            print("browser console errors:", *console_errors[:20], sep="\n  ")
+        context.close()
+        platform.stop_server("alice")

@@ -56,6 +56,20 @@ DASS_OPTIONS = {
 PLAIN_OPTIONS: dict = {}
 POLL = 0.05  # seconds between readiness checks of a pending spawn
 HUB_TOOK = re.compile(r"User (\S+) took ([0-9.]+) seconds to start")
+STAMP = re.compile(r"^\[[A-Z] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
+# log lines that mark the phases of one spawn (first match after the spawn was requested)
+MARKS = {
+    "request": f"Creating oauth client jupyterhub-user-{USER}",
+    "popen": "jupyterhub-singleuser",  # on the spawner's "Spawning <cmd>" line
+    "serving": "Serving notebooks from local directory",
+    "hub_saw_it": f"User {USER} took ",
+}
+PHASES = {  # name: (from mark, to mark, what it is)
+    "before_process": ("request", "popen", "hub side before Popen: options, checks, home"),
+    "server_boot": ("popen", "serving", "jupyterhub-singleuser imports and starts"),
+    "hub_detect": ("serving", "hub_saw_it", "hub's wait_up polling notices the server"),
+    "to_serving": ("request", "serving", "the first two: spawn without the hub's polling"),
+}
 
 
 def plain_config(state: Path) -> str:
@@ -82,18 +96,32 @@ class Runner:
         self.samples: list[float] = []
         self.stops: list[float] = []
         self.hub_reported: list[float] = []
-        self._log_seen = 0
+        self.phases: dict[str, list[float]] = {k: [] for k in PHASES}
+        self._log_offset = 0
+        self._last_log = ""
+
+    def _log_phases(self, text: str) -> dict[str, float] | None:
+        """Seconds of each phase of the spawn whose log lines are ``text`` (hub log stamps)."""
+        stamps: dict[str, datetime.datetime] = {}
+        for line in text.splitlines():
+            m = STAMP.match(line)
+            if not m:
+                continue
+            for mark, needle in MARKS.items():
+                if mark not in stamps and needle in line and (mark != "popen" or "Spawning" in line):
+                    stamps[mark] = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f")
+        if len(stamps) != len(MARKS):
+            return None
+        return {k: (stamps[b] - stamps[a]).total_seconds() for k, (a, b, _) in PHASES.items()}
 
     def _hub_took(self) -> float | None:
         """The hub's own "User alice took X seconds to start" for the spawn just made."""
-        text = self.p.log_path.read_text(errors="replace")
-        found = [float(m.group(2)) for m in HUB_TOOK.finditer(text) if m.group(1) == USER]
-        new = found[self._log_seen:]
-        self._log_seen = len(found)
-        return new[-1] if new else None
+        found = [float(m.group(2)) for m in HUB_TOOK.finditer(self._last_log) if m.group(1) == USER]
+        return found[-1] if found else None
 
     def spawn_once(self, timeout: float = 120) -> float:
         p = self.p
+        self._log_offset = p.log_path.stat().st_size
         t0 = time.perf_counter()
         r = p.api("POST", f"/users/{USER}/server", json=self.options)
         if r.status_code not in (201, 202):
@@ -111,6 +139,9 @@ class Runner:
                 raise TimeoutError(f"{self.label}: not ready after {timeout}s; see {p.log_path}")
             time.sleep(POLL)
         elapsed = time.perf_counter() - t0
+        with open(p.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            self._last_log = f.read().decode(errors="replace")
         t1 = time.perf_counter()
         p.stop_server(USER)
         self.stops.append(time.perf_counter() - t1)
@@ -123,6 +154,9 @@ class Runner:
             self.samples.append(elapsed)
             if took is not None:
                 self.hub_reported.append(took)
+            phases = self._log_phases(self._last_log)
+            for k, v in (phases or {}).items():
+                self.phases[k].append(v)
         return elapsed
 
     def summary(self) -> dict:
@@ -136,14 +170,23 @@ class Runner:
                 round(statistics.median(self.hub_reported), 4) if self.hub_reported else None
             ),
             "stop_median_s": round(statistics.median(self.stops), 4) if self.stops else None,
+            "phases_median_s": {
+                k: round(statistics.median(v), 4) if v else None for k, v in self.phases.items()
+            },
         }
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain-text table: numbers right-aligned, text left-aligned."""
+
+    def numeric(col: int) -> bool:
+        return all(re.fullmatch(r"[-0-9.]+", str(r[col])) for r in rows)
+
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
+    fmt = "  ".join(("{:>%d}" if numeric(i) else "{:<%d}") % w for i, w in enumerate(widths))
     line = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt.format(*header), line, *(fmt.format(*map(str, r)) for r in rows)])
+    out = [fmt.format(*header), line, *(fmt.format(*map(str, r)) for r in rows)]
+    return "\n".join(x.rstrip() for x in out)
 
 
 def main(argv=None) -> int:
@@ -184,6 +227,9 @@ def main(argv=None) -> int:
 
         sa, sb = a.summary(), b.summary()
         ratio = sa["median_s"] / sb["median_s"]
+        ratio_min = sa["min_s"] / sb["min_s"]
+        serving_a, serving_b = sa["phases_median_s"]["to_serving"], sb["phases_median_s"]["to_serving"]
+        ratio_serving = serving_a / serving_b if serving_a and serving_b else None
         met = ratio <= TARGET_RATIO
         result = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -200,6 +246,8 @@ def main(argv=None) -> int:
                           "options": PLAIN_OPTIONS, **sb},
             },
             "ratio_dass_over_plain": round(ratio, 4),
+            "ratio_of_minimums": round(ratio_min, 4),
+            "ratio_to_serving": None if ratio_serving is None else round(ratio_serving, 4),
             "target_ratio_max": TARGET_RATIO,
             "target_met": met,
         }
@@ -221,8 +269,16 @@ def main(argv=None) -> int:
                          "-" if hub is None else f"{hub:.3f}"])
         print(table(rows, ["spawner", "median", "min", "max", "hub log median"]))
         print()
+        print("Where the time goes: median seconds per phase, from the hub log's timestamps")
+        rows = [[name, "-" if sa["phases_median_s"][name] is None else f"{sa['phases_median_s'][name]:.3f}",
+                 "-" if sb["phases_median_s"][name] is None else f"{sb['phases_median_s'][name]:.3f}", what]
+                for name, (_, _, what) in PHASES.items()]
+        print(table(rows, ["phase", "dass", "plain", "what"]))
+        print()
         verdict = "met" if met else "NOT met"
         print(f"Ratio dass/plain of the medians: {ratio:.3f}   target <= {TARGET_RATIO:.2f}: {verdict}")
+        extra = "" if ratio_serving is None else f"; of request->serving, without the hub's polling: {ratio_serving:.3f}"
+        print(f"(for information: ratio of the minimums {ratio_min:.3f}{extra})")
 
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")

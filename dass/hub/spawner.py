@@ -297,9 +297,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
 
         home = Path(self.home_dir)
         home.mkdir(parents=True, exist_ok=True)
-        mounts = home / "datasets"
-        if mounts.exists() or mounts.is_symlink():
-            _remove_tree(mounts)
+        # mounts of earlier sessions not chosen now are removed; anything a user put there stays
         entries = mount_datasets(self.storage, list(selection.datasets), home)
         write_manifest(
             self.manifest_path,
@@ -330,23 +328,3 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
             self.cmd = [str(Path(selection.stack.python).parent / "jupyterhub-singleuser")]
         return await super().start()
 
-
-def _remove_tree(path: Path) -> None:
-    """Remove a mount folder, including read-only copies (never follows symlinks)."""
-
-    def _onerror(func, p, exc):
-        os.chmod(os.path.dirname(p), 0o755)
-        if os.path.isdir(p) and not os.path.islink(p):
-            os.chmod(p, 0o755)
-        func(p)
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-        return
-    for root, dirs, _files in os.walk(path):
-        os.chmod(root, 0o755)
-        for d in dirs:
-            full = os.path.join(root, d)
-            if not os.path.islink(full):
-                os.chmod(full, 0o755)
-    shutil.rmtree(path, onerror=_onerror)

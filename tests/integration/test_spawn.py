@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.support import login, wait_for
+from tests.support import login
 
 pytestmark = pytest.mark.integration
 

@@ -79,6 +79,8 @@ def can_see(identity: Identity, record_or_metadata: _HasAccess | Any, today: dt.
         return True
     if identity.groups & set(record_or_metadata.access_groups):
         return True
+    if identity.name in set(getattr(record_or_metadata, "access_users", ()) or ()):
+        return True
     if record_or_metadata.public:
         embargo = record_or_metadata.embargo_until
         return embargo is None or embargo <= today

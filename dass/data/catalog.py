@@ -55,6 +55,9 @@ from .metadata import (
 from .paths import state_dir
 from .storage import Storage
 
+#: access principals of single users are stored beside groups with this prefix (reserved in group names)
+USER_PREFIX = "user:"
+
 __all__ = [
     "Base",
     "Proposal",
@@ -169,6 +172,7 @@ class DatasetRecord:
     size_bytes: int
     scanned_at: dt.datetime | None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    access_users: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Dataset) -> DatasetRecord:
@@ -186,7 +190,10 @@ class DatasetRecord:
             public=bool(row.public),
             embargo_until=row.embargo_until,
             synthetic=bool(row.synthetic),
-            access_groups=tuple(sorted(a.group for a in row.access)),
+            access_groups=tuple(sorted(a.group for a in row.access if not a.group.startswith(USER_PREFIX))),
+            access_users=tuple(
+                sorted(a.group[len(USER_PREFIX):] for a in row.access if a.group.startswith(USER_PREFIX))
+            ),
             metadata_sha256=row.metadata_sha256,
             file_count=row.file_count,
             size_bytes=row.size_bytes,
@@ -211,6 +218,7 @@ class DatasetRecord:
             "embargo_until": self.embargo_until.isoformat() if self.embargo_until else None,
             "synthetic": self.synthetic,
             "access_groups": list(self.access_groups),
+            "access_users": list(self.access_users),
             "metadata_sha256": self.metadata_sha256,
             "file_count": self.file_count,
             "size_bytes": self.size_bytes,
@@ -531,7 +539,8 @@ class Catalog(LoggingConfigurable):
             "metadata_sha256": sha256_bytes(data),
             "file_count": len(files),
             "size_bytes": sum(files.values()),
-            "access_groups": list(md.access_groups),
+            # users are stored beside groups as "user:<name>" principals
+            "access_groups": list(md.access_groups) + [USER_PREFIX + u for u in md.access_users],
         }
 
     # -----------------------------------------------------------------------------------------
@@ -548,13 +557,14 @@ class Catalog(LoggingConfigurable):
                 or_(Dataset.embargo_until.is_(None), Dataset.embargo_until <= today),
             )
         ]
-        if identity.groups:
-            clauses.append(
-                exists().where(
-                    DatasetAccess.dataset_id == Dataset.id,
-                    DatasetAccess.group.in_(sorted(identity.groups)),
-                )
+        principals = {g for g in identity.groups if not g.startswith(USER_PREFIX)}
+        principals.add(USER_PREFIX + identity.name)
+        clauses.append(
+            exists().where(
+                DatasetAccess.dataset_id == Dataset.id,
+                DatasetAccess.group.in_(sorted(principals)),
             )
+        )
         return or_(*clauses)
 
     def search(

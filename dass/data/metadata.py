@@ -68,7 +68,7 @@ _TOP_LEVEL = (
 _REQUIRED = ("schema", "title", "creators", "dates", "licence")
 _CREATOR_KEYS = ("name", "affiliation", "orcid")
 _DATE_KEYS = ("created", "collected", "published")
-_ACCESS_KEYS = ("groups", "public", "embargo_until")
+_ACCESS_KEYS = ("groups", "users", "public", "embargo_until")
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ class DatasetMetadata:
     stacks: list[str] = field(default_factory=list)
     domain: dict[str, Any] = field(default_factory=dict)
     access_groups: list[str] = field(default_factory=list)
+    access_users: list[str] = field(default_factory=list)
     public: bool = False
     embargo_until: dt.date | None = None
     checksums: dict[str, str] = field(default_factory=dict)
@@ -328,6 +329,7 @@ def parse_metadata(data: bytes | str, *, path: str, proposal: str) -> DatasetMet
         groups = c.strings(access["groups"], "access.groups")
     else:
         groups = [proposal]
+    users = c.strings(access.get("users", []), "access.users")
     public = c.boolean(access.get("public", False), "access.public")
     embargo_until = c.opt_date(access.get("embargo_until"), "access.embargo_until")
 
@@ -361,6 +363,7 @@ def parse_metadata(data: bytes | str, *, path: str, proposal: str) -> DatasetMet
         stacks=stacks,
         domain=domain,
         access_groups=groups,
+        access_users=users,
         public=public,
         embargo_until=embargo_until,
         checksums=checksums,

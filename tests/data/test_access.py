@@ -58,3 +58,33 @@ def test_identity_accepts_any_collection_of_groups():
     hash(ident)
     with pytest.raises(TypeError):
         Identity("dave", "p1")  # type: ignore[arg-type]
+
+
+def test_named_users_see_a_dataset_besides_its_groups(tmp_path):
+    """access.users (e.g. the owner of a job's results) — in can_see and in the SQL filter."""
+    import json
+
+    from traitlets.config import Config
+
+    from dass.data.catalog import Catalog
+    from dass.data.storage import Storage
+
+    ds = tmp_path / "repo" / "results" / "job-1"
+    ds.mkdir(parents=True)
+    (ds / "dataset.json").write_text(json.dumps({
+        "schema": "dass.dataset/1", "title": "derived", "creators": [{"name": "alice"}],
+        "dates": {"created": "2026-01-01"}, "licence": "CC-BY-4.0",
+        "access": {"groups": ["p1"], "users": ["alice"]},
+    }))
+    cfg = Config()
+    cfg.Storage.url = f"file://{tmp_path / 'repo'}"
+    cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    cat = Catalog(config=cfg)
+    assert not cat.scan(Storage(config=cfg)).errors
+    rec = cat.get("results/job-1")
+    assert rec.access_users == ("alice",) and rec.access_groups == ("p1",)
+    today = dt.date(2026, 1, 2)
+    for who, expected in [(Identity("alice", frozenset()), True), (Identity("carol", frozenset({"p1"})), True),
+                          (Identity("bob", frozenset({"user:alice"})), False), (Identity("bob", frozenset()), False)]:
+        assert can_see(who, rec, today) is expected
+        assert (rec.id in cat.visible(who, [rec.id], today=today)) is expected, who

@@ -238,6 +238,13 @@ def apply_hub_defaults(c: Config) -> None:
             "scopes": ["self", "access:services!service=dass"],
         },
         {
+            # a session's own token (JUPYTERHUB_API_TOKEN) may call the dass service, so that
+            # dass.jobs.submit() works from a notebook
+            "name": "server",
+            "description": "Post activity, and use the dass service as the server's owner",
+            "scopes": ["users:activity!user", "access:servers!server", "access:services!service=dass"],
+        },
+        {
             "name": "dass-service",
             "description": "The dass service reads users and their groups to authorize requests",
             "scopes": ["read:users", "list:users", "read:groups", "list:groups"],

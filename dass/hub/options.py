@@ -18,7 +18,16 @@ OPTION_KEYS = ("stack", "size", "datasets")
 
 
 class SpawnOptionsError(ValueError):
-    """The chosen stack, size or datasets cannot be used; the message says what to fix."""
+    """The chosen stack, size or datasets cannot be used; the message says what to fix.
+
+    ``field`` names the choice at fault (``stack``, ``size``, ``datasets``); ``forbidden`` is
+    true when the user may not use what they chose (an HTTP API answers 403 then).
+    """
+
+    def __init__(self, message: str, *, field: str = "", forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.forbidden = forbidden
 
 
 @dataclass(frozen=True)
@@ -83,37 +92,41 @@ def validate_selection(
         raise SpawnOptionsError("no analysis stack is available to you; ask the facility staff")
     stack_name = options.get("stack") or default_stack or usable[0].name
     if not isinstance(stack_name, str):
-        raise SpawnOptionsError("stack must be a string naming a stack")
+        raise SpawnOptionsError("stack must be a string naming a stack", field="stack")
     stack = registry.get(stack_name)
     names = ", ".join(s.name for s in usable)
     if stack is None:
-        raise SpawnOptionsError(f"unknown stack {stack_name!r}; choose one of: {names}")
+        raise SpawnOptionsError(f"unknown stack {stack_name!r}; choose one of: {names}", field="stack")
     if not stack.allows(identity):
-        raise SpawnOptionsError(f"stack {stack_name!r} is not available to you; choose one of: {names}")
+        raise SpawnOptionsError(
+            f"stack {stack_name!r} is not available to you; choose one of: {names}", field="stack", forbidden=True
+        )
 
     sizes = registry.sizes_for(stack, identity)
     size_name = options.get("size") or stack.default_size
     if not isinstance(size_name, str):
-        raise SpawnOptionsError("size must be a string naming a size")
+        raise SpawnOptionsError("size must be a string naming a size", field="size")
     size = next((s for s in sizes if s.name == size_name), None)
     if size is None:
         allowed = ", ".join(s.name for s in sizes) or "none"
         if size_name in registry.all_sizes:
             raise SpawnOptionsError(
-                f"size {size_name!r} is not available for stack {stack.name!r}; choose one of: {allowed}"
+                f"size {size_name!r} is not available for stack {stack.name!r}; choose one of: {allowed}",
+                field="size",
             )
-        raise SpawnOptionsError(f"unknown size {size_name!r}; choose one of: {allowed}")
+        raise SpawnOptionsError(f"unknown size {size_name!r}; choose one of: {allowed}", field="size")
 
     ids = options.get("datasets") or []
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
-        raise SpawnOptionsError('datasets must be a list of dataset ids like "proposal/dataset"')
+        raise SpawnOptionsError('datasets must be a list of dataset ids like "proposal/dataset"', field="datasets")
     ids = list(dict.fromkeys(ids))  # drop repeats, keep order
     if len(ids) > max_datasets:
         raise SpawnOptionsError(
             f"too many datasets: {len(ids)} chosen, at most {max_datasets} per session; "
-            "choose fewer or start a second named server"
+            "choose fewer or start a second named server",
+            field="datasets",
         )
     visible = catalog.visible(identity, ids, today=today) if ids else {}
     denied = [i for i in ids if i not in visible]
@@ -121,6 +134,8 @@ def validate_selection(
         # one message for "missing" and "forbidden": existence is not revealed
         raise SpawnOptionsError(
             f"dataset(s) {', '.join(map(repr, denied))} do not exist or you may not use them; "
-            "see the datasets of your proposals in the spawn form or GET /services/dass/api/datasets"
+            "see the datasets of your proposals in the spawn form or GET /services/dass/api/datasets",
+            field="datasets",
+            forbidden=True,
         )
     return Selection(stack=stack, size=size, datasets=tuple(visible[i] for i in ids))

@@ -83,6 +83,17 @@ class DassSpawnerMixin(Configurable):
         Empty: the first stack the user may use.""",
     ).tag(config=True)
 
+    service_url = Unicode(
+        help="""URL of the dass service as sessions reach it (``dass.jobs`` uses it, with the
+        session's own hub token). Default: the local service of ``c.Platform.service_port``.""",
+    ).tag(config=True)
+
+    @default("service_url")
+    def _default_service_url(self) -> str:
+        from ..platform import Platform
+
+        return f"http://127.0.0.1:{Platform(config=self.config).service_port}/services/dass/"
+
     catalog_url = Unicode(
         help="""SQLAlchemy URL of the dataset catalogue the spawn form reads.
 
@@ -256,6 +267,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
     def get_env(self):
         env = super().get_env()
         env["DASS_SESSION_MANIFEST"] = str(self.manifest_path)
+        env["DASS_SERVICE_URL"] = self.service_url
         selection = self.dass_selection
         if selection is not None:
             env["DASS_STACK"] = selection.stack.name

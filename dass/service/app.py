@@ -42,6 +42,7 @@ from ..data.storage import Storage
 from ..hub.stacks import StackConfigError, StackRegistry
 from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
+from .jobs_handlers import default_handlers as jobs_handlers
 
 __all__ = ["DassService", "main"]
 
@@ -189,7 +190,10 @@ class DassService(Application):
 
     @property
     def classes(self) -> list:  # shown by --help-all
-        return [DassService, Storage, Catalog, StackRegistry, HubOAuth]
+        from ..jobs.executor import LocalExecutor
+        from ..jobs.manager import JobManager
+
+        return [DassService, Storage, Catalog, StackRegistry, HubOAuth, JobManager, LocalExecutor]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -199,6 +203,7 @@ class DassService(Application):
         self.ip, self.port, self.base_url = self.ip, self.port, self.base_url
         self.init_data()
         self.init_hub_auth()
+        self.init_jobs()
         self.init_webapp()
 
     def load_config_file_(self) -> None:
@@ -266,13 +271,30 @@ class DassService(Application):
         )
         self.log.info("dass service: hub API %s, OAuth client %s", self.hub_auth.api_url, self.hub_auth.oauth_client_id)
 
+    def init_jobs(self) -> None:
+        from ..jobs.manager import JobManager
+
+        resolver = self.identity_resolver
+
+        async def identity_for(name: str):
+            return await resolver.identity({"name": name, "kind": "user"})
+
+        self.job_manager = JobManager(
+            parent=self,
+            catalog=self.catalog,
+            storage=self.storage,
+            registry=self.stack_registry,
+            identity_for=identity_for,
+        )
+
     def init_webapp(self) -> None:
         jinja_env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
-        handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in default_handlers]
+        routes = list(default_handlers) + list(jobs_handlers)
+        handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
         if self.base_url != "/":
             handlers.append((self.base_url.rstrip("/"), web.RedirectHandler, {"url": self.base_url}))
         settings = dict(
@@ -283,6 +305,7 @@ class DassService(Application):
             catalog=self.catalog,
             storage=self.storage,
             stack_registry=self.stack_registry,
+            job_manager=self.job_manager,
             jinja2_env=jinja_env,
             openapi=load_openapi(),
             cookie_secret=self.cookie_secret,
@@ -333,9 +356,11 @@ class DassService(Application):
         self.http_server = HTTPServer(self.web_app, xheaders=True)
         self.http_server.add_sockets(sockets)
         self.log.info("dass service %s listening on http://%s:%s%s", dass.__version__, self.ip, self.bound_port, self.base_url)
+        self.job_manager.start()
         try:
             await self._stopping.wait()
         finally:
+            await self.job_manager.stop()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             self.http_server.stop()

@@ -52,8 +52,11 @@ def test_openapi_is_valid_and_describes_every_route(service):
     assert doc["info"]["version"] == dass.__version__
     assert doc["servers"][0]["url"] == PREFIX.rstrip("/")
     documented = set(doc["paths"])
-    for path, _handler in default_handlers:
+    from dass.service.jobs_handlers import default_handlers as jobs_handlers
+
+    for path, _handler in [*default_handlers, *jobs_handlers]:
         templated = "/" + path.replace("([^/]+)/([^/]+)", "{proposal}/{dataset}")
+        templated = templated.replace("([0-9a-zA-Z]+)", "{id}").replace("(.+)", "{path}")
         assert templated in documented, f"route {path!r} is not in openapi.yaml"
     for path, item in doc["paths"].items():
         for method, op in item.items():

@@ -1,0 +1,204 @@
+"""A small client of the dass jobs API, for scripts, the CLI and notebooks in a session.
+
+Inside a JupyterLab session it needs no arguments: the session's own hub token
+(``$JUPYTERHUB_API_TOKEN``) and the service URL (``$DASS_SERVICE_URL``) are in its environment::
+
+    import dass.jobs
+    job = dass.jobs.submit("sem/service/image_summary.ipynb",
+                           parameters={"input_dataset": "p-2026-001/sem-nanowires"})
+    job = dass.jobs.wait(job["id"])          # prints status changes
+    dass.jobs.download(job["id"], "summary.csv", "summary.csv")
+
+Outside, pass ``url`` and ``token`` (or set ``$DASS_URL`` and ``$DASS_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import requests
+
+DEFAULT_URL = "http://127.0.0.1:8000/services/dass/"
+FINISHED = ("COMPLETED", "FAILED", "STOPPED")
+
+
+class JobsError(Exception):
+    """The service refused a request; ``status`` is the HTTP status, ``message`` its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+        self.message = message
+
+
+class JobsClient:
+    """Talks to the dass service's jobs API with a hub token."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60) -> None:
+        url = url or os.environ.get("DASS_URL") or os.environ.get("DASS_SERVICE_URL") or DEFAULT_URL
+        self.url = url.rstrip("/") + "/"
+        self.token = token or os.environ.get("DASS_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+        if not self.token:
+            raise JobsError(401, "no hub token: pass token=, or set $DASS_TOKEN (create one on the hub's token page)")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {self.token}"
+
+    def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        try:
+            r = self.session.request(method, self.url + path, timeout=kw.pop("timeout", self.timeout), **kw)
+        except requests.ConnectionError as e:
+            raise JobsError(503, f"cannot reach the dass service at {self.url}: {e.__class__.__name__}") from None
+        if r.status_code >= 400:
+            try:
+                message = r.json().get("message") or r.text
+            except ValueError:
+                message = r.text[:500]
+            raise JobsError(r.status_code, message)
+        return r
+
+    # -- the API ---------------------------------------------------------------------------
+    def notebooks(self) -> list[dict]:
+        return self._request("GET", "api/notebooks").json()["notebooks"]
+
+    def submit(
+        self,
+        notebook: str | os.PathLike | dict,
+        parameters: dict | None = None,
+        *,
+        datasets: list[str] | None = None,
+        stack: str | None = None,
+        size: str | None = None,
+        timeout: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        """Submit a job. ``notebook``: a service notebook (``"sem/service/x.ipynb"``), a local
+        ``.ipynb`` file (uploaded), or ``{"home": "path/in/home.ipynb"}``."""
+        body: dict[str, Any] = {"notebook": _notebook_field(notebook)}
+        for key, value in (("parameters", parameters), ("datasets", datasets), ("stack", stack),
+                           ("size", size), ("timeout", timeout), ("idempotency_key", idempotency_key)):
+            if value is not None:
+                body[key] = value
+        return self._request("POST", "api/jobs", json=body).json()
+
+    def get(self, job_id: str) -> dict:
+        return self._request("GET", f"api/jobs/{job_id}").json()
+
+    def list(self, status: str | None = None, limit: int = 100) -> list[dict]:
+        params = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._request("GET", "api/jobs", params=params).json()["jobs"]
+
+    def cancel(self, job_id: str) -> dict:
+        return self._request("POST", f"api/jobs/{job_id}/cancel").json()
+
+    def log(self, job_id: str, offset: int = 0) -> tuple[str, int, str]:
+        """(text from offset, next offset, job status)."""
+        r = self._request("GET", f"api/jobs/{job_id}/log", params={"offset": offset})
+        return r.text, int(r.headers.get("X-Dass-Next-Offset", offset)), r.headers.get("X-Dass-Job-Status", "")
+
+    def follow_log(self, job_id: str, interval: float = 1.0) -> Iterator[str]:
+        """Yield the log as it grows, until the job has finished."""
+        offset = 0
+        while True:
+            text, offset, status = self.log(job_id, offset)
+            if text:
+                yield text
+            if status in FINISHED:
+                text, offset, status = self.log(job_id, offset)
+                if text:
+                    yield text
+                return
+            time.sleep(interval)
+
+    def outputs(self, job_id: str) -> list[dict]:
+        return self._request("GET", f"api/jobs/{job_id}/outputs").json()["outputs"]
+
+    def download(self, job_id: str, path: str, target: str | os.PathLike) -> Path:
+        r = self._request("GET", f"api/jobs/{job_id}/outputs/{path}", stream=True)
+        target = Path(target)
+        tmp = target.with_name(target.name + ".part")
+        with open(tmp, "wb") as f:
+            for chunk in r.iter_content(1024 * 1024):
+                f.write(chunk)
+        tmp.replace(target)
+        return target
+
+    def verify(self, job_id: str) -> dict:
+        return self._request("POST", f"api/jobs/{job_id}/verify", timeout=600).json()
+
+    def wait(self, job_id: str, *, interval: float = 1.0, timeout: float | None = None,
+             report: Callable[[dict], None] | None = None) -> dict:
+        """Wait until the job has finished; ``report`` is called at every status change."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while True:
+            job = self.get(job_id)
+            if job["status"] != last:
+                last = job["status"]
+                if report:
+                    report(job)
+            if job["status"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(interval)
+
+
+def _notebook_field(notebook: Any) -> Any:
+    if isinstance(notebook, dict):
+        return notebook
+    text = str(notebook)
+    path = Path(text)
+    if text.endswith(".ipynb") and path.is_file() and (path.is_absolute() or text.startswith(".") or not _looks_registered(text)):
+        return {"upload": path.read_text(), "name": path.name}
+    return text
+
+
+def _looks_registered(text: str) -> bool:
+    parts = Path(text).parts
+    return len(parts) == 3 and parts[1] == "service"
+
+
+def _default_report(job: dict) -> None:
+    reason = f": {job['reason']}" if job.get("reason") else ""
+    print(f"job {job['id'][:8]} {job['status']}{reason}", file=sys.stderr, flush=True)
+
+
+_client: JobsClient | None = None
+
+
+def client() -> JobsClient:
+    """The client of this process (from the environment), made on first use."""
+    global _client
+    if _client is None:
+        _client = JobsClient()
+    return _client
+
+
+def submit(notebook, parameters=None, **kw) -> dict:
+    """Submit a job with the session's identity; see :meth:`JobsClient.submit`."""
+    return client().submit(notebook, parameters, **kw)
+
+
+def wait(job_id: str, **kw) -> dict:
+    kw.setdefault("report", _default_report)
+    return client().wait(job_id, **kw)
+
+
+def get(job_id: str) -> dict:
+    return client().get(job_id)
+
+
+def download(job_id: str, path: str, target) -> Path:
+    return client().download(job_id, path, target)
+
+
+def dumps(job: dict) -> str:
+    return json.dumps(job, indent=1)

@@ -1,0 +1,620 @@
+"""The job manager: submission, authorization, the queue, execution and results.
+
+It runs inside the dass service. State lives in the service database (:class:`~.model.Job`);
+a scheduling loop starts queued jobs up to ``max_concurrency``, polls running ones, enforces
+timeouts and cancellations, and records results. After a restart it re-adopts runs whose
+process is still alive, finishes those that ended while it was away from their
+``result.json``, and re-queues only jobs whose process never started, so nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from traitlets import Bool, Float, Integer, Type, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..data.access import Identity
+from ..data.catalog import Catalog
+from ..data.errors import DassDataError
+from ..data.paths import state_dir
+from ..data.storage import Storage
+from ..hub.options import SpawnOptionsError, validate_selection
+from ..hub.stacks import StackRegistry
+from .executor import Executor, Handle, LocalExecutor
+from .model import ACTIVE, Job, Status, utcnow
+from .spec import build_execution_spec, build_runner_spec
+
+REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout", "idempotency_key")
+NAME_OK = re.compile(r"^[\w.-]+\.ipynb$")
+
+
+class JobRequestError(Exception):
+    """A refused request: HTTP ``status``, the ``field`` at fault and a message saying what to fix."""
+
+    def __init__(self, status: int, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class NotebookChoice:
+    source: str  # "stack:<path>" | "upload:<name>" | "home:<path>"
+    text: str
+    stack: str | None  # the stack a registered service notebook belongs to
+
+
+class JobManager(LoggingConfigurable):
+    """Accepts, queues, runs and records headless notebook jobs."""
+
+    max_concurrency = Integer(
+        2, help="Jobs run at the same time; more wait in the queue (status QUEUED)."
+    ).tag(config=True)
+    default_timeout = Integer(
+        3600, help="Seconds a job may run when its submission names no timeout."
+    ).tag(config=True)
+    max_timeout = Integer(
+        24 * 3600, help="The longest timeout (seconds) a submission may ask for."
+    ).tag(config=True)
+    cell_timeout = Integer(
+        0, help="Seconds one notebook cell may run (0: only the job's timeout applies)."
+    ).tag(config=True)
+    poll_interval = Float(0.5, help="Seconds between two looks at the queue and the running jobs.").tag(
+        config=True
+    )
+    jobs_dir = Unicode(help="Folder of the jobs' working directories. Default: <state>/jobs.").tag(config=True)
+    results_prefix = Unicode(
+        "results",
+        help="""Folder below the repository root where results go (``<prefix>/job-<id>/``); it
+        is indexed in the catalogue as the pseudo-proposal of that name.""",
+    ).tag(config=True)
+    home_dir_template = Unicode(
+        help="""Home folder of a user's sessions, for notebooks submitted by their path in the
+        home (``{username}`` is replaced). Default: the local spawner's, <state>/homes/{username}.""",
+    ).tag(config=True)
+    max_notebook_bytes = Integer(5 * 1024**2, help="Largest notebook a job accepts (bytes).").tag(config=True)
+    max_datasets = Integer(8, help="The most input datasets of one job.").tag(config=True)
+    memory_headroom_gib = Integer(
+        2, help="GiB added to a size's memory for the runner and kernel (as for sessions)."
+    ).tag(config=True)
+    enforce_memory_limit = Bool(
+        True, help="Apply the size's memory as RLIMIT_AS to the job's processes."
+    ).tag(config=True)
+    executor_class = Type(
+        LocalExecutor,
+        klass=Executor,
+        help="The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this machine).",
+    ).tag(config=True)
+
+    @default("jobs_dir")
+    def _default_jobs_dir(self) -> str:
+        return str(state_dir() / "jobs")
+
+    @default("home_dir_template")
+    def _default_home_dir_template(self) -> str:
+        return str(state_dir() / "homes" / "{username}")
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        storage: Storage,
+        registry: StackRegistry,
+        identity_for: Callable[[str], Awaitable[Identity]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.catalog = catalog
+        self.storage = storage
+        self.registry = registry
+        self.identity_for = identity_for
+        self.executor: Executor = self.executor_class(parent=self)
+        self._sessions = sessionmaker(catalog.engine, expire_on_commit=False)
+        self._running: dict[str, Handle] = {}
+        self._killing: set[str] = set()
+        self._timed_out: set[str] = set()
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _db(self) -> Session:
+        return self._sessions()
+
+    def workdir(self, job_id: str) -> Path:
+        return Path(self.jobs_dir) / job_id
+
+    def service_notebooks(self) -> list[dict[str, Any]]:
+        """The stacks' registered service notebooks (``notebooks/<stack>/service/*.ipynb``)."""
+        from .params import inspect_parameters
+
+        out = []
+        base = Path(self.registry.notebooks_dir)
+        for stack in self.registry.all_stacks.values():
+            for nb in sorted((base / stack.name / "service").glob("*.ipynb")):
+                rel = f"{stack.name}/service/{nb.name}"
+                params = inspect_parameters(str(nb))
+                out.append(
+                    {"notebook": rel, "stack": stack.name, "parameters": [p.to_json() for p in params.values()]}
+                )
+        return out
+
+    def _choose_notebook(self, spec: Any, owner: str) -> NotebookChoice:
+        if isinstance(spec, str):
+            base = Path(self.registry.notebooks_dir).resolve()
+            path = (base / spec).resolve()
+            parts = Path(spec).parts
+            ok = (
+                len(parts) == 3
+                and parts[1] == "service"
+                and parts[0] in self.registry.all_stacks
+                and path.is_relative_to(base)
+                and path.is_file()
+            )
+            if not ok:
+                names = ", ".join(n["notebook"] for n in self.service_notebooks()) or "none"
+                raise JobRequestError(
+                    422, f"notebook {spec!r} is not a registered service notebook; choose one of: {names}", "notebook"
+                )
+            return NotebookChoice(f"stack:{spec}", self._read_limited(path, "notebook"), parts[0])
+        if isinstance(spec, dict) and set(spec) <= {"upload", "name"} and "upload" in spec:
+            name = spec.get("name") or "notebook.ipynb"
+            if not isinstance(name, str) or not NAME_OK.match(name):
+                raise JobRequestError(422, "notebook.name must be a file name ending in .ipynb", "notebook.name")
+            content = spec["upload"]
+            text = content if isinstance(content, str) else json.dumps(content)
+            if len(text.encode()) > self.max_notebook_bytes:
+                raise JobRequestError(
+                    422,
+                    f"notebook is larger than {self.max_notebook_bytes} bytes (c.JobManager.max_notebook_bytes)",
+                    "notebook.upload",
+                )
+            return NotebookChoice(f"upload:{name}", text, None)
+        if isinstance(spec, dict) and set(spec) == {"home"}:
+            rel = spec["home"]
+            home = Path(self.home_dir_template.format(username=owner)).resolve()
+            if not isinstance(rel, str) or not rel.endswith(".ipynb"):
+                raise JobRequestError(422, "notebook.home must be a path ending in .ipynb inside your home", "notebook.home")
+            path = (home / rel).resolve()
+            if not path.is_relative_to(home):
+                raise JobRequestError(403, "notebook.home must stay inside your home folder", "notebook.home")
+            if not path.is_file():
+                raise JobRequestError(422, f"notebook.home: there is no {rel} in your home folder", "notebook.home")
+            return NotebookChoice(f"home:{rel}", self._read_limited(path, "notebook.home"), None)
+        raise JobRequestError(
+            422,
+            'notebook must be a registered service notebook ("sem/service/image_summary.ipynb"), '
+            '{"upload": <notebook JSON>, "name": "x.ipynb"} or {"home": "path/in/home.ipynb"}',
+            "notebook",
+        )
+
+    def _read_limited(self, path: Path, field: str) -> str:
+        if path.stat().st_size > self.max_notebook_bytes:
+            raise JobRequestError(
+                422, f"{field}: larger than {self.max_notebook_bytes} bytes (c.JobManager.max_notebook_bytes)", field
+            )
+        return path.read_text()
+
+    # ------------------------------------------------------------------------------ submit
+
+    def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+        """Validate a submission and queue it; returns (job, created).
+
+        Nothing is queued unless every check passed. A repeated ``idempotency_key`` of the
+        same user returns the job it created first (``created`` False).
+        """
+        import nbformat
+
+        from .params import ParameterError, inspect_parameters, validate_parameters
+
+        if not isinstance(body, dict):
+            raise JobRequestError(422, "the request body must be a JSON object", "body")
+        unknown = sorted(set(body) - set(REQUEST_KEYS))
+        if unknown:
+            raise JobRequestError(
+                422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_KEYS)}", unknown[0]
+            )
+        key = body.get("idempotency_key")
+        if key is not None:
+            if not isinstance(key, str) or not 0 < len(key) <= 255:
+                raise JobRequestError(422, "idempotency_key must be a string of 1 to 255 characters", "idempotency_key")
+            existing = self._by_key(identity.name, key)
+            if existing is not None:
+                return existing, False
+        if "notebook" not in body:
+            raise JobRequestError(422, "notebook is required", "notebook")
+        choice = self._choose_notebook(body["notebook"], identity.name)
+        try:
+            nb = nbformat.reads(choice.text, as_version=4)
+            nbformat.validate(nb)
+        except Exception as e:  # nbformat raises several kinds
+            raise JobRequestError(422, f"notebook is not a valid Jupyter notebook: {str(e).splitlines()[0]}", "notebook") from None
+        declared = inspect_parameters(nb)
+        today = dt.date.today()
+
+        def visible(dataset_id: str) -> bool:
+            return dataset_id in self.catalog.visible(identity, [dataset_id], today=today)
+
+        try:
+            values, param_datasets = validate_parameters(body.get("parameters") or {}, declared, visible_dataset=visible)
+        except ParameterError as e:
+            raise JobRequestError(e.status, str(e), e.field) from None
+        datasets = body.get("datasets") or []
+        if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+            raise JobRequestError(422, 'datasets must be a list of dataset ids like "proposal/dataset"', "datasets")
+        all_ids = list(dict.fromkeys([*datasets, *param_datasets]))
+        try:
+            selection = validate_selection(
+                {"stack": body.get("stack") or choice.stack, "size": body.get("size"), "datasets": all_ids},
+                identity,
+                self.registry,
+                self.catalog,
+                max_datasets=self.max_datasets,
+                today=today,
+            )
+        except SpawnOptionsError as e:
+            raise JobRequestError(403 if e.forbidden else 422, str(e), e.field) from None
+        timeout = body.get("timeout", self.default_timeout)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= self.max_timeout:
+            raise JobRequestError(
+                422, f"timeout must be a whole number of seconds from 1 to {self.max_timeout}", "timeout"
+            )
+
+        job_id = uuid.uuid4().hex
+        workdir = self.workdir(job_id)
+        workdir.mkdir(parents=True, mode=0o700)
+        (workdir / "input.ipynb").write_text(choice.text)
+        from ..data.metadata import sha256_bytes
+
+        job = Job(
+            id=job_id,
+            owner=identity.name,
+            status=Status.QUEUED.value,
+            notebook_source=choice.source,
+            notebook_sha256=sha256_bytes(choice.text.encode()),
+            parameters=values,
+            datasets=[d.id for d in selection.datasets],
+            stack=selection.stack.name,
+            size=selection.size.name,
+            timeout_seconds=timeout,
+            idempotency_key=key,
+            created_at=utcnow(),
+            workdir=str(workdir),
+            outputs=[],
+        )
+        try:
+            with self._db() as db, db.begin():
+                db.add(job)
+        except IntegrityError:  # the same key, submitted twice at the same moment
+            shutil.rmtree(workdir, ignore_errors=True)
+            existing = self._by_key(identity.name, key)
+            if existing is None:
+                raise
+            return existing, False
+        self.log.info("job %s: queued for %s (%s, %s)", job_id, identity.name, job.stack, choice.source)
+        self._wake.set()
+        return job.to_json(), True
+
+    def _by_key(self, owner: str, key: str) -> dict[str, Any] | None:
+        with self._db() as db:
+            job = db.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+            return job.to_json() if job else None
+
+    # ------------------------------------------------------------------------------ read
+
+    def _visible_job(self, db: Session, identity: Identity, job_id: str) -> Job:
+        job = db.get(Job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id or "") else None
+        if job is None or not (identity.admin or job.owner == identity.name):
+            # the same answer for "missing" and "not yours": ids of others are not revealed
+            raise JobRequestError(404, f"job {job_id} not found", "id")
+        return job
+
+    def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        with self._db() as db:
+            return self._visible_job(db, identity, job_id).to_json()
+
+    def list_jobs(
+        self, identity: Identity, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        query = select(Job)
+        if not identity.admin:
+            query = query.where(Job.owner == identity.name)
+        if status:
+            names = [s.strip().upper() for s in status.split(",") if s.strip()]
+            bad = [n for n in names if n not in Status.__members__]
+            if bad:
+                raise JobRequestError(
+                    400, f"unknown status {', '.join(bad)}; use one of {', '.join(Status.__members__)}", "status"
+                )
+            query = query.where(Job.status.in_(names))
+        with self._db() as db:
+            total = db.scalar(select(func.count()).select_from(query.subquery()))
+            rows = db.scalars(query.order_by(Job.created_at.desc()).limit(limit).offset(offset))
+            return [j.to_json() for j in rows], int(total or 0)
+
+    def log_chunk(self, identity: Identity, job_id: str, offset: int = 0, limit: int = 1024**2) -> tuple[str, int, dict]:
+        """Text of the job's log from byte ``offset``; returns (text, next offset, job)."""
+        with self._db() as db:
+            job = self._visible_job(db, identity, job_id)
+            data = job.to_json()
+        path = Path(job.workdir) / "job.log"
+        if not path.exists():
+            return "", offset, data
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read(limit)
+        return chunk.decode("utf-8", "replace"), offset + len(chunk), data
+
+    def open_output(self, identity: Identity, job_id: str, path: str):
+        """An open binary file of one of the job's results (read from repository storage)."""
+        with self._db() as db:
+            job = self._visible_job(db, identity, job_id)
+        known = {o["path"] for o in job.outputs or []}
+        if path not in known:
+            raise JobRequestError(404, f"job {job_id} has no output {path!r}; see its outputs list", "path")
+        fs = self.storage.fs
+        url = f"{job.results_url.rstrip('/')}/{path}"
+        return fs.open(_strip_protocol(url, self.storage), "rb")
+
+    # ------------------------------------------------------------------------------ cancel
+
+    def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        with self._db() as db, db.begin():
+            job = self._visible_job(db, identity, job_id)
+            status = Status(job.status)
+            if status.finished or status == Status.STOPPING:
+                raise JobRequestError(409, f"job {job_id} is {job.status}: nothing to cancel", "id")
+            job.cancelled_by = identity.name
+            if status in (Status.QUEUED, Status.CREATED):
+                job.status = Status.STOPPED.value
+                job.reason = f"cancelled by {identity.name} before it started"
+                job.finished_at = utcnow()
+            else:
+                job.status = Status.STOPPING.value
+            data = job.to_json()
+        self.log.info("job %s: cancel requested by %s", job_id, identity.name)
+        self._wake.set()
+        return data
+
+    # ------------------------------------------------------------------------------ the loop
+
+    def start(self) -> None:
+        """Start the scheduling loop in the running event loop."""
+        self.reconcile()
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        """Stop scheduling; running jobs go on (they are re-adopted at the next start)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad tick must not stop the queue
+                self.log.exception("jobs: scheduling failed; retrying")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def reconcile(self) -> None:
+        """After a (re)start: adopt live runs, finish ended ones, re-queue never-started ones."""
+        with self._db() as db, db.begin():
+            for job in db.scalars(select(Job).where(Job.status.in_((Status.IN_PROGRESS.value, Status.STOPPING.value)))):
+                pid = job.pid or _runner_pid(job.workdir)
+                if pid is None:
+                    self.log.warning("job %s: was starting when the service stopped; queued again", job.id)
+                    job.status, job.started_at = Status.QUEUED.value, None
+                    continue
+                job.pid = pid
+                handle = Handle(job_id=job.id, pid=pid, workdir=job.workdir)
+                if self.executor.poll(handle) is None:
+                    self.log.info("job %s: re-adopted running process %s", job.id, pid)
+                    self._running[job.id] = handle
+                else:
+                    self._finish(db, job, -1)
+
+    async def tick(self) -> None:
+        for job_id, handle in list(self._running.items()):
+            code = self.executor.poll(handle)
+            with self._db() as db, db.begin():
+                job = db.get(Job, job_id)
+                if code is None:
+                    await self._watch(job, handle)
+                    continue
+                self._running.pop(job_id, None)
+                self._finish(db, job, code)
+        while len(self._running) < self.max_concurrency:
+            with self._db() as db:
+                job = db.scalar(
+                    select(Job).where(Job.status == Status.QUEUED.value).order_by(Job.created_at).limit(1)
+                )
+            if job is None:
+                break
+            if not await self._start(job):
+                break
+
+    async def _watch(self, job: Job, handle: Handle) -> None:
+        if job.id in self._killing:
+            return
+        elapsed = (utcnow() - _aware(job.started_at)).total_seconds() if job.started_at else 0
+        if job.status == Status.STOPPING.value:
+            self._kill_later(job.id, handle)
+        elif elapsed > job.timeout_seconds:
+            self.log.warning("job %s: timed out after %s s", job.id, job.timeout_seconds)
+            self._timed_out.add(job.id)
+            self._kill_later(job.id, handle)
+
+    def _kill_later(self, job_id: str, handle: Handle) -> None:
+        self._killing.add(job_id)
+
+        async def kill() -> None:
+            try:
+                await self.executor.kill(handle)
+            finally:
+                self._killing.discard(job_id)
+                self._wake.set()
+
+        asyncio.ensure_future(kill())
+
+    async def _start(self, job: Job) -> bool:
+        """Start one queued job; False when it must wait (the hub cannot be asked now)."""
+        try:
+            identity = await self.identity_for(job.owner)
+        except Exception as e:
+            self.log.warning("job %s: cannot look up %s on the hub (%s); will retry", job.id, job.owner, e)
+            return False
+        with self._db() as db, db.begin():
+            job = db.get(Job, job.id)
+            if job.status != Status.QUEUED.value:
+                return True
+            try:
+                exec_spec = self._prepare(job, identity)
+            except (JobRequestError, SpawnOptionsError, DassDataError, OSError) as e:
+                job.status, job.reason, job.finished_at = Status.FAILED.value, _one_line(str(e)), utcnow()
+                self.log.warning("job %s: cannot start: %s", job.id, e)
+                return True
+            job.status, job.started_at = Status.IN_PROGRESS.value, utcnow()
+        handle = await self.executor.start(exec_spec)
+        with self._db() as db, db.begin():
+            db.get(Job, job.id).pid = handle.pid
+        self._running[job.id] = handle
+        return True
+
+    def _prepare(self, job: Job, identity: Identity):
+        """Check access again and write the runner's spec; returns the execution spec."""
+        try:
+            selection = validate_selection(
+                {"stack": job.stack, "size": job.size, "datasets": job.datasets},
+                identity,
+                self.registry,
+                self.catalog,
+                max_datasets=max(self.max_datasets, len(job.datasets)),
+            )
+        except SpawnOptionsError as e:
+            raise JobRequestError(403, f"access checked again at start: {e}") from None
+        records = list(selection.datasets)
+        derived_name = f"job-{job.id}"
+        results_path = self.storage.join(self.results_prefix, derived_name)
+        groups = sorted({g for r in records for g in r.access_groups})
+        notebook_name = job.notebook_source.split(":", 1)[1].rsplit("/", 1)[-1]
+        runner_spec = build_runner_spec(
+            job=job.to_json(),
+            notebook="input.ipynb",
+            datasets=[
+                {"id": r.id, "proposal": r.proposal, "name": r.name, "title": r.title, "metadata": r.metadata}
+                for r in records
+            ],
+            storage_url=self.storage.url,
+            storage_options=self.storage.storage_options,
+            results_url=self.storage.url_of(results_path),
+            derived={
+                "proposal": self.results_prefix,
+                "name": derived_name,
+                "title": f"Results of job {job.id[:8]}: {notebook_name}",
+                "access_groups": groups,
+                "access_users": [job.owner],
+                "licence": "CC-BY-4.0",
+            },
+            size=selection.size,
+            cell_timeout=self.cell_timeout or None,
+        )
+        spec_path = Path(job.workdir) / "spec.json"
+        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(runner_spec, f, indent=1, default=str)
+        base_env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
+        return build_execution_spec(
+            job_id=job.id,
+            workdir=job.workdir,
+            stack=selection.stack,
+            size=selection.size,
+            timeout_seconds=job.timeout_seconds,
+            base_env=base_env,
+            memory_headroom_bytes=self.memory_headroom_gib * 1024**3,
+            enforce_memory_limit=self.enforce_memory_limit,
+        )
+
+    def _finish(self, db: Session, job: Job, code: int) -> None:
+        from .runner import load_result
+
+        result = load_result(job.workdir)
+        if job.status == Status.STOPPING.value:
+            job.status = Status.STOPPED.value
+            job.reason = f"cancelled by {job.cancelled_by or 'an administrator'}"
+        elif job.id in self._timed_out:
+            self._timed_out.discard(job.id)
+            job.status = Status.FAILED.value
+            job.reason = f"timed out after {job.timeout_seconds} s (the job's timeout)"
+        elif result:
+            job.status = Status.COMPLETED.value if result.get("status") == "COMPLETED" else Status.FAILED.value
+            job.reason = result.get("reason")
+        else:
+            job.status = Status.FAILED.value
+            job.reason = f"the job's process ended (exit status {code}) without a result; see the job's log"
+        job.finished_at = utcnow()
+        if result and result.get("results_url"):
+            job.results_url = result["results_url"]
+            job.outputs = result.get("outputs") or []
+            job.derived_dataset = self._register(job)
+        self.log.info("job %s: %s%s", job.id, job.status, f" ({job.reason})" if job.reason else "")
+
+    def _register(self, job: Job) -> str | None:
+        """Index the job's results in the catalogue as a derived dataset."""
+        dataset_id = f"{self.results_prefix}/job-{job.id}"
+        try:
+            report = self.catalog.scan(self.storage)
+        except DassDataError as e:
+            self.log.error("job %s: results not indexed: %s", job.id, e)
+            return None
+        for err in report.errors:
+            if dataset_id in err.path:
+                self.log.error("job %s: results metadata rejected: %s", job.id, err)
+                return None
+        return dataset_id if self.catalog.get(dataset_id) else None
+
+    def active_count(self) -> int:
+        with self._db() as db:
+            return int(db.scalar(select(func.count()).where(Job.status.in_(ACTIVE))) or 0)
+
+
+def _runner_pid(workdir: str) -> int | None:
+    try:
+        return int(json.loads((Path(workdir) / "runner.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def _strip_protocol(url: str, storage: Storage) -> str:
+    return type(storage.fs)._strip_protocol(url)

@@ -1,0 +1,109 @@
+"""Pure builders: a job and its choices → what the runner reads and how the executor runs it.
+
+Nothing here touches processes, files or the database, so the ``kubernetes`` executor can map
+the same :class:`ExecutionSpec` to a ``batch/v1`` Job, and tests compare values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..hub.stacks import Size, Stack
+
+RUNNER_MODULE = "dass.jobs.runner"
+
+#: thread-pool sizes set to the size's CPUs (cooperative CPU limit, as for sessions)
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TORCH_NUM_THREADS",
+)
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """How to run one job: a command in a working directory with limits."""
+
+    job_id: str
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+    cpu: float = 1.0
+    mem_limit_bytes: int | None = None
+    timeout_seconds: int = 3600
+
+
+def build_execution_spec(
+    *,
+    job_id: str,
+    workdir: str,
+    stack: Stack,
+    size: Size,
+    timeout_seconds: int,
+    base_env: dict[str, str],
+    memory_headroom_bytes: int = 2 * 1024**3,
+    enforce_memory_limit: bool = True,
+) -> ExecutionSpec:
+    """The command, environment and limits of a job run.
+
+    The environment is built from ``base_env`` (a few harmless variables such as ``PATH`` and
+    ``LANG``), never from the service's own environment: the service's hub token must not
+    reach user code.
+    """
+    threads = str(max(1, int(size.cpu)))
+    env = dict(base_env)
+    env.update({k: threads for k in THREAD_ENV})
+    env.update(
+        {
+            "HOME": workdir,
+            "DASS_JOB_ID": job_id,
+            "DASS_STACK": stack.name,
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",
+        }
+    )
+    return ExecutionSpec(
+        job_id=job_id,
+        argv=(stack.python, "-m", RUNNER_MODULE, workdir),
+        cwd=workdir,
+        env=env,
+        cpu=size.cpu,
+        mem_limit_bytes=(size.mem_bytes + memory_headroom_bytes) if enforce_memory_limit else None,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def build_runner_spec(
+    *,
+    job: dict[str, Any],
+    notebook: str,
+    datasets: list[dict[str, Any]],
+    storage_url: str,
+    storage_options: dict[str, Any],
+    results_url: str,
+    derived: dict[str, Any],
+    size: Size,
+    cell_timeout: int | None,
+    kernel_name: str = "python3",
+) -> dict[str, Any]:
+    """The ``spec.json`` the runner reads (see :mod:`dass.jobs.runner`)."""
+    return {
+        "job_id": job["id"],
+        "owner": job["owner"],
+        "notebook": notebook,
+        "notebook_source": job["notebook"],
+        "parameters": job["parameters"],
+        "datasets": datasets,
+        "storage": {"url": storage_url, "options": storage_options},
+        "results_url": results_url,
+        "derived": derived,
+        "stack": job["stack"],
+        "size": {"name": size.name, "cpu": size.cpu, "mem_gib": size.mem_gib},
+        "kernel_name": kernel_name,
+        "cell_timeout": cell_timeout,
+        "created": job["created_at"],
+    }

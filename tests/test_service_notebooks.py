@@ -1,0 +1,345 @@
+"""The stacks' service notebooks (``notebooks/<stack>/service/*.ipynb``) run headless.
+
+Each notebook runs in a real kernel with ``papermill.execute_notebook`` against the demo
+repository, in an environment built as for a job: the demo repository is catalogued, the
+parameters are checked with :func:`dass.jobs.params.validate_parameters` against what the user
+may see, the datasets are mounted and the manifest written with :mod:`dass.data.mount`, and
+``DASS_SESSION_MANIFEST`` / ``DASS_OUTPUT_DIR`` are set for the kernel.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import fsspec
+import nbformat
+import pytest
+
+papermill = pytest.importorskip("papermill", reason="papermill runs the service notebooks")
+pytest.importorskip("ipykernel", reason="the service notebooks need a Python kernel")
+h5py = pytest.importorskip("h5py", reason="h5py reads the KMAP and STM demo data")
+np = pytest.importorskip("numpy")
+Image = pytest.importorskip("PIL.Image", reason="pillow reads and writes the images")
+
+from dass import demo  # noqa: E402
+from dass.data.access import Identity  # noqa: E402
+from dass.data.catalog import Catalog  # noqa: E402
+from dass.data.mount import mount_datasets, write_manifest  # noqa: E402
+from dass.data.storage import Storage  # noqa: E402
+from dass.jobs.params import ParameterError, inspect_parameters, validate_parameters  # noqa: E402
+
+TODAY = datetime.date(2026, 3, 15)
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SERVICE = {
+    ("sem", "image_summary"): ["input_dataset", "max_images", "thumbnail_px"],
+    ("kmap", "scan_overview"): ["input_dataset"],
+    ("stm", "fast_overview"): ["input_dataset", "frame"],
+}
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+ALICE = Identity("alice", frozenset({"p-2026-001"}))  # sem datasets of p-2026-001
+BOB = Identity("bob", frozenset({"p-2026-002"}))  # kmap and stm datasets of p-2026-002
+
+
+def notebook_path(stack: str, name: str) -> Path:
+    return NOTEBOOKS / stack / "service" / f"{name}.ipynb"
+
+
+#: the demo FAST movie written again with phases, the stream rolled back to match (see below)
+PHASED = "p-2026-002/stm-phased"
+X_PHASE, Y_PHASE = 5, 3
+
+
+def _add_phased_movie(root: Path) -> None:
+    """Copy the demo FAST movie to ``PHASED`` with ``Acquisition.X_Phase``/``Y_Phase`` set and
+    the stream rolled by ``-(x_phase + 2·X·y_phase)``: read as the FAST layout says, it must
+    give the demo movie's images again."""
+    source, target = root / "p-2026-002/stm-au111-fast", root / PHASED
+    target.mkdir()
+    with h5py.File(source / "au111_fast_001.h5", "r") as h5:
+        stream, attrs = h5["data"][()], dict(h5["data"].attrs)
+    x_points = int(attrs["Scanner.X_Points"])
+    attrs["Acquisition.X_Phase"], attrs["Acquisition.Y_Phase"] = np.int32(X_PHASE), np.int32(Y_PHASE)
+    with h5py.File(target / "phased.h5", "w") as h5:
+        data = h5.create_dataset("data", data=np.roll(stream, -(X_PHASE + 2 * x_points * Y_PHASE)))
+        data.attrs.update(attrs)
+    meta = json.loads((source / "dataset.json").read_text())
+    meta["title"] = "SYNTHETIC FAST STM movie with scan phases"
+    digest = hashlib.sha256((target / "phased.h5").read_bytes()).hexdigest()
+    meta["checksums"] = {"phased.h5": f"sha256:{digest}"}
+    (target / "dataset.json").write_text(json.dumps(meta, indent=2))
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    """The demo repository, seeded on the local filesystem and catalogued: (storage, catalog)."""
+    root = tmp_path_factory.mktemp("repository")
+    demo.seed(fsspec.filesystem("file"), root.as_posix(), today=TODAY)
+    _add_phased_movie(root)
+    storage = Storage(url=f"file://{root}")
+    catalog = Catalog(db_url=f"sqlite:///{tmp_path_factory.mktemp('state')}/catalog.sqlite")
+    report = catalog.scan(storage)
+    assert report.errors == []
+    yield storage, catalog
+    catalog.dispose()
+
+
+@pytest.fixture
+def run_job(repository, tmp_path, monkeypatch):
+    """Run a service notebook as a job of ``identity``: check the parameters, mount the
+    datasets they name, write the manifest, execute with papermill. Returns the output folder
+    and the executed notebook."""
+    storage, catalog = repository
+
+    def run(stack: str, name: str, identity: Identity, parameters: dict):
+        path = notebook_path(stack, name)
+        declared = inspect_parameters(path)
+        values, dataset_ids = validate_parameters(
+            parameters,
+            declared,
+            visible_dataset=lambda dataset_id: dataset_id in catalog.visible(identity, [dataset_id], TODAY),
+        )
+        records = catalog.visible(identity, dataset_ids, TODAY)
+        home = tmp_path / "home"
+        entries = mount_datasets(storage, [records[i] for i in dataset_ids], home)
+        manifest = write_manifest(
+            home / ".dass" / "session.json",
+            stack=stack,
+            size="small",
+            storage_url=storage.url,
+            storage_options=storage.storage_options,
+            entries=entries,
+        )
+        output_dir = tmp_path / "output"
+        monkeypatch.setenv("DASS_SESSION_MANIFEST", str(manifest))
+        monkeypatch.setenv("DASS_OUTPUT_DIR", str(output_dir))
+        monkeypatch.setenv("MPLBACKEND", "Agg")
+        executed = papermill.execute_notebook(
+            str(path),
+            str(tmp_path / f"{name}.out.ipynb"),
+            parameters=values,
+            cwd=str(tmp_path),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=120,
+        )
+        return output_dir, executed
+
+    return run
+
+
+def _stdout(nb) -> str:
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream"
+    )
+
+
+# ---------------------------------------------------------------------------- the notebooks
+
+
+def _load_builder():
+    spec = importlib.util.spec_from_file_location("dass_notebooks_build", NOTEBOOKS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_service_notebooks_are_up_to_date_with_build_script():
+    builder = _load_builder()
+    assert sorted(builder.service_notebooks()) == sorted(SERVICE)
+    for stack, name in SERVICE:
+        committed = notebook_path(stack, name).read_text()
+        assert committed == builder.render_service(stack, name), (
+            f"run python notebooks/build.py --service ({stack}/{name})"
+        )
+
+
+@pytest.mark.parametrize("stack, name", sorted(SERVICE))
+def test_service_notebook_is_valid_tagged_and_honest(stack, name):
+    nb = nbformat.read(notebook_path(stack, name), as_version=4)
+    nbformat.validate(nb)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "not built yet" in markdown.lower()
+    assert "## Not built yet" in nb.cells[-1].source
+    assert "$DASS_OUTPUT_DIR" in markdown
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+@pytest.mark.parametrize("stack, name", sorted(SERVICE))
+def test_service_notebook_declares_a_dataset_parameter(stack, name):
+    params = inspect_parameters(notebook_path(stack, name))
+    assert list(params) == SERVICE[(stack, name)]
+    dataset = params["input_dataset"]
+    assert dataset.type == "dataset"
+    assert dataset.default == "" and not dataset.required
+    assert dataset.help and not dataset.help.lower().startswith("dataset")
+    for other in list(params)[1:]:
+        assert params[other].type == "int" and isinstance(params[other].default, int)
+
+
+def test_a_dataset_the_user_may_not_see_is_refused_before_anything_runs(repository):
+    _, catalog = repository
+    declared = inspect_parameters(notebook_path("sem", "image_summary"))
+    with pytest.raises(ParameterError) as err:
+        validate_parameters(
+            {"input_dataset": "p-2026-002/stm-au111-fast"},
+            declared,
+            visible_dataset=lambda i: i in catalog.visible(ALICE, [i], TODAY),
+        )
+    assert err.value.status == 403 and err.value.field == "input_dataset"
+    assert str(err.value) == (
+        "parameter 'input_dataset': dataset 'p-2026-002/stm-au111-fast' does not exist or you "
+        "may not use it"
+    )
+
+
+# ---------------------------------------------------------------------------- SEM
+
+
+def _image_count(storage: Storage, dataset_id: str) -> int:
+    meta = json.loads(Path(storage.url.removeprefix("file://"), dataset_id, "dataset.json").read_text())
+    return sum(1 for name in meta["checksums"] if name.lower().endswith(IMAGE_SUFFIXES))
+
+
+@pytest.mark.parametrize(
+    "identity, dataset_id", [(ALICE, "p-2026-001/sem-nanowires"), (BOB, "p-2025-900/sem-reference-public")]
+)
+def test_sem_image_summary(run_job, repository, identity, dataset_id):
+    storage, _ = repository
+    output_dir, nb = run_job("sem", "image_summary", identity, {"input_dataset": dataset_id})
+    n = _image_count(storage, dataset_id)
+    assert n >= 2
+    with open(output_dir / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n
+    assert list(rows[0]) == ["file", "width", "height", "dtype", "min", "max", "mean", "std"]
+    assert sorted(r["file"] for r in rows) == [r["file"] for r in rows]
+    assert {r["file"].rsplit(".", 1)[-1] for r in rows} == {"png", "tif"}
+    for row in rows:
+        assert (int(row["width"]), int(row["height"]), row["dtype"]) == (512, 384, "uint8")
+        low, high, mean, std = (float(row[k]) for k in ("min", "max", "mean", "std"))
+        assert 0 <= low < mean < high <= 255 and std > 0
+        # the dark data bar and its bright text are part of every image
+        assert low < 30 and high > 200
+    columns = math.ceil(math.sqrt(n))
+    with Image.open(output_dir / "contact_sheet.png") as sheet:
+        assert sheet.size == (columns * 256, math.ceil(n / columns) * 256)
+        assert sheet.mode == "RGB"
+        assert np.asarray(sheet).max() > 200  # not a blank sheet
+    assert f"{dataset_id}: SYNTHETIC" in _stdout(nb)
+    assert "(synthetic demo data, not a measurement)" in _stdout(nb)
+
+
+def test_sem_image_summary_honours_max_images_and_thumbnail_px(run_job):
+    output_dir, nb = run_job(
+        "sem", "image_summary", ALICE,
+        {"input_dataset": "p-2026-001/sem-particles", "max_images": 1, "thumbnail_px": 64},
+    )
+    with open(output_dir / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1
+    with Image.open(output_dir / "contact_sheet.png") as sheet:
+        assert sheet.size == (64, 64)
+    assert "summarising the first 1 (raise max_images for more)" in _stdout(nb)
+
+
+def test_an_empty_dataset_parameter_fails_with_a_clear_message(run_job):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        run_job("sem", "image_summary", ALICE, {})
+    assert "input_dataset is empty: set it to the id of an SEM dataset" in str(err.value)
+
+
+# ---------------------------------------------------------------------------- KMAP
+
+
+def test_kmap_scan_overview(run_job):
+    output_dir, nb = run_job("kmap", "scan_overview", BOB, {"input_dataset": "p-2026-002/kmap-sige-island"})
+    overview = json.loads((output_dir / "overview.json").read_text())
+    assert set(overview) == {"dataset", "title", "synthetic", "file", "entries", "summed_frame", "not_built"}
+    assert overview["dataset"] == "p-2026-002/kmap-sige-island" and overview["synthetic"] is True
+    assert overview["file"] == "sige_island_master.h5"
+    assert [e["name"] for e in overview["entries"]] == ["1.1", "2.1", "3.1"]
+    for entry in overview["entries"]:
+        assert entry["datasets"]["measurement/image/data"] == {"shape": [48, 32, 32], "dtype": "uint16"}
+        assert entry["datasets"]["measurement/imgnr"]["shape"] == [48]
+        assert set(entry["positioners"]) >= {"eta", "phi", "nu", "del"}
+    etas = [e["positioners"]["eta"] for e in overview["entries"]]
+    assert etas == sorted(etas)
+    summed = overview["summed_frame"]
+    assert summed["entry"] == "1.1" and summed["dataset"] == "measurement/image/data"
+    assert summed["frames"] == 48 and summed["shape"] == [32, 32]
+    assert 0 <= summed["min"] < summed["max"] <= summed["total"]
+    with Image.open(output_dir / summed["png"]) as png:
+        assert png.size == (32, 32) and png.mode == "L"
+        pixels = np.asarray(png)
+    peak = np.unravel_index(np.argmax(pixels), pixels.shape)
+    assert abs(peak[0] - 16) <= 4 and abs(peak[1] - 16) <= 4  # the demo's Bragg peak
+    assert (pixels.min(), pixels.max()) == (0, 255)
+    assert "q-space" in overview["not_built"]
+    assert "1.1: " in _stdout(nb)
+
+
+# ---------------------------------------------------------------------------- STM
+
+
+def test_stm_fast_overview(run_job, repository):
+    storage, _ = repository
+    output_dir, nb = run_job(
+        "stm", "fast_overview", BOB, {"input_dataset": "p-2026-002/stm-au111-fast", "frame": 2}
+    )
+    metadata = json.loads((output_dir / "metadata.json").read_text())
+    assert set(metadata) >= {
+        "dataset", "file", "attributes", "samples", "x_points", "y_points", "x_phase", "y_phase",
+        "images", "frame", "not_built",
+    }
+    assert metadata["file"] == "au111_fast_001.h5"
+    assert (metadata["x_points"], metadata["y_points"], metadata["images"]) == (64, 64, 4)
+    assert metadata["samples"] == 4 * 4 * 64 * 64 and metadata["dtype"] == "int16"
+    assert metadata["attributes"]["Scanner.X_Points"] == 64
+    assert metadata["attributes"]["Acquisition.NumImages"] == 4
+    assert "SYNTHETIC" in metadata["attributes"]["ExperimentInfo.Comment"]
+    frame = metadata["frame"]
+    assert frame["index"] == 2 and frame["shape"] == [64, 64] and frame["x_interpolated"] is False
+    with Image.open(output_dir / "frame.png") as png:
+        assert png.size == (64, 64) and png.mode == "L"
+        pixels = np.asarray(png).astype(float)
+    assert (pixels.min(), pixels.max()) == (0, 255)
+    # the PNG is the forward up lines of image 2 of the stream, min-max scaled
+    root = Path(storage.url.removeprefix("file://"))
+    with h5py.File(root / "p-2026-002/stm-au111-fast/au111_fast_001.h5", "r") as h5:
+        stream = h5["data"][()].astype(float)
+    lines = stream.reshape(4, 4 * 64, 64)[2, : 2 * 64][0::2]  # phases are 0 in the demo
+    assert (frame["min"], frame["max"]) == (lines.min(), lines.max())
+    expected = (lines - lines.min()) * 255.0 / (lines.max() - lines.min())
+    assert np.abs(pixels - np.round(expected)).max() <= 1
+    assert "SYNTHETIC" in _stdout(nb) and "4 images" in _stdout(nb)
+
+
+def test_stm_frame_out_of_range_names_the_range(run_job):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        run_job("stm", "fast_overview", BOB, {"input_dataset": "p-2026-002/stm-au111-fast", "frame": 4})
+    assert "frame must be between 0 and 3, got 4" in str(err.value)
+
+
+def test_stm_fast_overview_rolls_by_the_scan_phases(run_job, tmp_path):
+    plain_dir, _ = run_job("stm", "fast_overview", BOB, {"input_dataset": "p-2026-002/stm-au111-fast", "frame": 1})
+    plain = np.asarray(Image.open(plain_dir / "frame.png"))
+    plain_dir.rename(tmp_path / "plain")
+    phased_dir, _ = run_job("stm", "fast_overview", BOB, {"input_dataset": PHASED, "frame": 1})
+    metadata = json.loads((phased_dir / "metadata.json").read_text())
+    assert (metadata["file"], metadata["x_phase"], metadata["y_phase"]) == ("phased.h5", X_PHASE, Y_PHASE)
+    assert np.array_equal(np.asarray(Image.open(phased_dir / "frame.png")), plain)

@@ -1,0 +1,694 @@
+"""Run one headless job: ``python -m dass.jobs.runner WORKDIR``.
+
+The dass service's executor starts this module as a process of its own (its own session and
+process group, ``cwd=WORKDIR``) after writing ``WORKDIR/spec.json`` and the notebook. The
+runner then:
+
+1. writes ``runner.json`` ``{"pid", "started"}`` at once, so the service knows it started;
+2. logs to ``job.log`` (UTC timestamps, one line per record, flushed at once), including the
+   notebook's stdout and stderr (papermill's ``log_output``) and ``cell 3/7`` per cell;
+3. creates ``output/`` (``$DASS_OUTPUT_DIR``), mounts the job's datasets under
+   ``datasets/<proposal>/<dataset>`` and writes the manifest ``.dass/session.json``
+   (``$DASS_SESSION_MANIFEST``) so that ``dass.data.datasets()`` works in the notebook, sets
+   ``$DASS_JOB_ID``, and checksums every input file, read from the repository;
+4. runs the notebook with papermill into ``executed.ipynb`` (saved after every cell);
+5. renders ``executed.html`` (also from a partly executed notebook);
+6. writes the derived dataset to ``results_url``, for completed and failed runs alike:
+   ``input.ipynb``, ``executed.ipynb``, ``executed.html``, ``output/…``, ``job.log``, then
+   ``ro-crate-metadata.json`` (:mod:`dass.jobs.provenance`), then ``dataset.json`` last (its
+   presence marks a complete dataset for the catalogue); then removes the dataset mounts;
+7. writes ``result.json`` last of all, atomically, and exits 0 (``COMPLETED``) or 1
+   (``FAILED``).
+
+``result.json``::
+
+    {"status": "COMPLETED" | "FAILED",
+     "reason": null | "cell 4 raised ValueError: bad value",
+     "started": "2026-05-01T10:00:00+00:00", "finished": "…",
+     "results_url": "<where the derived dataset is>" | null (when it could not be written),
+     "outputs": [{"path": "output/result.json", "sha256": "<64 hex>", "size": 123}, …],
+     "failed_cell": 4 | null}
+
+``outputs`` lists every file written to the results folder (``dataset.json`` included).
+
+Cells are numbered as the executed notebook shows them (``In [4]``): the code cells that run,
+counted from 1, papermill's injected-parameters cell included. Failure reasons are one line,
+written for the job's owner: ``cell 4 raised ValueError: bad value``, ``the kernel died while
+running cell 4 (out of memory or killed)``, ``cell 4 timed out after 600 s``, the text of a
+:class:`~dass.data.errors.StorageError`, or ``internal error: <type>: <message>`` (the
+traceback is only in ``job.log``).
+
+SIGTERM (or SIGINT) ends the runner at once: it kills its kernel and exits with status 143
+(130) without writing ``result.json``; the service records the job as stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "JobFailed",
+    "CellProgress",
+    "build_derived_metadata",
+    "describe_failure",
+    "load_result",
+    "run",
+    "main",
+]
+
+# named explicitly: as ``python -m`` this module's __name__ is "__main__"
+log = logging.getLogger("dass.jobs.runner")
+
+SPEC_FILE = "spec.json"
+RUNNER_FILE = "runner.json"
+RESULT_FILE = "result.json"
+LOG_FILE = "job.log"
+EXECUTED_NOTEBOOK = "executed.ipynb"
+EXECUTED_HTML = "executed.html"
+OUTPUT_DIR = "output"
+MANIFEST_FILE = ".dass/session.json"
+METADATA_FILE = "dataset.json"
+#: Environment variables the runner sets for the kernel.
+OUTPUT_ENV = "DASS_OUTPUT_DIR"
+JOB_ID_ENV = "DASS_JOB_ID"
+
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+
+_CHUNK = 1024 * 1024
+_MAX_REASON = 500
+_QUIET_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "asyncio", "traitlets", "PIL")
+
+
+class JobFailed(Exception):
+    """A run failed for a reason that is already worded for the job's owner."""
+
+    def __init__(self, reason: str, failed_cell: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failed_cell = failed_cell
+
+
+# ---------------------------------------------------------------------------------------------
+# pure helpers
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _one_line(text: Any) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
+
+
+def describe_failure(
+    exc: BaseException, *, cell: int | None = None, cell_timeout: float | None = None
+) -> str:
+    """The one-line, user-facing reason of a failed run.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What ended the run.
+    cell : int, optional
+        Number of the cell that was running (see the module docstring).
+    cell_timeout : float, optional
+        The per-cell limit in seconds, for timeouts.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> describe_failure(ValueError("boom"))
+    'internal error: ValueError: boom'
+    >>> from nbclient.exceptions import DeadKernelError
+    >>> describe_failure(DeadKernelError("Kernel died"), cell=4)
+    'the kernel died while running cell 4 (out of memory or killed)'
+    """
+    return _one_line(_reason(exc, cell, cell_timeout))
+
+
+def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None) -> str:
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    from ..data.errors import DassDataError
+
+    where = f"cell {cell}" if cell else "a cell"
+    if isinstance(exc, JobFailed):
+        return exc.reason
+    if isinstance(exc, PapermillExecutionError):
+        value = str(exc.evalue or "").strip()
+        return f"{where} raised {exc.ename}: {value}" if value else f"{where} raised {exc.ename}"
+    if isinstance(exc, DeadKernelError):
+        if cell:
+            return f"the kernel died while running cell {cell} (out of memory or killed)"
+        return "the kernel died before running any cell (out of memory or killed)"
+    if isinstance(exc, CellTimeoutError):
+        if "IOPub" in str(exc):
+            return f"{where} timed out waiting for the kernel's output"
+        if cell_timeout:
+            return f"{where} timed out after {cell_timeout:g} s"
+        return f"{where} timed out"
+    if isinstance(exc, RuntimeError) and "Kernel died" in str(exc):  # jupyter_client, at start
+        return "the kernel died while starting (out of memory or killed)"
+    if isinstance(exc, DassDataError):
+        return str(exc)
+    message = str(exc).strip()
+    return f"internal error: {type(exc).__name__}: {message}" if message else f"internal error: {type(exc).__name__}"
+
+
+def build_derived_metadata(
+    spec: Mapping[str, Any],
+    outputs: list[Mapping[str, Any]],
+    today: dt.date,
+    *,
+    status: str = COMPLETED,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The ``dataset.json`` (schema ``dass.dataset/1``) of a job's derived dataset.
+
+    Parameters
+    ----------
+    spec : mapping
+        The job's ``spec.json``.
+    outputs : list of dict
+        ``{"path", "sha256", "size"}`` of every file of the results folder written before
+        ``dataset.json``; ``sha256`` as 64 hex digits or ``sha256:<hex>``.
+    today : datetime.date
+        ``dates.created``.
+    status : {"COMPLETED", "FAILED"}
+        How the run ended (``domain.job.status``).
+    reason : str, optional
+        Why it failed, for the description.
+
+    Returns
+    -------
+    dict
+        Ready for :func:`dass.data.metadata.dump_metadata`; it passes
+        :func:`dass.data.metadata.parse_metadata` with ``proposal=derived["proposal"]``.
+    """
+    derived = spec.get("derived") or {}
+    job_id = str(spec["job_id"])
+    owner = str(spec["owner"])
+    stack = str(spec.get("stack") or "")
+    inputs = [str(d["id"]) for d in spec.get("datasets") or []]
+    source = spec.get("notebook_source") or spec.get("notebook")
+    used = f"the input datasets {', '.join(inputs)}" if inputs else "no input datasets"
+    ended = "It completed." if status == COMPLETED else f"It failed: {reason or 'unknown reason'}."
+    doc: dict[str, Any] = {
+        "schema": "dass.dataset/1",
+        "title": derived.get("title") or f"Results of dass job {job_id}",
+        "creators": [{"name": owner}],
+        "dates": {"created": today.isoformat()},
+        "licence": derived.get("licence") or "CC-BY-4.0",
+        "keywords": ["dass job"] + ([stack] if stack else []),
+        "description": (
+            f"Results of the dass job {job_id} run by {owner}: the notebook {source} with {used}. "
+            f"{ended}"
+        ),
+        "technique": None,
+        "stacks": [stack] if stack else [],
+        "domain": {
+            "job": {
+                "id": job_id,
+                "owner": owner,
+                "notebook_source": source,
+                "parameters": dict(spec.get("parameters") or {}),
+                "status": status,
+            },
+            "derived_from": inputs,
+        },
+        "access": {
+            "groups": list(derived.get("access_groups") or []),
+            "users": list(derived.get("access_users") or [owner]),
+            "public": False,
+        },
+        "checksums": {
+            str(o["path"]): (o["sha256"] if str(o["sha256"]).startswith("sha256:") else f"sha256:{o['sha256']}")
+            for o in outputs
+            if o["path"] != METADATA_FILE  # a file cannot hold its own checksum
+        },
+    }
+    if any((d.get("metadata") or {}).get("synthetic") for d in spec.get("datasets") or []):
+        doc["synthetic"] = True  # derived from synthetic data: says so, like its inputs
+    return doc
+
+
+def load_result(workdir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``result.json`` of a job's working directory, or None while there is none.
+
+    A file that cannot be parsed (never left by the runner, which writes it atomically) is
+    logged and taken as absent.
+    """
+    path = Path(workdir) / RESULT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        log.warning("job result %s is not valid JSON (%s); ignored", path, e)
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(dict(doc), indent=2, ensure_ascii=False, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256_local(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _format_safe(path: Path) -> str:
+    """A path papermill will not take as a format string (it calls ``str.format`` on it)."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
+class CellProgress:
+    """Numbers the code cells as they run, and logs ``cell 3/7`` as each starts.
+
+    Its methods are nbclient hooks (``on_notebook_start``, ``on_cell_start``), passed through
+    papermill to the notebook client.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.numbers: dict[int, int] = {}
+        self.total = 0
+        self.current: int | None = None
+
+    def on_notebook_start(self, notebook: Any, **kwargs: Any) -> None:
+        self.numbers = {}
+        for index, cell in enumerate(notebook.cells):
+            if cell.get("cell_type") == "code" and str(cell.get("source", "")).strip():
+                self.numbers[index] = len(self.numbers) + 1
+        self.total = len(self.numbers)
+        log.info("job %s: kernel started, %d code cells to run", self.job_id, self.total)
+
+    def on_cell_start(self, cell: Any, cell_index: int, **kwargs: Any) -> None:
+        number = self.numbers.get(cell_index)
+        if number is not None:
+            self.current = number
+            log.info("job %s: cell %d/%d", self.job_id, number, self.total)
+
+    def number(self, cell_index: int | None) -> int | None:
+        return None if cell_index is None else self.numbers.get(cell_index)
+
+
+class JobRun:
+    """One run of a job in its working directory (the stateful part of the runner)."""
+
+    def __init__(self, workdir: Path, spec: Mapping[str, Any], started: dt.datetime) -> None:
+        self.workdir = workdir
+        self.spec = spec
+        self.started = started
+        self.job_id = str(spec["job_id"])
+        self.input = self._inside(str(spec.get("notebook") or "input.ipynb"))
+        self.executed = workdir / EXECUTED_NOTEBOOK
+        self.html = workdir / EXECUTED_HTML
+        self.output = workdir / OUTPUT_DIR
+        self.manifest = workdir / MANIFEST_FILE
+        self.inputs: list[dict[str, Any]] = []
+        self.progress = CellProgress(self.job_id)
+        self.written: list[dict[str, Any]] = []
+        self._mounted: Any = None
+
+    def _inside(self, rel: str) -> Path:
+        path = (self.workdir / rel).resolve()
+        if not path.is_relative_to(self.workdir.resolve()):
+            raise JobFailed(f"internal error: the notebook {rel!r} is outside the job folder")
+        return path
+
+    def _storage(self, url: str) -> Any:
+        from ..data.storage import Storage
+
+        storage = self.spec.get("storage") or {}
+        return Storage(url=url, options=dict(storage.get("options") or {}))
+
+    # -- 3. datasets, manifest, environment -----------------------------------------------------
+
+    def prepare(self) -> None:
+        from ..data.metadata import sha256_file
+        from ..data.mount import mount_datasets, write_manifest
+        from ..data.session import MANIFEST_ENV
+
+        self.output.mkdir(parents=True, exist_ok=True)
+        os.environ[OUTPUT_ENV] = str(self.output)
+        os.environ[JOB_ID_ENV] = self.job_id
+        os.environ[MANIFEST_ENV] = str(self.manifest)
+
+        storage = self._storage(str((self.spec.get("storage") or {})["url"]))
+        records = [
+            SimpleNamespace(
+                id=d.get("id") or f"{d['proposal']}/{d['name']}",
+                proposal=d["proposal"],
+                name=d["name"],
+                metadata=d.get("metadata") or {},
+            )
+            for d in self.spec.get("datasets") or []
+        ]
+        self._mounted = storage
+        entries = mount_datasets(storage, records, self.workdir)
+        size = self.spec.get("size") or {}
+        write_manifest(
+            self.manifest,
+            stack=self.spec.get("stack"),
+            size=size.get("name") if isinstance(size, Mapping) else None,
+            storage_url=storage.url,
+            storage_options=storage.storage_options,
+            entries=entries,
+        )
+        log.info("job %s: %d datasets mounted under %s", self.job_id, len(entries), self.workdir / "datasets")
+
+        for record in records:
+            path = storage.dataset_path(record.proposal, record.name)
+            files = []
+            total = 0
+            for rel, size_bytes in sorted(storage.list_files(path).items()):
+                with storage.translate_errors(f"reading {storage.url_of(f'{path}/{rel}')}"):
+                    sha = sha256_file(storage.fs, f"{path}/{rel}")
+                files.append({"path": rel, "sha256": sha.removeprefix("sha256:"), "size": size_bytes})
+                total += size_bytes
+            self.inputs.append({"id": record.id, "url": storage.url_of(path), "files": files})
+            log.info("job %s: input %s: %d files, %d bytes checksummed", self.job_id, record.id, len(files), total)
+
+    def unmount(self) -> None:
+        """Remove the dataset mounts (copies from S3 can be large) once the results are out."""
+        if self._mounted is None:
+            return
+        from ..data.mount import mount_datasets
+
+        try:
+            mount_datasets(self._mounted, [], self.workdir)
+        except Exception:
+            log.warning("job %s: could not remove the dataset mounts", self.job_id, exc_info=True)
+
+    # -- 4. the notebook ------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        import papermill
+
+        timeout = self.spec.get("cell_timeout")
+        log.info(
+            "job %s: running %s (kernel %s, cell timeout %s)",
+            self.job_id,
+            self.spec.get("notebook_source") or self.input.name,
+            self.spec.get("kernel_name"),
+            f"{timeout} s" if timeout else "none",
+        )
+        papermill.execute_notebook(
+            _format_safe(self.input),
+            _format_safe(self.executed),
+            parameters=dict(self.spec.get("parameters") or {}),
+            kernel_name=self.spec.get("kernel_name") or None,
+            cwd=str(self.workdir),
+            log_output=True,
+            progress_bar=False,
+            execution_timeout=timeout or None,
+            request_save_on_cell_execute=True,
+            on_notebook_start=self.progress.on_notebook_start,
+            on_cell_start=self.progress.on_cell_start,
+        )
+        log.info("job %s: notebook completed", self.job_id)
+
+    def failed_cell(self, exc: BaseException) -> int | None:
+        from papermill.exceptions import PapermillExecutionError
+
+        if isinstance(exc, PapermillExecutionError):
+            return self.progress.number(exc.cell_index) or exc.exec_count or exc.cell_index + 1
+        if isinstance(exc, JobFailed):
+            return exc.failed_cell
+        return self.progress.current
+
+    # -- 5. HTML --------------------------------------------------------------------------------
+
+    def render_html(self) -> None:
+        if not self.executed.exists():
+            return
+        try:
+            import nbformat
+            from nbconvert import HTMLExporter
+
+            nb = nbformat.read(self.executed, as_version=4)
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            self.html.write_text(body, encoding="utf-8")
+            log.info("job %s: rendered %s", self.job_id, self.html.name)
+        except Exception:  # the run's outcome does not depend on its HTML view
+            log.exception("job %s: could not render %s", self.job_id, self.html.name)
+
+    # -- 6. the derived dataset -----------------------------------------------------------------
+
+    def _local_files(self) -> list[tuple[str, Path]]:
+        files = [("input.ipynb", self.input)]
+        files += [(p.name, p) for p in (self.executed, self.html) if p.is_file()]
+        if self.output.is_dir():
+            for dirpath, dirnames, filenames in os.walk(self.output):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    path = Path(dirpath) / name
+                    rel = path.relative_to(self.workdir).as_posix()
+                    if path.is_symlink() or not path.is_file():
+                        log.warning("job %s: %s is not a regular file; not saved", self.job_id, rel)
+                    elif "\\" in rel:
+                        log.warning("job %s: %s has a backslash in its name; not saved", self.job_id, rel)
+                    else:
+                        files.append((rel, path))
+        return files
+
+    def publish(self, status: str, reason: str | None, finished: dt.datetime) -> None:
+        from ..data.metadata import dump_metadata
+        from .provenance import CRATE_FILE, build_crate, package_versions
+
+        results_url = str(self.spec["results_url"])
+        storage = self._storage(results_url)
+        fs, root = storage.fs, storage.root
+        log.info("job %s: writing the results to %s", self.job_id, results_url)
+
+        def ensure_parent(remote: str) -> None:
+            if storage.is_local:
+                fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
+
+        def put(rel: str, local: Path) -> None:
+            entry = {"path": rel, "sha256": _sha256_local(local), "size": local.stat().st_size}
+            remote = f"{root}/{rel}"
+            with storage.translate_errors(f"writing {storage.url_of(remote)}"):
+                ensure_parent(remote)
+                fs.put_file(str(local), remote)
+            self.written.append(entry)
+
+        def pipe(rel: str, data: bytes) -> None:
+            remote = f"{root}/{rel}"
+            with storage.translate_errors(f"writing {storage.url_of(remote)}"):
+                ensure_parent(remote)
+                fs.pipe_file(remote, data)
+            self.written.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+
+        for rel, local in self._local_files():
+            put(rel, local)
+        notebook_sha = self.written[0]["sha256"]
+        log.info("job %s: %d files written; then job.log, the crate and dataset.json", self.job_id, len(self.written))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        pipe(LOG_FILE, (self.workdir / LOG_FILE).read_bytes())  # the log as it is now
+
+        crate = build_crate(
+            spec=self.spec,
+            started=self.started,
+            finished=finished,
+            status=status,
+            reason=reason,
+            notebook_sha256=notebook_sha,
+            inputs=self.inputs,
+            outputs=[w for w in self.written if w["path"] != "input.ipynb"],
+            packages=package_versions(),
+        )
+        pipe(CRATE_FILE, (json.dumps(crate, indent=2, ensure_ascii=False) + "\n").encode())
+        metadata = build_derived_metadata(self.spec, self.written, finished.date(), status=status, reason=reason)
+        pipe(METADATA_FILE, dump_metadata(metadata).encode())
+        log.info("job %s: derived dataset %s written", self.job_id, results_url)
+
+
+# ---------------------------------------------------------------------------------------------
+# the process
+
+
+class _JobLogFilter(logging.Filter):
+    """Drops papermill's ``Executing Cell 2-----`` banners (which count markdown cells too;
+    ``cell 1/4`` lines replace them) and the trailing newlines of the notebook's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "papermill" and isinstance(record.msg, str):
+            if record.msg.startswith(("Executing Cell ", "Ending Cell ")):
+                return False
+            record.msg = record.msg.rstrip("\n")
+        return True
+
+
+def _setup_logging(path: Path) -> logging.Handler:
+    stream = open(path, "a", buffering=1, encoding="utf-8", errors="replace")
+    handler = logging.StreamHandler(stream)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(_JobLogFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("papermill").setLevel(logging.INFO)  # the notebook's output (log_output)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    return handler
+
+
+def _kill_children() -> None:
+    """Kill the kernel (and anything else this process started)."""
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=3)
+
+
+def _install_signal_handlers(job: dict[str, str]) -> None:
+    def stop(signum: int, frame: Any) -> None:
+        log.warning("job %s: stopped by %s; killing the kernel", job.get("id", "?"), signal.Signals(signum).name)
+        try:
+            _kill_children()
+        finally:
+            logging.shutdown()
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def run(workdir: str | os.PathLike[str]) -> int:
+    """Run the job of ``workdir`` (see the module docstring); returns the exit status."""
+    workdir = Path(workdir).resolve()
+    started = _now()
+    _write_json_atomic(workdir / RUNNER_FILE, {"pid": os.getpid(), "started": started.isoformat()})
+    current: dict[str, str] = {}
+    _install_signal_handlers(current)
+    _setup_logging(workdir / LOG_FILE)
+
+    status, reason, failed_cell = COMPLETED, None, None
+    job_run: JobRun | None = None
+    try:
+        spec = json.loads((workdir / SPEC_FILE).read_text(encoding="utf-8"))
+        current["id"] = str(spec["job_id"])
+        log.info("job %s: runner started (pid %d) in %s", spec["job_id"], os.getpid(), workdir)
+        job_run = JobRun(workdir, spec, started)
+    except Exception as e:
+        log.exception("job %s: cannot start from %s", current.get("id", "?"), SPEC_FILE)
+        status = FAILED
+        if isinstance(e, JobFailed):
+            reason = e.reason
+        else:
+            reason = _one_line(f"internal error: cannot read {SPEC_FILE}: {type(e).__name__}: {e}")
+        spec = {}
+
+    if job_run is not None:
+        try:
+            job_run.prepare()
+            job_run.execute()
+        except Exception as e:
+            status = FAILED
+            failed_cell = job_run.failed_cell(e)
+            reason = describe_failure(e, cell=failed_cell, cell_timeout=spec.get("cell_timeout"))
+            if reason.startswith("internal error"):
+                log.exception("job %s: failed: %s", job_run.job_id, reason)
+            else:
+                log.error("job %s: failed: %s\n%s", job_run.job_id, reason, _details(e))
+        job_run.render_html()
+
+    finished = _now()
+    results_url = None
+    if job_run is not None:
+        try:
+            job_run.publish(status, reason, finished)
+            results_url = str(spec["results_url"])
+        except Exception as e:
+            log.exception("job %s: could not write the results to %s", job_run.job_id, spec.get("results_url"))
+            if status == COMPLETED:
+                status, reason = FAILED, describe_failure(e)
+        job_run.unmount()
+
+    result = {
+        "status": status,
+        "reason": reason,
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+        "results_url": results_url,
+        "outputs": job_run.written if job_run is not None else [],
+        "failed_cell": failed_cell,
+    }
+    log.info("job %s: %s%s", current.get("id", "?"), status, f" ({reason})" if reason else "")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    _write_json_atomic(workdir / RESULT_FILE, result)
+    return 0 if status == COMPLETED else 1
+
+
+def _details(exc: BaseException) -> str:
+    """What goes to job.log besides the reason (the notebook's traceback, without colours)."""
+    from papermill.exceptions import PapermillExecutionError, strip_color
+
+    if isinstance(exc, PapermillExecutionError):
+        return strip_color("\n".join(exc.traceback or []))
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dass.jobs.runner WORKDIR``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print("usage: python -m dass.jobs.runner WORKDIR\n\nRun the dass job whose spec.json is in WORKDIR.")
+        return 2
+    if not os.path.isfile(os.path.join(args[0], SPEC_FILE)):
+        print(f"{args[0]}: no {SPEC_FILE} there; the dass service writes it before starting the runner")
+        return 2
+    return run(args[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

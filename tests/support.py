@@ -149,7 +149,7 @@ class PlatformProcess:
         return self._tokens[user]
 
     def service(self, method: str, path: str, user: str, **kw) -> requests.Response:
-        headers = {"Authorization": f"token {self.token_for(user)}"}
+        headers = {"Authorization": f"token {self.token_for(user)}", **kw.pop("headers", {})}
         return requests.request(
             method, f"{self.url}/services/dass/{path}", headers=headers, timeout=30, **kw
         )

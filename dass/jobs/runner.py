@@ -433,6 +433,7 @@ class JobRun:
             _format_safe(self.executed),
             parameters=dict(self.spec.get("parameters") or {}),
             kernel_name=self.spec.get("kernel_name") or None,
+            language=_notebook_language(self.input),
             cwd=str(self.workdir),
             log_output=True,
             progress_bar=False,
@@ -690,5 +691,17 @@ def main(argv: list[str] | None = None) -> int:
     return run(args[0])
 
 
+
+def _notebook_language(path) -> str:
+    """The notebook's language, "python" when it names none (notebooks written by tools
+    often lack kernelspec and language_info; dass kernels are Python)."""
+    try:
+        meta = json.loads(Path(path).read_text()).get("metadata", {})
+    except (OSError, ValueError):
+        return "python"
+    return (meta.get("kernelspec") or {}).get("language") or (meta.get("language_info") or {}).get("name") or "python"
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -195,6 +195,6 @@ def test_service_killed_mid_job_and_restarted(platform):
     for done, seconds in ((done_short, 4), (done_long, 45)):
         assert done["status"] == "COMPLETED", done
         r = platform.service("GET", f"api/jobs/{done['id']}/outputs/output/done.txt", "alice")
-        assert r.text == f"slept {seconds}"
+        assert r.text == f"slept {float(seconds)}"
         log = platform.service("GET", f"api/jobs/{done['id']}/log", "alice").text
         assert log.count("cell 1/") == 1, log  # ran once, not twice

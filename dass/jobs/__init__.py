@@ -11,14 +11,14 @@ The client functions are imported lazily (``submit``, ``wait``, ``get``, ``downl
 ``JobsClient``), so ``import dass.jobs`` stays light.
 """
 
-_CLIENT_NAMES = ("submit", "wait", "get", "download", "JobsClient", "JobsError", "client")
+_CLIENT_NAMES = ("submit", "wait", "get", "download", "JobsClient", "JobsError")
 
 
 def __getattr__(name):
     if name in _CLIENT_NAMES:
-        from . import client
+        import importlib
 
-        return getattr(client, name)
+        return getattr(importlib.import_module("dass.jobs.client"), name)
     raise AttributeError(f"module 'dass.jobs' has no attribute {name!r}")
 
 

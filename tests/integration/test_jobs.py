@@ -198,3 +198,56 @@ def test_service_killed_mid_job_and_restarted(platform):
         assert r.text == f"slept {float(seconds)}"
         log = platform.service("GET", f"api/jobs/{done['id']}/log", "alice").text
         assert log.count("cell 1/") == 1, log  # ran once, not twice
+
+
+def _dass_cli(p, user, *args, timeout=180):
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    for key in ("DASS_URL", "DASS_TOKEN", "JUPYTERHUB_API_TOKEN"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "dass", "jobs", "--url", f"{p.url}/services/dass/",
+           "--token", p.token_for(user), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_cli_submit_wait_verify_download(platform, tmp_path):
+    r = _dass_cli(platform, "alice", "submit", SEM, "-p", "input_dataset=p-2026-001/sem-nanowires",
+                  "-p", "max_images=2", "--wait")
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.split()[0]
+    assert "COMPLETED" in r.stderr and "cell 1/" in r.stderr  # progress, then the final status
+    r = _dass_cli(platform, "alice", "verify", job_id)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1].startswith("ok:"), r.stdout
+    r = _dass_cli(platform, "alice", "download", job_id, "output/summary.csv", "-o", str(tmp_path / "s.csv"))
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "s.csv").read_text().strip().splitlines()) == 3
+    r = _dass_cli(platform, "alice", "list", "--status", "COMPLETED")
+    assert job_id in r.stdout
+    # bad input: a clear message naming the field, exit status 2, no traceback
+    r = _dass_cli(platform, "alice", "submit", SEM, "-p", "max_images=many")
+    assert r.returncode == 2 and "max_images" in r.stderr and "Traceback" not in r.stderr
+    r = _dass_cli(platform, "bob", "show", job_id)
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_submit_from_a_session_with_its_own_token(platform):
+    r = platform.spawn("alice", {"stack": "sem", "size": "small", "datasets": ["p-2026-001/sem-nanowires"]})
+    assert r.status_code in (201, 202), r.text
+    try:
+        home = platform.state / "homes" / "alice"
+        (home / "analysis").mkdir(exist_ok=True)
+        (home / "analysis" / "mine.ipynb").write_text(json.dumps(SLEEPER))
+        code = (
+            "import json, dass.jobs\n"
+            "a = dass.jobs.submit('sem/service/image_summary.ipynb',\n"
+            "                     parameters={'input_dataset': 'p-2026-001/sem-nanowires', 'max_images': 1})\n"
+            "b = dass.jobs.submit({'home': 'analysis/mine.ipynb'}, parameters={'seconds': 0.2}, stack='stm')\n"
+            "done = [dass.jobs.wait(j['id'], timeout=120) for j in (a, b)]\n"
+            "print(json.dumps([[j['status'], j['owner'], j['notebook']] for j in done]))\n"
+        )
+        out = json.loads(platform.run_in_kernel("alice", code, timeout=180).strip().splitlines()[-1])
+        assert out == [["COMPLETED", "alice", f"stack:{SEM}"], ["COMPLETED", "alice", "home:analysis/mine.ipynb"]]
+    finally:
+        platform.stop_server("alice")

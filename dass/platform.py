@@ -184,13 +184,16 @@ def apply_hub_defaults(c: Config) -> None:
 
     c.CryptKeeper.keys = [bytes.fromhex(sec["crypt_key"])]
 
-    if hub.authenticator_class in ("shared-password",) or str(hub.authenticator_class).endswith(
-        "SharedPasswordAuthenticator"
-    ):
+    shared_password = hub.authenticator_class in ("shared-password",) or str(
+        hub.authenticator_class
+    ).endswith("SharedPasswordAuthenticator")
+    if shared_password:
         _setdefault(c.SharedPasswordAuthenticator, "user_password", sec["user_password"])
         _setdefault(c.SharedPasswordAuthenticator, "admin_password", sec["admin_password"])
 
-    if platform.demo_data:
+    # demo users and their proposal groups belong to the shared-password demo; with an
+    # identity provider, users and groups come from it (e.g. GenericOAuthenticator.manage_groups)
+    if platform.demo_data and shared_password:
         _setdefault(c.Authenticator, "allowed_users", set(platform.demo_users))
         _setdefault(c.Authenticator, "admin_users", set(platform.demo_admins))
         groups: dict[str, dict] = {}

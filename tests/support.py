@@ -82,11 +82,11 @@ class PlatformProcess:
     """``dass up`` with a generated config on free ports, in its own state folder."""
 
     def __init__(self, state: Path, *, storage_url: str | None = None, storage_options=None,
-                 extra_config: str = "", name: str = "platform"):
+                 extra_config: str = "", name: str = "platform", port: int | None = None):
         self.state = state
         self.name = name
         state.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = uuid.uuid4().hex
         self.storage_url = storage_url or f"file://{state / 'repository'}"

@@ -5,7 +5,6 @@ import re
 import secrets
 import shutil
 import subprocess
-from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest

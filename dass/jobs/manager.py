@@ -38,7 +38,7 @@ from .model import ACTIVE, Job, Status, utcnow
 from .spec import build_execution_spec, build_runner_spec
 
 REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout", "idempotency_key")
-NAME_OK = re.compile(r"^[\w.-]+\.ipynb$")
+NAME_OK = re.compile(r"^[\w. ()-]+\.ipynb$")
 
 
 class JobRequestError(Exception):
@@ -138,13 +138,15 @@ class JobManager(LoggingConfigurable):
     def workdir(self, job_id: str) -> Path:
         return Path(self.jobs_dir) / job_id
 
-    def service_notebooks(self) -> list[dict[str, Any]]:
-        """The stacks' registered service notebooks (``notebooks/<stack>/service/*.ipynb``)."""
+    def service_notebooks(self, identity: Identity | None = None) -> list[dict[str, Any]]:
+        """The stacks' registered service notebooks (``notebooks/<stack>/service/*.ipynb``),
+        of the stacks ``identity`` may use (all when None)."""
         from .params import inspect_parameters
 
         out = []
         base = Path(self.registry.notebooks_dir)
-        for stack in self.registry.all_stacks.values():
+        stacks = self.registry.for_identity(identity) if identity else self.registry.all_stacks.values()
+        for stack in stacks:
             for nb in sorted((base / stack.name / "service").glob("*.ipynb")):
                 rel = f"{stack.name}/service/{nb.name}"
                 params = inspect_parameters(str(nb))
@@ -357,6 +359,7 @@ class JobManager(LoggingConfigurable):
         with open(path, "rb") as f:
             f.seek(offset)
             chunk = f.read(limit)
+        chunk = _whole_utf8(chunk)  # a character cut at the end is sent with the next chunk
         return chunk.decode("utf-8", "replace"), offset + len(chunk), data
 
     def open_output(self, identity: Identity, job_id: str, path: str):
@@ -599,6 +602,18 @@ class JobManager(LoggingConfigurable):
     def active_count(self) -> int:
         with self._db() as db:
             return int(db.scalar(select(func.count()).where(Job.status.in_(ACTIVE))) or 0)
+
+
+def _whole_utf8(chunk: bytes) -> bytes:
+    """``chunk`` without a UTF-8 character cut off at its end (at most 3 bytes held back)."""
+    for cut in range(1, min(4, len(chunk)) + 1):
+        byte = chunk[-cut]
+        if byte < 0x80:  # ASCII: nothing is cut
+            return chunk
+        if byte >= 0xC0:  # the lead byte of the last character
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return chunk if cut >= need else chunk[:-cut]
+    return chunk
 
 
 def _runner_pid(workdir: str) -> int | None:

@@ -43,6 +43,7 @@ from ..hub.stacks import StackConfigError, StackRegistry
 from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers
+from .pages import default_handlers as pages_handlers
 
 __all__ = ["DassService", "main"]
 
@@ -293,7 +294,7 @@ class DassService(Application):
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
-        routes = list(default_handlers) + list(jobs_handlers)
+        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers)
         handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
         if self.base_url != "/":
             handlers.append((self.base_url.rstrip("/"), web.RedirectHandler, {"url": self.base_url}))

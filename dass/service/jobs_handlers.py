@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+from urllib.parse import quote
 from typing import Any
 
 from .handlers import ApiError, BaseHandler
 
 POLL_SECONDS = 0.5
+
+
+def content_disposition(name: str) -> str:
+    """An attachment header for any file name (RFC 6266 / 5987: ASCII fallback + UTF-8)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class JobsBase(BaseHandler):
@@ -65,7 +72,8 @@ class JobHandler(JobsBase):
 class JobCancelHandler(JobsBase):
     def post(self, job_id: str) -> None:
         self.query_args(())
-        self.write_json(self.call(self.jobs.cancel, self.identity, job_id), 202)
+        job = self.call(self.jobs.cancel, self.identity, job_id)
+        self.write_json(job, 202 if job["status"] == "STOPPING" else 200)
 
 
 class JobLogHandler(JobsBase):
@@ -104,7 +112,7 @@ class JobOutputsHandler(JobsBase):
         self.query_args(())
         job = self.call(self.jobs.get, self.identity, job_id)
         base = f"{self.base_url}api/jobs/{job_id}/outputs/"
-        self.write_json({"outputs": [dict(o, url=base + o["path"]) for o in job["outputs"]]})
+        self.write_json({"outputs": [dict(o, url=base + quote(o["path"])) for o in job["outputs"]]})
 
 
 class JobOutputHandler(JobsBase):
@@ -114,7 +122,7 @@ class JobOutputHandler(JobsBase):
         name = path.rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         self.set_header("Content-Type", ctype)
-        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("Content-Disposition", content_disposition(name))
         self.set_header("X-Content-Type-Options", "nosniff")
         with f:
             while True:
@@ -136,6 +144,7 @@ class JobNotebookHandler(JobsBase):
             body = await asyncio.to_thread(f.read)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'")
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(body)
 
 
@@ -154,7 +163,7 @@ class JobVerifyHandler(JobsBase):
 class NotebooksHandler(JobsBase):
     def get(self) -> None:
         self.query_args(())
-        self.write_json({"notebooks": self.jobs.service_notebooks()})
+        self.write_json({"notebooks": self.jobs.service_notebooks(self.identity)})
 
 
 default_handlers = [

@@ -51,6 +51,7 @@ reference: env
 
 bench: env node-proxy
 	$(BIN)/python bench/spawn.py
+	$(BIN)/python bench/jobs.py
 
 clean:
 	rm -rf $(VENV) node_modules .dass

@@ -473,6 +473,47 @@ class Catalog(LoggingConfigurable):
         self.log.info("Catalog scan of %s: %s", storage.url, str(report).splitlines()[0])
         return report
 
+    def index_dataset(self, storage: Storage, proposal: str, name: str) -> ScanReport:
+        """Index (or re-index) one dataset, e.g. results a job has just written.
+
+        Cheaper than :meth:`scan` (which walks the whole repository). A dataset whose
+        ``dataset.json`` is missing or invalid is removed from the catalogue and reported.
+        """
+        now = dt.datetime.now(dt.timezone.utc)
+        report = ScanReport()
+        ppath = storage.join(proposal)
+        values = self._read_proposal(storage, proposal, ppath, report)
+        entry = self._read_dataset(storage, proposal, name, storage.dataset_path(proposal, name), report)
+        did = f"{proposal}/{name}"
+        try:
+            with self._session() as session, session.begin():
+                prow = session.get(Proposal, proposal)
+                if prow is None:
+                    prow = Proposal(id=proposal)
+                    prow.title, prow.pi, prow.description = values["title"], values["pi"], values["description"]
+                    session.add(prow)
+                    session.flush()
+                row = session.get(Dataset, did)
+                if entry is None:
+                    if row is not None:
+                        session.delete(row)
+                        report.removed += 1
+                else:
+                    row = row or Dataset(id=did)
+                    groups = entry.pop("access_groups")
+                    for key, value in entry.items():
+                        setattr(row, key, value)
+                    row.scanned_at = now
+                    if sorted(a.group for a in row.access) != sorted(set(groups)):
+                        row.access = [DatasetAccess(group=g) for g in sorted(set(groups))]
+                    session.add(row)
+                    report.indexed += 1
+        except SQLAlchemyError as e:
+            raise self._db_error(e) from e
+        for err in report.errors:
+            self.log.warning("Catalog: invalid metadata: %s", err)
+        return report
+
     def _read_file(self, storage: Storage, path: str, report: ScanReport) -> bytes | None:
         try:
             return storage.read_bytes(path, MAX_METADATA_BYTES)

@@ -13,7 +13,9 @@ import os
 import resource
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
+from typing import Callable
 
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
@@ -31,7 +33,15 @@ class Handle:
 
 
 class Executor(LoggingConfigurable):
-    """The interface every executor implements."""
+    """The interface every executor implements.
+
+    ``on_exit`` (optional) is called, from any thread, as soon as a run ends, so the manager
+    need not wait for its next look.
+    """
+
+    def __init__(self, on_exit: Callable[[], None] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.on_exit = on_exit
 
     async def start(self, spec: ExecutionSpec) -> Handle:
         raise NotImplementedError
@@ -79,7 +89,13 @@ class LocalExecutor(Executor):
             out.close()
         self._procs[proc.pid] = proc
         self.log.info("job %s: started runner pid %s", spec.job_id, proc.pid)
+        if self.on_exit is not None:
+            threading.Thread(target=self._notify, args=(proc,), name=f"job-{spec.job_id[:8]}", daemon=True).start()
         return Handle(job_id=spec.job_id, pid=proc.pid, workdir=spec.cwd)
+
+    def _notify(self, proc: subprocess.Popen) -> None:
+        proc.wait()
+        self.on_exit()
 
     def _process(self, handle: Handle):
         """The psutil process of a run, or None when it is gone (or the pid was reused)."""

@@ -122,7 +122,7 @@ class JobManager(LoggingConfigurable):
         self.storage = storage
         self.registry = registry
         self.identity_for = identity_for
-        self.executor: Executor = self.executor_class(parent=self)
+        self.executor: Executor = self.executor_class(parent=self, on_exit=self._wake_threadsafe)
         self._sessions = sessionmaker(catalog.engine, expire_on_commit=False)
         self._running: dict[str, Handle] = {}
         self._killing: set[str] = set()
@@ -131,6 +131,12 @@ class JobManager(LoggingConfigurable):
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------------------ helpers
+
+    def _wake_threadsafe(self) -> None:
+        """Wake the scheduling loop from any thread (a job process has ended)."""
+        loop = getattr(self, "_loop_ref", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     def _db(self) -> Session:
         return self._sessions()
@@ -397,6 +403,7 @@ class JobManager(LoggingConfigurable):
 
     def start(self) -> None:
         """Start the scheduling loop in the running event loop."""
+        self._loop_ref = asyncio.get_running_loop()
         self.reconcile()
         self._task = asyncio.ensure_future(self._loop())
 
@@ -589,7 +596,7 @@ class JobManager(LoggingConfigurable):
         """Index the job's results in the catalogue as a derived dataset."""
         dataset_id = f"{self.results_prefix}/job-{job.id}"
         try:
-            report = self.catalog.scan(self.storage)
+            report = self.catalog.index_dataset(self.storage, self.results_prefix, f"job-{job.id}")
         except DassDataError as e:
             self.log.error("job %s: results not indexed: %s", job.id, e)
             return None

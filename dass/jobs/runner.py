@@ -45,12 +45,14 @@ SIGTERM (or SIGINT) ends the runner at once: it kills its kernel and exits with 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -629,6 +631,7 @@ def run(workdir: str | os.PathLike[str]) -> int:
         spec = {}
 
     if job_run is not None:
+        _warm_html_exporter()
         try:
             job_run.prepare()
             job_run.execute()
@@ -667,7 +670,26 @@ def run(workdir: str | os.PathLike[str]) -> int:
     for handler in logging.getLogger().handlers:
         handler.flush()
     _write_json_atomic(workdir / RESULT_FILE, result)
+    # the result is out: skip the final collection over everything papermill and nbconvert
+    # loaded (about 0.3 s of a process exit)
+    gc.freeze()
     return 0 if status == COMPLETED else 1
+
+
+def _warm_html_exporter() -> None:
+    """Import nbconvert and compile its templates while the kernel runs (about 0.5 s that
+    would otherwise come after the last cell); errors surface later, in render_html."""
+
+    def warm() -> None:
+        try:
+            import nbformat
+            from nbconvert import HTMLExporter
+
+            HTMLExporter().from_notebook_node(nbformat.v4.new_notebook())
+        except Exception:  # render_html reports the real problem, if any
+            pass
+
+    threading.Thread(target=warm, name="warm-nbconvert", daemon=True).start()
 
 
 def _details(exc: BaseException) -> str:
@@ -689,7 +711,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args[0]}: no {SPEC_FILE} there; the dass service writes it before starting the runner")
         return 2
     return run(args[0])
-
 
 
 def _notebook_language(path) -> str:

@@ -47,9 +47,18 @@ def test_migrations_run_twice_idempotently(tmp_path: Path):
     Catalog(db_url=url).upgrade()
     engine = create_engine(url)
     tables = set(inspect(engine).get_table_names())
-    assert {"proposals", "datasets", "dataset_access", VERSION_TABLE} <= tables
+    assert {"proposals", "datasets", "dataset_access", "jobs", VERSION_TABLE} <= tables
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from dass.data.catalog import MIGRATIONS_DIR
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head == "0002"  # 0001 catalogue, 0002 jobs
     with engine.connect() as conn:
-        assert conn.execute(text(f"select version_num from {VERSION_TABLE}")).scalars().all() == ["0001"]
+        assert conn.execute(text(f"select version_num from {VERSION_TABLE}")).scalars().all() == [head]
     engine.dispose()
 
 
@@ -213,3 +222,26 @@ def test_migrations_and_queries_compile_for_postgresql(tmp_path: Path, capsys):
     where = Catalog._access_clause(ALICE, TODAY)
     sql = str(select(Dataset).where(where).compile(dialect=postgresql.dialect()))
     assert "EXISTS (SELECT" in sql and "dataset_access" in sql
+
+
+def test_index_dataset_indexes_one_new_dataset_and_drops_a_broken_one(tmp_path: Path):
+    import json as _json
+
+    from traitlets.config import Config
+
+    repo = tmp_path / "repo"
+    meta = {"schema": "dass.dataset/1", "title": "derived", "creators": [{"name": "alice"}],
+            "dates": {"created": "2026-01-01"}, "licence": "CC-BY-4.0", "access": {"users": ["alice"]}}
+    (repo / "results" / "job-1").mkdir(parents=True)
+    (repo / "results" / "job-1" / "dataset.json").write_text(_json.dumps(meta))
+    cfg = Config()
+    cfg.Storage.url = f"file://{repo}"
+    cfg.Catalog.db_url = f"sqlite:///{tmp_path}/c.sqlite"
+    cat, storage = Catalog(config=cfg), Storage(config=cfg)
+    report = cat.index_dataset(storage, "results", "job-1")
+    assert (report.indexed, report.errors) == (1, [])
+    assert cat.get("results/job-1").access_users == ("alice",)
+    (repo / "results" / "job-1" / "dataset.json").write_text("{broken")
+    report = cat.index_dataset(storage, "results", "job-1")
+    assert report.removed == 1 and "dataset.json" in str(report.errors[0])
+    assert cat.get("results/job-1") is None

@@ -1,0 +1,132 @@
+"""The job manager against a real catalogue, repository and database (no hub, no processes
+except where a test says so): submission checks, access checked again at start, cancel,
+idempotency, and what a restart does with jobs it finds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import fsspec
+import pytest
+from traitlets.config import Config
+
+from dass.data.access import Identity
+from dass.data.catalog import Catalog
+from dass.data.storage import Storage
+from dass.demo import seed
+from dass.hub.stacks import StackRegistry
+from dass.jobs.manager import JobManager, JobRequestError
+from dass.jobs.model import Job, Status
+from dass.jobs.spec import build_execution_spec
+
+ALICE = Identity("alice", frozenset({"p-2026-001"}))
+SEM = "sem/service/image_summary.ipynb"
+
+
+@pytest.fixture
+def manager(tmp_path):
+    seed(fsspec.filesystem("file"), str(tmp_path / "repo"))
+    cfg = Config()
+    cfg.Storage.url = f"file://{tmp_path / 'repo'}"
+    cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    cfg.JobManager.jobs_dir = str(tmp_path / "jobs")
+    cfg.JobManager.home_dir_template = str(tmp_path / "homes" / "{username}")
+    catalog, storage = Catalog(config=cfg), Storage(config=cfg)
+    catalog.upgrade()
+    assert not catalog.scan(storage).errors
+    identities = {"alice": ALICE}
+
+    async def identity_for(name):
+        return identities[name]
+
+    m = JobManager(config=cfg, catalog=catalog, storage=storage, registry=StackRegistry(config=cfg),
+                   identity_for=identity_for)
+    m.identities = identities
+    return m
+
+
+def test_submit_queues_a_validated_job(manager):
+    job, created = manager.submit(ALICE, {"notebook": SEM, "parameters": {
+        "input_dataset": "p-2026-001/sem-nanowires", "max_images": 2}})
+    assert created and job["status"] == "QUEUED" and job["stack"] == "sem" and job["size"] == "small"
+    assert job["datasets"] == ["p-2026-001/sem-nanowires"]  # the dataset parameter is an input
+    assert (manager.workdir(job["id"]) / "input.ipynb").exists()
+    assert job["notebook_sha256"].startswith("sha256:")
+
+
+def test_idempotency_key_returns_the_first_job(manager):
+    first, created = manager.submit(ALICE, {"notebook": SEM, "idempotency_key": "k1"})
+    again, created_again = manager.submit(ALICE, {"notebook": SEM, "idempotency_key": "k1"})
+    assert created and not created_again and again["id"] == first["id"]
+    assert manager.list_jobs(ALICE)[1] == 1
+
+
+def test_access_is_checked_again_when_the_job_starts(manager):
+    job, _ = manager.submit(ALICE, {"notebook": SEM, "parameters": {"input_dataset": "p-2026-001/sem-nanowires"}})
+    manager.identities["alice"] = Identity("alice", frozenset())  # left the proposal meanwhile
+    asyncio.run(manager.tick())
+    done = manager.get(ALICE, job["id"])
+    assert done["status"] == "FAILED"
+    assert "access checked again at start" in done["reason"] and "p-2026-001/sem-nanowires" in done["reason"]
+
+
+def test_cancel_a_queued_job(manager):
+    job, _ = manager.submit(ALICE, {"notebook": SEM})
+    stopped = manager.cancel(ALICE, job["id"])
+    assert stopped["status"] == "STOPPED" and stopped["reason"] == "cancelled by alice before it started"
+    with pytest.raises(JobRequestError) as e:
+        manager.cancel(ALICE, job["id"])
+    assert e.value.status == 409
+    with pytest.raises(JobRequestError) as e:
+        manager.cancel(Identity("bob", frozenset()), job["id"])
+    assert e.value.status == 404
+
+
+def _set(manager, job_id, **values):
+    with manager._db() as db, db.begin():
+        job = db.get(Job, job_id)
+        for k, v in values.items():
+            setattr(job, k, v)
+
+
+def test_restart_requeues_never_started_and_finishes_ended_runs(manager, tmp_path):
+    never, _ = manager.submit(ALICE, {"notebook": SEM})
+    ended, _ = manager.submit(ALICE, {"notebook": SEM})
+    now = dt.datetime.now(dt.timezone.utc)
+    _set(manager, never["id"], status=Status.IN_PROGRESS.value, started_at=now)
+    # a runner that ran and ended while the service was away: its pid is gone, result.json is there
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    wd = manager.workdir(ended["id"])
+    (wd / "runner.json").write_text(json.dumps({"pid": int(dead.stdout), "started": now.isoformat()}))
+    (wd / "result.json").write_text(json.dumps({"status": "FAILED", "reason": "cell 2 raised ValueError: x",
+                                                "results_url": None, "outputs": []}))
+    _set(manager, ended["id"], status=Status.IN_PROGRESS.value, started_at=now)
+    manager.reconcile()
+    assert manager.get(ALICE, never["id"])["status"] == "QUEUED"
+    done = manager.get(ALICE, ended["id"])
+    assert done["status"] == "FAILED" and done["reason"] == "cell 2 raised ValueError: x"
+
+
+def test_execution_spec_is_built_from_values_only():
+    reg = StackRegistry()
+    spec = build_execution_spec(job_id="j1", workdir="/w/j1", stack=reg.get("kmap"), size=reg.all_sizes["medium"],
+                                timeout_seconds=60, base_env={"PATH": "/usr/bin"},
+                                memory_headroom_bytes=2 * 1024**3)
+    assert spec.argv == (sys.executable, "-m", "dass.jobs.runner", "/w/j1")
+    assert spec.cwd == "/w/j1" and spec.timeout_seconds == 60 and spec.cpu == 2
+    assert spec.mem_limit_bytes == (4 + 2) * 1024**3
+    assert spec.env["OMP_NUM_THREADS"] == "2" and spec.env["HOME"] == "/w/j1" and spec.env["DASS_JOB_ID"] == "j1"
+    assert spec.env["PATH"] == "/usr/bin" and spec.env["DASS_STACK"] == "kmap"
+
+
+def test_the_service_token_never_reaches_a_job(manager, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-secret")
+    job, _ = manager.submit(ALICE, {"notebook": SEM})
+    with manager._db() as db:
+        row = db.get(Job, job["id"])
+        spec = manager._prepare(row, ALICE)
+    assert "JUPYTERHUB_API_TOKEN" not in spec.env and "service-secret" not in json.dumps(spec.env)

@@ -24,6 +24,32 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+#: flags for headless Debian Chromium on a machine without network (see ENVIRONMENT.md)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+]
+
+
+def browser_missing() -> str:
+    """Why this machine cannot drive a browser ("" when it can)."""
+    if not CHROMIUM.exists():
+        return f"no chromium at {CHROMIUM} (apt-get install chromium; never `playwright install`)"
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright Python package is not installed (pip install playwright)"
+    return ""
+
+
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))

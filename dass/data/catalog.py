@@ -263,6 +263,18 @@ def _json_serializer(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _upsert(row: Dataset, entry: dict[str, Any], now: dt.datetime) -> Dataset:
+    """Copy a parsed dataset entry onto its row (access rows replaced only when they changed)."""
+    entry = dict(entry)
+    groups = sorted(set(entry.pop("access_groups")))
+    for key, value in entry.items():
+        setattr(row, key, value)
+    row.scanned_at = now
+    if sorted(a.group for a in row.access) != groups:
+        row.access = [DatasetAccess(group=g) for g in groups]
+    return row
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -448,14 +460,7 @@ class Catalog(LoggingConfigurable):
 
                 rows = {d.id: d for d in session.scalars(select(Dataset))}
                 for did, entry in found.items():
-                    row = rows.get(did) or Dataset(id=did)
-                    groups = entry.pop("access_groups")
-                    for key, value in entry.items():
-                        setattr(row, key, value)
-                    row.scanned_at = now
-                    if sorted(a.group for a in row.access) != sorted(set(groups)):
-                        row.access = [DatasetAccess(group=g) for g in sorted(set(groups))]
-                    session.add(row)
+                    session.add(_upsert(rows.get(did) or Dataset(id=did), entry, now))
                     report.indexed += 1
                 for did, row in rows.items():
                     if did not in found:
@@ -499,14 +504,7 @@ class Catalog(LoggingConfigurable):
                         session.delete(row)
                         report.removed += 1
                 else:
-                    row = row or Dataset(id=did)
-                    groups = entry.pop("access_groups")
-                    for key, value in entry.items():
-                        setattr(row, key, value)
-                    row.scanned_at = now
-                    if sorted(a.group for a in row.access) != sorted(set(groups)):
-                        row.access = [DatasetAccess(group=g) for g in sorted(set(groups))]
-                    session.add(row)
+                    session.add(_upsert(row or Dataset(id=did), entry, now))
                     report.indexed += 1
         except SQLAlchemyError as e:
             raise self._db_error(e) from e

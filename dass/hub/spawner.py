@@ -26,6 +26,7 @@ from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Configurable
 
 from ..data.access import Identity
+from ..jobs.spec import THREAD_ENV
 from .options import Selection, SpawnOptionsError, options_from_form, validate_selection
 from .stacks import StackRegistry
 
@@ -34,14 +35,6 @@ _templates = jinja2.Environment(
     autoescape=True,
 )
 
-THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_MAX_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "TORCH_NUM_THREADS",
-)
 
 
 @lru_cache(maxsize=8)

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support import MotoServer, PlatformProcess
+from tests.support import CHROMIUM, CHROMIUM_ARGS, MotoServer, PlatformProcess, browser_missing
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,19 @@ def s3_platform(tmp_path_factory, moto):
     )
     yield p
     p.stop()
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium driven by Playwright (skips with the reason when missing)."""
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -9,60 +9,19 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.support import ARTIFACTS
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _missing() -> str:
-    """Why this machine cannot drive a browser ("" when it can)."""
-    if not CHROMIUM.exists():
-        return f"no chromium at {CHROMIUM} (apt-get install chromium; never `playwright install`)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright Python package is not installed (pip install playwright)"
-    return ""
-
+from tests.support import ARTIFACTS, browser_missing
 
 # checked at collection, so that a machine without a browser does not start the platform for nothing
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.browser,
-    pytest.mark.skipif(bool(_missing()), reason=_missing() or "browser available"),
-]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
+    pytest.mark.skipif(bool(browser_missing()), reason=browser_missing() or "browser available"),
 ]
 DATASET = "p-2026-001/sem-nanowires"
 LANDING = "/lab/tree/notebooks/sem/welcome.ipynb"
-
-
-@pytest.fixture
-def browser():
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _accept_kernel_dialog(page) -> None:

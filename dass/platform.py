@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -325,4 +326,8 @@ def up(config_file: str | None = None) -> None:
         env[CONFIG_ENV] = str(path)
     argv = [sys.executable, "-m", "jupyterhub", "-f", platform.hub_config_file]
     os.chdir(platform.state)
+    # A shell that starts us in the background sets SIGINT to "ignore", and an ignored signal
+    # survives exec: the hub's children (services, user servers) would then ignore the hub's
+    # SIGINT at shutdown and be killed only after JupyterHub's timeouts. Restore the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execve(sys.executable, argv, env)

@@ -1,0 +1,57 @@
+"""Fixtures of the dass.stm tests: the two real FAST movies shipped in the pyfastspm wheel.
+
+They are not committed: the first run downloads ``pyfastspm==1.0.6`` from the package registry
+(``pip download``) and extracts ``examples/*.h5`` into ``.cache/stm-samples/`` (git-ignored) at
+the repository root; later runs use that cache. Without network the tests that need them skip.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "stm-samples"
+SAMPLES = ("20141003_24.h5", "F20190424_1.h5")
+WHEEL_SPEC = "pyfastspm==1.0.6"
+
+
+def _download(cache: Path, tmp: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", WHEEL_SPEC, "--no-deps", "--only-binary=:all:",
+         "-d", str(tmp)],
+        capture_output=True, text=True, timeout=300,
+    )
+    wheels = sorted(tmp.glob("pyfastspm-*.whl"))
+    if proc.returncode or not wheels:
+        pytest.skip(f"cannot download {WHEEL_SPEC} for its sample FAST files: "
+                    f"{((proc.stderr or proc.stdout).strip().splitlines() or ['no output'])[-1]}")
+    cache.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[0]) as whl:
+        for name in SAMPLES:
+            part = cache / (name + ".part")
+            part.write_bytes(whl.read(f"examples/{name}"))
+            part.replace(cache / name)  # atomic: a cut download never leaves a half file
+
+
+@pytest.fixture(scope="session")
+def fast_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{file name: path}`` of the two real FAST files (read-only: copy before changing)."""
+    if not all((CACHE / name).is_file() for name in SAMPLES):
+        _download(CACHE, tmp_path_factory.mktemp("pyfastspm-wheel"))
+    return {name: CACHE / name for name in SAMPLES}
+
+
+@pytest.fixture(scope="session")
+def old_fast(fast_samples: dict[str, Path]) -> Path:
+    """20141003_24.h5: 105x105 px, old attribute spelling ``Acquisiton.``."""
+    return fast_samples["20141003_24.h5"]
+
+
+@pytest.fixture(scope="session")
+def new_fast(fast_samples: dict[str, Path]) -> Path:
+    """F20190424_1.h5: 196x196 px, file format 2.3, ``Acquisition.`` spelling."""
+    return fast_samples["F20190424_1.h5"]

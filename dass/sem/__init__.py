@@ -1,0 +1,26 @@
+"""SEM image science: reading vendor files, data-bar handling, categories.
+
+Torch-free building blocks shared by training and inference:
+
+- :mod:`dass.sem.categories` -- the ten NFFA-Europe SEM categories.
+- :mod:`dass.sem.io` -- :func:`read_sem`, vendor metadata normalization.
+- :mod:`dass.sem.databar` -- detect and crop the info strip, :func:`preprocess`.
+- :mod:`dass.sem.synthetic` -- a *synthetic* SEM-like generator for tests and demos.
+"""
+
+from dass.sem.categories import CATEGORIES, Category, category, display_name
+from dass.sem.databar import crop_data_bar, detect_data_bar, preprocess
+from dass.sem.io import SemImage, SemReadError, read_sem
+
+__all__ = [
+    "CATEGORIES",
+    "Category",
+    "SemImage",
+    "SemReadError",
+    "category",
+    "crop_data_bar",
+    "detect_data_bar",
+    "display_name",
+    "preprocess",
+    "read_sem",
+]

@@ -1,0 +1,184 @@
+"""Detect and crop the microscope's info strip (data bar), and preprocess.
+
+SEM images usually keep the instrument's data bar at the bottom: a band of
+about 9-10 % of the height (Zeiss) with a plain background, text and a scale
+bar, separated from the image by a sharp boundary. :func:`detect_data_bar`
+finds it from row statistics alone; :func:`preprocess` is the single
+preprocessing shared by training and inference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["crop_data_bar", "detect_data_bar", "preprocess"]
+
+#: Largest fraction of the height searched for a data bar.
+MAX_BAR_FRACTION = 0.25
+#: A row is "flat" when at least this fraction of pixels share one level (+-2/255).
+_FLAT_ROW = 0.5
+#: At least this fraction of the band's rows must be flat.
+_FLAT_BAND = 0.75
+#: Minimum mean absolute change (in [0, 1]) across the boundary row.
+_MIN_EDGE = 0.08
+
+
+def _as_gray(image: np.ndarray) -> np.ndarray:
+    from dass.sem.io import to_grayscale
+
+    a = np.asarray(image)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected a 2-D image (H, W) or (H, W, 3|4), got shape {a.shape}")
+    return to_grayscale(a).astype(np.float64)
+
+
+def _row_flatness(levels: np.ndarray) -> np.ndarray:
+    """Fraction of each row's pixels within +-2 levels of the row's commonest level."""
+    h, w = levels.shape
+    counts = np.zeros((h, 256), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(h), w), levels.ravel()), 1)
+    csum = np.concatenate([np.zeros((h, 1), np.int64), np.cumsum(counts, axis=1)], axis=1)
+    lo = np.clip(np.arange(256) - 2, 0, 256)
+    hi = np.clip(np.arange(256) + 3, 0, 256)
+    window = csum[:, hi] - csum[:, lo]
+    return window.max(axis=1) / w
+
+
+def detect_data_bar(image: np.ndarray, *, max_fraction: float = MAX_BAR_FRACTION) -> int | None:
+    """Find the first row of the data bar at the bottom of an SEM image.
+
+    The bar is taken to be a band at the bottom, no taller than `max_fraction`
+    of the height, whose rows are mostly "flat" (most pixels share one
+    background level, as in digitally drawn text on a plain background), and
+    which starts at a sharp boundary: the largest mean change between
+    consecutive rows. A one-pixel separator line above the band is included.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, 3|4)
+        Any dtype accepted by :func:`dass.sem.io.to_grayscale`; not modified.
+    max_fraction : float, optional
+        Largest bar height as a fraction of the image height (default 0.25).
+
+    Returns
+    -------
+    int or None
+        Row index where the bar starts, or ``None`` when there is no bar.
+
+    Examples
+    --------
+    >>> img = np.random.default_rng(0).uniform(0.3, 0.7, (100, 80))
+    >>> img[90:] = 0.05
+    >>> img[93:95, 10:40] = 1.0  # "text"
+    >>> detect_data_bar(img)
+    90
+    >>> detect_data_bar(img[:90]) is None
+    True
+    """
+    if not 0 < max_fraction < 1:
+        raise ValueError(f"max_fraction must be between 0 and 1, got {max_fraction}")
+    gray = _as_gray(image)
+    h, w = gray.shape
+    if h < 8 or w < 8:
+        return None
+    levels = np.clip(np.rint(gray * 255), 0, 255).astype(np.intp)
+    flatness = _row_flatness(levels)
+    flat = flatness >= _FLAT_ROW
+    edge = np.abs(np.diff(gray, axis=0)).mean(axis=1)  # edge[r-1] = change into row r
+    first = max(1, h - int(np.floor(max_fraction * h)))
+    last = h - max(3, int(0.02 * h))  # a bar is at least 2 % of the height
+    # share of flat rows in [r, h) for every r
+    flat_from = np.cumsum(flat[::-1])[::-1] / np.arange(h, 0, -1)
+    best, best_score = None, _MIN_EDGE
+    for r in range(first, last + 1):
+        if flat_from[r] < _FLAT_BAND or not flat[r]:
+            continue
+        # A boundary below flat rows is more likely text inside the bar than
+        # the bar's top edge: halve its weight (a separator line still wins).
+        # The strongest cue is the step from textured image rows to the flat
+        # rows of the bar: add the rise in flatness over the 3 rows above.
+        above = slice(max(0, r - 3), r)
+        jump = max(0.0, flatness[r] - flatness[above].max())
+        score = edge[r - 1] * (0.5 if flat[above].all() else 1.0) + jump
+        if score > best_score:
+            best, best_score = r, score
+    if best is None:
+        return None
+    # include a thin uniform separator line directly above the chosen row
+    for _ in range(3):
+        r = best - 1
+        if r >= first and flat[r] and _row_flatness(levels[r - 1 : r + 1])[1] > 0.95 and edge[r - 1] > _MIN_EDGE:
+            best = r
+        else:
+            break
+    return int(best)
+
+
+def crop_data_bar(image: np.ndarray, *, bar_row: int | None = None) -> np.ndarray:
+    """Return the image without its data bar.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Not modified.
+    bar_row : int, optional
+        First row of the bar; detected with :func:`detect_data_bar` when omitted.
+
+    Returns
+    -------
+    ndarray
+        A copy of ``image[:bar_row]`` (the whole image, copied, when there is no bar).
+
+    Examples
+    --------
+    >>> img = np.zeros((10, 4))
+    >>> crop_data_bar(img, bar_row=8).shape
+    (8, 4)
+    """
+    a = np.asarray(image)
+    if a.ndim < 2:
+        raise ValueError(f"expected an image with at least 2 dimensions, got shape {a.shape}")
+    if bar_row is None:
+        bar_row = detect_data_bar(a)
+    elif not 0 < int(bar_row) <= a.shape[0]:
+        raise ValueError(f"bar_row must be in 1..{a.shape[0]} for an image of height {a.shape[0]}, got {bar_row}")
+    if bar_row is None:
+        return a.copy()
+    return a[: int(bar_row)].copy()
+
+
+def preprocess(image: np.ndarray, size: int, *, crop: bool = True) -> np.ndarray:
+    """Crop the data bar and resize to a square model input.
+
+    The one preprocessing used identically by training and inference:
+    grayscale float in [0, 1], bar cropped, resized to ``(size, size)`` with
+    PIL's antialiased bicubic filter (aspect ratio not kept).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, 3|4)
+        Any dtype accepted by :func:`dass.sem.io.to_grayscale`; not modified.
+    size : int
+        Output side length in pixels.
+    crop : bool, optional
+        Detect and remove the data bar first (default True).
+
+    Returns
+    -------
+    ndarray of float32, shape (size, size), values in [0, 1]
+
+    Examples
+    --------
+    >>> preprocess(np.zeros((30, 40), np.uint8), 16).shape
+    (16, 16)
+    """
+    from PIL import Image
+
+    if int(size) != size or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    gray = _as_gray(image).astype(np.float32)
+    if crop:
+        gray = crop_data_bar(gray)
+    pil = Image.fromarray(gray, mode="F")
+    out = np.asarray(pil.resize((int(size), int(size)), Image.Resampling.BICUBIC, reducing_gap=None), dtype=np.float32)
+    return np.clip(out, 0.0, 1.0)

@@ -1,0 +1,474 @@
+"""Read SEM images (Zeiss / FEI TIFF, PNG, JPEG) with normalized metadata.
+
+:func:`read_sem` returns a :class:`SemImage`: a 2-D float32 grayscale image in
+[0, 1] plus vendor metadata normalized to a common vocabulary. Quantities are
+``{"value": float, "unit": str}`` dicts in fixed units; text fields are ``str``:
+
+=======================  =====  ==============================================
+key                      unit   source
+=======================  =====  ==============================================
+accelerating_voltage     kV     Zeiss ``ap_actualkv``; FEI ``EBeam/Beam HV``
+working_distance         mm     Zeiss ``ap_wd``; FEI ``EBeam WD``
+magnification            x      Zeiss ``ap_mag``; FEI ``DisplayWidth / HFW``
+pixel_size               nm     Zeiss ``md[''][3] * 1024 / width``;
+                                FEI ``Scan PixelWidth``
+probe_current            nA     Zeiss ``ap_iprobe``; FEI ``EBeam BeamCurrent``
+chamber_pressure         Pa     Zeiss ``ap_chamber_pressure``; FEI ``ChPressure``
+gun_pressure             Pa     Zeiss ``ap_column_vac``
+detector                 (str)  Zeiss ``dp_detector_type`` or ``Signal A``;
+                                FEI ``Detectors Name``
+datetime                 (str)  ISO 8601, local time as recorded
+instrument_serial        (str)  Zeiss ``sv_serial_number``; FEI ``Dnumber``
+instrument               (str)  FEI ``SystemType``
+=======================  =====  ==============================================
+
+Zeiss pixel size: the ``ap_pixel_size`` entry is wrong for images that are not
+1024 pixels wide; the unnamed value ``md[''][3]`` (metres, for a 1024-wide
+scan) scaled by ``1024 / width`` is right.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SemImage", "SemReadError", "read_sem", "to_grayscale"]
+
+DEFAULT_MAX_PIXELS = 100_000_000
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+# ITU-R BT.601 luma, the weights PIL uses for ``convert("L")``.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+class SemReadError(ValueError):
+    """A file could not be read as an SEM image; the message names the file."""
+
+
+@dataclass
+class SemImage:
+    """An SEM image with its metadata.
+
+    Attributes
+    ----------
+    image : ndarray of float32, shape (H, W)
+        Grayscale intensities in [0, 1]. Palettes are applied, colour is
+        converted with BT.601 luminance.
+    metadata : dict
+        Normalized metadata (see module docstring); missing entries are absent.
+    raw_metadata : dict
+        The vendor metadata as tifffile parsed it (empty when none).
+    vendor : {"zeiss", "fei", None}
+    source : str
+        Name of the file read (path, URL or ``"<bytes>"``).
+    """
+
+    image: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+    raw_metadata: dict[str, Any] = field(default_factory=dict)
+    vendor: str | None = None
+    source: str = "<bytes>"
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _load_bytes(source: Source) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if isinstance(name, bytes):
+            name = name.decode()
+        try:
+            if "://" in name:
+                import fsspec
+
+                with fsspec.open(name, "rb") as fh:
+                    return fh.read(), name
+            return Path(name).read_bytes(), name
+        except IsADirectoryError:
+            raise SemReadError(f"not an image: {name} is a directory") from None
+        except FileNotFoundError:
+            raise SemReadError(f"cannot read {name}: file not found") from None
+        except OSError as exc:
+            raise SemReadError(f"cannot read {name}: {exc}") from exc
+    if hasattr(source, "read"):
+        name = str(getattr(source, "name", "<file>"))
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise ValueError(
+                f"{name}: file-like source returned {type(data).__name__}; open it in binary mode ('rb')"
+            )
+        return bytes(data), name
+    raise TypeError(
+        "source must be a path, an fsspec URL, bytes or a binary file-like object, "
+        f"not {type(source).__name__}"
+    )
+
+
+def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImage:
+    """Read an SEM image and its vendor metadata.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or binary file-like
+        A local path, an fsspec URL (``"memory://x.tif"``, ``"s3://..."``),
+        the file's bytes, or an object with ``read()`` returning bytes.
+    max_pixels : int, optional
+        Refuse images with more pixels than this (default 100 megapixels);
+        checked from the header, before decoding.
+
+    Returns
+    -------
+    SemImage
+
+    Raises
+    ------
+    SemReadError
+        If the data is empty, not an image, corrupt or truncated, or too large.
+        The message starts with what went wrong and names the file.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> buf = io.BytesIO()
+    >>> Image.fromarray(np.full((4, 6), 255, np.uint8)).save(buf, format="PNG")
+    >>> sem = read_sem(buf.getvalue())
+    >>> sem.image.shape, sem.image.dtype, float(sem.image.max()), sem.vendor
+    ((4, 6), dtype('float32'), 1.0, None)
+    """
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    data, name = _load_bytes(source)
+    if not data:
+        raise SemReadError(f"empty file: {name} has no data")
+    if data[:4] in _TIFF_MAGIC:
+        sem = _read_tiff(data, name, max_pixels)
+    else:
+        sem = _read_pil(data, name, max_pixels)
+    log.debug("read SEM image %s: shape %s vendor %s", name, sem.image.shape, sem.vendor)
+    return sem
+
+
+def _check_size(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
+    if len(shape) < 2:
+        raise SemReadError(f"not an image: {name} has shape {shape}")
+    npix = int(shape[0]) * int(shape[1])
+    if npix == 0:
+        raise SemReadError(f"empty image: {name} has shape {shape}")
+    if npix > max_pixels:
+        raise SemReadError(
+            f"image too large: {name} is {shape[1]}x{shape[0]} = {npix} pixels, "
+            f"above max_pixels={max_pixels}; pass a larger max_pixels to read it"
+        )
+
+
+def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(_io.BytesIO(data)) as tif:
+            if not tif.pages:
+                raise SemReadError(f"corrupt TIFF: {name} has no image pages")
+            page = tif.pages.first
+            _check_size(page.shape, name, max_pixels)
+            array = page.asarray()
+            colormap = page.colormap if page.photometric == 3 else None
+            photometric = int(page.photometric)
+            raw: dict[str, Any] = {}
+            vendor = None
+            if tif.is_sem and tif.sem_metadata:
+                raw, vendor = dict(tif.sem_metadata), "zeiss"
+            elif tif.is_fei and tif.fei_metadata:
+                raw, vendor = dict(tif.fei_metadata), "fei"
+    except SemReadError:
+        raise
+    except Exception as exc:  # tifffile raises many types on bad data
+        raise SemReadError(f"corrupt TIFF: {name}: {exc}") from exc
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar RGB
+    if colormap is not None:
+        image = _apply_palette(array, colormap)
+    else:
+        if photometric == 0 and array.ndim == 2:  # MINISWHITE
+            array = _to_unit(array)
+            array = 1.0 - array
+        image = to_grayscale(array)
+    width = image.shape[1]
+    if vendor == "zeiss":
+        metadata = _zeiss_metadata(raw, width)
+    elif vendor == "fei":
+        metadata = _fei_metadata(raw)
+    else:
+        metadata = {}
+    return SemImage(image, metadata, raw, vendor, name)
+
+
+def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        pil = Image.open(_io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise SemReadError(
+            f"image too large: {name}: {exc} (PIL's limit applies in addition to max_pixels)"
+        ) from None
+    except UnidentifiedImageError:
+        raise SemReadError(f"not an image: {name} is not a TIFF, PNG, JPEG or other image file") from None
+    except Exception as exc:
+        raise SemReadError(f"corrupt image: {name}: {exc}") from exc
+    fmt = pil.format or "image"
+    _check_size((pil.size[1], pil.size[0]), name, max_pixels)
+    try:
+        pil.load()
+        mode = pil.mode
+        if mode in ("P", "PA"):
+            pil = pil.convert("RGBA" if mode == "PA" else "RGB")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            pil = pil.convert("RGB")
+        elif mode == "LA":
+            pil = pil.getchannel("L")
+        elif mode == "1":
+            pil = pil.convert("L")
+        array = np.asarray(pil)
+    except Exception as exc:
+        raise SemReadError(f"corrupt {fmt}: {name}: {exc}") from exc
+    return SemImage(to_grayscale(array), {}, {}, None, name)
+
+
+# --------------------------------------------------------------------- pixels
+
+
+def _to_unit(array: np.ndarray) -> np.ndarray:
+    """Scale to float64 in [0, 1]: unsigned ints by dtype range, others by min/max."""
+    a = np.asarray(array)
+    if a.dtype == bool:
+        return a.astype(np.float64)
+    if np.issubdtype(a.dtype, np.unsignedinteger):
+        return a.astype(np.float64) / np.iinfo(a.dtype).max
+    a = a.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        a = np.where(finite, a, 0.0)
+    lo, hi = float(a.min()), float(a.max())
+    if np.issubdtype(array.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return a
+    if hi == lo:
+        return np.zeros_like(a)
+    return (a - lo) / (hi - lo)
+
+
+def to_grayscale(array: np.ndarray) -> np.ndarray:
+    """Convert an image array to float32 grayscale in [0, 1].
+
+    Parameters
+    ----------
+    array : ndarray, shape (H, W), (H, W, 3) or (H, W, 4)
+        Unsigned integers are scaled by their dtype range; floats already in
+        [0, 1] are kept; anything else is min/max scaled. RGB(A) is converted
+        with BT.601 luminance (alpha ignored). The input is not modified.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+
+    Examples
+    --------
+    >>> to_grayscale(np.array([[0, 255]], np.uint8)).tolist()
+    [[0.0, 1.0]]
+    """
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        unit = _to_unit(a[..., :3])
+        gray = unit @ _LUMA
+    elif a.ndim == 2:
+        gray = _to_unit(a)
+    else:
+        raise ValueError(
+            f"expected a 2-D grayscale or (H, W, 3|4) colour image, got shape {a.shape}; "
+            "select one frame or channel first"
+        )
+    return np.clip(gray, 0.0, 1.0).astype(np.float32)
+
+
+def _apply_palette(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    """Look palette indices up in a TIFF colormap (3, N) and return luminance."""
+    cmap = np.asarray(colormap, dtype=np.float64)
+    scale = 65535.0 if cmap.max() > 255 else 255.0
+    rgb = cmap.T / scale  # (N, 3)
+    if np.array_equal(rgb[:, 0], rgb[:, 1]) and np.array_equal(rgb[:, 0], rgb[:, 2]):
+        lut = rgb[:, 0]
+    else:
+        lut = rgb @ _LUMA
+    idx = np.clip(indices.astype(np.intp), 0, len(lut) - 1)
+    return np.clip(lut[idx], 0.0, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------- metadata
+
+_LENGTH = {"m": 1.0, "mm": 1e-3, "µm": 1e-6, "um": 1e-6, "μm": 1e-6, "nm": 1e-9, "pm": 1e-12, "Å": 1e-10}
+_VOLTAGE = {"V": 1e-3, "kV": 1.0, "MV": 1e3, "mV": 1e-6}
+_CURRENT = {"A": 1e9, "mA": 1e6, "µA": 1e3, "uA": 1e3, "μA": 1e3, "nA": 1.0, "pA": 1e-3, "fA": 1e-6}
+_PRESSURE = {"Pa": 1.0, "mbar": 100.0, "bar": 1e5, "Torr": 133.322, "torr": 133.322, "hPa": 100.0}
+
+
+def _quantity(value: float, unit: str) -> dict[str, Any]:
+    return {"value": float(value), "unit": unit}
+
+
+def _convert(value: Any, unit: str, table: dict[str, float], target: str, target_scale: float = 1.0):
+    """Convert ``value unit`` using a table of unit -> factor to the base unit."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    factor = table.get(unit)
+    if factor is None:
+        return None
+    return _quantity(value * factor / target_scale, target)
+
+
+def _zeiss_entry(raw: dict, key: str) -> tuple[Any, str] | None:
+    entry = raw.get(key)
+    if not isinstance(entry, tuple) or len(entry) < 2:
+        return None
+    return entry[1], (entry[2] if len(entry) > 2 else "")
+
+
+_MAG_RE = re.compile(r"^\s*([0-9.]+)\s*(K|M)?\s*X\s*$", re.IGNORECASE)
+
+
+def _parse_magnification(value: Any, unit: str) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        m = _MAG_RE.match(f"{value} {unit}" if unit else value)
+        if m:
+            mult = {None: 1.0, "k": 1e3, "m": 1e6}[m.group(2).lower() if m.group(2) else None]
+            return float(m.group(1)) * mult
+    return None
+
+
+def _iso(date: str, time: str, formats: tuple[str, ...]) -> str | None:
+    text = f"{date} {time}".strip()
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt).isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def _zeiss_metadata(raw: dict, width: int) -> dict[str, Any]:
+    md: dict[str, Any] = {}
+
+    def put(key, quantity):
+        if quantity is not None:
+            md[key] = quantity
+
+    for zkey in ("ap_actualkv", "ap_manualkv"):
+        e = _zeiss_entry(raw, zkey)
+        if e and "accelerating_voltage" not in md:
+            put("accelerating_voltage", _convert(e[0], e[1], _VOLTAGE, "kV"))
+    e = _zeiss_entry(raw, "ap_wd")
+    if e:
+        put("working_distance", _convert(e[0], e[1], _LENGTH, "mm", 1e-3))
+    e = _zeiss_entry(raw, "ap_mag")
+    if e:
+        mag = _parse_magnification(*e)
+        if mag is not None:
+            md["magnification"] = _quantity(mag, "x")
+    unnamed = raw.get("", ())
+    if len(unnamed) > 3 and isinstance(unnamed[3], (int, float)) and unnamed[3] > 0 and width:
+        # md[''][3] is the pixel size in metres of a 1024-wide scan.
+        md["pixel_size"] = _quantity(unnamed[3] * 1024 / width * 1e9, "nm")
+    else:
+        e = _zeiss_entry(raw, "ap_pixel_size")  # only right for 1024-wide images
+        if e and width == 1024:
+            put("pixel_size", _convert(e[0], e[1], _LENGTH, "nm", 1e-9))
+    e = _zeiss_entry(raw, "ap_iprobe")
+    if e:
+        put("probe_current", _convert(e[0], e[1], _CURRENT, "nA"))
+    e = _zeiss_entry(raw, "ap_chamber_pressure")
+    if e:
+        put("chamber_pressure", _convert(e[0], e[1], _PRESSURE, "Pa"))
+    e = _zeiss_entry(raw, "ap_column_vac")
+    if e:
+        put("gun_pressure", _convert(e[0], e[1], _PRESSURE, "Pa"))
+    for zkey in ("dp_detector_type", "dp_detector_channel"):
+        e = _zeiss_entry(raw, zkey)
+        if e and isinstance(e[0], str) and e[0].strip():
+            md["detector"] = e[0].strip()
+            break
+    d, t = _zeiss_entry(raw, "ap_date"), _zeiss_entry(raw, "ap_time")
+    if d and isinstance(d[0], str):
+        iso = _iso(d[0], t[0] if t and isinstance(t[0], str) else "",
+                   ("%d %b %Y %H:%M:%S", "%d %b %Y"))
+        if iso:
+            md["datetime"] = iso
+    e = _zeiss_entry(raw, "sv_serial_number")
+    if e and e[0] not in (None, ""):
+        md["instrument_serial"] = str(e[0]).strip()
+    return md
+
+
+def _fei_metadata(raw: dict) -> dict[str, Any]:
+    md: dict[str, Any] = {}
+
+    def get(section, key):
+        value = raw.get(section, {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return value if value not in ("", None) else None
+
+    hv = get("EBeam", "HV") or get("Beam", "HV")
+    if isinstance(hv, float):
+        md["accelerating_voltage"] = _quantity(hv / 1e3, "kV")
+    wd = get("EBeam", "WD")
+    if isinstance(wd, float):
+        md["working_distance"] = _quantity(wd * 1e3, "mm")
+    hfw = get("EBeam", "HFW") or get("Scan", "HorFieldsize")
+    display = get("System", "DisplayWidth")
+    if isinstance(hfw, float) and isinstance(display, float) and hfw > 0:
+        # FEI magnification is relative to the display width stored in the file.
+        md["magnification"] = _quantity(display / hfw, "x")
+    pw = get("Scan", "PixelWidth")
+    if isinstance(pw, float):
+        md["pixel_size"] = _quantity(pw * 1e9, "nm")
+    current = get("EBeam", "BeamCurrent")
+    if isinstance(current, float):
+        md["probe_current"] = _quantity(current * 1e9, "nA")
+    pressure = get("Vacuum", "ChPressure")
+    if isinstance(pressure, float):
+        md["chamber_pressure"] = _quantity(pressure, "Pa")
+    det = get("Detectors", "Name")
+    if det is not None:
+        md["detector"] = str(det)
+    date, time = get("User", "Date"), get("User", "Time")
+    if isinstance(date, str):
+        iso = _iso(date, time if isinstance(time, str) else "",
+                   ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y"))
+        if iso:
+            md["datetime"] = iso
+    serial = get("System", "Dnumber")
+    if serial is not None:
+        md["instrument_serial"] = str(int(serial)) if isinstance(serial, float) and serial.is_integer() else str(serial)
+    model = get("System", "SystemType")
+    if isinstance(model, str):
+        md["instrument"] = model.replace('"', "").strip()
+    return md

@@ -132,7 +132,6 @@ def _mems(rng, shape):
             d.rectangle([x, pad_h, x + finger, h - pad_h - gap], fill=200)
         else:
             d.rectangle([x, pad_h + gap, x + finger, h - pad_h], fill=200)
-    cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.35, 0.65) * h
     return _blur(_arr(img), 1.0)
 
 

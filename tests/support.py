@@ -50,6 +50,26 @@ def browser_missing() -> str:
     return ""
 
 
+def new_page(browser, width: int = 1300):
+    """A fresh browser context and page (30 s default timeout) collecting console errors."""
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    return context, page, errors
+
+
+def hub_login(page, base_url: str, user: str, password: str) -> None:
+    """Log in through the hub's login form, as a person would."""
+    page.goto(f"{base_url}/hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("#login_submit, input[type=submit], button[type=submit]")
+    page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+
+
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support import ARTIFACTS, browser_missing
+from tests.support import ARTIFACTS, browser_missing, hub_login, new_page
 
 # checked at collection, so that a machine without a browser does not start the platform for nothing
 pytestmark = [
@@ -39,19 +39,10 @@ def test_login_spawn_form_and_landing_notebook_in_a_browser(platform, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+    context, page, console_errors = new_page(browser, width=1400)
     try:
         # -- log in ------------------------------------------------------------------
-        page.goto(f"{platform.url}/hub/login")
-        page.fill("input[name=username]", "alice")
-        page.fill("input[name=password]", platform.secrets["user_password"])
-        page.click("#login_submit, input[type=submit], button[type=submit]")
-        page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+        hub_login(page, platform.url, "alice", platform.secrets["user_password"])
         timings["login"] = time.monotonic() - t0
 
         # -- the spawn form ------------------------------------------------------------

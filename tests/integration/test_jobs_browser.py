@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.support import ARTIFACTS, browser_missing
+from tests.support import ARTIFACTS, browser_missing, hub_login, new_page
 
 # checked at collection, so that a machine without a browser does not start the platform for nothing
 pytestmark = [
@@ -31,20 +31,11 @@ def test_submit_a_job_from_the_form_and_follow_it_live(platform, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    context = browser.new_context(viewport={"width": 1300, "height": 1000})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+    context, page, console_errors = new_page(browser, width=1300)
     base = f"{platform.url}/services/dass/"
     try:
         # -- log in on the hub, then open the jobs page (the service's OAuth login is silent) ----
-        page.goto(f"{platform.url}/hub/login")
-        page.fill("input[name=username]", "alice")
-        page.fill("input[name=password]", platform.secrets["user_password"])
-        page.click("#login_submit, input[type=submit], button[type=submit]")
-        page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+        hub_login(page, platform.url, "alice", platform.secrets["user_password"])
         page.goto(base + "jobs")
         page.wait_for_url(re.compile(re.escape(base) + r"jobs$"))
         expect(page.locator("#user")).to_have_text("alice")
@@ -139,19 +130,10 @@ def test_upload_a_notebook_then_cancel_the_job_in_a_browser(platform, browser, t
 
     notebook = tmp_path / "sleep a while.ipynb"
     notebook.write_text(_sleeper_notebook())
-    context = browser.new_context(viewport={"width": 1300, "height": 1000})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+    context, page, console_errors = new_page(browser, width=1300)
     base = f"{platform.url}/services/dass/"
     try:
-        page.goto(f"{platform.url}/hub/login")
-        page.fill("input[name=username]", "alice")
-        page.fill("input[name=password]", platform.secrets["user_password"])
-        page.click("#login_submit, input[type=submit], button[type=submit]")
-        page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+        hub_login(page, platform.url, "alice", platform.secrets["user_password"])
         page.goto(base + "jobs")
         # choosing a file shows its parameters (POST jobs/inspect with the xsrf token)
         page.set_input_files("input#upload", str(notebook))

@@ -308,27 +308,19 @@ thumbnail_px: int = 256  # width and height of a contact-sheet cell, in pixels""
 SEM_SUMMARY_SETUP = """\
 import csv
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 import dass.data
 
-if not input_dataset:
-    raise ValueError(
-        "input_dataset is empty: set it to the id of an SEM dataset, e.g. "
-        "'p-2026-001/sem-nanowires'"
-    )
 if max_images < 1:
     raise ValueError(f"max_images must be at least 1, got {max_images}")
 if not 16 <= thumbnail_px <= 1024:
     raise ValueError(f"thumbnail_px must be between 16 and 1024, got {thumbnail_px}")
 
-ds = dass.data.datasets()[input_dataset]
-output_dir = Path(os.environ.get("DASS_OUTPUT_DIR", "output"))
-output_dir.mkdir(parents=True, exist_ok=True)
+ds = dass.data.input_dataset(input_dataset, kind="an SEM dataset", example="p-2026-001/sem-nanowires")
+output_dir = dass.data.output_dir()
 print(f"{ds.id}: {ds.title}")
 if ds.metadata.get("synthetic"):
     print("(synthetic demo data, not a measurement)")"""
@@ -439,8 +431,6 @@ input_dataset: str = ""  # dataset: a KMAP scan"""
 
 KMAP_OVERVIEW_SETUP = """\
 import json
-import os
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -449,14 +439,8 @@ from PIL import Image
 
 import dass.data
 
-if not input_dataset:
-    raise ValueError(
-        "input_dataset is empty: set it to the id of a KMAP dataset, e.g. "
-        "'p-2026-002/kmap-sige-island'"
-    )
-ds = dass.data.datasets()[input_dataset]
-output_dir = Path(os.environ.get("DASS_OUTPUT_DIR", "output"))
-output_dir.mkdir(parents=True, exist_ok=True)
+ds = dass.data.input_dataset(input_dataset, kind="a KMAP dataset", example="p-2026-002/kmap-sige-island")
+output_dir = dass.data.output_dir()
 print(f"{ds.id}: {ds.title}")
 if ds.metadata.get("synthetic"):
     print("(synthetic demo data, not a measurement)")
@@ -591,8 +575,6 @@ frame: int = 0  # the image of the movie to export, counted from 0"""
 
 STM_OVERVIEW_SETUP = """\
 import json
-import os
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -600,14 +582,8 @@ from PIL import Image
 
 import dass.data
 
-if not input_dataset:
-    raise ValueError(
-        "input_dataset is empty: set it to the id of a FAST STM dataset, e.g. "
-        "'p-2026-002/stm-au111-fast'"
-    )
-ds = dass.data.datasets()[input_dataset]
-output_dir = Path(os.environ.get("DASS_OUTPUT_DIR", "output"))
-output_dir.mkdir(parents=True, exist_ok=True)
+ds = dass.data.input_dataset(input_dataset, kind="a FAST STM dataset", example="p-2026-002/stm-au111-fast")
+output_dir = dass.data.output_dir()
 print(f"{ds.id}: {ds.title}")
 if ds.metadata.get("synthetic"):
     print("(synthetic demo data, not a measurement)")"""

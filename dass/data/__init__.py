@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "datasets",
+    "input_dataset",
+    "output_dir",
     "Dataset",
     "Storage",
     "Catalog",
@@ -36,6 +38,8 @@ __all__ = [
 
 _LAZY = {
     "datasets": "session",
+    "input_dataset": "session",
+    "output_dir": "session",
     "Dataset": "session",
     "Storage": "storage",
     "Catalog": "catalog",

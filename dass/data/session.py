@@ -27,7 +27,7 @@ from typing import Any, SupportsIndex, overload
 
 from .errors import DassDataError
 
-__all__ = ["datasets", "Dataset", "DatasetList", "MANIFEST_ENV", "DEFAULT_MANIFEST"]
+__all__ = ["datasets", "input_dataset", "output_dir", "Dataset", "DatasetList", "MANIFEST_ENV", "DEFAULT_MANIFEST", "OUTPUT_ENV"]
 
 #: Environment variable naming the session manifest (set by the spawner and the job runner).
 MANIFEST_ENV = "DASS_SESSION_MANIFEST"
@@ -237,3 +237,37 @@ def datasets(manifest: str | os.PathLike[str] | None = None) -> DatasetList:
     options = storage.get("options") or {}
     entries: Iterable[Mapping[str, Any]] = doc.get("datasets", [])
     return DatasetList(Dataset.from_entry(e, options) for e in entries)
+
+
+#: the folder a job's notebook writes its results to (set by the job runner)
+OUTPUT_ENV = "DASS_OUTPUT_DIR"
+
+
+def input_dataset(dataset_id: str, *, kind: str, example: str, manifest=None) -> "Dataset":
+    """The mounted dataset a notebook's dataset parameter names.
+
+    Parameters
+    ----------
+    dataset_id : str
+        The parameter's value, ``"proposal/dataset"``.
+    kind, example : str
+        What the notebook expects ("an SEM dataset") and an example id, for the message when
+        the parameter is empty.
+
+    Raises
+    ------
+    ValueError
+        When ``dataset_id`` is empty.
+    KeyError
+        When the dataset was not mounted in this session or job.
+    """
+    if not dataset_id:
+        raise ValueError(f"input_dataset is empty: set it to the id of {kind}, e.g. {example!r}")
+    return datasets(manifest)[dataset_id]
+
+
+def output_dir() -> Path:
+    """The folder results go to: ``$DASS_OUTPUT_DIR`` in a job, else ``output`` (created)."""
+    path = Path(os.environ.get(OUTPUT_ENV, "output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

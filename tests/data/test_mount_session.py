@@ -175,3 +175,16 @@ def test_import_dass_data_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_input_dataset_and_output_dir_for_notebooks(tmp_path, monkeypatch):
+    """The two helpers every service notebook starts with."""
+    from dass.data.session import input_dataset, output_dir
+
+    with pytest.raises(ValueError, match="input_dataset is empty: set it to the id of an SEM dataset, e.g. 'p/d'"):
+        input_dataset("", kind="an SEM dataset", example="p/d", manifest=tmp_path / "none.json")
+    monkeypatch.setenv("DASS_OUTPUT_DIR", str(tmp_path / "out" / "here"))
+    assert output_dir() == tmp_path / "out" / "here" and (tmp_path / "out" / "here").is_dir()
+    monkeypatch.delenv("DASS_OUTPUT_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert output_dir() == Path("output") and (tmp_path / "output").is_dir()

@@ -32,6 +32,31 @@ class Handle:
     workdir: str
 
 
+def launch(spec: ExecutionSpec) -> subprocess.Popen:
+    """Start the runner of ``spec`` locally: its own session (process group), its working
+    directory, the built environment, the memory limit; output to ``runner.out``."""
+    limit = spec.mem_limit_bytes
+
+    def preexec() -> None:
+        if limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    out = open(os.path.join(spec.cwd, "runner.out"), "ab")
+    try:
+        return subprocess.Popen(
+            list(spec.argv),
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    finally:
+        out.close()
+
+
 class Executor(LoggingConfigurable):
     """The interface every executor implements.
 
@@ -67,26 +92,7 @@ class LocalExecutor(Executor):
         self._procs: dict[int, subprocess.Popen] = {}
 
     async def start(self, spec: ExecutionSpec) -> Handle:
-        limit = spec.mem_limit_bytes
-
-        def preexec() -> None:
-            if limit:
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-        out = open(os.path.join(spec.cwd, "runner.out"), "ab")
-        try:
-            proc = subprocess.Popen(
-                list(spec.argv),
-                cwd=spec.cwd,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=preexec,
-            )
-        finally:
-            out.close()
+        proc = launch(spec)
         self._procs[proc.pid] = proc
         self.log.info("job %s: started runner pid %s", spec.job_id, proc.pid)
         if self.on_exit is not None:

@@ -2,7 +2,7 @@
 
 The runner is started as the local executor starts it: ``python -m dass.jobs.runner WORKDIR``
 in a session of its own, ``cwd=WORKDIR``, ``HOME=WORKDIR``, with the size's memory limit
-(``RLIMIT_AS`` = memory + 2 GiB headroom) and thread counts.
+(``RLIMIT_AS`` = memory + 2 GiB headroom) and thread counts: the same builder and launch.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -83,37 +82,23 @@ def runner_spec(
     return spec
 
 
-def _limits() -> None:
-    limit = (SIZE["mem_gib"] + 2) * 1024**3
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 def start_runner(workdir: Path) -> subprocess.Popen:
-    """Start the runner like the local executor (own session, memory limit, small env)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "HOME": str(workdir),
-        "DASS_JOB_ID": json.loads((workdir / "spec.json").read_text())["job_id"],
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-    out = open(workdir / "runner.out", "ab")
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dass.jobs.runner", str(workdir)],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_limits,
-        )
-    finally:
-        out.close()
+    """Start the runner exactly as the local executor does (same builder, same launch)."""
+    from dass.hub.stacks import StackRegistry
+    from dass.jobs.executor import launch
+    from dass.jobs.spec import build_execution_spec
+
+    registry = StackRegistry()
+    base_env = {k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ}
+    spec = build_execution_spec(
+        job_id=json.loads((workdir / "spec.json").read_text())["job_id"],
+        workdir=str(workdir),
+        stack=registry.get("sem"),
+        size=registry.all_sizes[SIZE["name"]],
+        timeout_seconds=3600,
+        base_env=base_env,
+    )
+    return launch(spec)
 
 
 def stop_tree(proc: subprocess.Popen) -> None:

@@ -33,7 +33,6 @@ import datetime
 import json
 import os
 import platform as _platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -50,6 +49,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support import PlatformProcess  # noqa: E402
+
+from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "jobs.json"
 TARGET_RATIO = 1.3
@@ -204,19 +205,6 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
         now += step
         best = max(best, now)
     return best
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """A plain-text table: numbers right-aligned, text left-aligned."""
-
-    def numeric(col: int) -> bool:
-        return all(re.fullmatch(r"[-0-9.]+", str(r[col])) for r in rows)
-
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(("{:>%d}" if numeric(i) else "{:<%d}") % w for i, w in enumerate(widths))
-    line = "  ".join("-" * w for w in widths)
-    out = [fmt.format(*header), line, *(fmt.format(*map(str, r)) for r in rows)]
-    return "\n".join(x.rstrip() for x in out)
 
 
 def _f(x: float | None) -> str:

@@ -45,6 +45,8 @@ if str(ROOT) not in sys.path:
 
 from tests.support import PlatformProcess  # noqa: E402
 
+from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+
 RESULTS = ROOT / "bench" / "results" / "spawn.json"
 TARGET_RATIO = 1.10
 USER = "alice"
@@ -174,19 +176,6 @@ class Runner:
                 k: round(statistics.median(v), 4) if v else None for k, v in self.phases.items()
             },
         }
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """A plain-text table: numbers right-aligned, text left-aligned."""
-
-    def numeric(col: int) -> bool:
-        return all(re.fullmatch(r"[-0-9.]+", str(r[col])) for r in rows)
-
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(("{:>%d}" if numeric(i) else "{:<%d}") % w for i, w in enumerate(widths))
-    line = "  ".join("-" * w for w in widths)
-    out = [fmt.format(*header), line, *(fmt.format(*map(str, r)) for r in rows)]
-    return "\n".join(x.rstrip() for x in out)
 
 
 def main(argv=None) -> int:

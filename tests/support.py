@@ -61,6 +61,15 @@ def new_page(browser, width: int = 1300):
     return context, page, errors
 
 
+def failure_screenshot(page, name: str) -> None:
+    """Keep a full-page screenshot of a failed browser test in test-artifacts/ (best effort)."""
+    try:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    except Exception:  # the page may be gone: the test's own error is what matters
+        pass
+
+
 def hub_login(page, base_url: str, user: str, password: str) -> None:
     """Log in through the hub's login form, as a person would."""
     page.goto(f"{base_url}/hub/login")

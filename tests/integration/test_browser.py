@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support import ARTIFACTS, browser_missing, hub_login, new_page
+from tests.support import ARTIFACTS, browser_missing, failure_screenshot, hub_login, new_page
 
 # checked at collection, so that a machine without a browser does not start the platform for nothing
 pytestmark = [
@@ -104,10 +104,7 @@ def test_login_spawn_form_and_landing_notebook_in_a_browser(platform, browser):
         # nothing on stderr in the notebook (a traceback or warning would render as stderr)
         expect(panel.locator('[data-mime-type="application/vnd.jupyter.stderr"]')).to_have_count(0)
     except Exception:
-        try:
-            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
-        except Exception:
-            pass
+        failure_screenshot(page, "browser-failure.png")
         raise
     finally:
         print("browser timings (s since start):", {k: round(v, 1) for k, v in timings.items()})

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.support import ARTIFACTS, browser_missing, hub_login, new_page
+from tests.support import ARTIFACTS, browser_missing, failure_screenshot, hub_login, new_page
 
 # checked at collection, so that a machine without a browser does not start the platform for nothing
 pytestmark = [
@@ -101,10 +101,7 @@ def test_submit_a_job_from_the_form_and_follow_it_live(platform, browser):
         expect(first.locator(".badge")).to_have_text("COMPLETED")
         timings["done"] = time.monotonic() - t0
     except Exception:
-        try:
-            page.screenshot(path=str(ARTIFACTS / "jobs-browser-failure.png"), full_page=True)
-        except Exception:
-            pass
+        failure_screenshot(page, "jobs-browser-failure.png")
         raise
     finally:
         print("browser timings (s since start):", {k: round(v, 1) for k, v in timings.items()})
@@ -154,10 +151,7 @@ def test_upload_a_notebook_then_cancel_the_job_in_a_browser(platform, browser, t
         expect(page.locator("#reason")).to_have_text("cancelled by alice", timeout=30_000)
         expect(page.locator("#cancel")).to_have_count(0)
     except Exception:
-        try:
-            page.screenshot(path=str(ARTIFACTS / "jobs-browser-failure.png"), full_page=True)
-        except Exception:
-            pass
+        failure_screenshot(page, "jobs-browser-failure.png")
         raise
     finally:
         context.close()

@@ -139,7 +139,8 @@ class DatasetAccess(Base):
 # plain values handed to callers
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A datetime read from the database with its zone: SQLite drops it, we store UTC."""
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we store UTC
         return value.replace(tzinfo=dt.timezone.utc)
     return value
@@ -197,7 +198,7 @@ class DatasetRecord:
             metadata_sha256=row.metadata_sha256,
             file_count=row.file_count,
             size_bytes=row.size_bytes,
-            scanned_at=_aware(row.scanned_at),
+            scanned_at=as_utc(row.scanned_at),
             metadata=dict(row.metadata_ or {}),
         )
 

@@ -27,7 +27,7 @@ from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..data.access import Identity
-from ..data.catalog import Catalog
+from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
 from ..data.paths import state_dir
 from ..data.storage import Storage
@@ -470,7 +470,7 @@ class JobManager(LoggingConfigurable):
     async def _watch(self, job: Job, handle: Handle) -> None:
         if job.id in self._killing:
             return
-        elapsed = (utcnow() - _aware(job.started_at)).total_seconds() if job.started_at else 0
+        elapsed = (utcnow() - as_utc(job.started_at)).total_seconds() if job.started_at else 0
         if job.status == Status.STOPPING.value:
             self._kill_later(job.id, handle)
         elif elapsed > job.timeout_seconds:
@@ -628,10 +628,6 @@ def _runner_pid(workdir: str) -> int | None:
         return int(json.loads((Path(workdir) / "runner.json").read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _one_line(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..data.catalog import Base
+from ..data.catalog import Base, as_utc
 
 
 class Status(str, enum.Enum):
@@ -40,11 +40,7 @@ def utcnow() -> dt.datetime:
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.isoformat()
+    return None if value is None else as_utc(value).isoformat()
 
 
 class Job(Base):

@@ -75,10 +75,7 @@ def config_reference() -> str:
     ]
     for cls in config_classes():
         out += [f"## {cls.__name__}", "", inspect.cleandoc(cls.__doc__ or ""), ""]
-        own = cls.class_own_traits(config=True) if cls.__name__ != "DassLocalSpawner" else {
-            k: v for k, v in cls.class_own_traits(config=True).items()
-        }
-        for name, trait in sorted(own.items()):
+        for name, trait in sorted(cls.class_own_traits(config=True).items()):
             default = trait.default_value_repr()
             out.append(f"### `c.{cls.__name__}.{name}`")
             out.append("")

@@ -14,7 +14,6 @@ Outside, pass ``url`` and ``token`` (or set ``$DASS_URL`` and ``$DASS_TOKEN``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -198,7 +197,3 @@ def get(job_id: str) -> dict:
 
 def download(job_id: str, path: str, target) -> Path:
     return client().download(job_id, path, target)
-
-
-def dumps(job: dict) -> str:
-    return json.dumps(job, indent=1)

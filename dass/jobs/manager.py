@@ -34,7 +34,7 @@ from ..data.storage import Storage
 from ..hub.options import SpawnOptionsError, validate_selection
 from ..hub.stacks import StackRegistry
 from .executor import Executor, Handle, LocalExecutor
-from .model import ACTIVE, Job, Status, utcnow
+from .model import Job, Status, utcnow
 from .spec import build_execution_spec, build_runner_spec
 
 REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout", "idempotency_key")
@@ -606,9 +606,6 @@ class JobManager(LoggingConfigurable):
                 return None
         return dataset_id if self.catalog.get(dataset_id) else None
 
-    def active_count(self) -> int:
-        with self._db() as db:
-            return int(db.scalar(select(func.count()).where(Job.status.in_(ACTIVE))) or 0)
 
 
 def _whole_utf8(chunk: bytes) -> bytes:

@@ -32,7 +32,6 @@ class Status(str, enum.Enum):
         return self in (Status.COMPLETED, Status.FAILED, Status.STOPPED)
 
 
-ACTIVE = (Status.QUEUED.value, Status.IN_PROGRESS.value, Status.STOPPING.value)
 
 
 def utcnow() -> dt.datetime:

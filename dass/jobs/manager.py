@@ -125,6 +125,7 @@ class JobManager(LoggingConfigurable):
         self.executor: Executor = self.executor_class(parent=self, on_exit=self._wake_threadsafe)
         self._sessions = sessionmaker(catalog.engine, expire_on_commit=False)
         self._running: dict[str, Handle] = {}
+        self._notebook_params: dict[str, tuple[int, dict]] = {}
         self._killing: set[str] = set()
         self._timed_out: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -155,7 +156,11 @@ class JobManager(LoggingConfigurable):
         for stack in stacks:
             for nb in sorted((base / stack.name / "service").glob("*.ipynb")):
                 rel = f"{stack.name}/service/{nb.name}"
-                params = inspect_parameters(str(nb))
+                mtime = nb.stat().st_mtime_ns
+                cached = self._notebook_params.get(rel)
+                if cached is None or cached[0] != mtime:  # parse a notebook once per change
+                    cached = self._notebook_params[rel] = (mtime, inspect_parameters(str(nb)))
+                params = cached[1]
                 out.append(
                     {"notebook": rel, "stack": stack.name, "parameters": [p.to_json() for p in params.values()]}
                 )

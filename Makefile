@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= hub,test,k8s,stm
+EXTRAS ?= hub,test,k8s,stm,sem,kmap
 NODE   := $(shell command -v node 2>/dev/null)
 PYTEST_ARGS ?=
 

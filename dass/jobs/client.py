@@ -20,46 +20,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import requests
+from ..client import ServiceClient, ServiceError
 
-DEFAULT_URL = "http://127.0.0.1:8000/services/dass/"
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")
 
-
-class JobsError(Exception):
-    """The service refused a request; ``status`` is the HTTP status, ``message`` its reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status})")
-        self.status = status
-        self.message = message
+#: the error of every dass service call (kept under its historical name)
+JobsError = ServiceError
 
 
-class JobsClient:
+class JobsClient(ServiceClient):
     """Talks to the dass service's jobs API with a hub token."""
-
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60) -> None:
-        url = url or os.environ.get("DASS_URL") or os.environ.get("DASS_SERVICE_URL") or DEFAULT_URL
-        self.url = url.rstrip("/") + "/"
-        self.token = token or os.environ.get("DASS_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
-        if not self.token:
-            raise JobsError(401, "no hub token: pass token=, or set $DASS_TOKEN (create one on the hub's token page)")
-        self.timeout = timeout
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"token {self.token}"
-
-    def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
-        try:
-            r = self.session.request(method, self.url + path, timeout=kw.pop("timeout", self.timeout), **kw)
-        except requests.ConnectionError as e:
-            raise JobsError(503, f"cannot reach the dass service at {self.url}: {e.__class__.__name__}") from None
-        if r.status_code >= 400:
-            try:
-                message = r.json().get("message") or r.text
-            except ValueError:
-                message = r.text[:500]
-            raise JobsError(r.status_code, message)
-        return r
 
     # -- the API ---------------------------------------------------------------------------
     def notebooks(self) -> list[dict]:

@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from .errors import StmFileError
+
 __all__ = ["CHANNELS", "FastFile", "FastFileError", "open_fast"]
 
 log = logging.getLogger(__name__)
@@ -46,21 +48,9 @@ _REQUIRED: tuple[tuple[str, ...], ...] = (
 )
 
 
-class FastFileError(ValueError):
-    """A file is not a FAST movie that pyfastspm can read; ``str(err)`` says which file and why.
-
-    Parameters
-    ----------
-    path : str
-        The file (or URL) as given to :func:`open_fast`.
-    problem : str
-        What is wrong, in words for a person.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class FastFileError(StmFileError):
+    """A file is not a FAST movie that pyfastspm can read; ``str(err)`` says which file and why
+    (``path`` and ``problem`` as :class:`~dass.stm.errors.StmFileError`)."""
 
 
 # ---------------------------------------------------------------------------------------------

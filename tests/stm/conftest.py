@@ -55,3 +55,66 @@ def old_fast(fast_samples: dict[str, Path]) -> Path:
 def new_fast(fast_samples: dict[str, Path]) -> Path:
     """F20190424_1.h5: 196x196 px, file format 2.3, ``Acquisition.`` spelling."""
     return fast_samples["F20190424_1.h5"]
+
+
+# ---------------------------------------------------------------------------------------------
+# real Nanonis files (.sxm scans, a .dat bias spectrum) shipped in the pynxtools-spm wheel
+
+NANONIS_CACHE = CACHE / "nanonis"
+NANONIS_SPEC = "pynxtools-spm==0.4.1"
+#: file name -> its path inside the pynxtools-spm 0.4.1 wheel
+NANONIS_SAMPLES = {
+    "Au_mica_2023_Y_A_diPAMY_20230512_058.sxm":
+        "pynxtools_spm/nomad/example_uploads/stm/STMExampleWithCustomization/"
+        "Au_mica_2023_Y_A_diPAMY_20230512_058.sxm",
+    "A151216.123306-02602.sxm":
+        "pynxtools_spm/nomad/example_uploads/afm/AFMExampleWithCustomization/"
+        "A151216.123306-02602.sxm",
+    "Bias-Spectroscopy00015_20230420.dat":
+        "pynxtools_spm/nomad/example_uploads/sts/STSExampleWithCustomization/"
+        "Bias-Spectroscopy00015_20230420.dat",
+}
+
+
+def _download_nanonis(cache: Path, tmp: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", NANONIS_SPEC, "--no-deps",
+         "--only-binary=:all:", "-d", str(tmp)],
+        capture_output=True, text=True, timeout=300,
+    )
+    wheels = sorted(tmp.glob("pynxtools_spm-*.whl"))
+    if proc.returncode or not wheels:
+        pytest.skip(f"cannot download {NANONIS_SPEC} for its sample Nanonis files: "
+                    f"{((proc.stderr or proc.stdout).strip().splitlines() or ['no output'])[-1]}")
+    cache.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[0]) as whl:
+        for name, member in NANONIS_SAMPLES.items():
+            part = cache / (name + ".part")
+            part.write_bytes(whl.read(member))
+            part.replace(cache / name)
+
+
+@pytest.fixture(scope="session")
+def nanonis_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{file name: path}`` of the real Nanonis files (read-only: copy before changing)."""
+    if not all((NANONIS_CACHE / name).is_file() for name in NANONIS_SAMPLES):
+        _download_nanonis(NANONIS_CACHE, tmp_path_factory.mktemp("pynxtools-spm-wheel"))
+    return {name: NANONIS_CACHE / name for name in NANONIS_SAMPLES}
+
+
+@pytest.fixture(scope="session")
+def stm_sxm(nanonis_samples: dict[str, Path]) -> Path:
+    """An STM scan of Au on mica: 256x256 px, channels Z and Current, scanned down, 120°."""
+    return nanonis_samples["Au_mica_2023_Y_A_diPAMY_20230512_058.sxm"]
+
+
+@pytest.fixture(scope="session")
+def afm_sxm(nanonis_samples: dict[str, Path]) -> Path:
+    """An nc-AFM scan: 128x128 px, nine channels, scanned up."""
+    return nanonis_samples["A151216.123306-02602.sxm"]
+
+
+@pytest.fixture(scope="session")
+def sts_dat(nanonis_samples: dict[str, Path]) -> Path:
+    """A bias-spectroscopy .dat file: 2048 points."""
+    return nanonis_samples["Bias-Spectroscopy00015_20230420.dat"]

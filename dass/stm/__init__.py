@@ -26,10 +26,13 @@ from .fast import CHANNELS, FastFile, FastFileError, open_fast
 from .logbook import attach_preparation, match_preparation, read_logbook, write_preparation_h5
 from .matrix import open_matrix, read_matrix
 from .nanonis import open_dat, open_sxm, read_sxm
+from .process import ProcessedMovie, ProcessingError, Recipe, RecipeError, process
 from .still import StillImage, align_rows, apply, fft_notch, fix_zero, plane_fit
 
 __all__ = [
     "CHANNELS", "FastFile", "FastFileError", "open_fast",
+    # FAST movie processing through pyfastspm (exports: dass.stm.export, job: dass.stm.service)
+    "Recipe", "RecipeError", "ProcessedMovie", "ProcessingError", "process",
     # still images (Nanonis, MATRIX), their corrections, the preparation logbook
     "StmFileError", "NanonisFileError", "MatrixFileError", "LogbookError", "StepError",
     "StillImage", "open_sxm", "read_sxm", "open_dat", "open_matrix", "read_matrix",

@@ -378,118 +378,38 @@ def _kmap_files(
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """X-SOCS input files for a synthetic SiGe island on Si: master + one file per angle.
 
-    Per scan position the detector frames hold a 2-D Gaussian peak. Inside a round "island"
-    the peak moves on the detector (lattice-parameter change) and its rocking-curve centre
-    moves with the distance from the island centre (tilt); outside it stays put.
+    Written by :func:`dass.kmap.synthetic.generate` (the xsocs input layout, a 3-D Gaussian
+    Bragg peak per position placed with xrayutilities in xsocs' geometry): a strain ramp along
+    x, pitch and roll ramps, and a round island of extra strain with a sharp edge. Three
+    rocking angles, 32 x 32 Poisson frames. The ground truth goes into the metadata
+    (``domain["truth"]``) so a notebook can compare its maps with it.
     """
-    import h5py
+    import tempfile
+    from pathlib import Path
 
-    theta = _bragg_theta_deg(KMAP_ENERGY_KEV, KMAP_HKL, KMAP_LATTICE_SI_A)
-    etas = [round(theta + off, 4) for off in (-0.04, 0.0, 0.04)]
-    delta = round(2.0 * theta, 4)
-    chan_per_deg = math.tan(math.radians(1.0)) * KMAP_DISTANCE_M / (KMAP_PIXEL_SIZE_UM * 1e-6)
-    rows, cols = KMAP_DETECTOR
-    centre = (rows / 2.0, cols / 2.0)
+    from dass.kmap import synthetic
 
-    x_um = np.arange(nx) * step_um
-    y_um = np.arange(ny) * step_um
-    adc_x = np.tile(x_um, ny) + rng.normal(0.0, 0.002, nx * ny)  # fast axis: piy -> adcX
-    adc_y = np.repeat(y_um, nx) + rng.normal(0.0, 0.002, nx * ny)
-    cx, cy = x_um.mean(), y_um.mean()
-    radius = 0.45 * min(np.ptp(x_um), np.ptp(y_um)) + step_um
-    rel_x = (adc_x - cx) / radius
-    rel_y = (adc_y - cy) / radius
-    r = np.hypot(rel_x, rel_y)
-    island = np.clip(1.0 - r * r, 0.0, 1.0)
-    peak_row = centre[0] - 3.0 * island  # larger lattice parameter -> lower 2theta
-    peak_col = centre[1] + 1.0 * island * rel_y
-    eta_centre = theta + 0.03 * island * rel_x
-    amp = 1500.0 * (0.4 + 0.6 * island)
-
-    rr, cc = np.mgrid[0:rows, 0:cols].astype(float)
-    files: dict[str, bytes] = {}
-    master_entries: list[tuple[str, str]] = []
-    n = nx * ny
-    title = (
-        f"kmap piy {x_um[0]:g} {x_um[-1]:g} {nx} pix {y_um[0]:g} {y_um[-1]:g} {ny} 0.01"
-    )
-    for k, eta in enumerate(etas, start=1):
-        entry = f"{k}.1"
-        fname = f"{prefix}_{entry}.h5"
-        rock = np.exp(-(((eta - eta_centre) / 0.03) ** 2) / 2.0)
-        expected = (
-            amp[:, None, None]
-            * rock[:, None, None]
-            * np.exp(
-                -(
-                    (rr[None] - peak_row[:, None, None]) ** 2
-                    + (cc[None] - peak_col[:, None, None]) ** 2
-                )
-                / (2.0 * 1.5**2)
-            )
-            + 1.0
+    cx = (nx - 1) * step_um / 2.0
+    cy = (ny - 1) * step_um / 2.0
+    with tempfile.TemporaryDirectory(prefix="dass-demo-kmap-") as tmp:
+        master, truth = synthetic.generate(
+            tmp, shape=(ny, nx), n_angles=3, eta_step=0.03, frame_shape=KMAP_DETECTOR,
+            energy_kev=KMAP_ENERGY_KEV, hkl=KMAP_HKL, lattice_a=KMAP_LATTICE_SI_A,
+            strain=(0.0, 2e-4, 0.0), tilt=((0.0, 0.01, 0.0), (0.0, 0.0, 0.01)),
+            island={"center": (cx, cy), "radius": 0.4 * min(nx, ny) * step_um,
+                    "strain": 5e-4},
+            step=step_um, distance_m=KMAP_DISTANCE_M, pixel_size_m=KMAP_PIXEL_SIZE_UM * 1e-6,
+            seed=int(rng.integers(2**31)), name=prefix,
         )
-        frames = rng.poisson(expected).astype(np.uint16)
-
-        def write(h5: Any, entry: str = entry, eta: float = eta, frames: np.ndarray = frames):
-            grp = h5.create_group(entry)
-            grp.attrs["NX_class"] = "NXentry"
-            grp["title"] = title
-            instrument = grp.create_group("instrument")
-            instrument.attrs["NX_class"] = "NXinstrument"
-            det = instrument.create_group("detector")
-            det.attrs["NX_class"] = "NXdetector"
-            det["beam_energy"] = KMAP_ENERGY_KEV * 1000.0  # eV, as xsocs stores it
-            det["center_chan_dim0"] = centre[0]
-            det["center_chan_dim1"] = centre[1]
-            det["chan_per_deg_dim0"] = chan_per_deg
-            det["chan_per_deg_dim1"] = chan_per_deg
-            det["image_roi_offset"] = np.array([0, 0])
-            pos = instrument.create_group("positioners")
-            pos.attrs["NX_class"] = "NXcollection"
-            pos["eta"] = eta
-            pos["phi"] = 0.0
-            pos["nu"] = 0.0
-            pos["del"] = delta  # the name xsocs reads
-            pos["delta"] = h5py.SoftLink(f"/{entry}/instrument/positioners/del")
-            meas = grp.create_group("measurement")
-            meas.attrs["NX_class"] = "NXcollection"
-            image = meas.create_group("image")
-            image.attrs["NX_class"] = "NXcollection"
-            image.attrs["interpretation"] = "image"
-            image.create_dataset(
-                "data", data=frames, chunks=(1, rows, cols), compression="gzip", shuffle=True
-            )
-            image["info"] = det
-            det["data"] = h5py.SoftLink(f"/{entry}/measurement/image/data")
-            meas["imgnr"] = np.arange(n, dtype=np.int32)
-            meas["adcX"] = adc_x
-            meas["adcY"] = adc_y
-            scan = grp.create_group("scan")
-            scan["motor_0"] = "piy"
-            scan["motor_0_start"] = float(x_um[0])
-            scan["motor_0_end"] = float(x_um[-1])
-            scan["motor_0_steps"] = nx
-            scan["motor_1"] = "pix"
-            scan["motor_1_start"] = float(y_um[0])
-            scan["motor_1_end"] = float(y_um[-1])
-            scan["motor_1_steps"] = ny
-            scan["delay"] = 0.01
-
-        files[fname] = _h5_bytes(write)
-        master_entries.append((entry, fname))
-
-    def write_master(h5: Any) -> None:
-        for entry, fname in master_entries:
-            h5[entry] = h5py.ExternalLink(fname, f"/{entry}")
-
-    files[f"{prefix}_master.h5"] = _h5_bytes(write_master)
+        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).glob(f"{prefix}_*.h5"))}
+    chan_per_deg = math.tan(math.radians(1.0)) * KMAP_DISTANCE_M / (KMAP_PIXEL_SIZE_UM * 1e-6)
     domain = {
         "energy_keV": KMAP_ENERGY_KEV,
         "hkl": list(KMAP_HKL),
         "substrate": "Si",
-        "eta_deg": etas,
-        "delta_deg": delta,
+        "lattice_a": KMAP_LATTICE_SI_A,
+        "eta_deg": truth.eta_deg,
+        "delta_deg": truth.delta_deg,
         "nu_deg": 0.0,
         "phi_deg": 0.0,
         "scan_shape": [ny, nx],
@@ -498,7 +418,8 @@ def _kmap_files(
         "detector_pixel_size_um": KMAP_PIXEL_SIZE_UM,
         "detector_distance_m": KMAP_DISTANCE_M,
         "chan_per_deg": round(chan_per_deg, 3),
-        "master_file": f"{prefix}_master.h5",
+        "master_file": master.name,
+        "truth": truth.to_json(),
     }
     return files, domain
 
@@ -538,94 +459,52 @@ def _kmap_dataset(
 FAST_POINTS = 64
 FAST_NUM_IMAGES = 4
 FAST_Y_FREQUENCY = 10.0  # Hz: one up + down frame pair per period
-FAST_X_FREQUENCY = 2.0 * FAST_POINTS * FAST_Y_FREQUENCY  # a forward + backward line per period
-FAST_SAMPLING_RATE = 2.0 * FAST_POINTS * FAST_X_FREQUENCY  # samples per second
-FAST_SCAN_NM = 3.0  # illustrative scan size; the file itself is uncalibrated (Calibration 0)
-FAST_AU_LATTICE_NM = 0.288
 FAST_DRIFT_NM_S = (1.2, 0.5)
 
 
+def _fast_params(rng: np.random.Generator) -> Any:
+    """The demo movie's parameters (:class:`dass.stm.synthetic.SyntheticFast`), noise seeded
+    from the dataset id."""
+    from .stm.synthetic import SyntheticFast
+
+    return SyntheticFast(
+        points=FAST_POINTS,
+        num_images=FAST_NUM_IMAGES,
+        y_frequency=FAST_Y_FREQUENCY,
+        drift_nm_s=FAST_DRIFT_NM_S,
+        seed=int(rng.integers(0, 2**31)),
+    )
+
+
 def _fast_stream(rng: np.random.Generator) -> np.ndarray:
-    """The ``/data`` stream of a FAST movie showing a drifting hexagonal lattice.
+    """The ``/data`` stream of the demo FAST movie (:func:`dass.stm.synthetic.synthetic_fast_stream`):
+    a drifting hexagonal lattice, sinusoidal x scan, up and down sweeps."""
+    from .stm.synthetic import synthetic_fast_stream
 
-    Layout (X-phase and Y-phase 0): the stream reshapes to ``(n_images, 4 * Y, X)``; rows
-    ``0 .. 2Y-1`` are the up sweep, the rest the down sweep; even rows are forward lines,
-    odd rows backward lines (x reversed). The tip moves sinusoidally in x, so the samples
-    of one line are not evenly spaced in x; y moves linearly up, then down.
-    """
-    nx = ny = FAST_POINTS
-    n = FAST_NUM_IMAGES * 4 * nx * ny
-    idx = np.arange(n)
-    t = idx / FAST_SAMPLING_RATE
-    # x: one period spans a forward row (x from -1 to 1) and a backward row (1 to -1)
-    x = -np.cos(math.pi * ((idx % (2 * nx)) + 0.5) / nx)
-    # y: triangle over 4Y rows per image, -1 -> 1 during the up sweep, 1 -> -1 going down
-    s = (idx % (4 * nx * ny)) / (2 * nx * ny)  # 0 .. 2 over one image
-    y = np.where(s < 1.0, -1.0 + 2.0 * s, 3.0 - 2.0 * s)
-    xn = x * FAST_SCAN_NM / 2.0 - FAST_DRIFT_NM_S[0] * t
-    yn = y * FAST_SCAN_NM / 2.0 - FAST_DRIFT_NM_S[1] * t
-    k = 4.0 * math.pi / (math.sqrt(3.0) * FAST_AU_LATTICE_NM)
-    z = np.zeros(n)
-    for j in range(3):
-        ang = math.radians(10.0 + 60.0 * j)
-        z += np.cos(k * (xn * math.cos(ang) + yn * math.sin(ang)))
-    z = z + 0.8 * x + 0.4 * y  # residual plane tilt
-    z = z + rng.normal(0.0, 0.25, n)
-    return np.round(z * 2500.0).astype(np.int16)
+    return synthetic_fast_stream(_fast_params(rng))
 
 
-def _fast_attributes() -> dict[str, Any]:
-    return {
-        "Scanner.X_Points": np.int32(FAST_POINTS),
-        "Scanner.Y_Points": np.int32(FAST_POINTS),
-        "Scanner.X_Frequency": np.float64(FAST_X_FREQUENCY),
-        "Scanner.X_Frequency.Unit": "Hz",
-        "Scanner.Y_Frequency": np.float64(FAST_Y_FREQUENCY),
-        "Scanner.Y_Frequency.Unit": "Hz",
-        "Scanner.X_Amplitude": np.float64(0.15),
-        "Scanner.X_Amplitude.Unit": "V",
-        "Scanner.Y_Amplitude": np.float64(0.15),
-        "Scanner.Y_Amplitude.Unit": "V",
-        "Scanner.X_Calibration": np.float64(0.0),
-        "Scanner.Y_Calibration": np.float64(0.0),
-        "Scanner.X_Calibration.Unit": "nm/V",
-        "Scanner.Y_Calibration.Unit": "nm/V",
-        "Acquisition.X_Phase": np.int32(0),
-        "Acquisition.Y_Phase": np.int32(0),
-        "Acquisition.ADC_SamplingRate": np.float64(FAST_SAMPLING_RATE),
-        "Acquisition.NumImages": np.int32(FAST_NUM_IMAGES),
-        "GapVoltage.Voltage": np.float64(-0.5),
-        "GapVoltage.Voltage.Unit": "V",
-        "Regulator.Setpoint": np.float64(1.0),
-        "Regulator.Setpoint.Unit": "nA",
-        "ExperimentInfo.Sample": "Au(111) (synthetic)",
-        "ExperimentInfo.Comment": (
-            "SYNTHETIC FAST-style movie generated by dass.demo: a drifting hexagonal lattice "
-            "with noise; not a measurement."
-        ),
-        "ExperimentInfo.SoftwareVersion": "dass.demo",
-    }
+def _fast_attributes(rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """The ``/data`` attributes of the demo FAST movie (all that pyfastspm needs, labelled
+    synthetic): :func:`dass.stm.synthetic.synthetic_fast_attributes`."""
+    from .stm.synthetic import synthetic_fast_attributes
+
+    return synthetic_fast_attributes(_fast_params(rng or np.random.default_rng(0)))
 
 
 def _stm_dataset(proposal: str, name: str, *, today: datetime.date) -> DemoDataset:
-    rng = _rng(f"{proposal}/{name}")
-    stream = _fast_stream(rng)
-    attrs = _fast_attributes()
+    from .stm.synthetic import synthetic_fast_bytes
 
-    def write(h5: Any) -> None:
-        dset = h5.create_dataset("data", data=stream)
-        for key, value in attrs.items():
-            dset.attrs[key] = value
-
-    files = {"au111_fast_001.h5": _h5_bytes(write)}
+    params = _fast_params(_rng(f"{proposal}/{name}"))
+    files = {"au111_fast_001.h5": synthetic_fast_bytes(params)}
     domain = {
         "format": "FAST module HDF5",
         "x_points": FAST_POINTS,
         "y_points": FAST_POINTS,
         "num_images": FAST_NUM_IMAGES,
-        "x_frequency_hz": FAST_X_FREQUENCY,
-        "y_frequency_hz": FAST_Y_FREQUENCY,
-        "adc_sampling_rate_hz": FAST_SAMPLING_RATE,
+        "x_frequency_hz": params.x_frequency,
+        "y_frequency_hz": params.y_frequency,
+        "adc_sampling_rate_hz": params.sampling_rate,
         "x_amplitude_v": 0.15,
         "y_amplitude_v": 0.15,
         "calibrated": False,
@@ -732,6 +611,42 @@ def _build_sem_particles(today: datetime.date) -> DemoDataset:
     )
 
 
+#: images per category of the demo training set (small: the demo trains in seconds on it)
+SEM_TRAINING_PER_CLASS = 6
+SEM_TRAINING_SIZE = (128, 128)
+
+
+def _build_sem_training_synthetic(today: datetime.date) -> DemoDataset:
+    """An ImageFolder-layout training set: one folder per NFFA category id, SYNTHETIC images
+    of :func:`dass.sem.synthetic.generate` (for the training notebook, not a real dataset)."""
+    from dass.sem.categories import CATEGORY_IDS
+    from dass.sem.synthetic import generate
+
+    out: dict[str, bytes] = {}
+    description = "SYNTHETIC SEM-like training image generated by dass.sem.synthetic, not a measurement."
+    for k, category in enumerate(CATEGORY_IDS):
+        for i in range(SEM_TRAINING_PER_CLASS):
+            img = generate(category, size=SEM_TRAINING_SIZE, seed=1000 * k + i)
+            out[f"{category}/{category.lower()}_{i + 1:02d}.png"] = _png_bytes(img, description)
+    metadata = _metadata(
+        "p-2026-001",
+        title="SYNTHETIC labelled SEM images for classifier training (ImageFolder layout)",
+        description=(
+            f"{SEM_TRAINING_PER_CLASS} procedurally generated SEM-like images per NFFA-Europe category, "
+            "one folder per category id, with a data bar: the layout the SEM training notebook "
+            f"reads. {SYNTHETIC_NOTE}"
+        ),
+        keywords=["SEM", "training set", "ImageFolder"],
+        instrument="synthetic (dass.sem.synthetic)",
+        technique="SEM",
+        stacks=["sem"],
+        domain={"layout": "ImageFolder", "classes": list(CATEGORY_IDS),
+                "images_per_class": SEM_TRAINING_PER_CLASS, "image_size": list(SEM_TRAINING_SIZE)},
+        today=today,
+    )
+    return DemoDataset("p-2026-001", "sem-training-synthetic", out, metadata)
+
+
 def _build_sem_reference_public(today: datetime.date) -> DemoDataset:
     return _sem_dataset(
         "p-2025-900",
@@ -770,8 +685,9 @@ def _build_kmap_sige_island(today: datetime.date) -> DemoDataset:
         title="SYNTHETIC KMAP scan of a SiGe island on Si(001), Si 004 reflection",
         summary=(
             "An X-SOCS-style KMAP input: 3 rocking angles (eta), an 8 x 6 position raster and "
-            "one 32 x 32 detector frame per position, holding a Gaussian peak that moves on the "
-            "detector and in eta inside a round island."
+            "one 32 x 32 detector frame per position, holding a 3-D Gaussian Bragg peak placed "
+            "by a known strain ramp, pitch and roll ramps and a round island of extra strain "
+            "(written by dass.kmap.synthetic; the truth is in domain.truth)."
         ),
         today=today,
     )
@@ -807,6 +723,7 @@ def _build_stm_au111_fast(today: datetime.date) -> DemoDataset:
 _BUILDERS: dict[str, Callable[[datetime.date], DemoDataset]] = {
     "p-2026-001/sem-nanowires": _build_sem_nanowires,
     "p-2026-001/sem-particles": _build_sem_particles,
+    "p-2026-001/sem-training-synthetic": _build_sem_training_synthetic,
     "p-2026-002/kmap-sige-island": _build_kmap_sige_island,
     "p-2026-002/kmap-embargoed-public": _build_kmap_embargoed_public,
     "p-2026-002/stm-au111-fast": _build_stm_au111_fast,
@@ -850,6 +767,8 @@ def seed(
     *,
     today: datetime.date | None = None,
     overwrite: bool = False,
+    sem_model: bool = False,
+    model_cache_dir: str | None = None,
 ) -> list[str]:
     """Write the synthetic demo repository under ``root`` of the fsspec filesystem ``fs``.
 
@@ -864,6 +783,13 @@ def seed(
     overwrite : bool
         Rewrite datasets (and ``proposal.json`` files) that already exist. By default a
         dataset whose ``dataset.json`` exists is left alone, so seeding twice is harmless.
+    sem_model : bool
+        Also give the repository a default SEM classifier when it has none: the demo model
+        of :func:`dass.sem.demo.ensure_demo_model`, trained on SYNTHETIC images the first
+        time on a machine (about a minute on CPU; needs torch) and cached afterwards.
+        Off by default so that plain seeding stays fast and torch-free.
+    model_cache_dir : str, optional
+        Cache folder of the trained demo model (default ``$XDG_CACHE_HOME/dass``).
 
     Returns
     -------
@@ -900,11 +826,18 @@ def seed(
             fs.rm(folder, recursive=True)  # no stale files next to fresh checksums
         fs.makedirs(folder, exist_ok=True)
         for name, data in ds.files.items():
+            if "/" in name:  # the training set's one folder per category
+                fs.makedirs(posixpath.join(folder, posixpath.dirname(name)), exist_ok=True)
             fs.pipe_file(posixpath.join(folder, name), data)
         # dataset.json last: its presence marks a complete dataset
         fs.pipe_file(meta_path, _json_bytes(ds.dataset_json()))
         log.info("demo dataset %s written (%d files)", dataset_id, len(ds.files))
         written.append(dataset_id)
+    if sem_model:
+        from dass.sem.demo import ensure_demo_model
+        from dass.sem.registry import ModelRegistry
+
+        ensure_demo_model(ModelRegistry.from_fs(fs, root).storage, cache_dir=model_cache_dir)
     return written
 
 
@@ -927,9 +860,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--overwrite", action="store_true", help="rewrite datasets that already exist"
     )
+    parser.add_argument(
+        "--sem-model", action="store_true",
+        help="also register the demo SEM classifier (trained on SYNTHETIC images, cached per machine)",
+    )
     args = parser.parse_args(argv)
     fs, root = fsspec.core.url_to_fs(args.root_url)
-    written = seed(fs, root, today=args.today, overwrite=args.overwrite)
+    written = seed(fs, root, today=args.today, overwrite=args.overwrite, sem_model=args.sem_model)
     for dataset_id in written:
         print(f"wrote {args.root_url.rstrip('/')}/{dataset_id}")
     if not written:

@@ -30,6 +30,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EXPECTED_IDS = [
     "p-2026-001/sem-nanowires",
     "p-2026-001/sem-particles",
+    "p-2026-001/sem-training-synthetic",
     "p-2026-002/kmap-sige-island",
     "p-2026-002/kmap-embargoed-public",
     "p-2026-002/stm-au111-fast",
@@ -108,7 +109,7 @@ def test_checksums_match_files(repo, dataset_id):
     _, root, _ = repo
     folder = Path(root) / dataset_id
     meta = _meta(root, dataset_id)
-    on_disk = {p.name for p in folder.iterdir()} - {"dataset.json"}
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"dataset.json"}
     assert set(meta["checksums"]) == on_disk
     for rel, checksum in meta["checksums"].items():
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", checksum)
@@ -138,7 +139,7 @@ def test_metadata_passes_the_catalogue_parser_and_access_rule(repo):
     embargoed = "p-2026-002/kmap-embargoed-public"
     assert visible([]) == {public}
     assert visible(["p-2026-001"]) == {
-        public, "p-2026-001/sem-nanowires", "p-2026-001/sem-particles"
+        public, "p-2026-001/sem-nanowires", "p-2026-001/sem-particles", "p-2026-001/sem-training-synthetic"
     }
     assert visible(["p-2026-002"]) == {
         public,
@@ -391,8 +392,9 @@ def test_notebook_is_valid_and_honest(stack):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "## What works now" in markdown
     assert "~/datasets/<proposal>/<dataset>/" in markdown
-    assert "## Not built yet" in markdown
-    assert "not built yet" in nb.cells[-1].source.lower()
+    assert "not built yet" not in markdown.lower()  # every stack's science exists now
+    assert nb.cells[-1].source.startswith("## Also in this stack")
+    assert f"{stack}/service/" in nb.cells[-1].source  # names the stack's service notebooks
     assert "dass.data.datasets()" in code
     for cell in nb.cells:
         if cell.cell_type == "code":

@@ -1,0 +1,232 @@
+"""KMAP benchmark: q-space conversion + peak fit through dass against xsocs called directly.
+
+Run it from the repository root::
+
+    .venv/bin/python bench/kmap.py            # 2,500 and 10,000 positions, 1 and 2 processes
+    .venv/bin/python bench/kmap.py --quick    # 400 and 1,600 positions (about five minutes)
+    .venv/bin/python bench/kmap.py --sizes 2500 --procs 1 2 4 --repeats 2
+
+For each scan size it writes one synthetic scan (:func:`dass.kmap.synthetic.generate`, square
+raster, ``--angles`` rocking angles, ``--frame`` square frames, Poisson counts; the generation
+time is reported too) and, for each number of processes, times the same work both ways:
+
+* dass: ``dass.kmap.qspace.convert`` (which first runs ``check_master``) then
+  ``dass.kmap.fit.fit`` (Gaussian, no background), the xsocs fit file written;
+* xsocs: ``xsocs.process.qspace.kmap_2_qspace`` then ``PeakFitter(...).peak_fit()`` and
+  ``FitResult.to_fit_h5``, with the same grid and processes.
+
+Every timed run is a fresh interpreter (``bench/kmap.py --worker ...``) so neither side
+inherits the other's caches; the wall time is taken inside it around the work only (imports
+excluded), and the parent samples the resident memory of the worker's whole process tree
+(xsocs' pool workers included, psutil, every 20 ms) for the peak. One untimed warm-up of each
+side on the smallest scan comes first, then the sides alternate (dass, xsocs, xsocs, dass, ...),
+``--repeats`` times each (default 3; the median is reported).
+It prints a table and the ratio dass/xsocs of the median total times against the target
+(<= 1.05); the figures also go to ``bench/results/kmap.json``. It never asserts on time: a
+missed target is reported and the exit status stays 0 when the measurement itself worked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform as _platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+
+RESULTS = ROOT / "bench" / "results" / "kmap.json"
+TARGET_RATIO = 1.05
+SAMPLE_S = 0.02
+
+
+def _work(side: str, master: str, out: str, grid: list[int], n_proc: int) -> dict[str, float]:
+    """The timed work of one side, in this (fresh) interpreter."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from xsocs.process.fit import PeakFitter
+    from xsocs.process.qspace import kmap_2_qspace
+
+    from dass.kmap import fit, qspace
+
+    qfile = os.path.join(out, "qspace.h5")
+    ffile = os.path.join(out, "fit.h5")
+    t0 = time.perf_counter()
+    if side == "dass":
+        qspace.convert(master, qfile, grid=grid, n_proc=n_proc)
+        t1 = time.perf_counter()
+        fit.fit(qfile, ffile, method="gaussian", background="none", n_proc=n_proc)
+    else:
+        kmap_2_qspace(master, qfile, grid, n_proc=n_proc)
+        t1 = time.perf_counter()
+        result = PeakFitter(qfile, n_proc=n_proc).peak_fit()
+        result.to_fit_h5(ffile, mode="w")
+    t2 = time.perf_counter()
+    return {"convert_s": t1 - t0, "fit_s": t2 - t1, "total_s": t2 - t0}
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_side(side: str, master: Path, grid: list[int], n_proc: int, work_dir: Path) -> dict:
+    """Run one side in a fresh interpreter; return its times and peak tree memory."""
+    import psutil
+
+    out = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=work_dir))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, str(master), str(out),
+           ",".join(map(str, grid)), str(n_proc)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(ps))
+        time.sleep(SAMPLE_S)
+    stdout, stderr = proc.communicate()
+    shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode:
+        raise RuntimeError(f"{side} worker failed ({proc.returncode}):\n{stderr[-3000:]}")
+    line = [ln for ln in stdout.splitlines() if ln.startswith("{")][-1]
+    res = json.loads(line)
+    res["peak_rss_mb"] = peak / 2**20
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="sizes 400 and 1600 positions")
+    ap.add_argument("--sizes", type=int, nargs="+", help="numbers of positions (square scans)")
+    ap.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="processes to compare")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs per side and setting (the median is reported)")
+    ap.add_argument("--angles", type=int, default=7, help="rocking angles per scan")
+    ap.add_argument("--frame", type=int, default=32, help="detector frame side, pixels")
+    ap.add_argument("--grid", type=int, default=28, help="q-space bins per axis")
+    ap.add_argument("--keep", action="store_true", help="keep the synthetic scans")
+    ap.add_argument("--worker", nargs=5, metavar=("SIDE", "MASTER", "OUT", "GRID", "NPROC"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        side, master, out, grid, n_proc = args.worker
+        res = _work(side, master, out, [int(g) for g in grid.split(",")], int(n_proc))
+        print(json.dumps(res), flush=True)
+        return 0
+
+    from tqdm import tqdm
+
+    from dass.kmap import synthetic
+
+    sizes = args.sizes or ([400, 1600] if args.quick else [2500, 10000])
+    grid = [args.grid] * 3
+    work = Path(tempfile.mkdtemp(prefix="dass-bench-kmap-"))
+    rows, ratios, records = [], [], []
+    try:
+        scans = {}
+        for n in sizes:
+            side = max(1, round(n**0.5))
+            shape = (side, max(1, n // side))
+            bar = tqdm(total=1.0, desc=f"generate {shape[0] * shape[1]} positions", unit="scan",
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+            t0 = time.perf_counter()
+
+            def tick(frac: float, bar=bar) -> None:
+                bar.n = frac
+                bar.refresh()
+
+            master, _ = synthetic.generate(work / f"scan-{n}", shape=shape, n_angles=args.angles,
+                                           frame_shape=(args.frame, args.frame),
+                                           island={"center": (shape[1] * 0.25, shape[0] * 0.25),
+                                                   "radius": shape[0] * 0.15, "strain": 1e-3},
+                                           progress=tick)
+            bar.close()
+            scans[n] = (master, shape[0] * shape[1], time.perf_counter() - t0)
+        # untimed warm-up of both sides (disk cache, imports' .pyc)
+        first = scans[sizes[0]][0]
+        for side in ("dass", "xsocs"):
+            run_side(side, first, grid, 1, work)
+        order_flip = False
+        total_runs = len(sizes) * len(args.procs) * args.repeats * 2
+        with tqdm(total=total_runs, desc="timed runs", unit="run") as bar:
+            for n in sizes:
+                master, npos, gen_s = scans[n]
+                for n_proc in args.procs:
+                    got: dict[str, list[dict]] = {"dass": [], "xsocs": []}
+                    for _ in range(args.repeats):
+                        order = ("xsocs", "dass") if order_flip else ("dass", "xsocs")
+                        order_flip = not order_flip
+                        for side in order:
+                            got[side].append(run_side(side, master, grid, n_proc, work))
+                            bar.update(1)
+                    med = {}
+                    for side in ("dass", "xsocs"):
+                        runs = got[side]
+                        m = {k: statistics.median(r[k] for r in runs)
+                             for k in ("convert_s", "fit_s", "total_s")}
+                        m["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+                        med[side] = m
+                        rows.append([str(npos), str(n_proc), side, f"{m['convert_s']:.2f}",
+                                     f"{m['fit_s']:.2f}", f"{m['total_s']:.2f}",
+                                     f"{npos / m['total_s']:.0f}", f"{m['peak_rss_mb']:.0f}"])
+                        records.append({"positions": npos, "n_proc": n_proc, "side": side,
+                                        "runs": runs, "median": m, "generate_s": gen_s})
+                    ratio = med["dass"]["total_s"] / med["xsocs"]["total_s"]
+                    ratios.append([str(npos), str(n_proc), f"{ratio:.3f}", f"{TARGET_RATIO:.2f}",
+                                   "met" if ratio <= TARGET_RATIO else "MISSED"])
+        print()
+        print(f"KMAP conversion + Gaussian fit, {args.angles} angles, {args.frame}x{args.frame} "
+              f"frames, grid {args.grid}^3, {args.repeats} run(s) per side and setting "
+              f"(medians); machine: {os.cpu_count()} CPUs")
+        print(table(rows, ["positions", "procs", "side", "convert s", "fit s", "total s",
+                           "positions/s", "peak MB"]))
+        print()
+        print(table([[str(scans[n][1]), f"{scans[n][2]:.1f}",
+                      f"{scans[n][1] / scans[n][2]:.0f}"] for n in sizes],
+                    ["positions", "generate s", "positions/s"]))
+        print()
+        print(table(ratios, ["positions", "procs", "dass/xsocs", "target", "result"]))
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({
+            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "machine": {"cpus": os.cpu_count(), "platform": _platform.platform(),
+                        "python": _platform.python_version()},
+            "settings": {"angles": args.angles, "frame": args.frame, "grid": args.grid,
+                         "repeats": args.repeats, "procs": args.procs, "sizes": sizes},
+            "target_ratio": TARGET_RATIO,
+            "results": records,
+            "ratios": [dict(zip(["positions", "n_proc", "ratio"], r[:3])) for r in ratios],
+        }, indent=2))
+        print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")
+    finally:
+        if args.keep:
+            print(f"scans kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""The whole KMAP path in one call, for the service notebook (dass jobs) and the widget app.
+
+:func:`process_scan` runs check → q-space conversion (xsocs) → peak fit (xsocs) → strain and
+tilt maps → exports, writing everything into one output folder (the derived dataset):
+
+============================  =====================================================
+``<stem>_qspace.h5``          xsocs QSpace HDF5 (:func:`dass.kmap.qspace.convert`)
+``<stem>_fit.h5``             xsocs fit HDF5 (:func:`dass.kmap.fit.fit`)
+``<stem>_maps.h5``            NeXus-style maps (:func:`dass.kmap.export.write_hdf5`)
+``<stem>_maps.csv``           one row per position (:func:`dass.kmap.export.write_csv`)
+``<stem>_<map>.png``          strain, pitch and roll pictures
+``<stem>_summary.json``       the returned summary
+============================  =====================================================
+
+Examples
+--------
+>>> from dass.kmap.service import process_scan                          # doctest: +SKIP
+>>> summary = process_scan("scan/kmap_master.h5", "results",            # doctest: +SKIP
+...                        reference={"hkl": [0, 0, 4], "lattice_a": 5.431})
+>>> summary["statistics"]["strain"]["median"]                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import KmapInputError
+from .maps import Maps, Reference
+
+__all__ = ["STAGES", "make_reference", "process_scan"]
+
+log = logging.getLogger(__name__)
+
+#: Stages of :func:`process_scan` and the fraction of the total work each ends at.
+STAGES: tuple[tuple[str, float], ...] = (
+    ("check", 0.02),
+    ("convert", 0.70),
+    ("fit", 0.92),
+    ("maps", 0.95),
+    ("export", 1.0),
+)
+
+
+def _stem(master: Path) -> str:
+    name = master.name
+    for suffix in ("_master.h5", ".h5", ".hdf5", ".nxs"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] or "kmap"
+    return master.stem or "kmap"
+
+
+def make_reference(spec: Any, *, energy_kev: float | None = None, fit: Any = None) -> Reference:
+    """A :class:`Reference` from a notebook parameter.
+
+    Parameters
+    ----------
+    spec : Reference, mapping or None
+        * a :class:`Reference`: used as is;
+        * ``{"hkl": [h, k, l], "lattice_a": a}`` or ``{"d_spacing": d}`` (optional
+          ``"energy_kev"``, ``"direction"``): :meth:`Reference.from_reflection`;
+        * ``{"region": [x_min, x_max, y_min, y_max]}`` (µm): :meth:`Reference.from_region`;
+        * None: the median q of the whole map (strain and tilt relative to the average).
+    energy_kev : float, optional
+        The scan's energy, used when the spec does not give one.
+    fit : FitResult, optional
+        Needed for region references.
+
+    Raises
+    ------
+    KmapInputError
+        For a spec of another type or with unknown keys.
+    """
+    if isinstance(spec, Reference):
+        return spec
+    if spec is None:
+        if fit is None:
+            raise KmapInputError("reference None (median of the map) needs the fit result", field="reference")
+        import numpy as np
+
+        return Reference.from_region(fit, np.ones(np.size(fit.x), dtype=bool))
+    if not isinstance(spec, Mapping):
+        raise KmapInputError(
+            f"reference is {spec!r}: give a dict such as {{'hkl': [0, 0, 4], 'lattice_a': 5.431}}, "
+            "{'d_spacing': 1.358}, {'region': [x_min, x_max, y_min, y_max]} or None",
+            field="reference",
+        )
+    keys = set(spec)
+    if "region" in keys:
+        extra = keys - {"region", "min_height", "max_width"}
+        if extra:
+            raise KmapInputError(f"reference region takes no {sorted(extra)}", field="reference")
+        if fit is None:
+            raise KmapInputError("a region reference needs the fit result", field="reference")
+        return Reference.from_region(fit, spec["region"], min_height=spec.get("min_height"),
+                                     max_width=spec.get("max_width"))
+    allowed = {"hkl", "lattice_a", "d_spacing", "energy_kev", "direction"}
+    extra = keys - allowed
+    if extra:
+        raise KmapInputError(
+            f"reference has unknown key(s) {sorted(extra)}; use {sorted(allowed)} or 'region'", field="reference"
+        )
+    kwargs = dict(spec)
+    if kwargs.get("energy_kev") is None and energy_kev is not None:
+        kwargs["energy_kev"] = energy_kev
+    return Reference.from_reflection(**kwargs)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("dass", "xsocs", "xrayutilities", "numpy", "h5py", "matplotlib"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:  # pragma: no cover
+            out[dist] = "not installed"
+    return out
+
+
+def process_scan(
+    master_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    grid: Sequence[int] = (40, 40, 40),
+    roi: Sequence[float] | None = None,
+    method: str = "gaussian",
+    background: str = "none",
+    reference: Any = None,
+    n_proc: int = 1,
+    min_height: float | None = None,
+    max_width: float | None = None,
+    strain_range: tuple[float, float] | None = None,
+    mask: Any = None,
+    normalizer: str | None = None,
+    medfilt: Sequence[int] | None = None,
+    stem: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """Check → convert → fit → maps → exports; returns (and writes) a JSON-able summary.
+
+    Parameters
+    ----------
+    master_path : path-like
+        The xsocs master HDF5 (:func:`dass.kmap.inputs.check_master` runs first).
+    output_dir : path-like
+        Folder for every output (created).
+    grid : 3 ints
+        q-space bins (qx, qy, qz).
+    roi : (x_min, x_max, y_min, y_max), optional
+        Sample region (µm) to convert.
+    method, background : str
+        Fit: ``"gaussian"``/``"centroid"``; ``"none"``/``"constant"``/``"snip"``.
+    reference : Reference, dict or None
+        See :func:`make_reference`; a reflection without energy takes the scan's energy.
+    n_proc : int
+        Processes for conversion and fit.
+    min_height, max_width, strain_range
+        Masking thresholds of :func:`dass.kmap.maps.strain_tilt`.
+    mask, normalizer, medfilt
+        Passed to :func:`dass.kmap.qspace.convert`.
+    stem : str, optional
+        File name prefix; default the master's name without ``_master.h5``.
+    overwrite : bool
+        Replace existing outputs.
+    progress : callable, optional
+        ``progress(fraction, stage)`` with the overall fraction (0..1) and the stage name
+        (:data:`STAGES`).
+
+    Returns
+    -------
+    dict
+        ``master``, ``output_dir``, ``scan`` (positions, shape, angles, energy, synthetic),
+        ``parameters``, ``reference``, ``statistics`` (per map), ``masked`` (counts per
+        reason), ``files`` (name → path relative to ``output_dir``), ``timings_s``,
+        ``versions``, ``synthetic``. Statistics that do not exist (no good position) are
+        None, so the file is strict JSON.
+
+    Raises
+    ------
+    KmapInputError
+        Before any work, for a bad master file or parameter.
+    """
+    from . import export, fit as kfit, qspace
+    from .inputs import check_master
+    from .maps import strain_tilt
+
+    master = Path(master_path)
+    out = Path(output_dir)
+    start = {name: 0.0 for name, _ in STAGES}
+    bounds = dict(STAGES)
+    previous = {"check": 0.0, "convert": bounds["check"], "fit": bounds["convert"], "maps": bounds["fit"], "export": bounds["maps"]}
+    timings: dict[str, float] = {}
+
+    def report(stage: str, frac: float) -> None:
+        if progress is not None:
+            lo, hi = previous[stage], bounds[stage]
+            progress(lo + (hi - lo) * min(max(float(frac), 0.0), 1.0), stage)
+
+    def stage_done(stage: str) -> None:
+        timings[stage] = round(time.perf_counter() - start[stage], 3)
+        report(stage, 1.0)
+
+    start["check"] = time.perf_counter()
+    report("check", 0.0)
+    info = check_master(master)
+    if method not in kfit.METHODS:
+        raise KmapInputError(f"unknown fit method {method!r}: use one of {kfit.METHODS}", field="method")
+    if background not in kfit.BACKGROUNDS:
+        raise KmapInputError(f"unknown background {background!r}: use one of {kfit.BACKGROUNDS}", field="background")
+    energy_kev = info.beam_energy_ev / 1000.0
+    if isinstance(reference, Mapping) and "region" not in reference:
+        ref_obj: Reference | None = make_reference(reference, energy_kev=energy_kev)  # fail early
+    elif isinstance(reference, Reference):
+        ref_obj = reference
+    elif reference is None or isinstance(reference, Mapping):
+        ref_obj = None  # needs the fit
+    else:
+        make_reference(reference)  # raises with the message
+        ref_obj = None  # pragma: no cover
+    stem = stem or _stem(master)
+    out.mkdir(parents=True, exist_ok=True)
+    qspace_path = out / f"{stem}_qspace.h5"
+    fit_path = out / f"{stem}_fit.h5"
+    stage_done("check")
+
+    start["convert"] = time.perf_counter()
+    qspace.convert(master, qspace_path, grid=grid, roi=roi, mask=mask, normalizer=normalizer, medfilt=medfilt,
+                   n_proc=n_proc, overwrite=overwrite, progress=lambda f: report("convert", f))
+    stage_done("convert")
+
+    start["fit"] = time.perf_counter()
+    result = kfit.fit(qspace_path, fit_path, method=method, background=background, n_proc=n_proc,
+                      overwrite=overwrite, progress=lambda f: report("fit", f))
+    stage_done("fit")
+
+    start["maps"] = time.perf_counter()
+    if ref_obj is None:
+        ref_obj = make_reference(reference, energy_kev=energy_kev, fit=result)
+    maps = strain_tilt(result, ref_obj, min_height=min_height, max_width=max_width, strain_range=strain_range)
+    maps.settings["synthetic"] = bool(info.synthetic)
+    stage_done("maps")
+
+    start["export"] = time.perf_counter()
+    parameters = {
+        "grid": [int(v) for v in grid],
+        "roi": [float(v) for v in roi] if roi is not None else None,
+        "method": method,
+        "background": background,
+        "n_proc": int(n_proc),
+        "min_height": min_height,
+        "max_width": max_width,
+        "strain_range": list(strain_range) if strain_range is not None else None,
+        "normalizer": normalizer,
+        "medfilt": list(medfilt) if medfilt is not None else None,
+        "mask": mask is not None,
+    }
+    scan = {
+        "n_positions": int(info.n_positions),
+        "scan_shape": list(info.scan_shape),
+        "n_angles": int(info.n_angles),
+        "eta_deg": [float(v) for v in info.eta],
+        "frame_shape": list(info.frame_shape),
+        "energy_kev": energy_kev,
+        "motors": list(info.motors),
+        "synthetic": bool(info.synthetic),
+    }
+    provenance = {
+        "master": str(master),
+        "qspace": qspace_path.name,
+        "fit": fit_path.name,
+        "scan": scan,
+        "parameters": parameters,
+        "versions": _versions(),
+        "synthetic": bool(info.synthetic),
+    }
+    files = export.export_all(maps, out, stem=stem, provenance=provenance, overwrite=overwrite)
+    stage_done("export")
+
+    summary: dict[str, Any] = {
+        "title": ("SYNTHETIC " if info.synthetic else "") + f"KMAP strain and tilt maps of {master.name}",
+        "master": str(master),
+        "output_dir": str(out),
+        "synthetic": bool(info.synthetic),
+        "scan": scan,
+        "parameters": parameters,
+        "reference": ref_obj.to_dict(),
+        "grid": {"nx": int(maps.x.size), "ny": int(maps.y.size), "step_um": list(maps.step)},
+        "statistics": maps.stats,
+        "ok_positions": int(maps.ok.sum()),
+        "masked": maps.mask_counts(),
+        "files": {
+            "qspace": qspace_path.name,
+            "fit": fit_path.name,
+            **{k: p.name for k, p in files.items()},
+            "summary": f"{stem}_summary.json",
+        },
+        "timings_s": timings,
+        "versions": provenance["versions"],
+    }
+    summary_path = out / summary["files"]["summary"]
+    if summary_path.exists() and not overwrite:
+        raise FileExistsError(f"{summary_path} exists: pass overwrite=True to replace it")
+    summary = _finite(summary)
+    summary_path.write_text(json.dumps(summary, indent=2, default=_jsonable, allow_nan=False) + "\n", encoding="utf-8")
+    log.info("kmap %s: %d/%d positions ok, outputs in %s", master, summary["ok_positions"], info.n_positions, out)
+    return summary
+
+
+def _finite(value: Any) -> Any:
+    """The summary with NaN/inf floats (statistics of an empty map) as None: strict JSON."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return value.item()
+    except AttributeError:
+        return str(value)
+
+
+def maps_of(summary: Mapping[str, Any]) -> Maps:
+    """The :class:`Maps` a :func:`process_scan` summary points to (read from its HDF5)."""
+    from .export import read_hdf5
+
+    return read_hdf5(Path(summary["output_dir"]) / summary["files"]["hdf5"])

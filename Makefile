@@ -52,6 +52,9 @@ reference: env
 bench: env node-proxy
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/sem.py
+	$(BIN)/python bench/stm.py
+	$(BIN)/python bench/kmap.py --quick
 
 clean:
 	rm -rf $(VENV) node_modules .dass

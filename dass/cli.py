@@ -1,7 +1,8 @@
 """The `dass` command line.
 
 Sub-commands: ``up`` (start the one-machine platform), ``catalog scan`` (index the
-repository), ``service`` (run the dass service), ``config reference`` (document every setting).
+repository), ``service`` (run the dass service), ``config reference`` (document every setting),
+``sem`` (train, register and use SEM classifiers; see :mod:`dass.sem.cli`).
 Heavy imports happen inside the sub-commands, so ``dass --help`` is fast.
 """
 
@@ -54,12 +55,13 @@ def config_classes():
     from .hub.stacks import StackRegistry
     from .platform import Platform
     from .service.app import DassService
+    from .service.sem_handlers import SemClassifyService
 
     from .jobs.executor import LocalExecutor
     from .jobs.manager import JobManager
 
     return [Platform, Storage, Catalog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
-            JobManager, LocalExecutor]
+            SemClassifyService, JobManager, LocalExecutor]
 
 
 def config_reference() -> str:
@@ -103,7 +105,12 @@ def _cmd_demo_seed(args) -> int:
 
     storage = Storage(config=load_config(args.config))
     storage.fs.makedirs(storage.root, exist_ok=True)
-    written = seed(storage.fs, storage.root, overwrite=args.overwrite)
+    from .sem.cli import _sem_errors
+
+    try:
+        written = seed(storage.fs, storage.root, overwrite=args.overwrite, sem_model=args.sem_model)
+    except _sem_errors() as e:
+        raise CLIError(f"demo SEM model: {e}") from None
     print(f"wrote {len(written)} datasets into {storage.url}")
     return 0
 
@@ -250,7 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="sub", required=True)
     p = demo.add_parser("seed", help="write the synthetic demo repository into c.Storage.url")
     p.add_argument("--overwrite", action="store_true", help="rewrite existing demo datasets")
+    p.add_argument("--sem-model", action=argparse.BooleanOptionalAction, default=True,
+                   help="register the demo SEM classifier (trained on SYNTHETIC images once per machine, "
+                        "then cached) as the default model when the repository has none (default: yes)")
     p.set_defaults(func=_cmd_demo_seed)
+
+    from .sem.cli import add_parser as add_sem_parser
+
+    add_sem_parser(sub)
     return parser
 
 

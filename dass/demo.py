@@ -137,144 +137,27 @@ def _shift_years(day: datetime.date, years: int) -> datetime.date:
         return day.replace(year=day.year + years, day=28)
 
 
-def _box_blur(img: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Separable box blur with edge padding (stands in for the finite beam / tip size)."""
-    k = 2 * radius + 1
-    out = np.pad(img, radius, mode="edge")
-    out = sum(out[i : i + img.shape[0], :] for i in range(k)) / k
-    out = sum(out[:, i : i + img.shape[1]] for i in range(k)) / k
-    return out
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
-    """Low-frequency texture in [-1, 1]: coarse random grid, bilinearly upsampled."""
-    h, w = shape
-    gh, gw = h // cell + 2, w // cell + 2
-    grid = rng.uniform(-1.0, 1.0, size=(gh, gw))
-    yy = np.arange(h) / cell
-    xx = np.arange(w) / cell
-    y0 = np.floor(yy).astype(int)
-    x0 = np.floor(xx).astype(int)
-    fy = (yy - y0)[:, None]
-    fx = (xx - x0)[None, :]
-    a = grid[np.ix_(y0, x0)]
-    b = grid[np.ix_(y0, x0 + 1)]
-    c = grid[np.ix_(y0 + 1, x0)]
-    d = grid[np.ix_(y0 + 1, x0 + 1)]
-    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
-
-
 # --------------------------------------------------------------------------------------
 # SEM
 
 SEM_WIDTH = 512
 SEM_HEIGHT = 384
-SEM_BAR_HEIGHT = round(0.09 * SEM_HEIGHT)  # 35 rows, like the Zeiss info strip
+SEM_UPSCALE = 4  # drawn at 96 x 128, the demo classifier's training size, and enlarged
+#: rows of the data bar (about 9 % of the height, like the Zeiss info strip)
+SEM_BAR_HEIGHT = SEM_HEIGHT - SEM_UPSCALE * (SEM_HEIGHT // SEM_UPSCALE - round(0.09 * SEM_HEIGHT / SEM_UPSCALE))
 
 
-def _sem_background(rng: np.random.Generator, h: int, w: int, level: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    gradient = 8.0 * (xx / w) - 6.0 * (yy / h)
-    return level + gradient + 10.0 * _smooth_noise(rng, (h, w), 48)
+def _sem_image(rng: np.random.Generator, kind: str) -> np.ndarray:
+    """One SYNTHETIC SEM-like image of NFFA category ``kind`` with a data bar: the generator of
+    :mod:`dass.sem.synthetic`, the same one the demo classifier is trained on."""
+    from PIL import Image
 
+    from dass.sem.synthetic import generate
 
-def _sem_nanowires(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    img = _sem_background(rng, h, w, 55.0)
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    for _ in range(int(rng.integers(18, 30))):
-        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
-        angle = rng.uniform(0, math.pi)
-        length = rng.uniform(50, 230)
-        half = rng.uniform(2.0, 5.0)
-        x1, y1 = x0 + length * math.cos(angle), y0 + length * math.sin(angle)
-        dx, dy = x1 - x0, y1 - y0
-        t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
-        d = np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy))
-        body = np.sqrt(np.clip(1.0 - (d / half) ** 2, 0.0, 1.0))
-        rim = np.exp(-(((d - half) / 1.2) ** 2))  # edge effect: bright wire borders
-        wire = 95.0 + 60.0 * body + 70.0 * rim * (d < half + 2.5)
-        wire = np.where(d < half + 2.0, wire, 0.0)
-        # catalyst droplet at the wire tip
-        tip = np.hypot(xx - x1, yy - y1)
-        droplet = np.where(tip < 1.5 * half, 200.0 + 40.0 * (tip / (1.5 * half)) ** 4, 0.0)
-        img = np.maximum(img, np.maximum(wire, droplet))
-    return img
-
-
-def _sem_particles(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    img = _sem_background(rng, h, w, 45.0)
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    for _ in range(int(rng.integers(35, 60))):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        radius = rng.uniform(5.0, 22.0)
-        r = np.hypot(xx - cx, yy - cy) / radius
-        inside = r < 1.0
-        # shaded sphere plus the brighter rim typical of secondary-electron images
-        particle = 90.0 + 50.0 * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)) + 90.0 * r**6
-        img = np.where(inside, particle, img)
-    return img
-
-
-def _sem_pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    img = _sem_background(rng, h, w, 120.0)
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    period = rng.uniform(34.0, 44.0)
-    radius = period * rng.uniform(0.25, 0.32)
-    rot = math.radians(rng.uniform(-4.0, 4.0))
-    u = (xx * math.cos(rot) + yy * math.sin(rot)) / period
-    v = (-xx * math.sin(rot) + yy * math.cos(rot)) / period
-    cell_u, cell_v = np.round(u), np.round(v)
-    d = np.hypot(u - cell_u, v - cell_v) * period / radius
-    missing = rng.random((200, 200)) < 0.03  # a few defects: holes that were not etched
-    hole_missing = missing[(cell_u.astype(int) + 100) % 200, (cell_v.astype(int) + 100) % 200]
-    hole = np.where(d < 1.0, 35.0, np.where(d < 1.25, 200.0, 0.0))
-    return np.where((hole > 0) & ~hole_missing, hole, img)
-
-
-def _sem_data_bar(
-    img: np.ndarray, rng: np.random.Generator, bar_height: int, pixel_size_nm: float
-) -> None:
-    """Draw a Zeiss-like info strip in place: dark band, text-like blocks, a scale bar."""
-    h, w = img.shape
-    top = h - bar_height
-    img[top:, :] = 12.0
-    img[top, :] = 200.0  # separator line
-    text_h = 7
-    for row_top in (top + 6, top + 20):
-        x = 140
-        while x < w - 12:
-            word = int(rng.integers(2, 7))
-            for _ in range(word):
-                cw = int(rng.integers(3, 6))
-                if x + cw >= w - 8:
-                    break
-                img[row_top : row_top + text_h, x : x + cw] = 230.0
-                x += cw + 2
-            x += int(rng.integers(8, 22))
-    # scale bar: 1 µm (or 200 nm for fine pixels) in pixels, with a label block above
-    length_nm = 1000.0 if pixel_size_nm >= 4 else 200.0
-    length_px = int(round(length_nm / pixel_size_nm))
-    x0, y0 = 12, h - 10
-    img[y0 : y0 + 3, x0 : x0 + length_px] = 240.0
-    img[y0 - 5 : y0 + 3, x0 : x0 + 2] = 240.0
-    img[y0 - 5 : y0 + 3, x0 + length_px - 2 : x0 + length_px] = 240.0
-    img[top + 6 : top + 6 + text_h, x0 + length_px // 2 - 10 : x0 + length_px // 2 + 10] = 230.0
-
-
-def _sem_image(
-    rng: np.random.Generator, kind: str, pixel_size_nm: float, bar_height: int
-) -> np.ndarray:
-    h, w = SEM_HEIGHT, SEM_WIDTH
-    drawers: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
-        "Nanowires": _sem_nanowires,
-        "Particles": _sem_particles,
-        "Patterned_surface": _sem_pattern,
-    }
-    img = drawers[kind](rng, h, w)
-    img = _box_blur(img, 1)
-    img = img + rng.normal(0.0, 3.0, size=img.shape)
-    _sem_data_bar(img, rng, bar_height, pixel_size_nm)
-    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+    # drawn at the demo classifier's training size (dass.sem.demo.DEMO_SETTINGS) and enlarged,
+    # so that the demo model sees the motifs at the scale it was trained on
+    small = generate(kind, size=(SEM_HEIGHT // SEM_UPSCALE, SEM_WIDTH // SEM_UPSCALE), seed=int(rng.integers(2**31)))
+    return np.asarray(Image.fromarray(small).resize((SEM_WIDTH, SEM_HEIGHT), Image.Resampling.NEAREST))
 
 
 def _png_bytes(img: np.ndarray, description: str) -> bytes:
@@ -318,7 +201,7 @@ def _sem_dataset(
     )
     out: dict[str, bytes] = {}
     for fname in files:
-        img = _sem_image(rng, kind, pixel_size_nm, SEM_BAR_HEIGHT)
+        img = _sem_image(rng, kind)
         if fname.endswith(".png"):
             out[fname] = _png_bytes(img, description_text)
         else:
@@ -355,22 +238,6 @@ KMAP_LATTICE_SI_A = 5.431
 KMAP_HKL = (0, 0, 4)
 KMAP_PIXEL_SIZE_UM = 55.0
 KMAP_DISTANCE_M = 0.5
-
-
-def _bragg_theta_deg(energy_kev: float, hkl: Sequence[int], a: float) -> float:
-    """Bragg angle of a cubic reflection: lambda = 12.398 / E, d = a / |hkl|."""
-    wavelength = 12.398 / energy_kev
-    d = a / math.sqrt(sum(i * i for i in hkl))
-    return math.degrees(math.asin(wavelength / (2.0 * d)))
-
-
-def _h5_bytes(write: Callable[[Any], None]) -> bytes:
-    import h5py
-
-    buf = io.BytesIO()
-    with h5py.File(buf, "w") as h5:
-        write(h5)
-    return buf.getvalue()
 
 
 def _kmap_files(

@@ -62,6 +62,15 @@ class Platform(LoggingConfigurable):
         into a ``file://`` repository, and create the demo users and their proposal groups.""",
     ).tag(config=True)
 
+    demo_sem_model = Bool(
+        True,
+        help="""With ``demo_data``: when the repository has no default SEM classifier, register
+        the demo model (``demo-synthetic``, a resnet18 trained on SYNTHETIC images of
+        ``dass.sem.synthetic``; for demonstration only). It is trained at the first start on a
+        machine (about a minute or two on CPU) and cached in ``$XDG_CACHE_HOME/dass`` (else
+        ``~/.cache/dass``), then reused. Needs torch (the ``sem`` extra).""",
+    ).tag(config=True)
+
     demo_users = Dict(
         {"alice": ["p-2026-001"], "bob": ["p-2026-002"]},
         help="""Demo users and the hub groups (proposals) they belong to, with ``demo_data``.""",
@@ -271,6 +280,28 @@ def apply_hub_defaults(c: Config) -> None:
 # ---------------------------------------------------------------- dass up
 
 
+def _demo_sem_model(storage: Any, out: Any) -> None:
+    """Register the demo SEM classifier unless the repository has a default model; say what
+    happens, with progress while it trains (first start on a machine only)."""
+    from .sem.demo import ensure_demo_model
+    from .sem.registry import ModelRegistry
+
+    existing = ModelRegistry(storage).default_name()
+    if existing:
+        out(f"SEM classifier: {existing} (the repository's default model)")
+        return
+    shown = {"pct": -10}
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        pct = int(100 * done / max(total, 1))
+        if pct >= shown["pct"] + 10:
+            shown["pct"] = pct
+            out(f"  training the demo SEM classifier: {pct:3d} % {message}")
+
+    name = ensure_demo_model(storage, progress=progress)
+    out(f"SEM classifier: {name} (trained on SYNTHETIC images, for demonstration only)")
+
+
 def prepare(config: Config, *, out=print) -> Platform:
     """Everything `dass up` does before the hub starts: secrets, demo data, catalogue."""
     from .data.catalog import Catalog
@@ -291,6 +322,8 @@ def prepare(config: Config, *, out=print) -> Platform:
         written = seed(storage.fs, storage.root)
         if written:
             out(f"Seeded {len(written)} synthetic demo datasets into {storage.url}")
+        if platform.demo_sem_model:
+            _demo_sem_model(storage, out)
     storage.check()
 
     catalog = Catalog(config=config)

@@ -161,31 +161,141 @@ else:
     # the number of images comes from the data length, not from Acquisition.NumImages
     print(f"images in the stream: {length // (4 * x * y)} of {4 * x * y} samples each")"""
 
+SEM_APP = """\
+# The classifier app: upload images (or a .zip) or pick a mounted dataset, see every
+# category's score, confirm or change the category. The classifier runs in the dass service;
+# uploads are stored first as a new dataset of your proposal, and a confirmed category is stored
+# with the dataset, where the repository can be searched by it.
+from dass.sem.widgets import ClassifierApp
+
+app = ClassifierApp(datasets=ds)
+app.widget"""
+
+KMAP_END_TO_END = """\
+# The whole path on the first scan among the mounted datasets: check the input, q-space
+# conversion and peak fit with xsocs, strain and tilt maps, exports (HDF5, PNG, CSV) in
+# kmap_output/. The reference is the reflection in the dataset's metadata when there is one.
+from IPython.display import Image as PngImage, display
+from tqdm.auto import tqdm
+
+from dass.kmap.service import process_scan
+
+scans = [(d, name) for d in ds for name in sorted(d.fs.find("")) if name.endswith("_master.h5")]
+if not scans:
+    print(
+        "No KMAP scan (*_master.h5) among the mounted datasets. Start a session of the kmap stack "
+        "with a KMAP dataset (in the demo repository: p-2026-002/kmap-sige-island) to process one here."
+    )
+else:
+    d, name = scans[0]
+    domain = d.metadata.get("domain") or {}
+    reference = (
+        {"hkl": domain["hkl"], "lattice_a": domain["lattice_a"]}
+        if "hkl" in domain and "lattice_a" in domain
+        else None  # the median q of the map
+    )
+    bar = tqdm(total=100, desc="KMAP", unit="%")
+    summary = process_scan(
+        d.path / name,
+        "kmap_output",
+        grid=(32, 32, 32),
+        reference=reference,
+        overwrite=True,
+        progress=lambda fraction, stage: (setattr(bar, "n", round(100 * fraction)), bar.set_postfix_str(stage)),
+    )
+    bar.close()
+    strain = summary["statistics"]["strain"]
+    print(f"{d.id}/{name}: {summary['grid']['ny']} x {summary['grid']['nx']} positions; strain mean "
+          f"{strain['mean']:.2e}, rms {strain['rms']:.2e}; masked {summary['masked']}")
+    for png in sorted(p for p in summary["files"].values() if str(p).endswith(".png")):
+        display(PngImage(filename=f"kmap_output/{png}"))"""
+
+KMAP_APP = """\
+# Interactive: choose a scan, ROI, grid and fit; run with a progress bar; look at the maps and at
+# any position's q-space projections and fit; export.
+from dass.kmap.widgets import KmapApp
+
+kmap_app = KmapApp(datasets=ds)
+kmap_app.widget"""
+
+STM_MOVIE_APP = """\
+# FAST movies: pick one, play it (Play + slider), switch channels, tick processing steps with a
+# live preview of the current frame, export MP4/GIF, PNG, .gsf or a processed HDF5.
+from dass.stm.widgets import MovieApp
+
+from dass.stm import FastFileError
+
+movie_app = MovieApp(datasets=ds)
+for label, path in movie_app.movie_choices():  # every .h5 file: open the first FAST movie
+    try:
+        movie_app.load(path)
+    except FastFileError:
+        continue
+    movie_app.chooser.value = path
+    print(f"opened {label}: {movie_app.fast.num_images} images")
+    break
+else:
+    print(
+        "No FAST movie among the mounted datasets. Start a session of the stm stack with a FAST "
+        "dataset (in the demo repository: p-2026-002/stm-au111-fast) to play one here."
+    )
+movie_app.widget"""
+
+STM_IMAGE_APP = """\
+# Still images (Nanonis .sxm, Omicron MATRIX): choose a channel, tick corrections (plane fit, row
+# alignment, fix zero, FFT notch) and compare before and after; export PNG or .gsf.
+from dass.stm.still_widgets import ImageApp
+
+image_app = ImageApp(datasets=ds)
+image_app.widget"""
+
+SEM_MORE = """\
+## Also in this stack
+
+- **As jobs** (Jobs page of the dass service, `dass jobs submit`, or `dass.jobs.submit` here):
+  `sem/service/classify_dataset.ipynb` classifies every image of a dataset;
+  `sem/service/train_classifier.ipynb` trains a classifier on a labelled dataset (one folder per
+  category) and reports accuracy, precision, recall and the confusion matrix;
+  `sem/service/image_summary.ipynb` measures the images.
+- **The SEM page** of the dass service (`/services/dass/sem`): drag and drop files or a folder,
+  confirm or change categories; `GET api/datasets?category=Nanowires` finds labelled datasets.
+- **The science** as plain functions: `dass.sem.read_sem` (Zeiss/FEI metadata, palettes),
+  `dass.sem.preprocess` (data bar cropped), `dass.sem.classify.Classifier`, `dass.sem.train.train`."""
+
+KMAP_MORE = """\
+## Also in this stack
+
+- **As a job**: `kmap/service/strain_tilt_maps.ipynb` (dataset in, maps and HDF5 out, registered
+  as a derived dataset); `kmap/service/scan_overview.ipynb` lists a scan's entries.
+- **The science** as plain functions: `dass.kmap.inputs.check_master`, `dass.kmap.qspace.convert`
+  and `dass.kmap.fit.fit` (xsocs), `dass.kmap.maps.strain_tilt`, `dass.kmap.export`."""
+
+STM_MORE = """\
+## Also in this stack
+
+- **As a job**: `stm/service/fast_movie.ipynb` (FAST file in, processed MP4, frames and metadata
+  out, registered as a derived dataset); `stm/service/fast_overview.ipynb` shows a raw frame.
+- **The science** as plain functions: `dass.stm.open_fast`, `dass.stm.process.process` with a
+  `Recipe`, `dass.stm.export`, `dass.stm.open_sxm`/`open_dat` (Nanonis), `dass.stm.open_matrix`
+  (MATRIX: reading is untested, no public sample files exist), `dass.stm.still` corrections,
+  `dass.stm.logbook` (sample-preparation logbook to metadata)."""
+
+
 STACKS = {
     "sem": {
         "title": "# SEM image classification",
         "intro": (
-            "This stack is for scanning electron microscope images: looking at them, and "
-            "(once built) sorting them into the categories of the NFFA-Europe SEM dataset "
-            "(nanowires, particles, patterned surfaces, MEMS, tips, ...) with a classifier that "
-            "reports how certain it is, so that you can confirm or correct the category and "
-            "store it with the dataset, where the repository can be searched by it."
+            "This stack is for scanning electron microscope images: reading them with their "
+            "instrument metadata, and sorting them into the categories of the NFFA-Europe SEM "
+            "dataset (nanowires, particles, patterned surfaces, MEMS, tips, ...) with a "
+            "classifier that reports how certain it is, so that you can confirm or correct the "
+            "category and store it with the dataset, where the repository can be searched by it. "
+            "The classifier is a torchvision network; the model in use says what data it was "
+            "trained on (the demo's model: SYNTHETIC images only)."
         ),
         "first_look": SEM_FIRST_LOOK,
-        "not_built": (
-            "## Not built yet\n\n"
-            "The SEM stack will offer:\n\n"
-            "- **classifier inference**: a score for every category for one image or a folder, "
-            "with a representative image per category, the microscope's data bar cropped first;\n"
-            "- **classifier training** on CPU, from operator-supplied weights and the "
-            "NFFA-Europe SEM dataset or your own labelled images;\n"
-            "- **confirm and store**: confirm or correct the proposed category and store it in "
-            "the dataset's metadata;\n"
-            "- instrument metadata (EHT, working distance, pixel size) read from Zeiss and FEI "
-            "TIFF tags.\n\n"
-            "**None of this is built yet.** This notebook only lists your datasets and shows an "
-            "image; nothing here classifies anything."
-        ),
+        "apps": [("markdown", "## Classify SEM images"), ("code", SEM_APP)],
+        "more": SEM_MORE,
     },
     "kmap": {
         "title": "# KMAP strain mapping",
@@ -198,40 +308,21 @@ STACKS = {
             "`xrayutilities`."
         ),
         "first_look": KMAP_FIRST_LOOK,
-        "not_built": (
-            "## Not built yet\n\n"
-            "The KMAP stack will offer, with xsocs:\n\n"
-            "- **q-space conversion** of a scan (`xsocs` `QSpaceConverter`), with regions of "
-            "interest chosen after the experiment;\n"
-            "- **peak fitting** per position (Gaussian or centroid, with background options);\n"
-            "- **strain and tilt maps** derived from the fitted q, and 3-D views of reciprocal "
-            "space.\n\n"
-            "**None of this is built yet.** This notebook only lists your datasets and prints "
-            "the structure of a scan file; it computes no q-space, fit, strain or tilt."
-        ),
+        "apps": [("markdown", "## Strain and tilt maps"), ("code", KMAP_END_TO_END), ("code", KMAP_APP)],
+        "more": KMAP_MORE,
     },
     "stm": {
         "title": "# STM: FAST video-rate movies and STM images",
         "intro": (
             "This stack is for scanning tunnelling microscopy: FAST-module video-rate movies "
-            "(HDF5 files with a 1-D data stream and their scan settings as attributes) and, "
-            "later, single images from Nanonis and Omicron MATRIX controllers. The stack builds "
-            "on `pyfastspm` for FAST movies."
+            "(HDF5 files with a 1-D data stream and their scan settings as attributes) and "
+            "single images from Nanonis and Omicron MATRIX controllers. The stack builds on "
+            "`pyfastspm` for FAST movies, `nanonispy2` for Nanonis files and `access2theMatrix` "
+            "for MATRIX files."
         ),
         "first_look": STM_FIRST_LOOK,
-        "not_built": (
-            "## Not built yet\n\n"
-            "The STM stack will offer:\n\n"
-            "- **FAST movie processing** with pyfastspm: phase correction, FFT filtering of "
-            "periodic noise, interpolation of the sinusoidal scan, creep and drift correction, "
-            "row alignment and plane levelling;\n"
-            "- **movie export** (MP4) and Gwyddion `.gsf` frames;\n"
-            "- **Nanonis** (`.sxm`, `.dat`) and **Omicron MATRIX** images, with plane fit, row "
-            "alignment and FFT filtering.\n\n"
-            "**None of this is built yet.** This notebook only lists your datasets and prints "
-            "the settings stored in a FAST file; it processes no movie and reads no Nanonis or "
-            "MATRIX file."
-        ),
+        "apps": [("markdown", "## Movies and images"), ("code", STM_MOVIE_APP), ("code", STM_IMAGE_APP)],
+        "more": STM_MORE,
     },
 }
 
@@ -245,7 +336,8 @@ def build_notebook(stack: str) -> nbformat.NotebookNode:
         new_code_cell(LIST_DATASETS),
         new_code_cell(SHOW_FILES),
         new_code_cell(spec["first_look"]),
-        new_markdown_cell(spec["not_built"]),
+        *(new_code_cell(src) if kind == "code" else new_markdown_cell(src) for kind, src in spec["apps"]),
+        new_markdown_cell(spec["more"]),
     ]
     for i, cell in enumerate(cells):
         cell["id"] = f"{stack}-welcome-{i}"  # fixed ids keep the output reproducible
@@ -297,8 +389,8 @@ notebook writes
 
 {OUTPUT_NOTE}
 
-**Classification is not built yet**: this notebook sorts no image into a category; it only
-measures and shows them."""
+This notebook sorts no image into a category; it only measures and shows them (classification:
+`sem/service/classify_dataset.ipynb`)."""
 
 SEM_SUMMARY_PARAMETERS = """\
 input_dataset: str = ""  # dataset: SEM images to summarise
@@ -401,13 +493,6 @@ sheet.save(output_dir / "contact_sheet.png")
 print(f"wrote {output_dir / 'summary.csv'} and {output_dir / 'contact_sheet.png'}")
 sheet"""
 
-SEM_SUMMARY_NOT_BUILT = """\
-## Not built yet
-
-The SEM stack will classify images into the categories of the NFFA-Europe SEM dataset
-(nanowires, particles, patterned surfaces, MEMS, tips, ...) with a score per category, with the
-data bar cropped first. **None of this is built yet**: the numbers above are plain pixel
-statistics, and nothing here tells what an image shows."""
 
 KMAP_OVERVIEW_INTRO = f"""\
 # KMAP scan overview
@@ -423,8 +508,8 @@ angle, or else the first HDF5 file of the dataset), this notebook writes
 
 {OUTPUT_NOTE}
 
-**q-space conversion, peak fitting and strain or tilt maps are not built yet**: nothing here
-converts to reciprocal space or fits a peak."""
+Nothing here converts to reciprocal space or fits a peak (that is
+`kmap/service/strain_tilt_maps.ipynb`)."""
 
 KMAP_OVERVIEW_PARAMETERS = """\
 input_dataset: str = ""  # dataset: a KMAP scan"""
@@ -535,19 +620,13 @@ overview = {
     "file": scan_file,
     "entries": entries,
     "summed_frame": summed,
-    "not_built": "q-space conversion, peak fitting, strain and tilt maps",
+    "maps": "q-space conversion, peak fitting, strain and tilt maps: kmap/service/strain_tilt_maps.ipynb",
 }
 (output_dir / "overview.json").write_text(json.dumps(overview, indent=2) + "\\n", encoding="utf-8")
 print(f"wrote {output_dir / 'overview.json'}")
 if summed:  # shown enlarged here; the PNG keeps one pixel per detector pixel
     display(image.resize((image.width * 8, image.height * 8), Image.NEAREST))"""
 
-KMAP_OVERVIEW_NOT_BUILT = """\
-## Not built yet
-
-The KMAP stack will convert scans to q-space with xsocs (`QSpaceConverter`), fit the Bragg peak
-per position, and derive strain and tilt maps. **None of this is built yet**: the image above
-is a plain sum of raw detector frames, in detector pixels, not reciprocal space."""
 
 STM_OVERVIEW_INTRO = f"""\
 # FAST STM movie overview
@@ -566,8 +645,8 @@ down sweep; even rows are forward lines, odd rows backward lines.
 
 {OUTPUT_NOTE}
 
-**pyfastspm processing is not built yet**: the x motion is sinusoidal and this frame is not
-interpolated onto a regular grid, nor phase-, drift- or creep-corrected, filtered or levelled."""
+The x motion is sinusoidal and this raw frame is not interpolated onto a regular grid, nor
+phase-, drift- or creep-corrected, filtered or levelled (that is `stm/service/fast_movie.ipynb`)."""
 
 STM_OVERVIEW_PARAMETERS = """\
 input_dataset: str = ""  # dataset: a FAST STM movie
@@ -665,19 +744,446 @@ metadata = {
         "scaling": "minimum to maximum as 0..255",
         "x_interpolated": False,
     },
-    "not_built": "pyfastspm processing: interpolation, phase, drift and creep correction, filters",
+    "processing": "pyfastspm processing and movies: stm/service/fast_movie.ipynb",
 }
 (output_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\\n", encoding="utf-8")
 print(f"wrote {output_dir / 'metadata.json'} and {output_dir / 'frame.png'}")
 image.resize((image.width * 4, image.height * 4), Image.NEAREST)  # enlarged here only"""
 
-STM_OVERVIEW_NOT_BUILT = """\
-## Not built yet
 
-The STM stack will process FAST movies with pyfastspm (phase correction, FFT filtering,
-interpolation of the sinusoidal scan, creep and drift correction, row alignment, plane
-levelling) and export movies and Gwyddion frames. **None of this is built yet**: the image above
-is the raw forward up lines of one frame."""
+# ---- replacement "see also" cells of the overview notebooks (their science now exists)
+
+SEM_SUMMARY_NOT_BUILT = """\
+## Classification
+
+This notebook measures and shows images; it does not tell what they show. To sort the images
+into the NFFA-Europe categories with the registered classifier, run the service notebook
+`sem/service/classify_dataset.ipynb` on the same dataset (or use the classifier app of the SEM
+stack's landing notebook, or the SEM page of the dass service, where you confirm categories)."""
+
+KMAP_OVERVIEW_NOT_BUILT = """\
+## Strain and tilt maps
+
+The image above is a plain sum of raw detector frames, in detector pixels, not reciprocal
+space. To convert the scan to q-space with xsocs, fit the Bragg peak per position and get
+strain and tilt maps, run the service notebook `kmap/service/strain_tilt_maps.ipynb` on the
+same dataset."""
+
+STM_OVERVIEW_NOT_BUILT = """\
+## Processed movies
+
+The image above is the raw forward up lines of one frame. To process the movie with pyfastspm
+(phase correction, FFT filtering, creep, interpolation, drift, levelling) and export an MP4,
+PNG and Gwyddion frames, run the service notebook `stm/service/fast_movie.ipynb` on the same
+dataset."""
+
+# ---- SEM: classify every image of a dataset
+
+SEM_CLASSIFY_INTRO = f"""\
+# SEM classification of a dataset
+
+Classifies every PNG, TIFF and JPEG image of one dataset (in name order, at most `max_images`)
+into the NFFA-Europe SEM categories with a model of the repository's model registry
+(`models/`; the registry's default when `model` is empty). The microscope's data bar is cropped
+first, exactly as in training. Writes
+
+- `classifications.csv`: one row per image: `file`, `status` (`ok` or `error`), `category`,
+  `display_name`, `certainty`, `reason` (for unreadable files), then one score column per
+  category;
+- `classifications.json`: the same with the model's description (name, architecture, training
+  data, metrics);
+- `classified.png`: a thumbnail of each image titled with its category and certainty;
+- `categories.png`: how many images fell into each category.
+
+The categories are suggestions: confirm or change them in the SEM page of the dass service
+(or the classifier app of the landing notebook) to store them as searchable metadata.
+
+{OUTPUT_NOTE}"""
+
+SEM_CLASSIFY_PARAMETERS = """\
+input_dataset: str = ""  # dataset: SEM images to classify
+model: str = ""  # a registered model's name; empty: the registry's default
+max_images: int = 500  # classify at most this many images, in name order
+batch_size: int = 32  # images per forward pass"""
+
+SEM_CLASSIFY_SETUP = """\
+import json
+
+import dass.data
+from dass.sem.registry import ModelRegistry
+
+if max_images < 1:
+    raise ValueError(f"max_images must be at least 1, got {max_images}")
+if not 1 <= batch_size <= 512:
+    raise ValueError(f"batch_size must be between 1 and 512, got {batch_size}")
+
+ds = dass.data.input_dataset(input_dataset, kind="an SEM dataset", example="p-2026-001/sem-nanowires")
+output_dir = dass.data.output_dir()
+print(f"{ds.id}: {ds.title}")
+if ds.metadata.get("synthetic"):
+    print("(synthetic demo data, not a measurement)")
+
+registry = ModelRegistry(dass.data.repository())
+classifier = registry.load(model or None)
+info = classifier.info
+print(f"model {info.name} ({info.architecture}, {info.input_size} px, on {classifier.device})")
+trained_on = info.trained_on or {}
+print(f"trained on {trained_on.get('url')} ({trained_on.get('n_images')} images)")
+if trained_on.get("synthetic"):
+    print("WARNING: this model was trained on SYNTHETIC images; its categories mean nothing for real SEM data")"""
+
+SEM_CLASSIFY_RUN = """\
+from tqdm.auto import tqdm
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+names = sorted(name for name in ds.fs.find("") if name.lower().endswith(IMAGE_SUFFIXES))
+if not names:
+    raise ValueError(f"{ds.id} holds no PNG, TIFF or JPEG image: choose an SEM dataset")
+if len(names) > max_images:
+    print(f"{len(names)} images; classifying the first {max_images} (raise max_images for more)")
+names = names[:max_images]
+
+data = []
+for name in names:
+    with ds.open(name) as f:
+        data.append(f.read())
+
+bar = tqdm(total=len(names), desc="classifying", unit="image")
+outcomes = classifier.classify_files(
+    data, names=names, batch_size=batch_size, progress=lambda done, total, message="": bar.update(done - bar.n)
+)
+bar.close()
+for outcome in outcomes:
+    if outcome.ok:
+        p = outcome.prediction
+        print(f"{outcome.name}: {p.category} ({100 * p.certainty:.1f} %)")
+    else:
+        print(f"{outcome.name}: not classified: {outcome.error}")"""
+
+SEM_CLASSIFY_WRITE = """\
+import csv
+
+classes = list(info.classes)
+rows = []
+for outcome in outcomes:
+    row = {"file": outcome.name, "status": "ok" if outcome.ok else "error"}
+    if outcome.ok:
+        p = outcome.prediction
+        row.update(category=p.category, display_name=p.to_json().get("display_name", p.category),
+                   certainty=round(p.certainty, 6), reason="")
+        row.update({c: round(p.scores[c], 6) for c in classes})
+    else:
+        row.update(category="", display_name="", certainty="", reason=outcome.error)
+        row.update({c: "" for c in classes})
+    rows.append(row)
+
+with open(output_dir / "classifications.csv", "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+(output_dir / "classifications.json").write_text(json.dumps({
+    "dataset": ds.id,
+    "synthetic_data": bool(ds.metadata.get("synthetic")),
+    "model": info.to_json(),
+    "results": [o.to_json() for o in outcomes],
+}, indent=2))
+print(f"wrote {output_dir / 'classifications.csv'} and classifications.json")"""
+
+SEM_CLASSIFY_PLOTS = """\
+import math
+from collections import Counter
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from dass.sem import read_sem
+
+good = [(o, d) for o, d in zip(outcomes, data) if o.ok]
+if good:
+    columns = min(5, len(good))
+    fig, axes = plt.subplots(math.ceil(len(good) / columns), columns, squeeze=False,
+                             figsize=(3 * columns, 3 * math.ceil(len(good) / columns)))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (outcome, raw) in zip(axes.ravel(), good):
+        ax.imshow(read_sem(raw).image, cmap="gray")
+        ax.set_title(f"{outcome.name}\\n{outcome.prediction.category} {100 * outcome.prediction.certainty:.0f} %",
+                     fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output_dir / "classified.png", dpi=80)
+    plt.show()
+
+counts = Counter(o.prediction.category for o in outcomes if o.ok)
+fig, ax = plt.subplots(figsize=(8, 4))
+ax.barh(classes, [counts.get(c, 0) for c in classes])
+ax.set_xlabel("images")
+ax.set_title(f"{ds.id}: suggested categories ({info.name})")
+fig.tight_layout()
+fig.savefig(output_dir / "categories.png", dpi=80)
+plt.show()"""
+
+# ---- SEM: train a classifier as a job
+
+SEM_TRAIN_INTRO = f"""\
+# SEM classifier training
+
+Trains a classifier of SEM images on a dataset in ImageFolder layout (one folder per category,
+named by the NFFA-Europe category ids such as `Nanowires` or `Particles`, holding that
+category's images) with a torchvision backbone, on CPU or GPU: class-imbalance weighting,
+augmentation, a stratified train/validation split and early stopping. Transfer learning starts
+from operator-supplied weights (`weights`: a file or URL the job can read); nothing is
+downloaded. Writes
+
+- `model.pt`: the checkpoint (architecture, classes, input size, normalization, training-data
+  fingerprint, metrics, date);
+- `report.json` and `confusion_matrix.png`: held-out accuracy, per-class precision, recall
+  and F1, the confusion matrix.
+
+To use the model for classification, an operator registers it in the repository's model
+registry: `dass sem models register <results>/model.pt --name NAME [--default]`.
+
+{OUTPUT_NOTE}"""
+
+SEM_TRAIN_PARAMETERS = """\
+input_dataset: str = ""  # dataset: labelled SEM images, one folder per category
+architecture: str = "mobilenet_v3_small"  # resnet18, resnet50, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0 or inception_v3
+epochs: int = 15  # most epochs (early stopping may end sooner)
+input_size: int = 96  # square input side in pixels (inception_v3 needs 299)
+batch_size: int = 32  # images per step
+learning_rate: float = 0.001  # Adam learning rate
+val_fraction: float = 0.2  # share of each category held out for validation
+patience: int = 5  # stop after this many epochs without a better validation loss
+weights: str = ""  # operator-supplied starting weights (file or URL); empty: from scratch
+seed: int = 0  # random seed of the split, the augmentation and the initial weights"""
+
+SEM_TRAIN_SETUP = """\
+import dass.data
+
+ds = dass.data.input_dataset(input_dataset, kind="a labelled SEM dataset (one folder per category)",
+                             example="p-2026-001/sem-training-synthetic")
+output_dir = dass.data.output_dir()
+print(f"{ds.id}: {ds.title}")
+if ds.metadata.get("synthetic"):
+    print("(synthetic demo data, not a measurement: a model trained on it is for demonstration only)")"""
+
+SEM_TRAIN_RUN = """\
+from tqdm.auto import tqdm
+
+from dass.sem.train import train
+
+bar = tqdm(desc="training", unit="step")
+
+
+def progress(done, total, message=""):
+    bar.total = total
+    bar.n = done
+    bar.set_postfix_str(message[:60])
+    bar.refresh()
+
+
+result = train(
+    ds.path,
+    architecture=architecture,
+    epochs=epochs,
+    batch_size=batch_size,
+    input_size=input_size,
+    lr=learning_rate,
+    val_fraction=val_fraction,
+    patience=patience,
+    weights=weights or None,
+    seed=seed,
+    out_dir=str(output_dir),
+    synthetic=bool(ds.metadata.get("synthetic")) or None,
+    progress=progress,
+)
+bar.close()
+print(result.summary())"""
+
+SEM_TRAIN_SHOW = """\
+from IPython.display import Image as PngImage, display
+
+display(PngImage(filename=str(output_dir / "confusion_matrix.png")))"""
+
+# ---- KMAP: strain and tilt maps of a scan
+
+KMAP_MAPS_INTRO = f"""\
+# KMAP strain and tilt maps
+
+For one KMAP scan in the X-SOCS input layout (a `*_master.h5` file linking one entry per
+rocking angle), this notebook checks the input, converts every position's frames to q-space
+with xsocs (`QSpaceConverter`), fits the Bragg peak per position with xsocs (`PeakFitter`), and
+derives what X-SOCS leaves out: the strain map ε = |q0|/|q| − 1 and the tilt maps (pitch and
+roll of q relative to the reference direction), with failed fits masked. Writes
+
+- `<scan>_qspace.h5`, `<scan>_fit.h5`: xsocs' own q-space and fit files;
+- `<scan>_maps.h5` (NeXus-style NXdata with axes and units), `<scan>_maps.csv`;
+- `<scan>_strain.png`, `<scan>_pitch.png`, `<scan>_roll.png`: the maps with colour bars;
+- `<scan>_summary.json`: parameters, reference, statistics, masked counts, timings, versions.
+
+The reference q0 comes from a reflection (`hkl` and cubic `lattice_a`, at the scan's energy)
+or, when `reference_region` is given, from the median q of that region of the map.
+
+{OUTPUT_NOTE}"""
+
+KMAP_MAPS_PARAMETERS = """\
+input_dataset: str = ""  # dataset: a KMAP scan in the X-SOCS input layout
+grid: list = [40, 40, 40]  # q-space bins along qx, qy, qz
+method: str = "gaussian"  # peak fit: gaussian or centroid
+background: str = "none"  # fit background: none, constant or snip
+hkl: list = [0, 0, 4]  # reflection of the reference q0
+lattice_a: float = 5.431  # cubic lattice constant of the reference, in Å (Si: 5.431)
+reference_region: list = []  # [x_min, x_max, y_min, y_max] in µm: q0 from this region instead
+roi: list = []  # [x_min, x_max, y_min, y_max] in µm: convert only this region; empty: all
+processes: int = 1  # processes for conversion and fit"""
+
+KMAP_MAPS_SETUP = """\
+import dass.data
+
+ds = dass.data.input_dataset(input_dataset, kind="a KMAP dataset", example="p-2026-002/kmap-sige-island")
+output_dir = dass.data.output_dir()
+print(f"{ds.id}: {ds.title}")
+if ds.metadata.get("synthetic"):
+    print("(synthetic demo data, not a measurement)")
+
+masters = sorted(name for name in ds.fs.find("") if name.endswith("_master.h5"))
+if not masters:
+    raise ValueError(f"{ds.id} holds no *_master.h5 file: choose a KMAP scan in the X-SOCS layout")
+for bounds, label in ((reference_region, "reference_region"), (roi, "roi")):
+    if bounds and len(bounds) != 4:
+        raise ValueError(f"{label} must be [x_min, x_max, y_min, y_max] in µm or empty, got {bounds}")
+reference = {"region": list(reference_region)} if reference_region else {"hkl": list(hkl), "lattice_a": lattice_a}
+print(f"scan: {masters[0]}; reference: {reference}")"""
+
+KMAP_MAPS_RUN = """\
+from tqdm.auto import tqdm
+
+from dass.kmap.service import process_scan
+
+bar = tqdm(total=100, desc="KMAP", unit="%")
+
+
+def progress(fraction, stage):
+    bar.n = round(100 * fraction)
+    bar.set_postfix_str(stage)
+    bar.refresh()
+
+
+# the master file links one file per entry: read it from the mounted folder, where h5py can
+# follow those links
+summary = process_scan(
+    ds.path / masters[0],
+    output_dir,
+    grid=tuple(grid),
+    roi=tuple(roi) if roi else None,
+    method=method,
+    background=background,
+    reference=reference,
+    n_proc=processes,
+    progress=progress,
+)
+bar.close()
+for name, stats in summary["statistics"].items():
+    print(name, {k: stats.get(k) for k in ("mean", "std", "rms", "count") if k in stats})
+print("masked:", summary["masked"])"""
+
+KMAP_MAPS_SHOW = """\
+from IPython.display import Image as PngImage, display
+
+for name in ("strain", "pitch", "roll"):
+    png = summary["files"].get(f"{name}_png") or next(
+        (path for key, path in summary["files"].items() if key.endswith(name) or path.endswith(f"_{name}.png")), None
+    )
+    if png:
+        display(PngImage(filename=str(output_dir / png)))"""
+
+# ---- STM: process a FAST movie
+
+STM_MOVIE_INTRO = f"""\
+# FAST STM movie processing
+
+Processes every FAST movie of one dataset with pyfastspm's own steps, in its order: phase
+correction (given or automatic), FFT filtering of the time series (scan frequency overtones),
+channel choice, creep correction, interpolation of the sinusoidal x grid, drift correction,
+row alignment, plane levelling and 2-D filters, as set by the `recipe` (the standard recipe
+when empty; see `dass.stm.process.Recipe`). Writes per movie
+
+- an MP4 movie (ffmpeg from `imageio-ffmpeg`; GIF when ffmpeg cannot run);
+- PNG and Gwyddion `.gsf` frames (`frames`: `"all"`, `"first"`, `"none"`);
+- a metadata JSON with the normalized scan settings (sizes in pixels when uncalibrated);
+- with `hdf5`, a processed HDF5 file: the raw `/data` unchanged, the processed frames and the
+  recipe beside it;
+
+and `summary.json` over all movies.
+
+{OUTPUT_NOTE}"""
+
+STM_MOVIE_PARAMETERS = """\
+input_dataset: str = ""  # dataset: FAST STM movies (HDF5)
+recipe: dict = {}  # processing steps (dass.stm.process.Recipe as JSON); empty: the standard recipe
+frames: str = "first"  # frames exported as PNG and .gsf: all, first or none
+fps: float = 0.0  # playback rate of the movie; 0: real time
+hdf5: bool = False  # also write the processed HDF5 file"""
+
+STM_MOVIE_SETUP = """\
+import json
+
+import dass.data
+
+ds = dass.data.input_dataset(input_dataset, kind="a FAST STM dataset", example="p-2026-002/stm-au111-fast")
+output_dir = dass.data.output_dir()
+print(f"{ds.id}: {ds.title}")
+if ds.metadata.get("synthetic"):
+    print("(synthetic demo data, not a measurement)")
+if frames not in ("all", "first", "none"):
+    raise ValueError(f"frames must be all, first or none, got {frames!r}")
+if fps < 0:
+    raise ValueError(f"fps must be 0 (real time) or positive, got {fps}")"""
+
+STM_MOVIE_RUN = """\
+from tqdm.auto import tqdm
+
+from dass.stm.service import process_fast_dataset
+
+bar = tqdm(desc="movies", unit="file")
+
+
+def progress(done, total):
+    bar.total = total
+    bar.n = done
+    bar.refresh()
+
+
+from dass.stm.process import ProcessingError, Recipe
+
+options = dict(frames=frames, fps=fps or None, hdf5=hdf5, progress=progress)
+try:
+    summary = process_fast_dataset(ds.path, output_dir, recipe=recipe or None, **options)
+except ProcessingError as e:
+    if recipe or e.step != "creep":
+        raise
+    # pyfastspm's creep fit needs a visible up/down shift; without one, the standard recipe
+    # goes on without creep correction (and says so; the summary records the recipe used)
+    print(f"creep correction is not possible here ({e.problem.split('.')[0]}); "
+          "processing with the standard recipe without creep correction")
+    summary = process_fast_dataset(ds.path, output_dir, recipe=Recipe.standard().without("creep"), **options)
+bar.close()
+for entry in summary["files"]:
+    print(f"{entry['source']}: {entry['num_frames']} frames of {entry['frame_shape']} -> {entry['movie']}")
+for entry in summary["skipped"]:
+    print(f"skipped {entry['source']}: {entry['reason']}")"""
+
+STM_MOVIE_SHOW = """\
+from IPython.display import Image as PngImage, Video, display
+
+for entry in summary["files"]:
+    movie = output_dir / entry["movie"]
+    if movie.suffix == ".mp4":
+        display(Video(str(movie), embed=True, html_attributes="controls loop"))
+    else:
+        display(PngImage(filename=str(movie)))
+    for frame in entry["frames"][:1]:
+        display(PngImage(filename=str(output_dir / frame)))"""
+
 
 #: stack -> notebook name -> cells as (kind, source); kind "parameters" is a code cell tagged
 #: "parameters"
@@ -692,6 +1198,21 @@ SERVICE_NOTEBOOKS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("code", SEM_SUMMARY_SHEET),
             ("markdown", SEM_SUMMARY_NOT_BUILT),
         ],
+        "classify_dataset": [
+            ("markdown", SEM_CLASSIFY_INTRO),
+            ("parameters", SEM_CLASSIFY_PARAMETERS),
+            ("code", SEM_CLASSIFY_SETUP),
+            ("code", SEM_CLASSIFY_RUN),
+            ("code", SEM_CLASSIFY_WRITE),
+            ("code", SEM_CLASSIFY_PLOTS),
+        ],
+        "train_classifier": [
+            ("markdown", SEM_TRAIN_INTRO),
+            ("parameters", SEM_TRAIN_PARAMETERS),
+            ("code", SEM_TRAIN_SETUP),
+            ("code", SEM_TRAIN_RUN),
+            ("code", SEM_TRAIN_SHOW),
+        ],
     },
     "kmap": {
         "scan_overview": [
@@ -702,6 +1223,13 @@ SERVICE_NOTEBOOKS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("code", KMAP_OVERVIEW_SUM),
             ("markdown", KMAP_OVERVIEW_NOT_BUILT),
         ],
+        "strain_tilt_maps": [
+            ("markdown", KMAP_MAPS_INTRO),
+            ("parameters", KMAP_MAPS_PARAMETERS),
+            ("code", KMAP_MAPS_SETUP),
+            ("code", KMAP_MAPS_RUN),
+            ("code", KMAP_MAPS_SHOW),
+        ],
     },
     "stm": {
         "fast_overview": [
@@ -711,6 +1239,13 @@ SERVICE_NOTEBOOKS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("code", STM_OVERVIEW_READ),
             ("code", STM_OVERVIEW_FRAME),
             ("markdown", STM_OVERVIEW_NOT_BUILT),
+        ],
+        "fast_movie": [
+            ("markdown", STM_MOVIE_INTRO),
+            ("parameters", STM_MOVIE_PARAMETERS),
+            ("code", STM_MOVIE_SETUP),
+            ("code", STM_MOVIE_RUN),
+            ("code", STM_MOVIE_SHOW),
         ],
     },
 }

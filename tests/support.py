@@ -137,7 +137,8 @@ class PlatformProcess:
     """``dass up`` with a generated config on free ports, in its own state folder."""
 
     def __init__(self, state: Path, *, storage_url: str | None = None, storage_options=None,
-                 extra_config: str = "", name: str = "platform", port: int | None = None):
+                 extra_config: str = "", name: str = "platform", port: int | None = None,
+                 sem_model: bool = False):
         self.state = state
         self.name = name
         state.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,8 @@ class PlatformProcess:
             f"c.Platform.service_port = {free_port()}",
             f"c.Storage.url = {self.storage_url!r}",
             f"c.Storage.options = {storage_options or {}!r}",
+            # the demo SEM classifier trains at the first start on a machine: only where asked
+            f"c.Platform.demo_sem_model = {bool(sem_model)}",
             "c.JupyterHub.services = [{'name': 'dass-tests', 'api_token': %r}]" % self.admin_token,
             "c.JupyterHub.load_roles = [{'name': 'dass-tests', 'services': ['dass-tests'], 'scopes': "
             "['admin:users', 'admin:servers', 'access:servers', 'tokens', 'admin:groups', "
@@ -174,7 +177,7 @@ class PlatformProcess:
         )
         self.started = time.monotonic()
         try:
-            wait_for(self._ready, 90, f"the platform at {self.url} (log: {self.log_path})")
+            wait_for(self._ready, 600 if sem_model else 90, f"the platform at {self.url} (log: {self.log_path})")
         except Exception:
             self.stop()
             raise

@@ -433,6 +433,7 @@ def _run_code_cells(stack, datasets, tmp_path, monkeypatch):
     """Run the notebook's code cells in this process against the real session API, with
     ``datasets`` = (repository root, ids) chosen for the session."""
     _write_manifest(*datasets, tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)  # what the notebooks write (kmap_output/, ...) stays out of the checkout
     # no windows: matplotlib (if present) draws off screen; display() prints the repr
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOKS / stack / "welcome.ipynb", as_version=4)
@@ -480,7 +481,7 @@ def test_notebooks_execute_in_a_real_kernel(repo, tmp_path, monkeypatch):
     _write_manifest(root, EXPECTED_IDS, tmp_path, monkeypatch)
     for stack in STACKS:
         nb = nbformat.read(NOTEBOOKS / stack / "welcome.ipynb", as_version=4)
-        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         assert not [o for o in outputs if o.output_type == "error"]
         table = outputs[0]

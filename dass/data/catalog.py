@@ -55,6 +55,9 @@ from .metadata import (
 from .paths import state_dir
 from .storage import Storage
 
+#: top-level folders of the repository that are not proposals: ``models`` holds the SEM model
+#: registry (:mod:`dass.sem.registry`), which the scan must not index as datasets
+NOT_PROPOSALS = frozenset({"models"})
 #: access principals of single users are stored beside groups with this prefix (reserved in group names)
 USER_PREFIX = "user:"
 
@@ -63,6 +66,7 @@ __all__ = [
     "Proposal",
     "Dataset",
     "DatasetAccess",
+    "DatasetCategory",
     "DatasetRecord",
     "ScanReport",
     "Catalog",
@@ -122,6 +126,9 @@ class Dataset(Base):
     access: Mapped[list[DatasetAccess]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", lazy="selectin"
     )
+    category_rows: Mapped[list[DatasetCategory]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
 
 
 class DatasetAccess(Base):
@@ -133,6 +140,17 @@ class DatasetAccess(Base):
     group: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
 
     dataset: Mapped[Dataset] = relationship(back_populates="access")
+
+
+class DatasetCategory(Base):
+    """A confirmed image category of a dataset (``domain.categories``, migration 0003)."""
+
+    __tablename__ = "dataset_categories"
+
+    dataset_id: Mapped[str] = mapped_column(
+        String(129), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,12 +286,23 @@ def _upsert(row: Dataset, entry: dict[str, Any], now: dt.datetime) -> Dataset:
     """Copy a parsed dataset entry onto its row (access rows replaced only when they changed)."""
     entry = dict(entry)
     groups = sorted(set(entry.pop("access_groups")))
+    categories = sorted(set(entry.pop("categories", ())))
     for key, value in entry.items():
         setattr(row, key, value)
     row.scanned_at = now
     if sorted(a.group for a in row.access) != groups:
         row.access = [DatasetAccess(group=g) for g in groups]
+    if sorted(c.category for c in row.category_rows) != categories:
+        row.category_rows = [DatasetCategory(category=c) for c in categories]
     return row
+
+
+def _domain_categories(domain: dict[str, Any]) -> list[str]:
+    """The confirmed categories of a dataset: ``domain.categories`` (strings; others ignored)."""
+    value = domain.get("categories") if isinstance(domain, dict) else None
+    if not isinstance(value, list):
+        return []
+    return [c for c in value if isinstance(c, str) and c.strip()]
 
 
 def _like_escape(text: str) -> str:
@@ -442,8 +471,12 @@ class Catalog(LoggingConfigurable):
         found: dict[str, dict[str, Any]] = {}
 
         for proposal, ppath in storage.iter_proposal_dirs():
+            if proposal in NOT_PROPOSALS:
+                continue
             proposals[proposal] = self._read_proposal(storage, proposal, ppath, report)
         for proposal, name, path in storage.iter_dataset_dirs():
+            if proposal in NOT_PROPOSALS:
+                continue
             if proposal not in proposals:  # appeared between the two listings
                 proposals[proposal] = self._read_proposal(storage, proposal, storage.join(proposal), report)
             entry = self._read_dataset(storage, proposal, name, path, report)
@@ -581,6 +614,7 @@ class Catalog(LoggingConfigurable):
             "size_bytes": sum(files.values()),
             # users are stored beside groups as "user:<name>" principals
             "access_groups": list(md.access_groups) + [USER_PREFIX + u for u in md.access_users],
+            "categories": _domain_categories(md.domain),
         }
 
     # -----------------------------------------------------------------------------------------
@@ -616,6 +650,7 @@ class Catalog(LoggingConfigurable):
         instrument: str | None = None,
         technique: str | None = None,
         stack: str | None = None,
+        category: str | None = None,
         today: dt.date | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -635,6 +670,9 @@ class Catalog(LoggingConfigurable):
             Case-insensitive exact match.
         stack : str, optional
             Only datasets whose ``stacks`` name this stack.
+        category : str, optional
+            Only datasets with an image confirmed in this category (``domain.categories``,
+            exact id such as ``Nanowires``).
         today : datetime.date, optional
             Day compared with embargo dates (default: today).
         limit, offset : int
@@ -661,6 +699,10 @@ class Catalog(LoggingConfigurable):
         if stack:
             needle = _like_escape(json.dumps(stack, ensure_ascii=False))
             conditions.append(cast(Dataset.stacks, Text).like(f"%{needle}%", escape="\\"))
+        if category:
+            conditions.append(
+                exists().where(DatasetCategory.dataset_id == Dataset.id, DatasetCategory.category == category)
+            )
         for word in (text or "").split():
             pattern = f"%{_like_escape(word)}%"
             conditions.append(

@@ -27,7 +27,7 @@ from typing import Any, SupportsIndex, overload
 
 from .errors import DassDataError
 
-__all__ = ["datasets", "input_dataset", "output_dir", "Dataset", "DatasetList", "MANIFEST_ENV", "DEFAULT_MANIFEST", "OUTPUT_ENV"]
+__all__ = ["datasets", "input_dataset", "output_dir", "repository", "Dataset", "DatasetList", "MANIFEST_ENV", "DEFAULT_MANIFEST", "OUTPUT_ENV"]
 
 #: Environment variable naming the session manifest (set by the spawner and the job runner).
 MANIFEST_ENV = "DASS_SESSION_MANIFEST"
@@ -237,6 +237,20 @@ def datasets(manifest: str | os.PathLike[str] | None = None) -> DatasetList:
     options = storage.get("options") or {}
     entries: Iterable[Mapping[str, Any]] = doc.get("datasets", [])
     return DatasetList(Dataset.from_entry(e, options) for e in entries)
+
+
+def repository(manifest: str | os.PathLike[str] | None = None) -> Any:
+    """The repository storage this session (or job) reads from, as a
+    :class:`dass.data.storage.Storage` -- for what lives beside the datasets, such as the SEM
+    model registry (``models/``). Raises :class:`DassDataError` as :func:`datasets` does."""
+    from .storage import Storage
+
+    path = _manifest_path(manifest)
+    datasets(path)  # the same checks and messages
+    storage = json.loads(path.read_text(encoding="utf-8")).get("storage") or {}
+    if not storage.get("url"):
+        raise DassDataError(f"session manifest {path} names no repository storage; restart your server")
+    return Storage(url=storage["url"], options=dict(storage.get("options") or {}))
 
 
 #: the folder a job's notebook writes its results to (set by the job runner)

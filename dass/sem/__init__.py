@@ -6,6 +6,16 @@ Torch-free building blocks shared by training and inference:
 - :mod:`dass.sem.io` -- :func:`read_sem`, vendor metadata normalization.
 - :mod:`dass.sem.databar` -- detect and crop the info strip, :func:`preprocess`.
 - :mod:`dass.sem.synthetic` -- a *synthetic* SEM-like generator for tests and demos.
+
+Classification (these import torch, so they are not imported here):
+
+- :mod:`dass.sem.models` -- torchvision backbones by name (:func:`~dass.sem.models.build_model`).
+- :mod:`dass.sem.checkpoint` -- the checkpoint file and :class:`~dass.sem.checkpoint.ModelInfo`.
+- :mod:`dass.sem.train` -- :func:`~dass.sem.train.train` on an ImageFolder dataset at any URL.
+- :mod:`dass.sem.classify` -- :class:`~dass.sem.classify.Classifier`, batch inference.
+- :mod:`dass.sem.registry` -- :class:`~dass.sem.registry.ModelRegistry` under ``models/`` in storage.
+- :mod:`dass.sem.demo` -- the demo model trained on synthetic images, cached per machine.
+- :mod:`dass.sem.cli` -- ``dass sem train|models|classify``.
 """
 
 from dass.sem.categories import CATEGORIES, Category, category, display_name

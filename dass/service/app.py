@@ -44,6 +44,8 @@ from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers
 from .pages import default_handlers as pages_handlers
+from .sem_handlers import SemClassifyService
+from .sem_handlers import default_handlers as sem_handlers
 
 __all__ = ["DassService", "main"]
 
@@ -194,7 +196,8 @@ class DassService(Application):
         from ..jobs.executor import LocalExecutor
         from ..jobs.manager import JobManager
 
-        return [DassService, Storage, Catalog, StackRegistry, HubOAuth, JobManager, LocalExecutor]
+        return [DassService, Storage, Catalog, StackRegistry, HubOAuth, JobManager, LocalExecutor,
+                SemClassifyService]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -205,6 +208,7 @@ class DassService(Application):
         self.init_data()
         self.init_hub_auth()
         self.init_jobs()
+        self.init_sem()
         self.init_webapp()
 
     def load_config_file_(self) -> None:
@@ -288,13 +292,17 @@ class DassService(Application):
             identity_for=identity_for,
         )
 
+    def init_sem(self) -> None:
+        """The SEM classifier of ``api/classify`` (its model is loaded lazily, see ``preload``)."""
+        self.sem_service = SemClassifyService(parent=self, storage=self.storage, catalog=self.catalog)
+
     def init_webapp(self) -> None:
         jinja_env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
-        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers)
+        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers) + list(sem_handlers)
         handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
         if self.base_url != "/":
             handlers.append((self.base_url.rstrip("/"), web.RedirectHandler, {"url": self.base_url}))
@@ -307,6 +315,7 @@ class DassService(Application):
             storage=self.storage,
             stack_registry=self.stack_registry,
             job_manager=self.job_manager,
+            sem_service=self.sem_service,
             jinja2_env=jinja_env,
             openapi=load_openapi(),
             cookie_secret=self.cookie_secret,
@@ -358,10 +367,12 @@ class DassService(Application):
         self.http_server.add_sockets(sockets)
         self.log.info("dass service %s listening on http://%s:%s%s", dass.__version__, self.ip, self.bound_port, self.base_url)
         self.job_manager.start()
+        self.sem_service.start()
         try:
             await self._stopping.wait()
         finally:
             await self.job_manager.stop()
+            self.sem_service.stop()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             self.http_server.stop()

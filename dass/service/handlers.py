@@ -324,7 +324,7 @@ class MeHandler(BaseHandler):
         self.write_json({"name": ident.name, "groups": sorted(ident.groups), "admin": ident.admin})
 
 
-DATASET_QUERY = ("q", "proposal", "instrument", "technique", "stack", "limit", "offset")
+DATASET_QUERY = ("q", "proposal", "instrument", "technique", "stack", "category", "limit", "offset")
 
 
 def _catalog_error(handler: BaseHandler, e: DassDataError) -> ApiError:
@@ -342,7 +342,7 @@ class DatasetsHandler(BaseHandler):
         offset = self.int_arg(args, "offset", 0, 0)
         filters = {key: args.get(name) or None for key, name in (
             ("text", "q"), ("proposal", "proposal"), ("instrument", "instrument"),
-            ("technique", "technique"), ("stack", "stack"),
+            ("technique", "technique"), ("stack", "stack"), ("category", "category"),
         )}
         try:
             records, total = self.catalog.search(self.identity, limit=limit, offset=offset, **filters)

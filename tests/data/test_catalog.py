@@ -47,7 +47,8 @@ def test_migrations_run_twice_idempotently(tmp_path: Path):
     Catalog(db_url=url).upgrade()
     engine = create_engine(url)
     tables = set(inspect(engine).get_table_names())
-    assert {"proposals", "datasets", "dataset_access", "jobs", VERSION_TABLE} <= tables
+    assert {"proposals", "datasets", "dataset_access", "jobs", "dataset_categories", "sem_classifications",
+            VERSION_TABLE} <= tables
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
@@ -56,7 +57,7 @@ def test_migrations_run_twice_idempotently(tmp_path: Path):
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     head = ScriptDirectory.from_config(cfg).get_current_head()
-    assert head == "0002"  # 0001 catalogue, 0002 jobs
+    assert head == "0003"  # 0001 catalogue, 0002 jobs, 0003 SEM labels
     with engine.connect() as conn:
         assert conn.execute(text(f"select version_num from {VERSION_TABLE}")).scalars().all() == [head]
     engine.dispose()

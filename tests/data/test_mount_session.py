@@ -188,3 +188,14 @@ def test_input_dataset_and_output_dir_for_notebooks(tmp_path, monkeypatch):
     monkeypatch.delenv("DASS_OUTPUT_DIR")
     monkeypatch.chdir(tmp_path)
     assert output_dir() == Path("output") and (tmp_path / "output").is_dir()
+
+
+def test_repository_is_the_storage_named_in_the_manifest(tmp_path, monkeypatch):
+    manifest = write_manifest(tmp_path / "session.json", stack="sem", size="small",
+                              storage_url="s3://bucket/repo", storage_options={"key": "k", "secret": "s"},
+                              entries=[])
+    storage = dass.data.repository(manifest)
+    assert (storage.url, storage.options) == ("s3://bucket/repo", {"key": "k", "secret": "s"})
+    monkeypatch.setenv("DASS_SESSION_MANIFEST", str(tmp_path / "missing.json"))
+    with pytest.raises(DassDataError, match="no session manifest"):
+        dass.data.repository()

@@ -1,0 +1,268 @@
+"""SEM classification benchmark: the ``api/classify`` endpoint against a plain forward loop.
+
+Run it from the repository root (``make bench`` may call it too)::
+
+    .venv/bin/python bench/sem.py [--images N] [--repeats R] [--threads T] [--size HxW]
+
+It starts one real dass service in this process (:func:`tests.service.service_support.start_service`:
+the real handlers and JupyterHub's ``HubOAuth`` against the small real hub of the service
+tests, a SQLite catalogue and a ``file://`` repository in a temporary folder) and registers a
+seeded, untrained checkpoint per architecture (``resnet18`` and ``mobilenet_v3_small`` at their
+default input size, 224) in the repository's model registry. The images are N SYNTHETIC
+SEM-like PNGs (:func:`dass.sem.synthetic.generate`, default 32 of 384x512). Then, per
+architecture and device (CPU, and the GPU when torch sees one), it prints, measured in this
+run:
+
+1. **throughput**: images/s of one ``POST api/classify`` holding all N images (a folder
+   upload: the images are stored as a new dataset, indexed, decoded, preprocessed, classified
+   and recorded, and the answer is parsed), against a **plain torchvision forward loop** on the
+   same PNG bytes and the same model: PIL decode, grayscale, ``torchvision.transforms.functional
+   .resize`` to the input size, batches of 32 in ``torch.inference_mode``. One untimed warm-up
+   each, then A B A B ..., R times each; the medians, and the ratio endpoint/plain against the
+   target **>= 0.8**; and, to tell the service's own overhead from the preprocessing's,
+   :meth:`dass.sem.classify.Classifier.classify` alone on the same bytes;
+2. **latency of a single upload**: the wall time of ``POST api/classify`` with one image
+   (median of R), against the plain loop on that one image, and against the original NFFA
+   service's "a few seconds per image".
+
+Both sides run in this process with ``torch.set_num_threads(T)`` (default: all cores). The
+figures also go to ``bench/results/sem.json``. A missed target is reported, never an error:
+the exit status is 0 whenever the measurement itself worked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import os
+import platform as _platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+
+RESULTS = ROOT / "bench" / "results" / "sem.json"
+TARGET_RATIO = 0.8
+ARCHITECTURES = ("resnet18", "mobilenet_v3_small")
+USER_TOKEN = "alice-token"
+PROPOSAL = "p-2026-001"
+PLAIN_BATCH = 32
+ORIGINAL_SECONDS_PER_IMAGE = 2.0  # "within a few seconds per image" (the NFFA service, issue 4)
+
+
+def synthetic_pngs(n: int, size: tuple[int, int]) -> list[bytes]:
+    """N SYNTHETIC SEM-like PNGs, cycling through the ten categories."""
+    from PIL import Image
+
+    from dass.sem.categories import CATEGORY_IDS
+    from dass.sem.synthetic import generate
+
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(generate(CATEGORY_IDS[i % len(CATEGORY_IDS)], size=size, seed=i)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def write_checkpoint(folder: Path, architecture: str) -> Path:
+    """A seeded, untrained checkpoint of ``architecture`` at its default input size."""
+    import torch
+
+    from dass.sem.categories import CATEGORY_IDS
+    from dass.sem.checkpoint import ModelInfo, save_checkpoint
+    from dass.sem.models import build_model, default_input_size
+
+    torch.manual_seed(0)
+    model = build_model(architecture, len(CATEGORY_IDS)).eval()
+    info = ModelInfo(
+        name=f"bench-{architecture.replace('_', '-')}",
+        architecture=architecture,
+        classes=list(CATEGORY_IDS),
+        input_size=default_input_size(architecture),
+        trained_on={"url": "synthetic://untrained", "n_images": 0, "synthetic": True},
+        notes="SYNTHETIC: untrained benchmark model",
+    )
+    path = folder / f"{info.name}.pt"
+    save_checkpoint(str(path), model, info)
+    return path
+
+
+class PlainLoop:
+    """What a user would write with torchvision alone: decode, resize, batch, forward."""
+
+    def __init__(self, checkpoint: Path, device: str) -> None:
+        from dass.sem.checkpoint import load_checkpoint
+
+        self.model, self.info, _ = load_checkpoint(str(checkpoint), device=device)
+        self.model.eval()
+        self.device = device
+
+    def run(self, images: list[bytes]) -> list[int]:
+        import numpy as np
+        import torch
+        import torchvision.transforms.functional as F
+        from PIL import Image
+
+        size = self.info.input_size
+        out: list[int] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), PLAIN_BATCH):
+                tensors = []
+                for data in images[start:start + PLAIN_BATCH]:
+                    array = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32) / 255.0
+                    tensors.append(F.resize(torch.from_numpy(array)[None], [size, size], antialias=True))
+                x = torch.stack(tensors).to(self.device)
+                out += torch.softmax(self.model(x), dim=1).argmax(dim=1).tolist()
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return out
+
+
+def post(service, images: list[bytes]) -> dict:
+    files = [("files", (f"img{i:04d}.png", data, "image/png")) for i, data in enumerate(images)]
+    r = requests.post(service.url + "api/classify", headers={"Authorization": f"token {USER_TOKEN}"},
+                      files=files, data={"proposal": PROPOSAL}, timeout=600)
+    if r.status_code != 200:
+        raise RuntimeError(f"POST api/classify answered {r.status_code}: {r.text[:500]}")
+    body = r.json()
+    if body["classified"] != len(images):
+        raise RuntimeError(f"only {body['classified']} of {len(images)} images were classified: {body['results'][:2]}")
+    return body
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def measure(service, registry, checkpoint: Path, name: str, device: str, images: list[bytes], repeats: int,
+            progress=print) -> dict:
+    sem = service.app.sem_service
+    sem.device = device
+    sem.unload()  # the next request loads the model on the chosen device
+    registry.set_default(name)
+    from dass.sem.classify import Classifier
+
+    plain = PlainLoop(checkpoint, device)
+    direct = Classifier.load(str(checkpoint), device=device)
+    post(service, images[:2])  # warm-up: loads the model in the service
+    plain.run(images[:2])
+    direct.classify(images[:2])
+    endpoint_s, plain_s, direct_s, single_s, plain_single_s = [], [], [], [], []
+    for i in range(repeats):
+        endpoint_s.append(timed(post, service, images))
+        plain_s.append(timed(plain.run, images))
+        direct_s.append(timed(direct.classify, images))
+        single_s.append(timed(post, service, images[i % len(images):i % len(images) + 1]))
+        plain_single_s.append(timed(plain.run, images[i % len(images):i % len(images) + 1]))
+        progress(f"  {name} on {device}: round {i + 1}/{repeats}: endpoint {endpoint_s[-1]:.2f} s, "
+                 f"plain {plain_s[-1]:.2f} s, Classifier.classify {direct_s[-1]:.2f} s, "
+                 f"single upload {1000 * single_s[-1]:.0f} ms")
+    n = len(images)
+    endpoint_ips = n / statistics.median(endpoint_s)
+    plain_ips = n / statistics.median(plain_s)
+    return {
+        "architecture": plain.info.architecture,
+        "device": device,
+        "input_size": plain.info.input_size,
+        "images": n,
+        "endpoint_images_per_s": endpoint_ips,
+        "plain_images_per_s": plain_ips,
+        "classify_images_per_s": n / statistics.median(direct_s),
+        "ratio": endpoint_ips / plain_ips,
+        "target_ratio": TARGET_RATIO,
+        "met": endpoint_ips / plain_ips >= TARGET_RATIO,
+        "single_upload_ms": 1000 * statistics.median(single_s),
+        "plain_single_ms": 1000 * statistics.median(plain_single_s),
+        "endpoint_seconds": endpoint_s,
+        "plain_seconds": plain_s,
+        "classify_seconds": direct_s,
+        "single_upload_seconds": single_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=32, help="images per throughput request (default 32)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (default 3)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument("--size", default="384x512", help="image height x width (default 384x512)")
+    parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even when there is one")
+    args = parser.parse_args(argv)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+
+    import torch
+    from tqdm import tqdm
+
+    from dass.data.storage import Storage
+    from dass.sem.registry import ModelRegistry
+    from tests.service.service_support import FakeHub, LoopThread, make_repository, start_service
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
+    print(f"SEM benchmark: {args.images} SYNTHETIC {h}x{w} PNGs, {args.repeats} rounds, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads, devices {', '.join(devices)}")
+    images = synthetic_pngs(args.images, (h, w))
+    loop = LoopThread()
+    hub = FakeHub()
+    loop.run(hub.start())
+    rows, results = [], []
+    with tempfile.TemporaryDirectory(prefix="dass-bench-sem-") as tmp:
+        tmp_path = Path(tmp)
+        urls = make_repository(tmp_path / "repo")
+        (tmp_path / "service").mkdir()
+        service = start_service(loop, tmp_path / "service", hub.api_url, **urls,
+                                extra_config="c.SemClassifyService.max_files = 1000\n"
+                                             "c.DassService.log_level = 'WARN'")
+        try:
+            registry = ModelRegistry(Storage(url=urls["repo_url"]))
+            work = [(a, d) for a in ARCHITECTURES for d in devices]
+            for architecture, device in tqdm(work, desc="models", unit="model"):
+                checkpoint = write_checkpoint(tmp_path, architecture)
+                name = f"bench-{architecture.replace('_', '-')}"
+                registry.register(str(checkpoint), name)
+                r = measure(service, registry, checkpoint, name, device, images, args.repeats, progress=tqdm.write)
+                results.append(r)
+                rows.append([architecture, device, str(r["input_size"]), f"{r['plain_images_per_s']:.1f}",
+                             f"{r['classify_images_per_s']:.1f}", f"{r['endpoint_images_per_s']:.1f}", f"{r['ratio']:.2f}",
+                             "yes" if r["met"] else "NO", f"{r['plain_single_ms']:.0f}",
+                             f"{r['single_upload_ms']:.0f}"])
+        finally:
+            service.stop()
+            loop.run(hub.stop())
+            loop.close()
+    print()
+    print(table(rows, ["model", "device", "input", "plain img/s", "classify() img/s", "endpoint img/s", f"ratio (>= {TARGET_RATIO})",
+                       "met", "plain 1 img ms", "upload 1 img ms"]))
+    print(f"\nplain: PIL decode + torchvision resize + forward; classify(): dass.sem.classify.Classifier.classify "
+          f"on the same bytes (read_sem, data-bar crop, resize, forward); endpoint: POST api/classify (also "
+          f"stores, indexes and records). Single upload: POST api/classify with one image; the original "
+          f"service took about {ORIGINAL_SECONDS_PER_IMAGE:.0f} s per image.")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": _platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None},
+        "images": args.images, "size": [h, w], "repeats": args.repeats, "results": results,
+    }, indent=2) + "\n")
+    print(f"figures written to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

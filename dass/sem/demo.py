@@ -1,0 +1,168 @@
+"""The demo SEM classifier: trained on SYNTHETIC images, once per machine.
+
+:func:`ensure_demo_model` gives a repository a default SEM model when it has none: it
+trains a small network on :mod:`dass.sem.synthetic` images (labelled synthetic in the
+model's info, card and name) and registers it as the default. The trained checkpoint
+is cached under ``cache_dir`` (default ``$XDG_CACHE_HOME/dass``, else ``~/.cache/dass``)
+in a file named after a hash of the generator's source and the training settings, so a
+machine trains it once; later calls (every ``dass up``, every test platform) copy it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEMO_MODEL_NAME", "DEMO_SETTINGS", "demo_cache_path", "ensure_demo_model", "train_demo_model"]
+
+#: Registry name of the demo model.
+DEMO_MODEL_NAME = "demo-synthetic"
+
+#: Synthetic data and training settings of the demo model (part of the cache key).
+DEMO_SETTINGS: dict[str, Any] = {
+    "data": {"per_class": 40, "size": [96, 128], "seed": 7},
+    "train": {"architecture": "resnet18", "epochs": 14, "batch_size": 16, "input_size": 64, "lr": 3e-3,
+              "val_fraction": 0.25, "seed": 0, "patience": 0, "balance": "weighted", "augment": True},
+}
+
+Progress = Callable[[int, int, str], None]
+
+#: Bump when the demo model changes in a way the settings do not show (part of the cache key).
+CACHE_FORMAT = "2"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/dass``, else ``~/.cache/dass``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dass"
+
+
+def cache_key(settings: dict[str, Any] | None = None) -> str:
+    """Hash of the generator's source code, the torch/torchvision versions and the settings."""
+    import torch
+    import torchvision
+
+    from dass.sem import synthetic
+
+    h = hashlib.sha256()
+    h.update(Path(synthetic.__file__).read_bytes())
+    h.update(json.dumps(settings or DEMO_SETTINGS, sort_keys=True).encode())
+    h.update(CACHE_FORMAT.encode())
+    h.update(f"torch {torch.__version__.split('+')[0]} torchvision {torchvision.__version__.split('+')[0]}".encode())
+    return h.hexdigest()[:16]
+
+
+def demo_cache_path(cache_dir: str | os.PathLike | None = None, settings: dict[str, Any] | None = None) -> Path:
+    """Where the demo checkpoint for these settings is cached."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"sem-demo-model-{cache_key(settings)}.pt"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock next to `path`, so parallel processes train only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX: no lock, at worst two trainings
+            pass
+        yield
+
+
+def train_demo_model(out_dir: str | os.PathLike, *, settings: dict[str, Any] | None = None,
+                     progress: Progress | None = None):
+    """Write the SYNTHETIC dataset into a temporary folder and train the demo model into `out_dir`.
+
+    Returns
+    -------
+    dass.sem.train.TrainResult
+    """
+    import fsspec
+
+    from dass.sem.synthetic import write_dataset
+    from dass.sem.train import train
+
+    settings = settings or DEMO_SETTINGS
+    data = settings["data"]
+    with tempfile.TemporaryDirectory(prefix="dass-sem-demo-") as tmp:
+        root = os.path.join(tmp, "synthetic-sem")
+        write_dataset(fsspec.filesystem("file"), root, per_class=data["per_class"], size=tuple(data["size"]),
+                      seed=data["seed"])
+        source = (f"dass.sem.synthetic (SYNTHETIC: {data['per_class']} images per category, "
+                  f"{data['size'][0]}x{data['size'][1]} px, seed {data['seed']})")
+        return train(root, out_dir=out_dir, name=DEMO_MODEL_NAME, synthetic=True, progress=progress,
+                     source_url=source,
+                     notes="Demo model trained on SYNTHETIC images from dass.sem.synthetic at first start of "
+                           "the platform. It only knows the synthetic look-alikes of the ten NFFA categories: "
+                           "do not use it to label real SEM images.",
+                     **settings["train"])
+
+
+def cached_demo_checkpoint(*, cache_dir: str | os.PathLike | None = None, settings: dict[str, Any] | None = None,
+                           progress: Progress | None = None) -> Path:
+    """Path of the cached demo checkpoint, training it first when it is not cached yet."""
+    from dass.sem.checkpoint import CheckpointError, read_checkpoint_info
+
+    path = demo_cache_path(cache_dir, settings)
+    with _locked(path):
+        if path.exists():
+            try:
+                read_checkpoint_info(path)
+                return path
+            except CheckpointError as exc:
+                log.warning("demo SEM model cache %s is unusable (%s); training again", path, exc)
+        log.info("training the demo SEM model on SYNTHETIC images (once per machine; cached in %s)", path)
+        with tempfile.TemporaryDirectory(prefix="dass-sem-demo-run-") as run:
+            result = train_demo_model(run, settings=settings, progress=progress)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(Path(result.checkpoint).read_bytes())
+            os.replace(tmp, path)
+        log.info("demo SEM model: validation accuracy %.3f on SYNTHETIC images, cached in %s", result.accuracy, path)
+    return path
+
+
+def ensure_demo_model(storage: Any, *, cache_dir: str | os.PathLike | None = None,
+                      progress: Progress | None = None, settings: dict[str, Any] | None = None) -> str:
+    """Make sure the repository has a default SEM model; register the demo model if not.
+
+    Parameters
+    ----------
+    storage : dass.data.storage.Storage
+        The repository storage (or anything with ``fs`` and ``root``).
+    cache_dir : str or os.PathLike, optional
+        Cache of the trained demo checkpoint (default ``$XDG_CACHE_HOME/dass`` or ``~/.cache/dass``).
+    progress : callable, optional
+        ``progress(done, total, message)`` while the demo model trains (first time only).
+    settings : dict, optional
+        Data and training settings (default :data:`DEMO_SETTINGS`); part of the cache key.
+
+    Returns
+    -------
+    str
+        The name of the default model (the existing one, or :data:`DEMO_MODEL_NAME`).
+    """
+    from dass.sem.registry import ModelRegistry
+
+    registry = ModelRegistry(storage)
+    existing = registry.default_name()
+    if existing:
+        return existing
+    if any(m["name"] == DEMO_MODEL_NAME for m in registry.list()):
+        registry.set_default(DEMO_MODEL_NAME)
+        return DEMO_MODEL_NAME
+    path = cached_demo_checkpoint(cache_dir=cache_dir, settings=settings, progress=progress)
+    registry.register(path, DEMO_MODEL_NAME, default=True)
+    log.info("registered the demo SEM model %s (SYNTHETIC training data) as the default", DEMO_MODEL_NAME)
+    return DEMO_MODEL_NAME

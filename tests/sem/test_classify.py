@@ -1,0 +1,202 @@
+"""dass.sem.checkpoint and dass.sem.classify: round trip, corrupt files, batch inference."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from dass.sem.categories import CATEGORY_IDS, display_name  # noqa: E402
+from dass.sem.checkpoint import (  # noqa: E402
+    FORMAT,
+    CheckpointError,
+    ModelInfo,
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from dass.sem.classify import Classifier, Prediction  # noqa: E402
+from dass.sem.databar import preprocess  # noqa: E402
+from dass.sem.io import SemReadError, read_sem  # noqa: E402
+from dass.sem.models import build_model  # noqa: E402
+from dass.sem.synthetic import generate  # noqa: E402
+
+torch.set_num_threads(2)
+SIZE = 48
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_and_info():
+    torch.manual_seed(3)
+    model = build_model("mobilenet_v3_small", 10).eval()
+    info = ModelInfo(name="tiny", architecture="mobilenet_v3_small", classes=list(CATEGORY_IDS), input_size=SIZE,
+                     mean=float(model.mean), std=float(model.std),
+                     trained_on={"url": "memory://x", "fingerprint": "sha256:0", "n_images": 0, "per_class": {},
+                                 "synthetic": True},
+                     notes="untrained test model")
+    return model, info
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model_and_info, tmp_path_factory):
+    model, info = model_and_info
+    reps = {"Tips": _png(generate("Tips", size=(64, 64), seed=1))}
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    assert save_checkpoint(path, model, info, representatives=reps) == str(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [generate(c, size=(80, 96), seed=5) for c in CATEGORY_IDS[:5]]
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(model_and_info, checkpoint, images):
+    model, info = model_and_info
+    loaded, info2, reps = load_checkpoint(checkpoint)
+    assert not loaded.training
+    assert info2.to_json() == info.to_json()
+    assert info2.display_names == [display_name(c) for c in CATEGORY_IDS]
+    assert info2.synthetic is True
+    assert reps["Tips"].startswith(b"\x89PNG")
+    x = torch.from_numpy(np.stack([preprocess(i, SIZE) for i in images])).unsqueeze(1)
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+    assert read_checkpoint_info(checkpoint).name == "tiny"
+
+    # through an fsspec URL as well
+    url = "memory://sem-test-classify/model.pt"
+    save_checkpoint(url, model, info)
+    loaded2, _, reps2 = load_checkpoint(url)
+    assert reps2 == {}
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded2(x))
+
+
+def test_not_a_checkpoint_is_a_checkpoint_error(tmp_path, checkpoint):
+    cases = {
+        "random.pt": np.random.default_rng(0).bytes(4000),
+        "empty.pt": b"",
+        "truncated.pt": checkpoint.read_bytes()[:5000],
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"random.pt: not a readable checkpoint, corrupt or not a torch file"):
+        load_checkpoint(tmp_path / "random.pt")
+    with pytest.raises(CheckpointError, match=r"empty.pt: empty file"):
+        load_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match=r"truncated.pt: not a readable checkpoint, corrupt or truncated"):
+        load_checkpoint(tmp_path / "truncated.pt")
+    with pytest.raises(CheckpointError, match=r"missing.pt: checkpoint file not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match=r"plain.pt: not a dass SEM checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    with open(tmp_path / "object.pt", "wb") as fh:  # a pickle of an arbitrary object: never unpickled
+        pickle.dump({"format": FORMAT, "x": tmp_path}, fh, protocol=2)
+    with pytest.raises(CheckpointError, match=r"object.pt: not a dass checkpoint \(it holds Python objects"):
+        load_checkpoint(tmp_path / "object.pt")
+
+    obj = torch.load(checkpoint, weights_only=True)
+    obj["version"] = 99
+    torch.save(obj, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"future.pt: checkpoint format version 99 is not supported"):
+        load_checkpoint(tmp_path / "future.pt")
+    obj["version"] = 1
+    obj["info"]["architecture"] = "resnet18"
+    torch.save(obj, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match=r"mismatch.pt: the weights do not fit a resnet18"):
+        load_checkpoint(tmp_path / "mismatch.pt")
+    del obj["info"]["classes"]
+    torch.save(obj, tmp_path / "noclasses.pt")
+    with pytest.raises(CheckpointError, match=r"noclasses.pt: model info field 'classes' is missing"):
+        load_checkpoint(tmp_path / "noclasses.pt")
+
+
+def test_classify_matches_a_plain_forward_pass_for_every_input_type(model_and_info, checkpoint, images, tmp_path):
+    model, _ = model_and_info
+    clf = Classifier.load(checkpoint, device="cpu")
+    assert clf.device == "cpu" and clf.info.name == "tiny"
+    x = torch.from_numpy(np.stack([preprocess(i, SIZE) for i in images])).unsqueeze(1)
+    with torch.inference_mode():
+        expected = torch.softmax(model(x), 1).numpy()
+
+    preds = clf.classify(images, batch_size=2)
+    assert len(preds) == len(images)
+    for p, probs in zip(preds, expected):
+        assert list(p.scores) == list(CATEGORY_IDS)
+        assert sum(p.scores.values()) == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose([p.scores[c] for c in CATEGORY_IDS], probs, rtol=1e-5, atol=1e-6)
+        assert p.category == CATEGORY_IDS[int(np.argmax(probs))]
+        assert p.certainty == pytest.approx(float(probs.max()), abs=1e-6)
+
+    # the same image as PNG bytes, a file path, a URL, a PIL image and a SemImage gives the same scores
+    png = _png(images[0])
+    path = tmp_path / "one.png"
+    path.write_bytes(png)
+    import fsspec
+
+    fsspec.filesystem("memory").pipe_file("/sem-test-classify/one.png", png)
+    variants = [png, str(path), path, "memory://sem-test-classify/one.png", Image.open(io.BytesIO(png)),
+                read_sem(png), images[0]]
+    results = clf.classify(variants, batch_size=3)
+    for r in results:
+        np.testing.assert_allclose(list(r.scores.values()), list(results[0].scores.values()), atol=1e-6)
+    np.testing.assert_allclose(list(results[0].scores.values()), expected[0], rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        clf.classify(images, batch_size=0)
+
+
+def test_prediction_json_has_display_names():
+    p = Prediction("Tips", 0.7, {"Tips": 0.7, "Powder": 0.3})
+    j = p.to_json()
+    assert j["display_name"] == "Tips" and j["certainty"] == 0.7
+    assert j["scores"][0] == {"category": "Tips", "display_name": "Tips", "score": 0.7}
+    assert j["scores"][1]["display_name"] == "Powder"
+
+
+def test_corrupt_input_raises_naming_the_item_or_is_reported_per_file(checkpoint, images, tmp_path):
+    clf = Classifier.load(checkpoint)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(_png(images[0])[:60])
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(SemReadError, match="broken.png"):
+        clf.classify([images[0], bad])
+    with pytest.raises(SemReadError, match="item 1: expected a 2-D grayscale"):
+        clf.classify([images[0], np.zeros(5)])
+
+    good = tmp_path / "good.png"
+    good.write_bytes(_png(images[1]))
+    outcomes = clf.classify_files([good, bad, text, b"", images[2], 42],
+                                  names=["good.png", "broken.png", "notes.txt", "empty.png", "array", "number"])
+    assert [o.ok for o in outcomes] == [True, False, False, False, True, False]
+    assert "broken.png" in outcomes[1].error and "corrupt" in outcomes[1].error
+    assert outcomes[2].error.startswith("not an image: ") and "notes.txt" in outcomes[2].error
+    assert outcomes[3].error == "empty file: empty.png has no data"
+    assert "cannot classify a int" in outcomes[5].error
+    direct = clf.classify([images[1], images[2]])
+    assert outcomes[0].prediction.scores == pytest.approx(direct[0].scores, abs=1e-6)
+    assert outcomes[4].prediction.scores == pytest.approx(direct[1].scores, abs=1e-6)
+    assert outcomes[1].to_json() == {"name": "broken.png", "status": "error", "reason": outcomes[1].error}
+    assert outcomes[0].to_json()["status"] == "ok"
+
+
+def test_representative(checkpoint):
+    clf = Classifier.load(checkpoint)
+    assert Image.open(io.BytesIO(clf.representative("Tips"))).size == (64, 64)
+    assert clf.representative("Powder") is None

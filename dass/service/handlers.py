@@ -189,6 +189,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         namespace.setdefault("base_url", self.base_url)
         namespace.setdefault("version", dass.__version__)
         namespace.setdefault("identity", self.identity)
+        sem = self.settings.get("sem_service")
+        namespace.setdefault("sem_model", sem.banner() if sem is not None else None)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(template.render(**namespace))
 

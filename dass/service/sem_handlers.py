@@ -161,6 +161,21 @@ class SemClassifyService(LoggingConfigurable):
             )
         return name
 
+    def banner(self) -> dict[str, Any] | None:
+        """What every page says about the SEM classifier in use, read from the registry's
+        ``model.json`` (no torch): ``{"name", "architecture", "data", "synthetic"}``, or None
+        when no model is registered or the registry cannot be read."""
+        from ..sem.registry import RegistryError
+
+        try:
+            name = self.model_name()
+            info = self.registry().info(name)
+        except (ModelUnavailable, RegistryError, DassDataError, OSError):
+            return None
+        trained = info.trained_on or {}
+        return {"name": info.name, "architecture": info.architecture,
+                "data": str(trained.get("url") or "unknown data"), "synthetic": bool(trained.get("synthetic"))}
+
     def classifier_sync(self) -> Any:
         """The loaded :class:`dass.sem.classify.Classifier` (loading it when needed).
 

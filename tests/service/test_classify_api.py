@@ -391,6 +391,17 @@ def test_the_sem_page_renders(service, model):
     assert "p-2026-002" not in r.text
 
 
+def test_every_page_says_which_model_and_on_what_data(service, model):
+    import re
+
+    for page in ("", "jobs", "sem"):
+        r = service.get(page, "alice-token")
+        assert r.status_code == 200, (page, r.text[:300])
+        banner = re.search(r'<div class="muted" id="sem-model-banner">(.*?)</div>', r.text, re.S).group(1)
+        assert f"<strong>{MODEL}</strong> (mobilenet_v3_small)" in banner
+        assert "<code>synthetic://untrained</code>" in banner and "SYNTHETIC training data" in banner
+
+
 # -- the pure builders of dass.sem.labels ----------------------------------------------------------
 
 

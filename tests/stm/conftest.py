@@ -19,21 +19,22 @@ SAMPLES = ("20141003_24.h5", "F20190424_1.h5")
 WHEEL_SPEC = "pyfastspm==1.0.6"
 
 
-def _download(cache: Path, tmp: Path) -> None:
+def _fetch_from_wheel(spec: str, members: dict[str, str], cache: Path, tmp: Path, what: str) -> None:
+    """``pip download`` the wheel of ``spec`` into ``tmp`` and extract ``members`` (file name ->
+    path inside the wheel) into ``cache``; skip the test with pip's last line when that fails."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", WHEEL_SPEC, "--no-deps", "--only-binary=:all:",
-         "-d", str(tmp)],
+        [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--only-binary=:all:", "-d", str(tmp)],
         capture_output=True, text=True, timeout=300,
     )
-    wheels = sorted(tmp.glob("pyfastspm-*.whl"))
+    wheels = sorted(tmp.glob("*.whl"))
     if proc.returncode or not wheels:
-        pytest.skip(f"cannot download {WHEEL_SPEC} for its sample FAST files: "
+        pytest.skip(f"cannot download {spec} for its sample {what} files: "
                     f"{((proc.stderr or proc.stdout).strip().splitlines() or ['no output'])[-1]}")
     cache.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheels[0]) as whl:
-        for name in SAMPLES:
+        for name, member in members.items():
             part = cache / (name + ".part")
-            part.write_bytes(whl.read(f"examples/{name}"))
+            part.write_bytes(whl.read(member))
             part.replace(cache / name)  # atomic: a cut download never leaves a half file
 
 
@@ -41,7 +42,8 @@ def _download(cache: Path, tmp: Path) -> None:
 def fast_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``{file name: path}`` of the two real FAST files (read-only: copy before changing)."""
     if not all((CACHE / name).is_file() for name in SAMPLES):
-        _download(CACHE, tmp_path_factory.mktemp("pyfastspm-wheel"))
+        _fetch_from_wheel(WHEEL_SPEC, {name: f"examples/{name}" for name in SAMPLES}, CACHE,
+                          tmp_path_factory.mktemp("pyfastspm-wheel"), "FAST")
     return {name: CACHE / name for name in SAMPLES}
 
 
@@ -76,29 +78,12 @@ NANONIS_SAMPLES = {
 }
 
 
-def _download_nanonis(cache: Path, tmp: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", NANONIS_SPEC, "--no-deps",
-         "--only-binary=:all:", "-d", str(tmp)],
-        capture_output=True, text=True, timeout=300,
-    )
-    wheels = sorted(tmp.glob("pynxtools_spm-*.whl"))
-    if proc.returncode or not wheels:
-        pytest.skip(f"cannot download {NANONIS_SPEC} for its sample Nanonis files: "
-                    f"{((proc.stderr or proc.stdout).strip().splitlines() or ['no output'])[-1]}")
-    cache.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[0]) as whl:
-        for name, member in NANONIS_SAMPLES.items():
-            part = cache / (name + ".part")
-            part.write_bytes(whl.read(member))
-            part.replace(cache / name)
-
-
 @pytest.fixture(scope="session")
 def nanonis_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``{file name: path}`` of the real Nanonis files (read-only: copy before changing)."""
     if not all((NANONIS_CACHE / name).is_file() for name in NANONIS_SAMPLES):
-        _download_nanonis(NANONIS_CACHE, tmp_path_factory.mktemp("pynxtools-spm-wheel"))
+        _fetch_from_wheel(NANONIS_SPEC, NANONIS_SAMPLES, NANONIS_CACHE,
+                          tmp_path_factory.mktemp("pynxtools-spm-wheel"), "Nanonis")
     return {name: NANONIS_CACHE / name for name in NANONIS_SAMPLES}
 
 

@@ -366,8 +366,20 @@ def render(stack: str) -> str:
 # Service notebooks: parameterized, run headless as jobs (papermill injects the parameters after
 # the cell tagged "parameters"). They read one dataset chosen by the ``input_dataset``
 # parameter and write their results to ``$DASS_OUTPUT_DIR`` (default ``output``), the folder
-# the job runner keeps. The stacks' science packages do not exist yet, so these notebooks only
-# compute generic, honest summaries, and say so.
+# the job runner keeps. The science lives in dass.sem / dass.kmap / dass.stm; a notebook holds
+# only the calls, the checks of its parameters and what it shows.
+
+def open_input(kind: str, example: str, note: str = "(synthetic demo data, not a measurement)") -> str:
+    """The code lines every service notebook starts with: the mounted input dataset ``ds`` (a
+    clear error when the parameter is empty), ``output_dir``, and a line saying what it is."""
+    return (
+        f'ds = dass.data.input_dataset(input_dataset, kind="{kind}", example="{example}")\n'
+        "output_dir = dass.data.output_dir()\n"
+        'print(f"{ds.id}: {ds.title}")\n'
+        'if ds.metadata.get("synthetic"):\n'
+        f'    print("{note}")'
+    )
+
 
 OUTPUT_NOTE = (
     "Results are written to the folder named by `$DASS_OUTPUT_DIR` (the job's output folder "
@@ -411,11 +423,7 @@ if max_images < 1:
 if not 16 <= thumbnail_px <= 1024:
     raise ValueError(f"thumbnail_px must be between 16 and 1024, got {thumbnail_px}")
 
-ds = dass.data.input_dataset(input_dataset, kind="an SEM dataset", example="p-2026-001/sem-nanowires")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement)")"""
+""" + open_input("an SEM dataset", "p-2026-001/sem-nanowires")
 
 SEM_SUMMARY_FIND = """\
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -524,11 +532,7 @@ from PIL import Image
 
 import dass.data
 
-ds = dass.data.input_dataset(input_dataset, kind="a KMAP dataset", example="p-2026-002/kmap-sige-island")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement)")
+""" + open_input("a KMAP dataset", "p-2026-002/kmap-sige-island") + """
 
 h5_names = sorted(name for name in ds.fs.find("") if name.endswith((".h5", ".hdf5", ".nxs")))
 masters = [name for name in h5_names if name.endswith("_master.h5")]
@@ -661,11 +665,7 @@ from PIL import Image
 
 import dass.data
 
-ds = dass.data.input_dataset(input_dataset, kind="a FAST STM dataset", example="p-2026-002/stm-au111-fast")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement)")"""
+""" + open_input("a FAST STM dataset", "p-2026-002/stm-au111-fast")
 
 STM_OVERVIEW_READ = """\
 def plain(value):
@@ -817,11 +817,7 @@ if max_images < 1:
 if not 1 <= batch_size <= 512:
     raise ValueError(f"batch_size must be between 1 and 512, got {batch_size}")
 
-ds = dass.data.input_dataset(input_dataset, kind="an SEM dataset", example="p-2026-001/sem-nanowires")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement)")
+""" + open_input("an SEM dataset", "p-2026-001/sem-nanowires") + """
 
 registry = ModelRegistry(dass.data.repository())
 classifier = registry.load(model or None)
@@ -959,12 +955,10 @@ seed: int = 0  # random seed of the split, the augmentation and the initial weig
 SEM_TRAIN_SETUP = """\
 import dass.data
 
-ds = dass.data.input_dataset(input_dataset, kind="a labelled SEM dataset (one folder per category)",
-                             example="p-2026-001/sem-training-synthetic")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement: a model trained on it is for demonstration only)")"""
+""" + open_input(
+    "a labelled SEM dataset (one folder per category)", "p-2026-001/sem-training-synthetic",
+    note="(synthetic demo data, not a measurement: a model trained on it is for demonstration only)",
+)
 
 SEM_TRAIN_RUN = """\
 from tqdm.auto import tqdm
@@ -1039,11 +1033,7 @@ processes: int = 1  # processes for conversion and fit"""
 KMAP_MAPS_SETUP = """\
 import dass.data
 
-ds = dass.data.input_dataset(input_dataset, kind="a KMAP dataset", example="p-2026-002/kmap-sige-island")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement)")
+""" + open_input("a KMAP dataset", "p-2026-002/kmap-sige-island") + """
 
 masters = sorted(name for name in ds.fs.find("") if name.endswith("_master.h5"))
 if not masters:
@@ -1129,11 +1119,7 @@ import json
 
 import dass.data
 
-ds = dass.data.input_dataset(input_dataset, kind="a FAST STM dataset", example="p-2026-002/stm-au111-fast")
-output_dir = dass.data.output_dir()
-print(f"{ds.id}: {ds.title}")
-if ds.metadata.get("synthetic"):
-    print("(synthetic demo data, not a measurement)")
+""" + open_input("a FAST STM dataset", "p-2026-002/stm-au111-fast") + """
 if frames not in ("all", "first", "none"):
     raise ValueError(f"frames must be all, first or none, got {frames!r}")
 if fps < 0:

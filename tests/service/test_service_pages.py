@@ -159,7 +159,9 @@ def test_jobs_page_form_offers_notebooks_fields_and_only_visible_datasets(jobs_s
     assert 'id="nav-jobs"' in html
     assert '<form id="job-form" method="post" action="/services/dass/jobs" enctype="multipart/form-data"' in html
     assert 'name="_xsrf"' in html
-    assert f'<fieldset class="params" data-notebook="{SEM_NOTEBOOK}">' in html  # the first one, shown
+    # the first notebook (in name order) is shown, the others hidden until chosen
+    assert '<fieldset class="params" data-notebook="sem/service/classify_dataset.ipynb">' in html
+    assert f'data-notebook="{SEM_NOTEBOOK}" disabled hidden' in html
     assert 'data-notebook="kmap/service/scan_overview.ipynb" disabled hidden' in html
     assert "stm/service/" not in html  # stm is closed to alice in the test configuration
     assert 'name="param.max_images" step="1" value="50"' in html

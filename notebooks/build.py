@@ -327,31 +327,47 @@ STACKS = {
 }
 
 
+#: the kernel every generated notebook names
+KERNEL_METADATA = {
+    "kernelspec": {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    },
+    "language_info": {"name": "python"},
+}
+
+
+def _notebook(cells: list[tuple[str, str]], id_prefix: str) -> nbformat.NotebookNode:
+    """A validated notebook of ``(kind, source)`` cells, without outputs. ``kind`` is
+    ``markdown``, ``code``, or ``parameters`` (a code cell tagged ``parameters``); cell ids are
+    ``<id_prefix>-<n>``, fixed so that the output is reproducible."""
+    made = []
+    for i, (kind, source) in enumerate(cells):
+        cell = new_markdown_cell(source) if kind == "markdown" else new_code_cell(source)
+        if kind == "parameters":
+            cell.metadata["tags"] = ["parameters"]
+        cell["id"] = f"{id_prefix}-{i}"
+        made.append(cell)
+    nb = new_notebook(cells=made)
+    nb.metadata = dict(KERNEL_METADATA)
+    nbformat.validate(nb)
+    return nb
+
+
 def build_notebook(stack: str) -> nbformat.NotebookNode:
     """The landing notebook of ``stack`` (``sem``, ``kmap`` or ``stm``), without outputs."""
     spec = STACKS[stack]
     cells = [
-        new_markdown_cell(f"{spec['title']}\n\n{spec['intro']}"),
-        new_markdown_cell(WHAT_WORKS_NOW),
-        new_code_cell(LIST_DATASETS),
-        new_code_cell(SHOW_FILES),
-        new_code_cell(spec["first_look"]),
-        *(new_code_cell(src) if kind == "code" else new_markdown_cell(src) for kind, src in spec["apps"]),
-        new_markdown_cell(spec["more"]),
+        ("markdown", f"{spec['title']}\n\n{spec['intro']}"),
+        ("markdown", WHAT_WORKS_NOW),
+        ("code", LIST_DATASETS),
+        ("code", SHOW_FILES),
+        ("code", spec["first_look"]),
+        *spec["apps"],
+        ("markdown", spec["more"]),
     ]
-    for i, cell in enumerate(cells):
-        cell["id"] = f"{stack}-welcome-{i}"  # fixed ids keep the output reproducible
-    nb = new_notebook(cells=cells)
-    nb.metadata = {
-        "kernelspec": {
-            "display_name": "Python 3 (ipykernel)",
-            "language": "python",
-            "name": "python3",
-        },
-        "language_info": {"name": "python"},
-    }
-    nbformat.validate(nb)
-    return nb
+    return _notebook(cells, f"{stack}-welcome")
 
 
 def notebook_path(stack: str) -> Path:
@@ -1244,24 +1260,7 @@ def service_notebooks() -> list[tuple[str, str]]:
 
 def build_service_notebook(stack: str, name: str) -> nbformat.NotebookNode:
     """The service notebook ``name`` of ``stack``, without outputs, its parameters cell tagged."""
-    cells = []
-    for i, (kind, source) in enumerate(SERVICE_NOTEBOOKS[stack][name]):
-        cell = new_markdown_cell(source) if kind == "markdown" else new_code_cell(source)
-        if kind == "parameters":
-            cell.metadata["tags"] = ["parameters"]
-        cell["id"] = f"{stack}-{name.replace('_', '-')}-{i}"  # fixed ids: reproducible output
-        cells.append(cell)
-    nb = new_notebook(cells=cells)
-    nb.metadata = {
-        "kernelspec": {
-            "display_name": "Python 3 (ipykernel)",
-            "language": "python",
-            "name": "python3",
-        },
-        "language_info": {"name": "python"},
-    }
-    nbformat.validate(nb)
-    return nb
+    return _notebook(SERVICE_NOTEBOOKS[stack][name], f"{stack}-{name.replace('_', '-')}")
 
 
 def service_notebook_path(stack: str, name: str) -> Path:

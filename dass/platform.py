@@ -281,15 +281,10 @@ def apply_hub_defaults(c: Config) -> None:
 
 
 def _demo_sem_model(storage: Any, out: Any) -> None:
-    """Register the demo SEM classifier unless the repository has a default model; say what
-    happens, with progress while it trains (first start on a machine only)."""
-    from .sem.demo import ensure_demo_model
-    from .sem.registry import ModelRegistry
+    """Register the demo SEM classifier unless the repository has a default model; say which
+    model classifies, with progress while the demo model trains (first start on a machine)."""
+    from .sem.demo import DEMO_MODEL_NAME, ensure_demo_model
 
-    existing = ModelRegistry(storage).default_name()
-    if existing:
-        out(f"SEM classifier: {existing} (the repository's default model)")
-        return
     shown = {"pct": -10}
 
     def progress(done: int, total: int, message: str = "") -> None:
@@ -299,7 +294,10 @@ def _demo_sem_model(storage: Any, out: Any) -> None:
             out(f"  training the demo SEM classifier: {pct:3d} % {message}")
 
     name = ensure_demo_model(storage, progress=progress)
-    out(f"SEM classifier: {name} (trained on SYNTHETIC images, for demonstration only)")
+    if name == DEMO_MODEL_NAME:
+        out(f"SEM classifier: {name} (trained on SYNTHETIC images, for demonstration only)")
+    else:
+        out(f"SEM classifier: {name} (the repository's default model)")
 
 
 def prepare(config: Config, *, out=print) -> Platform:

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform as _platform
 import shutil
 import statistics
 import subprocess
@@ -50,7 +48,7 @@ if str(ROOT) not in sys.path:
 
 from tests.support import PlatformProcess  # noqa: E402
 
-from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "jobs.json"
 TARGET_RATIO = 1.3
@@ -298,12 +296,6 @@ def main(argv=None) -> int:
         tp_ratio = batch_s / ideal
 
         result = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "python": _platform.python_version(),
-                "system": _platform.platform(),
-                "cpus": os.cpu_count(),
-            },
             "platform_start_s": round(proc.ready_after, 4),
             "notebook": nb,
             "latency": {
@@ -370,10 +362,8 @@ def main(argv=None) -> int:
               + ", ".join(f"{name} {_f(batch_phases[name])}" for name in PHASES if name != "queue"))
         print(f"Ratio dass/ideal of the batch time: {tp_ratio:.3f}   (reference, no target)")
 
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"Figures written to {RESULTS.relative_to(ROOT)} "
-              f"(total {time.perf_counter() - started:.0f}s)")
+        write_results(RESULTS, result)
+        print(f"(total {time.perf_counter() - started:.0f}s)")
         return 0
     finally:
         if proc is not None:

@@ -29,10 +29,8 @@ missed target is reported and the exit status stays 0 when the measurement itsel
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform as _platform
 import shutil
 import statistics
 import subprocess
@@ -45,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "kmap.json"
 TARGET_RATIO = 1.05
@@ -208,18 +206,13 @@ def main(argv: list[str] | None = None) -> int:
                     ["positions", "generate s", "positions/s"]))
         print()
         print(table(ratios, ["positions", "procs", "dass/xsocs", "target", "result"]))
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({
-            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "machine": {"cpus": os.cpu_count(), "platform": _platform.platform(),
-                        "python": _platform.python_version()},
+        write_results(RESULTS, {
             "settings": {"angles": args.angles, "frame": args.frame, "grid": args.grid,
                          "repeats": args.repeats, "procs": args.procs, "sizes": sizes},
             "target_ratio": TARGET_RATIO,
             "results": records,
             "ratios": [dict(zip(["positions", "n_proc", "ratio"], r[:3])) for r in ratios],
-        }, indent=2))
-        print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")
+        })
     finally:
         if args.keep:
             print(f"scans kept in {work}")

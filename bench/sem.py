@@ -33,11 +33,7 @@ the exit status is 0 whenever the measurement itself worked.
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
-import json
-import os
-import platform as _platform
 import statistics
 import sys
 import tempfile
@@ -50,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "sem.json"
 TARGET_RATIO = 0.8
@@ -252,15 +248,11 @@ def main(argv: list[str] | None = None) -> int:
           f"on the same bytes (read_sem, data-bar crop, resize, forward); endpoint: POST api/classify (also "
           f"stores, indexes and records). Single upload: POST api/classify with one image; the original "
           f"service took about {ORIGINAL_SECONDS_PER_IMAGE:.0f} s per image.")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": _platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None},
-        "images": args.images, "size": [h, w], "repeats": args.repeats, "results": results,
-    }, indent=2) + "\n")
-    print(f"figures written to {RESULTS.relative_to(ROOT)}")
+    write_results(
+        RESULTS, {"images": args.images, "size": [h, w], "repeats": args.repeats, "results": results},
+        torch=torch.__version__, threads=torch.get_num_threads(),
+        gpu=torch.cuda.get_device_name(0) if "cuda" in devices else None,
+    )
     return 0
 
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import platform as _platform
 import re
 import shutil
 import statistics
@@ -45,7 +43,7 @@ if str(ROOT) not in sys.path:
 
 from tests.support import PlatformProcess  # noqa: E402
 
-from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "spawn.json"
 TARGET_RATIO = 1.10
@@ -221,12 +219,6 @@ def main(argv=None) -> int:
         ratio_serving = serving_a / serving_b if serving_a and serving_b else None
         met = ratio <= TARGET_RATIO
         result = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "python": _platform.python_version(),
-                "system": _platform.platform(),
-                "cpus": os.cpu_count(),
-            },
             "repeats": args.repeats,
             "hub_start_s": {"dass": round(p_dass.ready_after, 4), "plain": round(p_plain.ready_after, 4)},
             "spawn_to_ready": {
@@ -269,10 +261,8 @@ def main(argv=None) -> int:
         extra = "" if ratio_serving is None else f"; of request->serving, without the hub's polling: {ratio_serving:.3f}"
         print(f"(for information: ratio of the minimums {ratio_min:.3f}{extra})")
 
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"Figures written to {RESULTS.relative_to(ROOT)} "
-              f"(total {time.perf_counter() - started:.0f}s)")
+        write_results(RESULTS, result)
+        print(f"(total {time.perf_counter() - started:.0f}s)")
         return 0
     finally:
         for proc in reversed(procs):

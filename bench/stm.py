@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import io
-import json
 import logging
 import os
-import platform as _platform
 import statistics
 import sys
 import tempfile
@@ -42,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import table  # noqa: E402 - bench/ is sys.path[0] when run as a script
+from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "stm.json"
 CACHE = ROOT / ".cache" / "stm-samples"
@@ -171,14 +168,9 @@ def main(argv=None) -> int:
           f"Recipe.standard(), 'udi'), medians of {args.repeats} interleaved runs")
     print(table(rows, ["file", "frames", "dass fps", "pyfastspm fps", "time ratio", f"<= {TARGET_RATIO}",
                        "same frames"]))
-    record.update({
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _platform.platform(), "python": _platform.python_version(),
-        "repeats": args.repeats, "images": list(images) if images else None, "target_ratio": TARGET_RATIO,
-    })
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=2))
-    print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")
+    record.update({"repeats": args.repeats, "images": list(images) if images else None,
+                   "target_ratio": TARGET_RATIO})
+    write_results(RESULTS, record)
     return 0
 
 

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from .errors import StmFileError
+from .values import plain
 
 __all__ = ["CHANNELS", "FastFile", "FastFileError", "open_fast"]
 
@@ -188,14 +189,8 @@ def _text(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """An attribute value as a JSON-able Python value."""
-    if isinstance(value, (str, bytes)):
-        return _text(value)
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    """An attribute value as JSON-able Python, text decoded as FAST files need."""
+    return plain(value, _text)
 
 
 def _quantity(attrs: Mapping[str, Any], name: str, unit: str | None = None) -> dict[str, Any] | None:

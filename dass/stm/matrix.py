@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MatrixFileError
+from .values import plain
 from .still import StillImage
 
 __all__ = ["TRACES", "MatrixFile", "open_matrix", "read_matrix", "result_file_for"]
@@ -65,24 +66,12 @@ def _signature_ok(path: Path) -> bool:
         return f.read(len(_SIGNATURE)) == _SIGNATURE
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
 def _parameter(param: dict[str, Any], name: str) -> dict[str, Any] | None:
     """``{"value", "unit"}`` from an ``EEPA::`` parameter stored as ``[value, unit]``."""
     stored = param.get(f"EEPA::{name}")
     if not isinstance(stored, (list, tuple)) or not stored:
         return None
-    value = _plain(stored[0])
+    value = plain(stored[0])
     unit = str(stored[1]) if len(stored) > 1 else ""
     return {"value": value, "unit": unit}
 
@@ -219,7 +208,7 @@ def open_matrix(path_or_url: str | os.PathLike[str]) -> MatrixFile:
         "bias": _parameter(mtrx.param, "GapVoltageControl.Voltage"),
         "setpoint": _parameter(mtrx.param, "Regulator.Setpoint_1"),
         "result_file": result.name,
-        "parameters": {str(p[0]): _plain(p[1:]) for p in eepas},
+        "parameters": {str(p[0]): plain(p[1:]) for p in eepas},
     }
     log.debug("opened MATRIX file %s: traces %s", shown, image_traces)
     return MatrixFile(shown, mtrx, {k: v for k, v in metadata.items() if v is not None})

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NanonisFileError
+from .values import plain
 from .still import StillImage
 
 __all__ = [
@@ -89,19 +90,6 @@ def _quantity(value: Any, unit: str) -> dict[str, Any] | None:
     if number is None or not math.isfinite(number):
         return None
     return {"value": number, "unit": unit}
-
-
-def _plain(value: Any) -> Any:
-    """A header value as JSON-able Python (arrays to lists, table tuples to lists)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _date(date_text: str, time_text: str = "") -> str:
@@ -261,7 +249,7 @@ def sxm_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
         "software": str(header.get("nanonismain>sw version", "")).strip(),
         "nanonis_version": str(header.get("nanonis_version", "")).strip(),
         "channels": channels,
-        "attributes": {str(k): _plain(v) for k, v in header.items()},
+        "attributes": {str(k): plain(v) for k, v in header.items()},
     }
     return {k: v for k, v in md.items() if v is not None}
 
@@ -533,7 +521,7 @@ def dat_metadata(header: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -
         "feedback": str(get("Z-Controller>Controller name") or "").strip() or None,
         "temperature": _quantity(temperature, "K") if temperature is not None else None,
         "user": str(get("User") or "").strip(),
-        "attributes": {str(k): _plain(v) for k, v in header.items()},
+        "attributes": {str(k): plain(v) for k, v in header.items()},
     }
     if isinstance(md["sweeps"], float) and md["sweeps"].is_integer():
         md["sweeps"] = int(md["sweeps"])

@@ -54,3 +54,25 @@ def write_untrained_checkpoint(path: Path, name: str = MODEL) -> Path:
     reps = {c: sem_png(c, 1, size=(64, 64)) for c in CATEGORY_IDS}
     save_checkpoint(str(path), model, info, representatives=reps)
     return path
+
+
+def add_sem_dataset(urls: dict[str, str], dataset_id: str, title: str, files: dict[str, bytes],
+                    **metadata) -> None:
+    """Write an SEM dataset (``files`` and its ``dataset.json``) into the service tests'
+    repository (``urls`` from ``make_repository``) and re-scan the catalogue."""
+    import json
+
+    from dass.data.catalog import Catalog
+    from dass.data.storage import Storage
+    from tests.service.service_support import dataset_json
+
+    folder = Path(urls["repo_url"][len("file://"):]) / dataset_id
+    folder.mkdir(parents=True)
+    (folder / "dataset.json").write_text(json.dumps(dataset_json(title, technique="SEM", stacks=["sem"], **metadata)))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    catalog = Catalog(db_url=urls["db_url"])
+    try:
+        assert not catalog.scan(Storage(url=urls["repo_url"])).errors
+    finally:
+        catalog.dispose()

@@ -19,13 +19,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from dass.data.catalog import Catalog
 from dass.data.storage import Storage
 from dass.sem.categories import CATEGORY_IDS
 from dass.service.sem_handlers import default_handlers as sem_handlers
 
-from tests.service.service_support import dataset_json, make_repository, start_service
-from tests.sem_support import MODEL, sem_png, write_untrained_checkpoint
+from tests.service.service_support import make_repository, start_service
+from tests.sem_support import MODEL, add_sem_dataset, sem_png, write_untrained_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -45,16 +44,9 @@ def sha(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> dict[str, str]:
     """The service tests' repository plus a public SEM dataset with real (synthetic) images."""
-    tmp = tmp_path_factory.mktemp("repo")
-    urls = make_repository(tmp)
-    folder = Path(urls["repo_url"][len("file://"):]) / PUBLIC
-    folder.mkdir(parents=True)
-    (folder / "dataset.json").write_text(json.dumps(dataset_json(
-        "Public SYNTHETIC SEM images", technique="SEM", stacks=["sem"], access={"public": True})))
-    (folder / "wires.png").write_bytes(sem_png("Nanowires", 7))
-    catalog = Catalog(db_url=urls["db_url"])
-    assert not catalog.scan(Storage(url=urls["repo_url"])).errors
-    catalog.dispose()
+    urls = make_repository(tmp_path_factory.mktemp("repo"))
+    add_sem_dataset(urls, PUBLIC, "Public SYNTHETIC SEM images", {"wires.png": sem_png("Nanowires", 7)},
+                    access={"public": True})
     return urls
 
 

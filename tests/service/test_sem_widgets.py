@@ -7,23 +7,19 @@ What the app shows is compared with what the API answers for the same images.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("ipywidgets", reason="the app is an ipywidgets app")
 pytest.importorskip("torch", reason="the service classifies with torch")
 
-from dass.data.catalog import Catalog  # noqa: E402
 from dass.data.session import Dataset  # noqa: E402
 from dass.data.storage import Storage  # noqa: E402
 from dass.sem.client import SemClient  # noqa: E402
 from dass.sem.registry import ModelRegistry  # noqa: E402
 from dass.sem.widgets import ClassifierApp, image_files  # noqa: E402
 
-from tests.service.service_support import dataset_json, make_repository, start_service  # noqa: E402
-from tests.sem_support import MODEL, sem_png, write_untrained_checkpoint  # noqa: E402
+from tests.service.service_support import make_repository, start_service  # noqa: E402
+from tests.sem_support import MODEL, add_sem_dataset, sem_png, write_untrained_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -33,16 +29,11 @@ ALICE_SEM = "p-2026-001/sem-widget-test"  # alice's proposal
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> dict[str, str]:
     urls = make_repository(tmp_path_factory.mktemp("repo"))
-    folder = Path(urls["repo_url"][len("file://"):]) / ALICE_SEM
-    folder.mkdir(parents=True)
-    (folder / "dataset.json").write_text(json.dumps(dataset_json(
-        "SYNTHETIC SEM images for the widget test", technique="SEM", stacks=["sem"])))
-    (folder / "a_wires.png").write_bytes(sem_png("Nanowires", 11))
-    (folder / "b_tips.png").write_bytes(sem_png("Tips", 12))
-    (folder / "c_broken.tif").write_bytes(b"II*\x00 this is not a TIFF")
-    catalog = Catalog(db_url=urls["db_url"])
-    assert not catalog.scan(Storage(url=urls["repo_url"])).errors
-    catalog.dispose()
+    add_sem_dataset(urls, ALICE_SEM, "SYNTHETIC SEM images for the widget test", {
+        "a_wires.png": sem_png("Nanowires", 11),
+        "b_tips.png": sem_png("Tips", 12),
+        "c_broken.tif": b"II*\x00 this is not a TIFF",
+    })
     return urls
 
 

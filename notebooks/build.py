@@ -223,17 +223,12 @@ STM_MOVIE_APP = """\
 # live preview of the current frame, export MP4/GIF, PNG, .gsf or a processed HDF5.
 from dass.stm.widgets import MovieApp
 
-from dass.stm import FastFileError
-
 movie_app = MovieApp(datasets=ds)
-for label, path in movie_app.movie_choices():  # every .h5 file: open the first FAST movie
-    try:
-        movie_app.load(path)
-    except FastFileError:
-        continue
-    movie_app.chooser.value = path
+movies = movie_app.movie_choices()
+if movies:
+    label, path = movies[0]
+    movie_app.load(path)
     print(f"opened {label}: {movie_app.fast.num_images} images")
-    break
 else:
     print(
         "No FAST movie among the mounted datasets. Start a session of the stm stack with a FAST "

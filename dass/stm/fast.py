@@ -26,7 +26,7 @@ import numpy as np
 from .errors import StmFileError
 from .values import plain
 
-__all__ = ["CHANNELS", "FastFile", "FastFileError", "open_fast"]
+__all__ = ["CHANNELS", "FastFile", "FastFileError", "is_fast_movie", "open_fast"]
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +380,19 @@ class FastFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def is_fast_movie(path: str | os.PathLike[str]) -> bool:
+    """A quick look, for choosers: is ``path`` an HDF5 file whose ``/data`` carries FAST scan
+    attributes? :func:`open_fast` does the full checks (and says what is wrong)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            data = h5.get("data")
+            return isinstance(data, h5py.Dataset) and "Scanner.X_Points" in data.attrs
+    except (OSError, ValueError):
+        return False
 
 
 def open_fast(path_or_url: str | os.PathLike[str]) -> FastFile:

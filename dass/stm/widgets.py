@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 
-from .fast import CHANNELS, FastFile, FastFileError, open_fast
+from .fast import CHANNELS, FastFile, FastFileError, is_fast_movie, open_fast
 from .process import STEP_ORDER, ProcessedMovie, Recipe, RecipeError, process
 
 __all__ = ["MovieApp", "find_fast_movies"]
@@ -43,13 +43,14 @@ EXPORTS = ("mp4", "png", "gsf", "hdf5")
 
 
 def find_fast_movies(datasets: Sequence[Any], *, limit: int = 200) -> list[tuple[str, str]]:
-    """``(label, path)`` of the ``.h5`` files under the datasets' mounts, sorted per dataset."""
+    """``(label, path)`` of the FAST movies (:func:`~dass.stm.fast.is_fast_movie`) under the
+    datasets' mounts, sorted per dataset; other ``.h5`` files (KMAP scans, ...) are not offered."""
     found: list[tuple[str, str]] = []
     for ds in datasets:
         base = Path(ds.path)
         if not base.is_dir():
             continue
-        for path in sorted(base.rglob("*.h5")):
+        for path in sorted(p for p in base.rglob("*.h5") if is_fast_movie(p)):
             found.append((f"{ds.id}: {path.relative_to(base)}", str(path)))
             if len(found) >= limit:
                 return found
@@ -139,7 +140,7 @@ class MovieApp:
     # -- choosing and loading ----------------------------------------------------------------
 
     def movie_choices(self) -> list[tuple[str, str]]:
-        """``(label, path)`` of the ``.h5`` files in the session's datasets."""
+        """``(label, path)`` of the FAST movies in the session's datasets."""
         datasets = self._datasets
         if datasets is None:
             from dass.data import DassDataError, datasets as session_datasets

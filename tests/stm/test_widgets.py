@@ -33,6 +33,11 @@ def _png(data: bytes) -> np.ndarray:
 def test_choices_from_datasets_and_load(mounted, tmp_path):
     dataset, movie = mounted
     assert find_fast_movies([dataset]) == [("p-1/fast: raw/movie.h5", str(movie))]
+    # an HDF5 file that is not a FAST movie (a KMAP scan, say) is not offered
+    with h5py.File(movie.parent / "scan_master.h5", "w") as h5:
+        h5["1.1/measurement/imgnr"] = np.arange(3)
+    assert find_fast_movies([dataset]) == [("p-1/fast: raw/movie.h5", str(movie))]
+    (movie.parent / "scan_master.h5").unlink()
     app = MovieApp(datasets=[dataset], output_dir=tmp_path / "out")
     assert app.chooser.options[0][1] == str(movie)
     app.load_button.click()

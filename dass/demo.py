@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from .sem.synthetic import data_bar_row
+
 log = logging.getLogger(__name__)
 
 __all__ = ["DemoDataset", "PROPOSALS", "build_dataset", "dataset_ids", "seed", "main"]
@@ -144,7 +146,7 @@ SEM_WIDTH = 512
 SEM_HEIGHT = 384
 SEM_UPSCALE = 4  # drawn at 96 x 128, the demo classifier's training size, and enlarged
 #: rows of the data bar (about 9 % of the height, like the Zeiss info strip)
-SEM_BAR_HEIGHT = SEM_HEIGHT - SEM_UPSCALE * (SEM_HEIGHT // SEM_UPSCALE - round(0.09 * SEM_HEIGHT / SEM_UPSCALE))
+SEM_BAR_HEIGHT = SEM_HEIGHT - SEM_UPSCALE * data_bar_row(SEM_HEIGHT // SEM_UPSCALE)
 
 
 def _sem_image(rng: np.random.Generator, kind: str) -> np.ndarray:

@@ -247,6 +247,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     # -- request arguments -----------------------------------------------------------------------
 
+    @staticmethod
+    def parse_json(body: bytes, empty: bytes = b"null") -> Any:
+        """A request body as JSON (``empty`` stands for an empty body); 400 when it is not."""
+        try:
+            return json.loads(body or empty)
+        except ValueError as e:
+            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+
     def query_args(self, known: tuple[str, ...]) -> dict[str, str]:
         """The query arguments of this request (last value of each), refusing unknown names."""
         allowed = set(known)

@@ -7,7 +7,6 @@ cancels and downloads only their own jobs (admins all); another user's job answe
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
 from urllib.parse import quote
 from typing import Any
@@ -41,10 +40,7 @@ class JobsBase(BaseHandler):
         if len(self.request.body) > limit:
             raise ApiError(413, f"request body larger than {limit} bytes; the notebook limit is "
                                 f"{self.jobs.max_notebook_bytes} bytes")
-        try:
-            return json.loads(self.request.body or b"null")
-        except ValueError as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+        return self.parse_json(self.request.body)
 
 
 class JobsHandler(JobsBase):

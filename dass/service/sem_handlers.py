@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -464,10 +463,7 @@ class ClassifyHandler(SemBase):
     # -- files of a dataset ------------------------------------------------------------------------
 
     async def classify_dataset(self, body: bytes) -> None:
-        try:
-            doc = json.loads(body or b"null")
-        except ValueError as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+        doc = self.parse_json(body)
         if not isinstance(doc, dict) or not isinstance(doc.get("dataset"), str):
             raise ApiError(400, "send {\"dataset\": \"<proposal>/<name>\", \"paths\": [\"image.tif\", ...]} "
                                 "(paths optional: every image of the dataset)")
@@ -626,10 +622,7 @@ class ConfirmHandler(SemBase):
         self.query_args(())
         if len(self.request.body) > 64 * 1024:
             raise ApiError(413, "the confirm body is larger than 64 KiB; send {\"category\": \"<id>\"}")
-        try:
-            doc = json.loads(self.request.body or b"{}")
-        except ValueError as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+        doc = self.parse_json(self.request.body, b"{}")
         if not isinstance(doc, dict) or set(doc) - {"category"}:
             raise ApiError(400, "send {} to accept the suggested category, or {\"category\": \"<id>\"} to "
                                 "change it")

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from .errors import KmapInputError
 from .maps import MAP_LONG_NAMES, MAP_NAMES, MAP_UNITS, MASK_REASONS, Maps, Reference
 
@@ -71,15 +72,6 @@ def _json_default(value: Any) -> Any:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("dass")
-    except Exception:  # pragma: no cover - not installed as a distribution
-        return "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +128,7 @@ def write_hdf5(
     with h5py.File(out, "w") as h5:
         h5.attrs["NX_class"] = "NXroot"
         h5.attrs["default"] = "entry"
-        h5.attrs["creator"] = f"dass {_version()} (dass.kmap.export)"
+        h5.attrs["creator"] = f"dass {__version__} (dass.kmap.export)"
         h5.attrs["file_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         entry = h5.create_group("entry")
         entry.attrs["NX_class"] = "NXentry"
@@ -180,7 +172,7 @@ def write_hdf5(
         proc = entry.create_group("process")
         proc.attrs["NX_class"] = "NXprocess"
         proc["program"] = "dass.kmap"
-        proc["version"] = _version()
+        proc["version"] = __version__
         proc["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         proc["sequence_index"] = 1
         for key, value in (("settings", maps.settings), ("provenance", prov)):

@@ -25,12 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..jobs.provenance import package_versions
 from .errors import KmapInputError
 from .maps import Maps, Reference
 
@@ -112,16 +112,8 @@ def make_reference(spec: Any, *, energy_kev: float | None = None, fit: Any = Non
     return Reference.from_reflection(**kwargs)
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("dass", "xsocs", "xrayutilities", "numpy", "h5py", "matplotlib"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:  # pragma: no cover
-            out[dist] = "not installed"
-    return out
+#: the packages whose versions a summary records
+VERSIONED = ("dass", "xsocs", "xrayutilities", "numpy", "h5py", "matplotlib")
 
 
 def process_scan(
@@ -278,7 +270,7 @@ def process_scan(
         "fit": fit_path.name,
         "scan": scan,
         "parameters": parameters,
-        "versions": _versions(),
+        "versions": package_versions(VERSIONED),
         "synthetic": bool(info.synthetic),
     }
     files = export.export_all(maps, out, stem=stem, provenance=provenance, overwrite=overwrite)

@@ -2,14 +2,10 @@
 
 import datetime
 
-import fsspec
 import pytest
 from traitlets.config import Config
 
 from dass.data.access import Identity
-from dass.data.catalog import Catalog
-from dass.data.storage import Storage
-from dass.demo import seed
 from dass.stacks.selection import SelectionError, options_from_form, validate_selection
 from dass.stacks.registry import StackConfigError, StackRegistry
 
@@ -17,20 +13,6 @@ TODAY = datetime.date(2026, 11, 22)
 ALICE = Identity("alice", frozenset({"p-2026-001"}))
 BOB = Identity("bob", frozenset({"p-2026-002"}))
 ADMIN = Identity("root", frozenset(), admin=True)
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("repo")
-    seed(fsspec.filesystem("file"), str(tmp / "repo"), today=TODAY)
-    cfg = Config()
-    cfg.Storage.url = f"file://{tmp / 'repo'}"
-    cfg.Catalog.db_url = f"sqlite:///{tmp / 'catalog.sqlite'}"
-    cat = Catalog(config=cfg)
-    cat.upgrade()
-    report = cat.scan(Storage(config=cfg))
-    assert not report.errors
-    return cat
 
 
 @pytest.fixture

@@ -247,10 +247,11 @@ class JobManager(LoggingConfigurable):
                 422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_KEYS)}", unknown[0]
             )
         key = body.get("idempotency_key")
+        request_sha = _request_sha256(body)
         if key is not None:
             if not isinstance(key, str) or not 0 < len(key) <= 255:
                 raise JobRequestError(422, "idempotency_key must be a string of 1 to 255 characters", "idempotency_key")
-            existing = self._by_key(identity.name, key)
+            existing = self._by_key(identity.name, key, request_sha)
             if existing is not None:
                 return existing, False
         if "notebook" not in body:
@@ -314,6 +315,7 @@ class JobManager(LoggingConfigurable):
             size=selection.size.name,
             timeout_seconds=timeout,
             idempotency_key=key,
+            request_sha256=request_sha,
             created_at=utcnow(),
             workdir=str(workdir),
             outputs=[],
@@ -323,7 +325,7 @@ class JobManager(LoggingConfigurable):
                 db.add(job)
         except IntegrityError:  # the same key, submitted twice at the same moment
             shutil.rmtree(workdir, ignore_errors=True)
-            existing = self._by_key(identity.name, key)
+            existing = self._by_key(identity.name, key, request_sha)
             if existing is None:
                 raise
             return existing, False
@@ -331,10 +333,21 @@ class JobManager(LoggingConfigurable):
         self._wake.set()
         return job.to_json(), True
 
-    def _by_key(self, owner: str, key: str) -> dict[str, Any] | None:
+    def _by_key(self, owner: str, key: str, request_sha: str) -> dict[str, Any] | None:
+        """The job ``owner`` created with ``key``; a reuse of the key with another request is
+        refused (422), as the IETF Idempotency-Key draft answers."""
         with self._db() as db:
             job = db.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
-            return job.to_json() if job else None
+            if job is None:
+                return None
+            if job.request_sha256 and job.request_sha256 != request_sha:
+                raise JobRequestError(
+                    422,
+                    f"idempotency_key {key!r} was already used for a different request (job {job.id}); "
+                    "send the same request again, or use a new key for a new job",
+                    "idempotency_key",
+                )
+            return job.to_json()
 
     # ------------------------------------------------------------------------------ read
 
@@ -655,6 +668,15 @@ def _whole_utf8(chunk: bytes) -> bytes:
             need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return chunk if cut >= need else chunk[:-cut]
     return chunk
+
+
+def _request_sha256(body: Any) -> str:
+    """Checksum of a job request, its idempotency key left out (canonical JSON)."""
+    import hashlib
+
+    doc = {k: v for k, v in body.items() if k != "idempotency_key"} if isinstance(body, dict) else body
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _one_line(text: str) -> str:

@@ -65,6 +65,8 @@ class Job(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     #: the executor's opaque handle of the run (``Handle.to_json()``), migration 0004
     executor_handle: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: sha256 of the submitted request (canonical JSON without its idempotency key)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
     workdir: Mapped[str] = mapped_column(Text)
     results_url: Mapped[str | None] = mapped_column(Text)
     derived_dataset: Mapped[str | None] = mapped_column(String(129))

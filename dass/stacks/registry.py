@@ -63,6 +63,7 @@ class Stack:
     file_types: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     notebooks: dict[str, str] = field(default_factory=dict)
+    url: str = ""
 
     def allows(self, identity: Identity) -> bool:
         """Whether this identity may use the stack (empty ``groups``: everyone)."""

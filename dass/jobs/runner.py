@@ -123,7 +123,11 @@ def _one_line(text: Any) -> str:
 
 
 def describe_failure(
-    exc: BaseException, *, cell: int | None = None, cell_timeout: float | None = None
+    exc: BaseException,
+    *,
+    cell: int | None = None,
+    cell_timeout: float | None = None,
+    kernel_exit: int | None = None,
 ) -> str:
     """The one-line, user-facing reason of a failed run.
 
@@ -148,10 +152,23 @@ def describe_failure(
     >>> describe_failure(DeadKernelError("Kernel died"), cell=4)
     'the kernel died while running cell 4 (out of memory or killed)'
     """
-    return _one_line(_reason(exc, cell, cell_timeout))
+    return _one_line(_reason(exc, cell, cell_timeout, kernel_exit))
 
 
-def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None) -> str:
+def _kernel_death(kernel_exit: int | None) -> str:
+    """Why a kernel ended, from its exit status (negative: the signal that killed it)."""
+    if kernel_exit is None or kernel_exit == -signal.SIGKILL:
+        return "out of memory or killed"
+    if kernel_exit < 0:
+        try:
+            name = signal.Signals(-kernel_exit).name
+        except ValueError:
+            name = f"signal {-kernel_exit}"
+        return f"killed by {name}"
+    return f"the kernel process exited by itself with status {kernel_exit}, e.g. os._exit() or sys.exit() in the notebook"
+
+
+def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None, kernel_exit: int | None = None) -> str:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
@@ -165,8 +182,8 @@ def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None) ->
         return f"{where} raised {exc.ename}: {value}" if value else f"{where} raised {exc.ename}"
     if isinstance(exc, DeadKernelError):
         if cell:
-            return f"the kernel died while running cell {cell} (out of memory or killed)"
-        return "the kernel died before running any cell (out of memory or killed)"
+            return f"the kernel died while running cell {cell} ({_kernel_death(kernel_exit)})"
+        return f"the kernel died before running any cell ({_kernel_death(kernel_exit)})"
     if isinstance(exc, CellTimeoutError):
         if "IOPub" in str(exc):
             return f"{where} timed out waiting for the kernel's output"
@@ -334,6 +351,35 @@ class CellProgress:
         return None if cell_index is None else self.numbers.get(cell_index)
 
 
+class _ExitRecordingKernelManager:
+    """Made a subclass of jupyter_client's AsyncKernelManager on first use (see
+    :func:`_kernel_manager_class`): it keeps the kernel's exit status, which nbclient does not
+    report, so a failure can say whether the kernel was killed or ended itself."""
+
+
+def _kernel_manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ExitRecordingKernelManager(AsyncKernelManager):
+        #: the last instance (a runner runs one notebook)
+        last: "ExitRecordingKernelManager | None" = None
+        exit_status: int | None = None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            type(self).last = self
+
+        async def is_alive(self) -> bool:  # what nbclient asks when a reply does not come
+            provisioner = self.provisioner
+            if provisioner is not None and self.has_kernel:
+                code = await provisioner.poll()
+                if code is not None:
+                    self.exit_status = code
+            return await super()._async_is_alive()
+
+    return ExitRecordingKernelManager
+
+
 class JobRun:
     """One run of a job in its working directory (the stateful part of the runner)."""
 
@@ -351,6 +397,7 @@ class JobRun:
         self.progress = CellProgress(self.job_id)
         self.written: list[dict[str, Any]] = []
         self._mounted: Any = None
+        self._km_class: Any = None
 
     def _inside(self, rel: str) -> Path:
         path = (self.workdir / rel).resolve()
@@ -424,8 +471,16 @@ class JobRun:
 
     # -- 4. the notebook ------------------------------------------------------------------------
 
+    @property
+    def kernel_exit(self) -> int | None:
+        """Exit status of the notebook's kernel when it died (None: alive, or unknown)."""
+        km = getattr(self._km_class, "last", None)
+        return None if km is None else km.exit_status
+
     def execute(self) -> None:
         import papermill
+
+        self._km_class = _kernel_manager_class()
 
         timeout = self.spec.get("cell_timeout")
         log.info(
@@ -448,6 +503,7 @@ class JobRun:
             request_save_on_cell_execute=True,
             on_notebook_start=self.progress.on_notebook_start,
             on_cell_start=self.progress.on_cell_start,
+            kernel_manager_class=self._km_class,
         )
         log.info("job %s: notebook completed", self.job_id)
 
@@ -594,6 +650,33 @@ def _setup_logging(path: Path) -> logging.Handler:
     return handler
 
 
+def _become_subreaper() -> None:
+    """Adopt every orphan of the job (a process the notebook starts in a session of its own
+    is reparented to the runner, not to init), so that the end of the job can end them too."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            log.warning("cannot become the subreaper of the job's processes (errno %d)", ctypes.get_errno())
+    except (OSError, AttributeError):  # not Linux
+        log.warning("cannot become the subreaper of the job's processes on this system")
+
+
+def _end_leftovers(job_id: str) -> None:
+    """End every process the job left behind (the kernel is shut down by then)."""
+    import psutil
+
+    try:
+        left = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    if left:
+        log.info("job %s: ending %d process(es) the notebook left running", job_id, len(left))
+        _kill_children()
+
+
 def _kill_children() -> None:
     """Kill the kernel (and anything else this process started)."""
     import psutil
@@ -628,6 +711,7 @@ def run(workdir: str | os.PathLike[str]) -> int:
     workdir = Path(workdir).resolve()
     started = _now()
     _write_json_atomic(workdir / RUNNER_FILE, {"pid": os.getpid(), "started": started.isoformat()})
+    _become_subreaper()
     current: dict[str, str] = {}
     _install_signal_handlers(current)
     _setup_logging(workdir / LOG_FILE)
@@ -656,12 +740,15 @@ def run(workdir: str | os.PathLike[str]) -> int:
         except Exception as e:
             status = FAILED
             failed_cell = job_run.failed_cell(e)
-            reason = describe_failure(e, cell=failed_cell, cell_timeout=spec.get("cell_timeout"))
+            reason = describe_failure(
+                e, cell=failed_cell, cell_timeout=spec.get("cell_timeout"), kernel_exit=job_run.kernel_exit
+            )
             if reason.startswith("internal error"):
                 log.exception("job %s: failed: %s", job_run.job_id, reason)
             else:
                 log.error("job %s: failed: %s\n%s", job_run.job_id, reason, _details(e))
         job_run.render_html()
+        _end_leftovers(job_run.job_id)
 
     finished = _now()
     results_url = None

@@ -433,6 +433,7 @@ class JobManager(LoggingConfigurable):
 
     async def stop(self) -> None:
         """Stop scheduling; running jobs go on (they are re-adopted at the next start)."""
+        self.executor.close()
         if self._task is not None:
             self._task.cancel()
             try:

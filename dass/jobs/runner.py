@@ -50,6 +50,7 @@ SIGTERM (or SIGINT) ends the runner at once: it kills its kernel and exits with 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import hashlib
 import json
@@ -357,6 +358,7 @@ class _ExitRecordingKernelManager:
     report, so a failure can say whether the kernel was killed or ended itself."""
 
 
+@functools.lru_cache(maxsize=1)
 def _kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
@@ -383,7 +385,7 @@ def _kernel_manager_class():
 class JobRun:
     """One run of a job in its working directory (the stateful part of the runner)."""
 
-    def __init__(self, workdir: Path, spec: Mapping[str, Any], started: dt.datetime) -> None:
+    def __init__(self, workdir: Path, spec: Mapping[str, Any], started: dt.datetime, kernel: Any = None) -> None:
         self.workdir = workdir
         self.spec = spec
         self.started = started
@@ -398,6 +400,7 @@ class JobRun:
         self.written: list[dict[str, Any]] = []
         self._mounted: Any = None
         self._km_class: Any = None
+        self._kernel = kernel  # a kernel started ahead of the job, or None
 
     def _inside(self, rel: str) -> Path:
         path = (self.workdir / rel).resolve()
@@ -477,10 +480,38 @@ class JobRun:
         km = getattr(self._km_class, "last", None)
         return None if km is None else km.exit_status
 
+    def _warm_kernel(self) -> Any:
+        """The kernel started ahead of the job, given the job's environment and folder; None
+        when there is none or it did not survive the wait (papermill then starts one)."""
+        from jupyter_core.utils import run_sync
+
+        km, self._kernel = self._kernel, None
+        if km is None:
+            return None
+        from .standby import hand_over
+
+        try:
+            if not run_sync(km.is_alive)():
+                raise RuntimeError("the kernel started ahead has ended")
+            hand_over(km, str(self.workdir), dict(os.environ))
+        except Exception as e:
+            log.warning("job %s: not using the kernel started ahead (%s); starting one", self.job_id, e)
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:
+                pass
+            return None
+        log.info("job %s: using the kernel started ahead of the job", self.job_id)
+        return km
+
     def execute(self) -> None:
         import papermill
+        from jupyter_core.utils import run_sync
 
         self._km_class = _kernel_manager_class()
+        km = self._warm_kernel()
+        if km is not None:
+            type(km).last = km
 
         timeout = self.spec.get("cell_timeout")
         log.info(
@@ -490,21 +521,30 @@ class JobRun:
             self.spec.get("kernel_name"),
             f"{timeout} s" if timeout else "none",
         )
-        papermill.execute_notebook(
-            _format_safe(self.input),
-            _format_safe(self.executed),
-            parameters=dict(self.spec.get("parameters") or {}),
-            kernel_name=self.spec.get("kernel_name") or None,
-            language=_notebook_language(self.input),
-            cwd=str(self.workdir),
-            log_output=True,
-            progress_bar=False,
-            execution_timeout=timeout or None,
-            request_save_on_cell_execute=True,
-            on_notebook_start=self.progress.on_notebook_start,
-            on_cell_start=self.progress.on_cell_start,
-            kernel_manager_class=self._km_class,
-        )
+        try:
+            papermill.execute_notebook(
+                _format_safe(self.input),
+                _format_safe(self.executed),
+                parameters=dict(self.spec.get("parameters") or {}),
+                kernel_name=self.spec.get("kernel_name") or None,
+                language=_notebook_language(self.input),
+                cwd=str(self.workdir),
+                log_output=True,
+                progress_bar=False,
+                execution_timeout=timeout or None,
+                request_save_on_cell_execute=True,
+                on_notebook_start=self.progress.on_notebook_start,
+                on_cell_start=self.progress.on_cell_start,
+                kernel_manager_class=self._km_class,
+                **({"km": km} if km is not None else {}),
+            )
+        finally:
+            if km is not None:  # papermill leaves running a kernel it did not start
+                try:
+                    if run_sync(km.is_alive)():
+                        run_sync(km.shutdown_kernel)(now=False)
+                except Exception:  # a dead kernel: the leftovers are ended after the run
+                    log.debug("job %s: kernel shutdown failed", self.job_id, exc_info=True)
         log.info("job %s: notebook completed", self.job_id)
 
     def failed_cell(self, exc: BaseException) -> int | None:
@@ -706,8 +746,12 @@ def _install_signal_handlers(job: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def run(workdir: str | os.PathLike[str]) -> int:
-    """Run the job of ``workdir`` (see the module docstring); returns the exit status."""
+def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
+    """Run the job of ``workdir`` (see the module docstring); returns the exit status.
+
+    ``kernel``: a kernel manager with a kernel already running (a standby runner's, see
+    :mod:`dass.jobs.standby`), used instead of starting one.
+    """
     workdir = Path(workdir).resolve()
     started = _now()
     _write_json_atomic(workdir / RUNNER_FILE, {"pid": os.getpid(), "started": started.isoformat()})
@@ -722,7 +766,7 @@ def run(workdir: str | os.PathLike[str]) -> int:
         spec = json.loads((workdir / SPEC_FILE).read_text(encoding="utf-8"))
         current["id"] = str(spec["job_id"])
         log.info("job %s: runner started (pid %d) in %s", spec["job_id"], os.getpid(), workdir)
-        job_run = JobRun(workdir, spec, started)
+        job_run = JobRun(workdir, spec, started, kernel=kernel)
     except Exception as e:
         log.exception("job %s: cannot start from %s", current.get("id", "?"), SPEC_FILE)
         status = FAILED

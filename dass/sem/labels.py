@@ -34,14 +34,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String, Text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from ..data.access import Identity, can_see
-from ..data.catalog import Base, Catalog, as_utc
+from ..data.catalog import Catalog
 from ..data.errors import DassDataError, MetadataError
 from ..data.metadata import MAX_METADATA_BYTES, METADATA_FILE, NAME_RE, dump_metadata, parse_metadata, sha256_bytes
+from ..data.orm import SemClassification
 from ..data.storage import Storage
 from .categories import CATEGORY_IDS, display_name
 
@@ -90,48 +89,6 @@ class LabelError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class SemClassification(Base):
-    """One classified image: the suggestion, and the confirmed label once there is one."""
-
-    __tablename__ = "sem_classifications"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(255), index=True)
-    dataset_id: Mapped[str] = mapped_column(String(129), index=True)
-    path: Mapped[str] = mapped_column(Text)
-    filename: Mapped[str] = mapped_column(Text)
-    model: Mapped[str] = mapped_column(String(255))
-    architecture: Mapped[str] = mapped_column(String(64))
-    suggested: Mapped[str] = mapped_column(String(255))
-    certainty: Mapped[float] = mapped_column(Float)
-    scores: Mapped[dict[str, float]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    category: Mapped[str | None] = mapped_column(String(255))
-    confirmed_by: Mapped[str | None] = mapped_column(String(255))
-    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able dict (datetimes as ISO strings in UTC)."""
-        created = as_utc(self.created_at)
-        confirmed = as_utc(self.confirmed_at)
-        return {
-            "id": self.id,
-            "owner": self.owner,
-            "dataset": self.dataset_id,
-            "path": self.path,
-            "file": self.filename,
-            "model": self.model,
-            "architecture": self.architecture,
-            "suggested": self.suggested,
-            "certainty": self.certainty,
-            "scores": dict(self.scores or {}),
-            "created": created.isoformat() if created else None,
-            "category": self.category,
-            "confirmed_by": self.confirmed_by,
-            "confirmed_at": confirmed.isoformat() if confirmed else None,
-        }
 
 
 @dataclass(frozen=True)

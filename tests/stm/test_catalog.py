@@ -16,6 +16,7 @@ import h5py
 import pytest
 
 from dass.data.catalog import Catalog
+from dass.data.metadata_writer import MetadataUpdateError
 from dass.data.storage import Storage
 from dass.stm import open_fast, open_sxm
 from dass.stm.catalog import annotate_dataset
@@ -36,7 +37,8 @@ def sha(path: Path) -> str:
 
 
 @pytest.fixture
-def repo(tmp_path, old_fast, stm_sxm):
+def repo(tmp_path, old_fast, stm_sxm, monkeypatch):
+    monkeypatch.setenv("DASS_STATE_DIR", str(tmp_path / "state"))  # the metadata locks live there
     root = tmp_path / "repository"
     (root / "p-2026-002").mkdir(parents=True)
     (root / "p-2026-002" / "proposal.json").write_text(json.dumps({"title": "STM tests"}))
@@ -103,3 +105,23 @@ def test_cli_annotate_and_its_errors(repo, tmp_path):
                         ((DATASET, "--logbook", str(tmp_path / "missing.csv")), "missing.csv")]:
         r = dass(*args)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_metadata_the_schema_refuses_leaves_dataset_json_and_the_fast_file_unchanged(repo, old_fast):
+    """A logbook so long that dataset.json would pass the 1 MiB limit: refused before writing.
+
+    Before the one metadata-writing path, annotate wrote the file first and only then learned
+    that the catalogue refused it (the dataset vanished from the catalogue)."""
+    storage, catalog, folder, _ = repo
+    meta_before = (folder / "dataset.json").read_bytes()
+    fast_before = (folder / old_fast.name).read_bytes()
+    notes = "synthetic test entry " + "x" * 600
+    rows = [f"Gr/Ni(111),step {i},2014-10-02T{10 + i // 60 % 6:02d}:{i % 60:02d},1 min,,{notes}" for i in range(2000)]
+    logbook_file = folder.parent / "long-logbook.csv"
+    logbook_file.write_text("sample,step,start,duration,temperature,notes\n" + "\n".join(rows) + "\n")
+    with pytest.raises(MetadataUpdateError) as info:
+        annotate_dataset(storage, catalog, DATASET, logbook=read_logbook(logbook_file), write_h5=True)
+    assert info.value.stage == "change" and "1 MiB" in str(info.value) and "unchanged" in str(info.value)
+    assert (folder / "dataset.json").read_bytes() == meta_before
+    assert (folder / old_fast.name).read_bytes() == fast_before  # /dass_logbook not uploaded either
+    assert catalog.get(DATASET) is not None  # still catalogued

@@ -22,8 +22,8 @@ with :func:`reindex_dataset`).
 
 The lock
 --------
-A lock file per dataset, ``<lock_dir>/<proposal>/<dataset>.lock`` (``lock_dir`` defaults to
-``<state dir>/locks``, see :func:`dass.data.paths.state_dir`), held with ``fcntl.flock``
+A lock file per dataset, ``<lock_dir>/<proposal>/<dataset>.lock`` (``lock_dir`` is the
+setting ``c.Storage.lock_dir``, by default ``<state dir>/locks``), held with ``fcntl.flock``
 (exclusive). It serializes writers across threads *and* processes of one machine: the dass
 service and a ``dass stm annotate`` run at the same time wait for each other instead of losing
 one update. The kernel releases the lock when its holder ends, even by a crash, so a stale lock
@@ -130,6 +130,13 @@ def split_dataset_id(dataset_id: str) -> tuple[str, str]:
 def default_lock_dir() -> Path:
     """``<state dir>/locks``: where :func:`dataset_lock` keeps its lock files by default."""
     return state_dir() / "locks"
+
+
+def _lock_dir(storage: Storage, lock_dir: str | Path | None) -> str | Path | None:
+    """The lock folder: the argument, else the storage's ``lock_dir`` setting."""
+    if lock_dir is not None:
+        return lock_dir
+    return getattr(storage, "lock_dir", None) or None
 
 
 @contextlib.contextmanager
@@ -303,7 +310,7 @@ def reindex_dataset(
         Its ``errors`` hold only this dataset's metadata problems (a missing or invalid
         ``dataset.json``, which leaves it out of the catalogue).
     """
-    with dataset_lock(proposal, name, lock_dir=lock_dir):
+    with dataset_lock(proposal, name, lock_dir=_lock_dir(storage, lock_dir)):
         report = catalog.index_dataset(storage, proposal, name)
     report.errors = _own_errors(storage, proposal, name, report)
     return report
@@ -334,7 +341,7 @@ def publish_dataset(
     path = f"{folder}/{METADATA_FILE}"
     url = storage.url_of(path)
     data, metadata = validated_bytes(doc, proposal=proposal, url=url)
-    with dataset_lock(proposal, name, lock_dir=lock_dir):
+    with dataset_lock(proposal, name, lock_dir=_lock_dir(storage, lock_dir)):
         _atomic_write(storage, path, data)
         if catalog is not None:
             _index(storage, catalog, proposal, name)
@@ -370,7 +377,7 @@ def update_dataset(
         written: write companion files here (a label sidecar, an updated data file). When it
         raises, ``dataset.json`` is not written.
     lock_dir : path, optional
-        Folder of the lock files (:func:`dataset_lock`).
+        Folder of the lock files (:func:`dataset_lock`); default ``storage.lock_dir``.
 
     Returns
     -------
@@ -399,7 +406,7 @@ def update_dataset(
     folder = storage.dataset_path(proposal, name)
     path = f"{folder}/{METADATA_FILE}"
     url = storage.url_of(path)
-    with dataset_lock(proposal, name, lock_dir=lock_dir):
+    with dataset_lock(proposal, name, lock_dir=_lock_dir(storage, lock_dir)):
         if not storage.exists(path):
             raise MetadataUpdateError(
                 url, "", f"missing dataset.json: {dataset_id} is not a dataset of the repository "

@@ -194,6 +194,15 @@ def test_the_lock_excludes_another_process(setup, tmp_path):
     assert "waiting-0" in json.loads((repo / "p1" / "d1" / "dataset.json").read_text())["keywords"]
 
 
+def test_the_lock_folder_is_the_storage_setting(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("DASS_STATE_DIR", str(tmp_path / "state"))
+    assert Storage(url=f"file://{repo}").lock_dir == str(tmp_path / "state" / "locks")
+    storage = Storage(url=f"file://{repo}", lock_dir=str(tmp_path / "configured"))
+    update_dataset(storage, None, "p2/d3", add_keyword("x"))
+    assert (tmp_path / "configured" / "p2" / "d3.lock").is_file()
+    assert not (tmp_path / "state").exists()
+
+
 def test_lock_folder_errors_name_the_folder(setup, tmp_path):
     storage, catalog, repo, locks = setup
     blocker = tmp_path / "not-a-folder"

@@ -21,15 +21,14 @@ SCORES = {"Nanowires": 0.7, "Tips": 0.2, "Particles": 0.1}
 
 
 @pytest.fixture
-def labelled(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("DASS_STATE_DIR", str(tmp_path / "state"))  # the metadata locks live there
+def labelled(tmp_path: Path):
     folder = tmp_path / "repo" / "p1" / "sem-a"
     folder.mkdir(parents=True)
     images = [f"img{i}.tif" for i in range(4)]
     for name in images:
         (folder / name).write_bytes(b"II*\x00 not really a tiff")
     (folder / "dataset.json").write_text(json.dumps(dataset_json("SEM images", stacks=["sem"])))
-    storage = Storage(url=f"file://{tmp_path / 'repo'}")
+    storage = Storage(url=f"file://{tmp_path / 'repo'}", lock_dir=str(tmp_path / "locks"))
     catalog = Catalog(db_url=f"sqlite:///{tmp_path}/catalog.sqlite")
     assert not catalog.scan(storage).errors
     records = record_classifications(

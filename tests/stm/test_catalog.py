@@ -37,8 +37,7 @@ def sha(path: Path) -> str:
 
 
 @pytest.fixture
-def repo(tmp_path, old_fast, stm_sxm, monkeypatch):
-    monkeypatch.setenv("DASS_STATE_DIR", str(tmp_path / "state"))  # the metadata locks live there
+def repo(tmp_path, old_fast, stm_sxm):
     root = tmp_path / "repository"
     (root / "p-2026-002").mkdir(parents=True)
     (root / "p-2026-002" / "proposal.json").write_text(json.dumps({"title": "STM tests"}))
@@ -52,7 +51,7 @@ def repo(tmp_path, old_fast, stm_sxm, monkeypatch):
         "STM files for the annotate test", technique="STM", stacks=["stm"],
         checksums={n: sha(folder / n) for n in files})))
     (tmp_path / "logbook.csv").write_text(LOGBOOK)
-    storage = Storage(url=f"file://{root}")
+    storage = Storage(url=f"file://{root}", lock_dir=str(tmp_path / "locks"))
     catalog = Catalog(db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     catalog.upgrade()
     assert not catalog.scan(storage).errors
@@ -89,7 +88,8 @@ def test_metadata_and_logbook_go_into_dataset_json_and_the_catalogue(repo, old_f
 def test_cli_annotate_and_its_errors(repo, tmp_path):
     storage, catalog, folder, logbook = repo
     config = tmp_path / "dass_config.py"
-    config.write_text(f"c.Storage.url = {storage.url!r}\nc.Catalog.db_url = {catalog.db_url!r}\n")
+    config.write_text(f"c.Storage.url = {storage.url!r}\nc.Storage.lock_dir = {storage.lock_dir!r}\n"
+                      f"c.Catalog.db_url = {catalog.db_url!r}\n")
     env = dict(os.environ, DASS_STATE_DIR=str(tmp_path / "state"))
 
     def dass(*args):

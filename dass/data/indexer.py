@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from logging import Logger
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from .errors import MetadataError, StorageError
+from .errors import DassDataError, MetadataError, StorageError
 from .metadata import (
     MAX_METADATA_BYTES,
     METADATA_FILE,
@@ -29,10 +31,7 @@ from .metadata import (
 from .orm import USER_PREFIX, Dataset, DatasetAccess, DatasetCategory, Proposal
 from .storage import Storage
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .catalog import Catalog
-
-__all__ = ["NOT_PROPOSALS", "ScanReport", "index_dataset", "scan"]
+__all__ = ["NOT_PROPOSALS", "CatalogDatabase", "ScanReport", "index_dataset", "scan"]
 
 #: top-level folders of the repository that are not proposals: ``models`` holds the SEM model
 #: registry (:mod:`dass.sem.registry`), which the scan must not index as datasets
@@ -72,6 +71,17 @@ class ScanReport:
         return "\n".join(lines)
 
 
+class CatalogDatabase(Protocol):
+    """What the indexer needs of a :class:`~dass.data.catalog.Catalog` (which calls it):
+    sessions of the upgraded database, its error wording and its logger."""
+
+    log: Logger
+
+    def _session(self) -> Session: ...
+
+    def _db_error(self, e: SQLAlchemyError) -> DassDataError: ...
+
+
 def _upsert(row: Dataset, entry: dict[str, Any], now: dt.datetime) -> Dataset:
     """Copy a parsed dataset entry onto its row (access rows replaced only when they changed)."""
     entry = dict(entry)
@@ -95,7 +105,7 @@ def _domain_categories(domain: dict[str, Any]) -> list[str]:
     return [c for c in value if isinstance(c, str) and c.strip()]
 
 
-def scan(catalog: Catalog, storage: Storage) -> ScanReport:
+def scan(catalog: CatalogDatabase, storage: Storage) -> ScanReport:
     """Index the repository: parse every ``dataset.json``, upsert, drop what vanished.
 
     A malformed or missing ``dataset.json`` is logged with its file and field, returned in
@@ -104,7 +114,7 @@ def scan(catalog: Catalog, storage: Storage) -> ScanReport:
 
     Parameters
     ----------
-    catalog : Catalog
+    catalog : dass.data.catalog.Catalog
         The catalogue database to fill.
     storage : Storage
         The repository to index.
@@ -166,7 +176,7 @@ def scan(catalog: Catalog, storage: Storage) -> ScanReport:
     return report
 
 
-def index_dataset(catalog: Catalog, storage: Storage, proposal: str, name: str) -> ScanReport:
+def index_dataset(catalog: CatalogDatabase, storage: Storage, proposal: str, name: str) -> ScanReport:
     """Index (or re-index) one dataset, e.g. results a job has just written.
 
     Cheaper than :meth:`scan` (which walks the whole repository). A dataset whose

@@ -2,7 +2,7 @@
 
 Jobs live in the service database: the table class :class:`~dass.data.orm.Job` is defined with
 every other table in :mod:`dass.data.orm` (one SQLAlchemy ``Base``, one Alembic history,
-migration ``0002``), so a restarted service finds them again. It is importable from here too.
+migrations ``0002`` and ``0004``), so a restarted service finds them again. It is importable from here too.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ difference. A model changed without a migration (or the reverse) fails here.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-import dass
 from dass.data.catalog import Catalog
 from dass.data.orm import VERSION_TABLE, Base
 
@@ -63,23 +61,3 @@ def test_the_comparison_sees_a_model_without_migration(upgraded):
     metadata.tables["jobs"].append_column(sa.Column("priority", sa.Integer(), nullable=True))
     changes = diff(upgraded, metadata)
     assert [(c[0], c[2], c[3].name) for c in changes] == [("add_column", "jobs", "priority")]
-
-
-def test_data_layer_imports_no_higher_layer():
-    """``dass.data`` (the orm included) imports neither ``dass.jobs`` nor ``dass.sem``."""
-    package = Path(dass.__file__).parent
-    higher = {"jobs", "sem", "stm", "kmap", "hub", "service", "cli", "platform"}
-    bad = []
-    for path in sorted((package / "data").rglob("*.py")):
-        here = ["dass", *path.relative_to(package).parent.parts]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom):
-                base = here[: len(here) - node.level + 1] if node.level else []
-                names = [".".join(base + ([node.module] if node.module else []))]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            bad += [f"{path.relative_to(package)}: {n}" for n in names
-                    if n.split(".")[0] == "dass" and len(n.split(".")) > 1 and n.split(".")[1] in higher]
-    assert bad == []

@@ -34,6 +34,7 @@ from traitlets.config import LoggingConfigurable
 from ..data.access import Identity
 from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
+from ..data.metadata_writer import reindex_dataset
 from ..data.paths import state_dir
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
@@ -647,14 +648,13 @@ class JobManager(LoggingConfigurable):
         """Index the job's results in the catalogue as a derived dataset."""
         dataset_id = f"{self.results_prefix}/job-{job.id}"
         try:
-            report = self.catalog.index_dataset(self.storage, self.results_prefix, f"job-{job.id}")
+            report = reindex_dataset(self.storage, self.catalog, self.results_prefix, f"job-{job.id}")
         except DassDataError as e:
             self.log.error("job %s: results not indexed: %s", job.id, e)
             return None
-        for err in report.errors:
-            if dataset_id in err.path:
-                self.log.error("job %s: results metadata rejected: %s", job.id, err)
-                return None
+        for err in report.errors:  # only this dataset's
+            self.log.error("job %s: results metadata rejected: %s", job.id, err)
+            return None
         return dataset_id if self.catalog.get(dataset_id) else None
 
 

@@ -592,7 +592,7 @@ class JobRun:
         return files
 
     def publish(self, status: str, reason: str | None, finished: dt.datetime) -> None:
-        from ..data.metadata import dump_metadata
+        from ..data.metadata_writer import write_metadata
         from .provenance import CRATE_FILE, build_crate, package_versions
 
         results_url = str(self.spec["results_url"])
@@ -640,7 +640,11 @@ class JobRun:
         )
         pipe(CRATE_FILE, (json.dumps(crate, indent=2, ensure_ascii=False) + "\n").encode())
         metadata = build_derived_metadata(self.spec, self.written, finished.date(), status=status, reason=reason)
-        pipe(METADATA_FILE, dump_metadata(metadata).encode())
+        # validated against dass.dataset/1 before it is written, atomically (the service, which
+        # has the catalogue, indexes it under the dataset's lock: metadata_writer.reindex_dataset)
+        proposal = str((self.spec.get("derived") or {}).get("proposal") or "")
+        data = write_metadata(storage, root, metadata, proposal=proposal)
+        self.written.append({"path": METADATA_FILE, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
         log.info("job %s: derived dataset %s written", self.job_id, results_url)
 
 

@@ -10,7 +10,7 @@ Examples
 --------
 >>> choose_scan_file(["a.h5", "scan_master.h5", "b.nxs"])
 'scan_master.h5'
->>> choose_scan_file(["b.nxs", "a.h5"])
+>>> choose_scan_file(["a.h5", "b.nxs"])
 'a.h5'
 >>> reference_from_metadata({"domain": {"hkl": [0, 0, 4], "lattice_a": 5.431}})
 {'hkl': [0, 0, 4], 'lattice_a': 5.431}

@@ -18,7 +18,7 @@
 # --- demo data and users (turn off in production)
 # c.Platform.demo_data = False
 
-# --- stacks and sizes, merged over the built-in ones (dass/hub/stacks.yaml)
+# --- stacks and sizes, merged over the built-in ones (dass/stacks/stacks.yaml)
 # c.StackRegistry.sizes = {"xl": {"display_name": "XL: 8 CPU, 32 GiB", "cpu": 8, "mem_gib": 32,
 #                                 "groups": ["staff"]}}
 # c.StackRegistry.stacks = {"kmap": {"groups": ["beamline-id01"], "allowed_sizes": ["medium", "xl"]}}

@@ -91,7 +91,7 @@ def config_classes():
     from .data.catalog import Catalog
     from .data.storage import Storage
     from .hub.spawner import DassLocalSpawner, DassSpawnerMixin
-    from .hub.stacks import StackRegistry
+    from .stacks.registry import StackRegistry
     from .platform import Platform
     from .service.app import DassService
     from .service.sem_handlers import SemClassifyService

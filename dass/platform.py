@@ -181,6 +181,7 @@ def apply_hub_defaults(c: Config) -> None:
     _setdefault(hub, "db_url", f"sqlite:///{state / 'jupyterhub.sqlite'}")
     _setdefault(hub, "cookie_secret", bytes.fromhex(sec["cookie_secret"]))
     _setdefault(hub, "spawner_class", "dass.hub.spawner.DassLocalSpawner")
+    _setdefault(c.DassSpawnerMixin, "service_url", f"http://127.0.0.1:{platform.service_port}/services/dass/")
     _setdefault(hub, "authenticator_class", "shared-password")
     _setdefault(hub, "default_url", "/hub/spawn")
     _setdefault(hub, "cleanup_servers", True)

@@ -1,35 +1,58 @@
 """Executors run a job's :class:`~dass.jobs.spec.ExecutionSpec` somewhere.
 
-``local`` runs the runner as a process on this machine, in a session (process group) of its
-own with the size's memory limit; cancel and timeouts kill the whole process tree (the kernel
-papermill starts lives in a session of its own, so the tree is walked, not only the group).
-A ``kubernetes`` executor will implement the same interface with batch/v1 Jobs.
+The :class:`Executor` interface is the seam every back end implements: ``start`` a run and get
+an opaque :class:`Handle` (JSON-able state only the executor reads: a pid and folder here, a
+Slurm job id or a Kubernetes Job name elsewhere), ask its ``status``, read its ``log``,
+``cancel`` it, and ``adopt`` it again after the service restarted, from the stored handle or,
+when the service died before storing one, from the executor's own records. The manager keeps
+the handle in the job's row and never looks inside it.
+
+:class:`LocalExecutor` runs the runner as a process on this machine, in a session (process
+group) of its own with the size's memory limit; cancel and timeouts kill the whole process
+tree (the kernel papermill starts lives in a session of its own, so the tree is walked, not
+only the group).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from .spec import ExecutionSpec
 
+#: the runner's first act is writing this file in its working directory (see dass.jobs.runner)
+RUNNER_FILE = "runner.json"
+LOG_FILE = "job.log"
+RESULT_FILE = "result.json"
 
-@dataclass
+
+@dataclass(frozen=True)
 class Handle:
-    """What an executor needs to find a run again, also after a restart (JSON-able)."""
+    """How an executor finds one run again, also after a restart; opaque to the manager."""
 
     job_id: str
-    pid: int
-    workdir: str
+    executor: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"executor": self.executor, "state": dict(self.state)}
+
+    @classmethod
+    def from_json(cls, job_id: str, doc: Any) -> "Handle | None":
+        if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict):
+            return None
+        return cls(job_id=job_id, executor=str(doc.get("executor") or ""), state=dict(doc["state"]))
 
 
 def launch(spec: ExecutionSpec) -> subprocess.Popen:
@@ -64,23 +87,44 @@ class Executor(LoggingConfigurable):
     need not wait for its next look.
     """
 
+    #: the name stored in handles (``Handle.executor``)
+    name = "abstract"
+
     def __init__(self, on_exit: Callable[[], None] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.on_exit = on_exit
 
     async def start(self, spec: ExecutionSpec) -> Handle:
+        """Launch the run of ``spec``; returns its handle."""
         raise NotImplementedError
 
-    def poll(self, handle: Handle) -> int | None:
-        """None while running, else an exit status (-1 when unknown, e.g. an adopted run)."""
+    def status(self, handle: Handle) -> int | None:
+        """None while the run goes on, else its exit status (-1 when unknown, e.g. adopted)."""
         raise NotImplementedError
 
-    async def kill(self, handle: Handle) -> None:
+    def read_log(self, handle: Handle, offset: int = 0, limit: int = 1024**2) -> bytes:
+        """Bytes of the run's log (``job.log``) from ``offset``; b"" when there is none yet."""
         raise NotImplementedError
+
+    async def cancel(self, handle: Handle) -> None:
+        """End the run and everything it started."""
+        raise NotImplementedError
+
+    def adopt(self, job_id: str, workdir: str, stored: Handle | None) -> Handle | None:
+        """Find a run again after a restart: from ``stored`` when the manager kept its handle,
+        else from the executor's own records. None: the run never started."""
+        raise NotImplementedError
+
+    def local_result(self, handle: Handle | None, workdir: str) -> dict[str, Any] | None:
+        """The run's result where the runner could not write it to repository storage
+        (the manager reads results from storage first); None when there is none."""
+        return None
 
 
 class LocalExecutor(Executor):
-    """Jobs as local processes."""
+    """Jobs as local processes (handle state: the runner's pid and working directory)."""
+
+    name = "local"
 
     kill_grace_seconds = Float(
         5.0,
@@ -91,13 +135,16 @@ class LocalExecutor(Executor):
         super().__init__(**kwargs)
         self._procs: dict[int, subprocess.Popen] = {}
 
+    def _handle(self, job_id: str, pid: int, workdir: str) -> Handle:
+        return Handle(job_id=job_id, executor=self.name, state={"pid": int(pid), "workdir": str(workdir)})
+
     async def start(self, spec: ExecutionSpec) -> Handle:
         proc = launch(spec)
         self._procs[proc.pid] = proc
         self.log.info("job %s: started runner pid %s", spec.job_id, proc.pid)
         if self.on_exit is not None:
             threading.Thread(target=self._notify, args=(proc,), name=f"job-{spec.job_id[:8]}", daemon=True).start()
-        return Handle(job_id=spec.job_id, pid=proc.pid, workdir=spec.cwd)
+        return self._handle(spec.job_id, proc.pid, spec.cwd)
 
     def _notify(self, proc: subprocess.Popen) -> None:
         proc.wait()
@@ -108,33 +155,43 @@ class LocalExecutor(Executor):
         import psutil
 
         try:
-            p = psutil.Process(handle.pid)
+            p = psutil.Process(int(handle.state["pid"]))
             if p.status() == psutil.STATUS_ZOMBIE:
                 return None
-            if handle.workdir not in " ".join(p.cmdline()):
+            if str(handle.state["workdir"]) not in " ".join(p.cmdline()):
                 return None  # the pid now belongs to something else
             return p
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError, TypeError):
             return None
 
-    def poll(self, handle: Handle) -> int | None:
-        proc = self._procs.get(handle.pid)
+    def status(self, handle: Handle) -> int | None:
+        pid = int(handle.state.get("pid") or 0)
+        proc = self._procs.get(pid)
         if proc is not None:
-            status = proc.poll()
-            if status is not None:
-                self._procs.pop(handle.pid, None)
-            return status
+            code = proc.poll()
+            if code is not None:
+                self._procs.pop(pid, None)
+            return code
         return None if self._process(handle) is not None else -1
 
     def alive(self, handle: Handle) -> bool:
-        return self.poll(handle) is None
+        return self.status(handle) is None
 
-    async def kill(self, handle: Handle) -> None:
+    def read_log(self, handle: Handle, offset: int = 0, limit: int = 1024**2) -> bytes:
+        path = Path(str(handle.state.get("workdir") or "")) / LOG_FILE
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    async def cancel(self, handle: Handle) -> None:
         import psutil
 
         root = self._process(handle)
         if root is None:
-            self.poll(handle)
+            self.status(handle)
             return
         try:
             tree = [root] + root.children(recursive=True)
@@ -153,4 +210,34 @@ class LocalExecutor(Executor):
             except psutil.NoSuchProcess:
                 pass
         await asyncio.to_thread(psutil.wait_procs, alive, 5)
-        self.poll(handle)
+        self.status(handle)
+
+    def adopt(self, job_id: str, workdir: str, stored: Handle | None) -> Handle | None:
+        if stored is not None and stored.state.get("pid"):
+            return stored
+        pid = _runner_pid(workdir) or _find_runner(workdir)
+        return None if pid is None else self._handle(job_id, pid, workdir)
+
+    def local_result(self, handle: Handle | None, workdir: str) -> dict[str, Any] | None:
+        from .runner import load_result
+
+        return load_result(workdir)
+
+
+def _runner_pid(workdir: str) -> int | None:
+    """The pid the runner wrote into ``runner.json`` (its first act), or None."""
+    try:
+        return int(json.loads((Path(workdir) / RUNNER_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _find_runner(workdir: str) -> int | None:
+    """A live runner process of ``workdir`` that had no time to write ``runner.json``."""
+    import psutil
+
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if "dass.jobs.runner" in cmd and str(workdir) in cmd:
+            return int(p.info["pid"])
+    return None

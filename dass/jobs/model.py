@@ -61,7 +61,10 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the runner's pid (rows of versions before the executor handle; no longer written)
     pid: Mapped[int | None] = mapped_column(Integer)
+    #: the executor's opaque handle of the run (``Handle.to_json()``), migration 0004
+    executor_handle: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     workdir: Mapped[str] = mapped_column(Text)
     results_url: Mapped[str | None] = mapped_column(Text)
     derived_dataset: Mapped[str | None] = mapped_column(String(129))

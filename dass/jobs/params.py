@@ -55,6 +55,10 @@ defaults
     Parameters not given keep the notebook's default and are not in the returned values, but a
     dataset parameter's non-empty default is a dataset the job reads: it is checked like a
     given value and returned among the dataset ids.
+
+Why one module: the rules above are one contract (declared types, JSON and form coercion,
+dataset parameters); the half of the file that is docstring and examples documents it in one
+place.
 """
 
 from __future__ import annotations

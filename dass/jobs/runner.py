@@ -1,5 +1,9 @@
 """Run one headless job: ``python -m dass.jobs.runner WORKDIR``.
 
+Why one module: this is the whole life of one job process, read top to bottom in the order it
+happens (the steps below); it imports only the data layer and papermill, so every executor
+(local, container, Slurm, Kubernetes) runs the same file.
+
 The dass service's executor starts this module as a process of its own (its own session and
 process group, ``cwd=WORKDIR``) after writing ``WORKDIR/spec.json`` and the notebook. The
 runner then:
@@ -17,8 +21,9 @@ runner then:
    ``input.ipynb``, ``executed.ipynb``, ``executed.html``, ``output/…``, ``job.log``, then
    ``ro-crate-metadata.json`` (:mod:`dass.jobs.provenance`), then ``dataset.json`` last (its
    presence marks a complete dataset for the catalogue); then removes the dataset mounts;
-7. writes ``result.json`` last of all, atomically, and exits 0 (``COMPLETED``) or 1
-   (``FAILED``).
+7. writes ``result.json`` to repository storage (``result_url`` of the spec, where the
+   service reads it wherever the run ran), then last of all into ``WORKDIR``, atomically, and
+   exits 0 (``COMPLETED``) or 1 (``FAILED``).
 
 ``result.json``::
 
@@ -543,6 +548,19 @@ class JobRun:
         log.info("job %s: derived dataset %s written", self.job_id, results_url)
 
 
+    def publish_result(self, result_url: str, result: Mapping[str, Any]) -> None:
+        """Write ``result.json`` to repository storage, where the service reads it wherever
+        the run ran; a failure is logged (the local copy still tells what happened)."""
+        try:
+            storage = self._storage(result_url)
+            with storage.translate_errors(f"writing {result_url}"):
+                if storage.is_local:
+                    storage.fs.makedirs(storage.root.rsplit("/", 1)[0], exist_ok=True)
+                storage.fs.pipe_file(storage.root, json.dumps(dict(result), indent=2, default=str).encode())
+        except Exception:
+            log.exception("job %s: could not write its result to %s", self.job_id, result_url)
+
+
 # ---------------------------------------------------------------------------------------------
 # the process
 
@@ -669,6 +687,8 @@ def run(workdir: str | os.PathLike[str]) -> int:
     log.info("job %s: %s%s", current.get("id", "?"), status, f" ({reason})" if reason else "")
     for handler in logging.getLogger().handlers:
         handler.flush()
+    if job_run is not None and spec.get("result_url"):
+        job_run.publish_result(str(spec["result_url"]), result)
     _write_json_atomic(workdir / RESULT_FILE, result)
     # the result is out: skip the final collection over everything papermill and nbconvert
     # loaded (about 0.3 s of a process exit)

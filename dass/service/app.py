@@ -39,7 +39,7 @@ from ..config import ConfigFileError, config_path, load_config
 from ..data.catalog import Catalog
 from ..data.errors import DassDataError, StorageError
 from ..data.storage import Storage
-from ..hub.stacks import StackConfigError, StackRegistry
+from ..stacks.registry import StackConfigError, StackRegistry
 from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers

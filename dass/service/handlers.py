@@ -26,7 +26,7 @@ from .auth import HubLookupError, HubPermissionError, HubUnavailable, UnknownUse
 
 if TYPE_CHECKING:
     from ..data.catalog import Catalog
-    from ..hub.stacks import StackRegistry
+    from ..stacks.registry import StackRegistry
 
 __all__ = ["ApiError", "BaseHandler", "default_handlers"]
 

@@ -84,7 +84,7 @@ def runner_spec(
 
 def start_runner(workdir: Path) -> subprocess.Popen:
     """Start the runner exactly as the local executor does (same builder, same launch)."""
-    from dass.hub.stacks import StackRegistry
+    from dass.stacks.registry import StackRegistry
     from dass.jobs.executor import launch
     from dass.jobs.spec import build_execution_spec
 

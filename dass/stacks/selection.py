@@ -1,8 +1,10 @@
-"""Validation of spawn choices: one implementation for the form and the REST API.
+"""Validation of a stack × size × datasets choice: one implementation for sessions and jobs.
 
 ``user_options`` of a dass session is ``{"stack": str, "size": str, "datasets": [str]}``.
 The HTML form is turned into that shape by :func:`options_from_form`; a REST spawn sends it
-as the JSON body. Both go through :func:`validate_selection` before anything starts.
+as the JSON body; a job submission builds it from its request. All go through
+:func:`validate_selection` before anything starts, and its :class:`Selection` is what
+:func:`dass.stacks.session.build_session_spec` and the job builders turn into a run.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..data.access import Identity
-from .stacks import Size, Stack, StackRegistry
+from .registry import Size, Stack, StackRegistry
 
 OPTION_KEYS = ("stack", "size", "datasets")
 
 
-class SpawnOptionsError(ValueError):
+class SelectionError(ValueError):
     """The chosen stack, size or datasets cannot be used; the message says what to fix.
+
+    Raised for spawns (the hub answers 400) and job submissions (the service answers 422, or
+    403 when ``forbidden``).
 
     ``field`` names the choice at fault (``stack``, ``size``, ``datasets``); ``forbidden`` is
     true when the user may not use what they chose (an HTTP API answers 403 then).
@@ -66,73 +71,81 @@ def validate_selection(
     max_datasets: int,
     default_stack: str = "",
     today: datetime.date | None = None,
+    known: Mapping[str, Any] | None = None,
 ) -> Selection:
     """Check spawn choices against the registry, the catalogue and the access rules.
 
+    ``known`` maps dataset ids already found visible to this identity (by the same rule, in
+    the same request, e.g. a job's dataset parameters) to their records: those are not looked
+    up again.
+
     Raises
     ------
-    SpawnOptionsError
+    SelectionError
         With a message naming the wrong choice and what may be chosen instead.
     """
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
-        raise SpawnOptionsError(
+        raise SelectionError(
             "user_options must be a JSON object like "
             '{"stack": "sem", "size": "small", "datasets": ["proposal/dataset"]}'
         )
     unknown = sorted(set(options) - set(OPTION_KEYS))
     if unknown:
-        raise SpawnOptionsError(
+        raise SelectionError(
             f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(OPTION_KEYS)}"
         )
 
     usable = registry.for_identity(identity)
     if not usable:
-        raise SpawnOptionsError("no analysis stack is available to you; ask the facility staff")
+        raise SelectionError("no analysis stack is available to you; ask the facility staff")
     stack_name = options.get("stack") or default_stack or usable[0].name
     if not isinstance(stack_name, str):
-        raise SpawnOptionsError("stack must be a string naming a stack", field="stack")
+        raise SelectionError("stack must be a string naming a stack", field="stack")
     stack = registry.get(stack_name)
     names = ", ".join(s.name for s in usable)
     if stack is None:
-        raise SpawnOptionsError(f"unknown stack {stack_name!r}; choose one of: {names}", field="stack")
+        raise SelectionError(f"unknown stack {stack_name!r}; choose one of: {names}", field="stack")
     if not stack.allows(identity):
-        raise SpawnOptionsError(
+        raise SelectionError(
             f"stack {stack_name!r} is not available to you; choose one of: {names}", field="stack", forbidden=True
         )
 
     sizes = registry.sizes_for(stack, identity)
     size_name = options.get("size") or stack.default_size
     if not isinstance(size_name, str):
-        raise SpawnOptionsError("size must be a string naming a size", field="size")
+        raise SelectionError("size must be a string naming a size", field="size")
     size = next((s for s in sizes if s.name == size_name), None)
     if size is None:
         allowed = ", ".join(s.name for s in sizes) or "none"
         if size_name in registry.all_sizes:
-            raise SpawnOptionsError(
+            raise SelectionError(
                 f"size {size_name!r} is not available for stack {stack.name!r}; choose one of: {allowed}",
                 field="size",
             )
-        raise SpawnOptionsError(f"unknown size {size_name!r}; choose one of: {allowed}", field="size")
+        raise SelectionError(f"unknown size {size_name!r}; choose one of: {allowed}", field="size")
 
     ids = options.get("datasets") or []
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
-        raise SpawnOptionsError('datasets must be a list of dataset ids like "proposal/dataset"', field="datasets")
+        raise SelectionError('datasets must be a list of dataset ids like "proposal/dataset"', field="datasets")
     ids = list(dict.fromkeys(ids))  # drop repeats, keep order
     if len(ids) > max_datasets:
-        raise SpawnOptionsError(
+        raise SelectionError(
             f"too many datasets: {len(ids)} chosen, at most {max_datasets} per session; "
             "choose fewer or start a second named server",
             field="datasets",
         )
-    visible = catalog.visible(identity, ids, today=today) if ids else {}
+    visible = {i: known[i] for i in ids if known and i in known}
+    missing = [i for i in ids if i not in visible]
+    if missing:
+        visible.update(catalog.visible(identity, missing, today=today))
     denied = [i for i in ids if i not in visible]
     if denied:
         # one message for "missing" and "forbidden": existence is not revealed
-        raise SpawnOptionsError(
+        raise SelectionError(
             f"dataset(s) {', '.join(map(repr, denied))} do not exist or you may not use them; "
             "see the datasets of your proposals in the spawn form or GET /services/dass/api/datasets",
             field="datasets",

@@ -2,35 +2,17 @@
 
 import datetime
 
-import fsspec
 import pytest
 from traitlets.config import Config
 
 from dass.data.access import Identity
-from dass.data.catalog import Catalog
-from dass.data.storage import Storage
-from dass.demo import seed
-from dass.hub.options import SpawnOptionsError, options_from_form, validate_selection
-from dass.hub.stacks import StackConfigError, StackRegistry
+from dass.stacks.selection import SelectionError, options_from_form, validate_selection
+from dass.stacks.registry import StackConfigError, StackRegistry
 
 TODAY = datetime.date(2026, 11, 22)
 ALICE = Identity("alice", frozenset({"p-2026-001"}))
 BOB = Identity("bob", frozenset({"p-2026-002"}))
 ADMIN = Identity("root", frozenset(), admin=True)
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("repo")
-    seed(fsspec.filesystem("file"), str(tmp / "repo"), today=TODAY)
-    cfg = Config()
-    cfg.Storage.url = f"file://{tmp / 'repo'}"
-    cfg.Catalog.db_url = f"sqlite:///{tmp / 'catalog.sqlite'}"
-    cat = Catalog(config=cfg)
-    cat.upgrade()
-    report = cat.scan(Storage(config=cfg))
-    assert not report.errors
-    return cat
 
 
 @pytest.fixture
@@ -74,7 +56,7 @@ def test_repeated_datasets_are_mounted_once(registry, catalog):
     ({"image": "evil"}, ALICE, "unknown option(s) 'image'"),
 ])
 def test_refusals_say_what_to_fix(registry, catalog, options, identity, message):
-    with pytest.raises(SpawnOptionsError, match=None) as e:
+    with pytest.raises(SelectionError, match=None) as e:
         check(options, identity, registry, catalog)
     assert message in str(e.value)
 
@@ -93,9 +75,9 @@ def test_group_restricted_stack_and_size(catalog):
     cfg.StackRegistry.stacks["kmap"]["allowed_sizes"] = ["small", "medium"]
     reg = StackRegistry(config=cfg)
     assert [s.name for s in reg.for_identity(ALICE)] == ["sem", "stm"]
-    with pytest.raises(SpawnOptionsError, match="stack 'kmap' is not available to you"):
+    with pytest.raises(SelectionError, match="stack 'kmap' is not available to you"):
         check({"stack": "kmap"}, ALICE, reg, catalog)
-    with pytest.raises(SpawnOptionsError, match="size 'xl' is not available for stack 'sem'"):
+    with pytest.raises(SelectionError, match="size 'xl' is not available for stack 'sem'"):
         check({"stack": "sem", "size": "xl"}, ALICE, reg, catalog)
     staff = Identity("carol", frozenset({"staff"}))
     assert check({"stack": "sem", "size": "xl"}, staff, reg, catalog).size.cpu == 8

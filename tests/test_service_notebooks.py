@@ -201,7 +201,7 @@ def test_every_landing_and_service_notebook_is_shipped_and_nothing_else():
 
 
 def test_the_stack_registry_reads_the_packaged_notebooks():
-    from dass.hub.stacks import StackRegistry
+    from dass.stacks.registry import StackRegistry
 
     registry = StackRegistry()
     assert Path(registry.notebooks_dir).resolve() == NOTEBOOKS

@@ -1,6 +1,5 @@
 """A first look at FAST movies without processing: the steps of the FAST-overview job
-(``stm/service/fast_overview.ipynb``) and of the STM landing notebook, and the standard
-processing of the FAST-movie job with its fallback.
+(``stm/service/fast_overview.ipynb``) and of the STM landing notebook.
 
 Everything here reads through :mod:`dass.stm.fast` (pyfastspm): the metadata from
 :func:`~dass.stm.fast.fast_metadata`, the frames from :meth:`FastFile.frames
@@ -12,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,6 @@ __all__ = [
     "FastOverview",
     "fast_overview",
     "frame_png",
-    "process_with_fallback",
 ]
 
 
@@ -148,30 +145,3 @@ def frame_png(frame: np.ndarray, path: str | os.PathLike[str]) -> Any:
     image = Image.fromarray(np.round(scaled).astype(np.uint8))
     image.save(path)
     return image
-
-
-def process_with_fallback(
-    folder: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
-    *,
-    recipe: Mapping[str, Any] | None = None,
-    say: Callable[[str], None] = print,
-    **options: Any,
-) -> dict[str, Any]:
-    """:func:`dass.stm.service.process_fast_dataset` with ``recipe`` (the standard recipe
-    when empty); when the standard recipe's creep correction is impossible (pyfastspm's creep
-    fit needs a visible up/down shift), the standard recipe without creep correction, after
-    saying so with ``say``. The summary records the recipe used. A given recipe that fails
-    raises as it is.
-    """
-    from .process import ProcessingError, Recipe
-    from .service import process_fast_dataset
-
-    try:
-        return process_fast_dataset(folder, output_dir, recipe=recipe or None, **options)
-    except ProcessingError as e:
-        if recipe or e.step != "creep":
-            raise
-        say(f"creep correction is not possible here ({e.problem.split('.')[0]}); "
-            "processing with the standard recipe without creep correction")
-        return process_fast_dataset(folder, output_dir, recipe=Recipe.standard().without("creep"), **options)

@@ -1,5 +1,5 @@
-"""dass.stm.overview: the steps of the STM notebooks (FAST overview, landing first look, the
-FAST-movie job's processing with its fallback), on synthetic FAST movies, checked against the
+"""dass.stm.overview and dass.stm.service.process_with_fallback: the steps of the STM notebooks
+(FAST overview, landing first look, the FAST-movie job's processing with its fallback), on synthetic FAST movies, checked against the
 raw stream read with h5py and the layout the FAST module writes."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from dass.stm.fast import FastFileError
-from dass.stm.overview import describe_fast_file, fast_overview, frame_png, process_with_fallback
+from dass.stm.overview import describe_fast_file, fast_overview, frame_png
+from dass.stm.service import process_with_fallback
 from dass.stm.process import ProcessingError
 from dass.stm.synthetic import write_synthetic_fast
 

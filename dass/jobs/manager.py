@@ -152,7 +152,8 @@ class JobManager(LoggingConfigurable):
         return Path(self.jobs_dir) / job_id
 
     def service_notebooks(self, identity: Identity | None = None) -> list[dict[str, Any]]:
-        """The stacks' registered service notebooks (``notebooks/<stack>/service/*.ipynb``),
+        """The stacks' registered service notebooks (``<stack>/service/*.ipynb`` below
+        ``StackRegistry.notebooks_dir``, by default ``dass/notebooks/``),
         of the stacks ``identity`` may use (all when None)."""
         from .params import inspect_parameters
 

@@ -106,8 +106,14 @@ def check_master(path: str | Path) -> ScanInfo:
 
     Examples
     --------
-    >>> info = check_master("scan/kmap_master.h5")  # doctest: +SKIP
-    >>> info.n_positions, info.frame_shape, info.eta[:2]
+    >>> import tempfile
+    >>> from dass.kmap.synthetic import generate
+    >>> master, _ = generate(tempfile.mkdtemp(), shape=(4, 5), n_angles=3, eta_step=0.5)
+    >>> info = check_master(master)
+    >>> info.n_positions, info.frame_shape, info.scan_shape
+    (20, (32, 32), (4, 5))
+    >>> [round(float(eta), 2) for eta in info.eta[:2]]  # the rocking angles, 0.5° apart
+    [34.3, 34.8]
     """
     import h5py
 

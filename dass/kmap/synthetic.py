@@ -252,9 +252,10 @@ def generate(
 
     Examples
     --------
-    >>> master, truth = generate(tmp_path, shape=(4, 5), n_angles=5)  # doctest: +SKIP
-    >>> truth.strain.shape
-    (4, 5)
+    >>> import tempfile
+    >>> master, truth = generate(tempfile.mkdtemp(), shape=(4, 5), n_angles=5)
+    >>> master.name, truth.strain.shape
+    ('kmap_master.h5', (4, 5))
     """
     import h5py
     from xsocs.io.XsocsH5 import XsocsH5MasterWriter, XsocsH5Writer

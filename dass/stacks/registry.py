@@ -10,6 +10,7 @@ import copy
 import sys
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from traitlets.config import LoggingConfigurable
 from ..data.access import Identity
 
 BUILTIN = Path(__file__).with_name("stacks.yaml")
+#: the stacks' notebooks shipped inside the package (``dass/notebooks/<stack>/...``)
+PACKAGED_NOTEBOOKS = files("dass") / "notebooks"
 
 
 class StackConfigError(ValueError):
@@ -137,12 +140,12 @@ class StackRegistry(LoggingConfigurable):
     notebooks_dir = Unicode(
         help="""Folder holding the stacks' notebooks (`<stack>/welcome.ipynb`, ...).
 
-        Default: the `notebooks/` folder of the dass source tree.""",
+        Default: the notebooks shipped inside the dass package (`dass/notebooks/`).""",
     ).tag(config=True)
 
     @default("notebooks_dir")
     def _default_notebooks_dir(self) -> str:
-        return str(Path(__file__).resolve().parents[2] / "notebooks")
+        return str(PACKAGED_NOTEBOOKS)
 
     @cached_property
     def _builtin(self) -> dict:

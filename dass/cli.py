@@ -94,7 +94,7 @@ def config_classes():
     from .hub.stacks import StackRegistry
     from .platform import Platform
     from .service.app import DassService
-    from .service.sem_handlers import SemClassifyService
+    from .sem.web import SemClassifyService
 
     from .jobs.executor import LocalExecutor
     from .jobs.manager import JobManager

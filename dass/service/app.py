@@ -44,8 +44,8 @@ from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers
 from .pages import default_handlers as pages_handlers
-from .sem_handlers import SemClassifyService
-from .sem_handlers import default_handlers as sem_handlers
+from ..sem.web import SemClassifyService
+from ..sem.web import default_handlers as sem_handlers
 
 __all__ = ["DassService", "main"]
 

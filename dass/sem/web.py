@@ -38,10 +38,10 @@ from traitlets.config import LoggingConfigurable
 
 from ..data.errors import DassDataError
 from ..data.metadata import METADATA_FILE, NAME_RE
-from ..sem.labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_classifications, store_upload, \
+from .labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_classifications, store_upload, \
     visible_classification
-from .handlers import ApiError, BaseHandler, _catalog_error
-from .pages import PageHandler
+from ..service.handlers import ApiError, BaseHandler, _catalog_error
+from ..service.pages import PageHandler
 
 __all__ = ["ModelUnavailable", "SemClassifyService", "default_handlers"]
 
@@ -138,13 +138,13 @@ class SemClassifyService(LoggingConfigurable):
         return self._executor
 
     def registry(self) -> Any:
-        from ..sem.registry import ModelRegistry
+        from .registry import ModelRegistry
 
         return ModelRegistry(self.storage)
 
     def model_name(self) -> str:
         """The name of the model to use; raises :class:`ModelUnavailable` when there is none."""
-        from ..sem.registry import RegistryError
+        from .registry import RegistryError
 
         if self.model:
             return self.model
@@ -164,7 +164,7 @@ class SemClassifyService(LoggingConfigurable):
         """What every page says about the SEM classifier in use, read from the registry's
         ``model.json`` (no torch): ``{"name", "architecture", "data", "synthetic"}``, or None
         when no model is registered or the registry cannot be read."""
-        from ..sem.registry import RegistryError
+        from .registry import RegistryError
 
         try:
             name = self.model_name()
@@ -187,8 +187,8 @@ class SemClassifyService(LoggingConfigurable):
         with self._lock:
             if self._classifier is not None and self._loaded == name:
                 return self._classifier
-            from ..sem.checkpoint import CheckpointError
-            from ..sem.registry import RegistryError
+            from .checkpoint import CheckpointError
+            from .registry import RegistryError
 
             try:
                 classifier = self.registry().load(name, device=self.device)
@@ -241,7 +241,7 @@ class SemClassifyService(LoggingConfigurable):
 
     def decode(self, item: FileItem) -> None:
         """Check one file and decode it as an SEM image, or set its ``reason``."""
-        from ..sem.io import SemReadError, read_sem
+        from .io import SemReadError, read_sem
 
         data = item.data
         if item.reason:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
 
+from .errors import DassError
+
 CONFIG_ENV = "DASS_CONFIG"
 
 
-class ConfigFileError(Exception):
+class ConfigFileError(DassError):
     """The configuration file is missing or cannot be loaded."""
 
 

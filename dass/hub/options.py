@@ -11,13 +11,14 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..errors import DassError
 from ..data.access import Identity
 from .stacks import Size, Stack, StackRegistry
 
 OPTION_KEYS = ("stack", "size", "datasets")
 
 
-class SpawnOptionsError(ValueError):
+class SpawnOptionsError(DassError, ValueError, status=400):
     """The chosen stack, size or datasets cannot be used; the message says what to fix.
 
     ``field`` names the choice at fault (``stack``, ``size``, ``datasets``); ``forbidden`` is
@@ -25,7 +26,7 @@ class SpawnOptionsError(ValueError):
     """
 
     def __init__(self, message: str, *, field: str = "", forbidden: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(message, status=403 if forbidden else None)
         self.field = field
         self.forbidden = forbidden
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..errors import DassError
 from ..data.access import Identity
 from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
@@ -41,7 +42,7 @@ REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout"
 NAME_OK = re.compile(r"^[\w. ()-]+\.ipynb$")
 
 
-class JobRequestError(Exception):
+class JobRequestError(DassError):
     """A refused request: HTTP ``status``, the ``field`` at fault and a message saying what to fix."""
 
     def __init__(self, status: int, message: str, field: str = "") -> None:

@@ -38,6 +38,7 @@ from sqlalchemy import JSON, DateTime, Float, String, Text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..errors import DassError
 from ..data.access import Identity, can_see
 from ..data.catalog import Base, Catalog, as_utc
 from ..data.errors import DassDataError, MetadataError
@@ -80,7 +81,7 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-class LabelError(Exception):
+class LabelError(DassError):
     """A request about uploads or labels that cannot be done; ``status`` is the HTTP status.
 
     ``message`` is for the user: it says what is wrong and what to do.

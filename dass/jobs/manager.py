@@ -103,11 +103,11 @@ class JobManager(LoggingConfigurable):
 
     @default("jobs_dir")
     def _default_jobs_dir(self) -> str:
-        return str(state_dir() / "jobs")
+        return str(state_dir(self.config) / "jobs")
 
     @default("home_dir_template")
     def _default_home_dir_template(self) -> str:
-        return str(state_dir() / "homes" / "{username}")
+        return str(state_dir(self.config) / "homes" / "{username}")
 
     def __init__(
         self,

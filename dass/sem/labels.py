@@ -1,6 +1,6 @@
 """Store uploaded SEM images, remember classifier suggestions, and confirm labels.
 
-Torch-free: the service (:mod:`dass.service.sem_handlers`) classifies, this module keeps the
+Torch-free: the service (:mod:`dass.sem.web`) classifies, this module keeps the
 data. Three things live here:
 
 - **uploads**: :func:`store_upload` writes the uploaded images as a new dataset

@@ -220,3 +220,15 @@ def test_no_import_circle_between_the_cli_and_the_stacks():
     for stack in ("sem", "stm"):
         imported = _static_imports(ROOT / "dass" / stack / "cli.py")
         assert not [n for n in imported if n.startswith("dass.cli")], f"dass/{stack}/cli.py imports dass.cli"
+
+
+def test_the_console_script_entry_point_resolves():
+    """pyproject's ``dass = "dass.cli:main"`` names the package's main (no reinstall needed
+    after dass/cli.py became the dass/cli/ package)."""
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, attr = scripts["dass"].partition(":")
+    main = getattr(importlib.import_module(module), attr)
+    assert main(["config", "reference", "-o", os.devnull]) == 0

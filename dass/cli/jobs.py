@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from .main import CLIError
+from .errors import CLIError
 
 
 def service_url(args) -> str | None:

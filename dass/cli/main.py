@@ -7,15 +7,12 @@ import sys
 from typing import Any
 
 from ..errors import DassError
+from .errors import CLIError
 
 __all__ = ["CLIError", "build_parser", "main"]
 
 #: The command groups of the platform itself, each a module of this package with ``register``.
 CORE_GROUPS = ("platform", "catalog", "config", "jobs")
-
-
-class CLIError(DassError, status=400):
-    """A user-facing command-line error: printed without a traceback, exit status 2."""
 
 
 def _core_registers() -> list[Any]:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import DassError
-from .main import CLIError
+from .errors import CLIError
 
 
 def _cmd_up(args) -> int:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from tornado import web
 
     from ..hub.stacks import StackRegistry
-    from .app import DassService
 
 __all__ = ["NavLink", "ServiceExtension", "extension_classes", "load_extensions"]
 
@@ -48,7 +47,7 @@ class ServiceExtension:
 
     Parameters
     ----------
-    service : DassService
+    service : dass.service.app.DassService
         The initialized service (its ``storage``, ``catalog``, ``stack_registry``,
         ``job_manager`` and configuration are ready); configurables take it as ``parent``.
     """
@@ -56,7 +55,7 @@ class ServiceExtension:
     #: The extension's configurable classes (documented in the config reference).
     classes: ClassVar[list[type]] = []
 
-    def __init__(self, service: DassService) -> None:
+    def __init__(self, service: Any) -> None:
         self.service = service
 
     def handlers(self) -> list[tuple[str, type[web.RequestHandler]]]:
@@ -96,6 +95,6 @@ def extension_classes(registry: StackRegistry) -> list[type[ServiceExtension]]:
     return out
 
 
-def load_extensions(service: DassService) -> list[ServiceExtension]:
+def load_extensions(service: Any) -> list[ServiceExtension]:
     """One instance of every extension of the service's stacks."""
     return [cls(service) for cls in extension_classes(service.stack_registry)]

@@ -192,7 +192,7 @@ class Catalog(LoggingConfigurable):
 
     @default("db_url")
     def _default_db_url(self) -> str:
-        return f"sqlite:///{state_dir() / 'catalog.sqlite'}"
+        return f"sqlite:///{state_dir(self.config) / 'catalog.sqlite'}"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

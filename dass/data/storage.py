@@ -125,7 +125,7 @@ class Storage(LoggingConfigurable):
         RGW, MinIO, AWS; set the endpoint and credentials in ``c.Storage.options``). A plain
         absolute path is taken as a ``file://`` URL. The same URL serves the hub, the dass
         service, sessions and jobs. Default: ``file://<state dir>/repository``, the state
-        dir being ``$DASS_STATE_DIR`` or ``./.dass``.""",
+        dir being ``c.Platform.state_dir``, else ``$DASS_STATE_DIR``, else ``./.dass``.""",
     )
 
     options = Dict(
@@ -153,7 +153,7 @@ class Storage(LoggingConfigurable):
 
     @default("url")
     def _default_url(self) -> str:
-        return "file://" + str(state_dir() / "repository")
+        return "file://" + str(state_dir(self.config) / "repository")
 
     @default("lock_dir")
     def _default_lock_dir(self) -> str:

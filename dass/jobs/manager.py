@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..errors import DassError
 from ..data.access import Identity
 from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
@@ -47,7 +48,7 @@ REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout"
 NAME_OK = re.compile(r"^[\w. ()-]+\.ipynb$")
 
 
-class JobRequestError(Exception):
+class JobRequestError(DassError):
     """A refused request: HTTP ``status``, the ``field`` at fault and a message saying what to fix."""
 
     def __init__(self, status: int, message: str, field: str = "") -> None:
@@ -108,11 +109,11 @@ class JobManager(LoggingConfigurable):
 
     @default("jobs_dir")
     def _default_jobs_dir(self) -> str:
-        return str(state_dir() / "jobs")
+        return str(state_dir(self.config) / "jobs")
 
     @default("home_dir_template")
     def _default_home_dir_template(self) -> str:
-        return str(state_dir() / "homes" / "{username}")
+        return str(state_dir(self.config) / "homes" / "{username}")
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import DassError
 from ..data.metadata import NAME_RE
 
 __all__ = [
@@ -118,7 +119,7 @@ _FALSE = frozenset({"false", "off", "no", "0"})
 _ID_FORMAT = '"<proposal>/<name>"'
 
 
-class ParameterError(ValueError):
+class ParameterError(DassError, ValueError, status=422):
     """A submitted parameter is wrong; the message names the field and what to fix.
 
     Attributes
@@ -553,7 +554,7 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(item)
 
 
-class _NotPlain(ValueError):
+class _NotPlain(DassError, ValueError, status=422):
     pass
 
 

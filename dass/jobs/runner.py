@@ -65,6 +65,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ..errors import DassError
+
 __all__ = [
     "COMPLETED",
     "FAILED",
@@ -101,7 +103,7 @@ _MAX_REASON = 500
 _QUIET_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "asyncio", "traitlets", "PIL")
 
 
-class JobFailed(Exception):
+class JobFailed(DassError):
     """A run failed for a reason that is already worded for the job's owner."""
 
     def __init__(self, reason: str, failed_cell: int | None = None) -> None:

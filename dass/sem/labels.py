@@ -1,6 +1,6 @@
 """Store uploaded SEM images, remember classifier suggestions, and confirm labels.
 
-Torch-free: the service (:mod:`dass.service.sem_handlers`) classifies, this module keeps the
+Torch-free: the service (:mod:`dass.sem.web`) classifies, this module keeps the
 data. Three things live here:
 
 - **uploads**: :func:`store_upload` writes the uploaded images as a new dataset
@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..errors import DassError
 from ..data.access import Identity, can_see
 from ..data.catalog import Catalog
 from ..data.errors import DassDataError
@@ -79,7 +80,7 @@ UPLOAD_PREFIX = "sem-upload"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class LabelError(Exception):
+class LabelError(DassError):
     """A request about uploads or labels that cannot be done; ``status`` is the HTTP status.
 
     ``message`` is for the user: it says what is wrong and what to do.

@@ -29,6 +29,7 @@ import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.utils import url_path_join
@@ -36,20 +37,23 @@ from tornado import httputil, web
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..errors import DassError
 from ..data.errors import DassDataError
 from ..data.metadata import METADATA_FILE, NAME_RE
-from ..sem.labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_classifications, store_upload, \
+from .labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_classifications, store_upload, \
     visible_classification
-from .handlers import ApiError, BaseHandler, _catalog_error
-from .pages import PageHandler
+from ..service.extensions import NavLink, ServiceExtension
+from ..service.handlers import ApiError, BaseHandler, _catalog_error
+from ..service.pages import PageHandler
 
-__all__ = ["ModelUnavailable", "SemClassifyService", "default_handlers"]
+__all__ = ["ModelUnavailable", "SemClassifyService", "SemWeb", "default_handlers"]
 
 MiB = 1024 * 1024
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(DassError, status=503):
     """No classifier can be loaded; the message says how to train and register one."""
 
 
@@ -138,13 +142,13 @@ class SemClassifyService(LoggingConfigurable):
         return self._executor
 
     def registry(self) -> Any:
-        from ..sem.registry import ModelRegistry
+        from .registry import ModelRegistry
 
         return ModelRegistry(self.storage)
 
     def model_name(self) -> str:
         """The name of the model to use; raises :class:`ModelUnavailable` when there is none."""
-        from ..sem.registry import RegistryError
+        from .registry import RegistryError
 
         if self.model:
             return self.model
@@ -164,7 +168,7 @@ class SemClassifyService(LoggingConfigurable):
         """What every page says about the SEM classifier in use, read from the registry's
         ``model.json`` (no torch): ``{"name", "architecture", "data", "synthetic"}``, or None
         when no model is registered or the registry cannot be read."""
-        from ..sem.registry import RegistryError
+        from .registry import RegistryError
 
         try:
             name = self.model_name()
@@ -187,8 +191,8 @@ class SemClassifyService(LoggingConfigurable):
         with self._lock:
             if self._classifier is not None and self._loaded == name:
                 return self._classifier
-            from ..sem.checkpoint import CheckpointError
-            from ..sem.registry import RegistryError
+            from .checkpoint import CheckpointError
+            from .registry import RegistryError
 
             try:
                 classifier = self.registry().load(name, device=self.device)
@@ -241,7 +245,7 @@ class SemClassifyService(LoggingConfigurable):
 
     def decode(self, item: FileItem) -> None:
         """Check one file and decode it as an SEM image, or set its ``reason``."""
-        from ..sem.io import SemReadError, read_sem
+        from .io import SemReadError, read_sem
 
         data = item.data
         if item.reason:
@@ -293,10 +297,8 @@ class SemBase(BaseHandler):
         return self.settings["sem_service"]
 
     async def loaded_classifier(self) -> Any:
-        try:
-            return await self.sem.classifier()
-        except ModelUnavailable as e:
-            raise ApiError(503, str(e)) from None
+        """The classifier; :class:`ModelUnavailable` (503, saying how to register one) without."""
+        return await self.sem.classifier()
 
 
 @web.stream_request_body
@@ -606,12 +608,7 @@ class ClassificationHandler(SemBase):
 
     async def get(self, classification_id: str) -> None:
         self.query_args(())
-        try:
-            record = await asyncio.to_thread(visible_classification, self.catalog, self.identity, classification_id)
-        except LabelError as e:
-            raise ApiError(e.status, e.message) from None
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        record = await asyncio.to_thread(visible_classification, self.catalog, self.identity, classification_id)
         self.write_json(record)
 
 
@@ -646,10 +643,7 @@ class SemPage(PageHandler):
 
     def get(self) -> None:
         identity = self.identity
-        try:
-            known = {p["id"]: p for p in self.catalog.proposals(identity)}
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        known = {p["id"]: p for p in self.catalog.proposals(identity)}
         mine = sorted(g for g in identity.groups if g in known)
         if identity.admin:
             mine = sorted(set(mine) | set(known))
@@ -671,3 +665,39 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"api/classify/([0-9a-f]{32})/confirm", ConfirmHandler),
     ("sem", SemPage),
 ]
+
+
+class SemWeb(ServiceExtension):
+    """The SEM stack's part of the dass service (``web: dass.sem.web:SemWeb`` in stacks.yaml):
+    ``api/classify…``, the ``sem`` page and its header link, and the banner on every page that
+    says which classifier is in use."""
+
+    classes = [SemClassifyService]
+
+    def __init__(self, service: Any) -> None:
+        super().__init__(service)
+        self.sem = SemClassifyService(parent=service, storage=service.storage, catalog=service.catalog)
+
+    def handlers(self) -> list[tuple[str, type[web.RequestHandler]]]:
+        return list(default_handlers)
+
+    def nav_links(self) -> list[NavLink]:
+        return [NavLink("sem", "SEM classification", "nav-sem")]
+
+    def template_paths(self) -> list[str]:
+        return [str(TEMPLATES)]
+
+    def header_templates(self) -> list[str]:
+        return ["sem_banner.html"]
+
+    def template_vars(self, handler: web.RequestHandler) -> dict[str, Any]:
+        return {"sem_model": self.sem.banner()}
+
+    def settings(self) -> dict[str, Any]:
+        return {"sem_service": self.sem}
+
+    def start(self) -> None:
+        self.sem.start()
+
+    async def stop(self) -> None:
+        self.sem.stop()

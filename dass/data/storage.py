@@ -157,7 +157,7 @@ class Storage(LoggingConfigurable):
 
     @default("lock_dir")
     def _default_lock_dir(self) -> str:
-        return str(state_dir() / "locks")
+        return str(state_dir(self.config) / "locks")
 
     @validate("url")
     def _validate_url(self, proposal: dict[str, Any]) -> str:

@@ -1,5 +1,8 @@
 """Typed notebook parameters: what a job notebook declares, and checking what a user submits.
 
+Why one module: the rules below are one contract (declared types, JSON and form coercion,
+dataset parameters); half of the file is the docstring and examples that document it.
+
 A job notebook declares its parameters in the cell tagged ``parameters``, as papermill reads
 it::
 
@@ -55,10 +58,6 @@ defaults
     Parameters not given keep the notebook's default and are not in the returned values, but a
     dataset parameter's non-empty default is a dataset the job reads: it is checked like a
     given value and returned among the dataset ids.
-
-Why one module: the rules above are one contract (declared types, JSON and form coercion,
-dataset parameters); the half of the file that is docstring and examples documents it in one
-place.
 """
 
 from __future__ import annotations

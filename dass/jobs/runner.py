@@ -50,7 +50,6 @@ SIGTERM (or SIGINT) ends the runner at once: it kills its kernel and exits with 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gc
 import hashlib
 import json
@@ -64,6 +63,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from .kernels import hand_over, kernel_manager_class
 
 from ..errors import DassError
 
@@ -354,36 +355,6 @@ class CellProgress:
         return None if cell_index is None else self.numbers.get(cell_index)
 
 
-class _ExitRecordingKernelManager:
-    """Made a subclass of jupyter_client's AsyncKernelManager on first use (see
-    :func:`_kernel_manager_class`): it keeps the kernel's exit status, which nbclient does not
-    report, so a failure can say whether the kernel was killed or ended itself."""
-
-
-@functools.lru_cache(maxsize=1)
-def _kernel_manager_class():
-    from jupyter_client.manager import AsyncKernelManager
-
-    class ExitRecordingKernelManager(AsyncKernelManager):
-        #: the last instance (a runner runs one notebook)
-        last: "ExitRecordingKernelManager | None" = None
-        exit_status: int | None = None
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            type(self).last = self
-
-        async def is_alive(self) -> bool:  # what nbclient asks when a reply does not come
-            provisioner = self.provisioner
-            if provisioner is not None and self.has_kernel:
-                code = await provisioner.poll()
-                if code is not None:
-                    self.exit_status = code
-            return await super()._async_is_alive()
-
-    return ExitRecordingKernelManager
-
-
 class JobRun:
     """One run of a job in its working directory (the stateful part of the runner)."""
 
@@ -490,7 +461,6 @@ class JobRun:
         km, self._kernel = self._kernel, None
         if km is None:
             return None
-        from .standby import hand_over
 
         try:
             if not run_sync(km.is_alive)():
@@ -510,7 +480,7 @@ class JobRun:
         import papermill
         from jupyter_core.utils import run_sync
 
-        self._km_class = _kernel_manager_class()
+        self._km_class = kernel_manager_class()
         km = self._warm_kernel()
         if km is not None:
             type(km).last = km

@@ -38,42 +38,6 @@ def warm() -> None:
     HTMLExporter().from_notebook_node(nbformat.v4.new_notebook())
 
 
-def start_kernel(cwd: str) -> Any:
-    """A running Python kernel whose manager records its exit status (see the runner)."""
-    from jupyter_core.utils import run_sync
-
-    from .runner import _kernel_manager_class
-
-    km = _kernel_manager_class()(kernel_name="python3")
-    run_sync(km.start_kernel)(cwd=cwd)
-    return km
-
-
-def hand_over(km: Any, workdir: str, env: dict[str, str]) -> None:
-    """Give the kernel the job's environment variables and working folder.
-
-    Runs one silent, unrecorded statement in the kernel (no history, no output in the
-    notebook): the kernel started before its job was known.
-    """
-    from jupyter_core.utils import run_sync
-
-    code = (
-        "import os as __dass_os\n"
-        f"__dass_os.environ.update({json.dumps(env)!s})\n"
-        f"__dass_os.chdir({workdir!r})\n"
-        "del __dass_os\n"
-    )
-    kc = km.client()
-    kc.start_channels()
-    try:
-        run_sync(kc.wait_for_ready)(timeout=60)
-        reply = run_sync(kc.execute_interactive)(code, silent=True, store_history=False, timeout=60)
-        if reply["content"].get("status") != "ok":
-            raise RuntimeError(f"the standby kernel refused the job's environment: {reply['content']}")
-    finally:
-        kc.stop_channels()
-
-
 def _redirect_output(path: Path) -> None:
     """From now on, stdout and stderr go to the job's ``runner.out``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -89,6 +53,7 @@ def standby(pool: str | os.PathLike[str]) -> int:
     from jupyter_core.utils import run_sync
 
     from . import runner
+    from .kernels import start_kernel
 
     pool = Path(pool).resolve()
     warm()

@@ -58,6 +58,9 @@ class FitResult:
     """"none", "constant" or "snip"."""
     axis_names: tuple[str, str, str] = ("qx", "qy", "qz")
     raw: dict[str, np.ndarray] | None = None
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """The q axes (bin centres, Å⁻¹) the fit saw (the q-space ROI when one was given):
+    a centre outside them is masked by :func:`dass.kmap.maps.strain_tilt`."""
 
     def ok_mask(self) -> np.ndarray:
         """(n,) bool: True where the fit succeeded on all three axes and the centre is finite."""
@@ -120,6 +123,7 @@ def from_xsocs(result: Any, path: str | Path) -> FitResult:
         axis_names=tuple(n.decode() if isinstance(n, bytes) else str(n)
                          for n in result.qspace_dimension_names),
         raw=raw,
+        axes=tuple(np.asarray(a, dtype=np.float64) for a in result.qspace_dimension_values),
     )
 
 

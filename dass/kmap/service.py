@@ -26,15 +26,23 @@ import json
 import logging
 import os
 import time
+
+import numpy as np
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..jobs.provenance import package_versions
 from .errors import KmapInputError
-from .maps import Maps, Reference
+from .maps import MASK_REASON_TEXT, MASK_REASONS, Maps, Reference
 
-__all__ = ["STAGES", "make_reference", "process_scan"]
+__all__ = ["ENGINES", "STAGES", "make_reference", "process_scan"]
+
+#: Conversion + fit engines of :func:`process_scan`: ``"dass"`` (:mod:`dass.kmap.fast`, the
+#: same numbers as xsocs, faster), ``"xsocs"`` (xsocs' own QSpaceConverter and PeakFitter,
+#: the reference) and ``"direct"`` (:mod:`dass.kmap.direct`, a 3-D fit to the pixels, beyond
+#: xsocs' method; its numbers differ from xsocs by design).
+ENGINES: tuple[str, ...] = ("dass", "xsocs", "direct")
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +137,12 @@ def process_scan(
     min_height: float | None = None,
     max_width: float | None = None,
     strain_range: tuple[float, float] | None = None,
+    q_range: tuple[float, float] | None = None,
     mask: Any = None,
     normalizer: str | None = None,
     medfilt: Sequence[int] | None = None,
+    engine: str = "dass",
+    write_qspace: bool = True,
     stem: str | None = None,
     overwrite: bool = False,
     progress: Callable[[float, str], None] | None = None,
@@ -154,10 +165,20 @@ def process_scan(
         See :func:`make_reference`; a reflection without energy takes the scan's energy.
     n_proc : int
         Processes for conversion and fit.
-    min_height, max_width, strain_range
-        Masking thresholds of :func:`dass.kmap.maps.strain_tilt`.
+    min_height, max_width, strain_range, q_range
+        Masking thresholds of :func:`dass.kmap.maps.strain_tilt` (on top of the rules it
+        always applies: failed fit, centre outside the q grid, height or width not finite or
+        not positive, normalizer value <= 0 or not finite).
     mask, normalizer, medfilt
-        Passed to :func:`dass.kmap.qspace.convert`.
+        As :func:`dass.kmap.qspace.convert`; ``mask`` may be an array or the path of a mask
+        file (:func:`dass.kmap.inputs.load_mask`).
+    engine : str
+        ``"dass"`` (default: :func:`dass.kmap.fast.convert_fit`, xsocs' numbers, faster),
+        ``"xsocs"`` (xsocs' converter and fitter, the reference) or ``"direct"``
+        (:func:`dass.kmap.direct.fit_direct`: a 3-D Gaussian fitted to the pixels; not
+        xsocs' method, see that module).
+    write_qspace : bool
+        Write the 4-D q-space file (engine "dass"; "xsocs" always writes it, "direct" never).
     stem : str, optional
         File name prefix; default the master's name without ``_master.h5``.
     overwrite : bool
@@ -181,7 +202,7 @@ def process_scan(
         Before any work, for a bad master file or parameter.
     """
     from . import export, fit as kfit, qspace
-    from .inputs import check_master
+    from .inputs import check_master, load_mask
     from .maps import strain_tilt
 
     master = Path(master_path)
@@ -203,6 +224,18 @@ def process_scan(
     start["check"] = time.perf_counter()
     report("check", 0.0)
     info = check_master(master)
+    if engine not in ENGINES:
+        raise KmapInputError(f"unknown engine {engine!r}: use one of {ENGINES}", field="engine")
+    if mask is not None and not hasattr(mask, "shape"):
+        mask = load_mask(mask, info.frame_shape)
+    checked = qspace.check_parameters(info, grid=grid, roi=roi, mask=mask, normalizer=normalizer,
+                                      medfilt=medfilt, n_proc=n_proc)
+    normalizer_bad = checked["normalizer_bad"][checked["indices"]]
+    for what, value in (("strain_range", strain_range), ("q_range", q_range)):
+        if value is not None:
+            from .maps import _range
+
+            _range(value, what)
     if method not in kfit.METHODS:
         raise KmapInputError(f"unknown fit method {method!r}: use one of {kfit.METHODS}", field="method")
     if background not in kfit.BACKGROUNDS:
@@ -223,21 +256,57 @@ def process_scan(
     fit_path = out / f"{stem}_fit.h5"
     stage_done("check")
 
-    start["convert"] = time.perf_counter()
-    qspace.convert(master, qspace_path, grid=grid, roi=roi, mask=mask, normalizer=normalizer, medfilt=medfilt,
-                   n_proc=n_proc, overwrite=overwrite, progress=lambda f: report("convert", f))
-    stage_done("convert")
+    if engine == "xsocs":
+        start["convert"] = time.perf_counter()
+        qspace.convert(master, qspace_path, grid=grid, roi=roi, mask=mask, normalizer=normalizer,
+                       medfilt=medfilt, n_proc=n_proc, overwrite=overwrite,
+                       progress=lambda f: report("convert", f))
+        stage_done("convert")
+        start["fit"] = time.perf_counter()
+        result = kfit.fit(qspace_path, fit_path, method=method, background=background, n_proc=n_proc,
+                          overwrite=overwrite, progress=lambda f: report("fit", f))
+        stage_done("fit")
+    else:
+        # one pass: conversion and fit together; the time goes to "convert", "fit" is 0
+        start["convert"] = time.perf_counter()
+        if engine == "dass":
+            from .fast import convert_fit
 
-    start["fit"] = time.perf_counter()
-    result = kfit.fit(qspace_path, fit_path, method=method, background=background, n_proc=n_proc,
-                      overwrite=overwrite, progress=lambda f: report("fit", f))
-    stage_done("fit")
+            if not write_qspace:
+                qspace_path = None
+            result = convert_fit(master, qspace_path, fit_path, grid=grid, roi=roi, mask=mask,
+                                 normalizer=normalizer, medfilt=medfilt, method=method,
+                                 background=background, n_proc=n_proc, overwrite=overwrite,
+                                 progress=lambda f: report("convert", f))
+        else:
+            from .direct import fit_direct
+
+            qspace_path = None
+            result = fit_direct(master, fit_path, roi=roi, mask=mask, normalizer=normalizer,
+                                n_proc=n_proc, overwrite=overwrite,
+                                progress=lambda f: report("convert", f))
+        stage_done("convert")
+        start["fit"] = time.perf_counter()
+        stage_done("fit")
 
     start["maps"] = time.perf_counter()
     if ref_obj is None:
         ref_obj = make_reference(reference, energy_kev=energy_kev, fit=result)
-    maps = strain_tilt(result, ref_obj, min_height=min_height, max_width=max_width, strain_range=strain_range)
+    maps = strain_tilt(result, ref_obj, min_height=min_height, max_width=max_width, strain_range=strain_range,
+                       q_range=q_range, normalizer_bad=normalizer_bad)
     maps.settings["synthetic"] = bool(info.synthetic)
+    warnings = []
+    if normalizer_bad.any():
+        warnings.append(
+            f"normalizer {normalizer!r}: {int(normalizer_bad.sum())} position(s) have a value <= 0 or not "
+            "finite in some entry (field measurement/" + str(normalizer) + "); they are masked (reason 'normalizer')"
+        )
+    n_masked = int(maps.index.size - maps.ok.sum())
+    if n_masked:
+        counts = {k: v for k, v in maps.mask_counts().items() if v}
+        warnings.append(f"{n_masked} of {maps.index.size} map cells are masked: {counts}")
+    for text in warnings:
+        log.warning("kmap %s: %s", master, text)
     stage_done("maps")
 
     start["export"] = time.perf_counter()
@@ -250,9 +319,13 @@ def process_scan(
         "min_height": min_height,
         "max_width": max_width,
         "strain_range": list(strain_range) if strain_range is not None else None,
+        "q_range": list(q_range) if q_range is not None else None,
         "normalizer": normalizer,
         "medfilt": list(medfilt) if medfilt is not None else None,
         "mask": mask is not None,
+        "masked_pixels": int(np.count_nonzero(mask)) if mask is not None else 0,
+        "engine": engine,
+        "write_qspace": qspace_path is not None,
     }
     scan = {
         "n_positions": int(info.n_positions),
@@ -266,7 +339,7 @@ def process_scan(
     }
     provenance = {
         "master": str(master),
-        "qspace": qspace_path.name,
+        "qspace": qspace_path.name if qspace_path is not None else None,
         "fit": fit_path.name,
         "scan": scan,
         "parameters": parameters,
@@ -288,8 +361,10 @@ def process_scan(
         "statistics": maps.stats,
         "ok_positions": int(maps.ok.sum()),
         "masked": maps.mask_counts(),
+        "mask_reasons": {name: MASK_REASON_TEXT[name] for name in MASK_REASONS},
+        "warnings": warnings,
         "files": {
-            "qspace": qspace_path.name,
+            **({"qspace": qspace_path.name} if qspace_path is not None else {}),
             "fit": fit_path.name,
             **{k: p.name for k, p in files.items()},
             "summary": f"{stem}_summary.json",

@@ -342,21 +342,20 @@ def check_normalizer(info: ScanInfo, normalizer: str) -> np.ndarray:
         bad_each = ~(np.isfinite(values) & (values > 0))
     bad = bad_each.any(axis=0)
     for k, entry in enumerate(info.entries):
-        nbad = int(bad_each[k].sum())
-        if nbad == info.n_positions:
+        if bad_each[k].all():
             raise KmapInputError(
                 f"normalizer {normalizer!r} is <= 0 or not finite at every position "
                 f"(e.g. {values[k, 0]!r}): the counter is not a monitor; choose another "
                 "normalizer or none", file=info.path, entry=entry,
                 field=f"measurement/{normalizer}",
             )
-        if nbad:
-            first = np.nonzero(bad_each[k])[0][:5].tolist()
-            log.warning(
-                "kmap %s entry %s field measurement/%s: %d value(s) <= 0 or not finite "
-                "(positions %s...); those positions are masked in the maps",
-                info.path, entry, normalizer, nbad, first,
-            )
+    if bad.any():
+        entries = [e for e, row in zip(info.entries, bad_each) if row.any()]
+        log.warning(
+            "kmap %s field measurement/%s: %d position(s) with a value <= 0 or not finite "
+            "(positions %s, entries %s); they are masked in the maps",
+            info.path, normalizer, int(bad.sum()), np.nonzero(bad)[0][:10].tolist(), entries[:10],
+        )
     return bad
 
 

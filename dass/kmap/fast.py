@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 BLOCK_BYTES = 128 * 2**20
 #: At most this many positions per block (progress granularity, pickling size).
 MAX_BLOCK = 256
+#: Threads per process that deflate the q-space chunks while the process fits.
+COMPRESSION_THREADS = 1
 
 # the plan that forked workers inherit (set by convert_fit before the pool starts)
 _PLAN: dict[str, Any] | None = None
@@ -136,19 +138,42 @@ def _chunk_layout(dims: Sequence[int]) -> tuple[tuple[int, int, int], list[tuple
     return chunk, slices  # type: ignore[return-value]
 
 
-def _deflate_chunks(cube32: np.ndarray, plan: dict[str, Any]) -> list[bytes]:
-    """The cube's chunks as the gzip filter stores them (zlib stream, level ``gzip_level``)."""
-    chunk = plan["chunk"]
-    level = plan["gzip_level"]
-    out = []
-    for sl in plan["chunk_slices"]:
-        part = cube32[sl]
-        if part.shape != chunk:  # edge chunk: HDF5 stores full chunks
-            full = np.zeros(chunk, dtype=np.float32)
-            full[tuple(slice(0, s) for s in part.shape)] = part
-            part = full
-        out.append(zlib.compress(np.ascontiguousarray(part).tobytes(), level))
-    return out
+def _chunk_blocks(cube32: np.ndarray, chunk: tuple[int, int, int]) -> np.ndarray:
+    """``(n_chunks, c0 * c1 * c2)`` float32: the cube cut into its HDF5 chunks, C order,
+    edge chunks padded with zeros (HDF5 stores full chunks)."""
+    grid = [-(-d // c) for d, c in zip(cube32.shape, chunk)]
+    padded = [g * c for g, c in zip(grid, chunk)]
+    if list(cube32.shape) != padded:
+        full = np.zeros(padded, dtype=np.float32)
+        full[: cube32.shape[0], : cube32.shape[1], : cube32.shape[2]] = cube32
+        cube32 = full
+    blocks = cube32.reshape(grid[0], chunk[0], grid[1], chunk[1], grid[2], chunk[2])
+    return np.ascontiguousarray(blocks.transpose(0, 2, 4, 1, 3, 5)).reshape(grid[0] * grid[1] * grid[2], -1)
+
+
+def _deflate(blocks: np.ndarray, level: int) -> list[tuple[int, bytes]]:
+    """The non-zero chunks as the gzip filter stores them: ``(chunk number, zlib stream)``.
+
+    All-zero chunks are not written at all: HDF5 reads an unwritten chunk as the dataset's
+    fill value, 0, so the values are the same. ``zlib.compress`` releases the GIL, so this
+    runs in a thread beside the fits.
+    """
+    keep = np.nonzero(blocks.any(axis=1))[0]
+    return [(int(i), zlib.compress(blocks[i].data, level)) for i in keep]
+
+
+_THREADS: Any = None
+
+
+def _threads() -> Any:
+    """This process's compression threads (created after a fork, never inherited)."""
+    global _THREADS
+    if _THREADS is None or _THREADS[0] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+
+        _THREADS = (os.getpid(), ThreadPoolExecutor(max_workers=COMPRESSION_THREADS,
+                                                    thread_name_prefix="dass-kmap-deflate"))
+    return _THREADS[1]
 
 
 def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
@@ -194,21 +219,27 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     axes = plan["fit_axes"]
     hits = plan["fit_hits"]
     fits, sums, chunks = [], np.empty(len(idx), dtype=np.float64), []
+    cubes32 = []
     for p in range(len(idx)):
         cube = np.bincount(lut, weights=weights[p], minlength=nbins).reshape(dims)
         sums[p] = cube.sum(dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            cube32 = cube.astype(np.float32)
-        if plan["write_raw"]:
-            chunks.append(_deflate_chunks(cube32, plan))
-        elif plan["write"]:
+            cubes32.append(cube.astype(np.float32))
+        if plan["write"] and not plan["write_raw"]:
             chunks.append(cube)
+    if plan["write_raw"]:
+        pool = _threads()
+        level = plan["gzip_level"]
+        futures = [pool.submit(_deflate, _chunk_blocks(c, plan["chunk"]), level) for c in cubes32]
+    for cube32 in cubes32:
         q = cube32 if qslice is None else np.ascontiguousarray(cube32[qslice])
         projections = project(q, hits)
         if bg is not None:
             for arr in projections:
                 arr -= background_estimation(bg, arr)
         fits.append([fit_func(ax, sig) for ax, sig in zip(axes, projections)])
+    if plan["write_raw"]:
+        chunks = [f.result() for f in futures]
     return {"bounds": bounds, "fits": fits, "sums": sums, "chunks": chunks}
 
 
@@ -345,6 +376,7 @@ def convert_fit(
             ds = h5["Data/qspace"]
             raw_ok = (ds.compression == "gzip" and not ds.shuffle and not ds.fletcher32
                       and ds.scaleoffset is None and ds.dtype == np.float32)
+            raw_ok = raw_ok and ds.fillvalue == 0
             dset_info = {"gzip_level": int(ds.compression_opts or 4) if raw_ok else 0, "raw": raw_ok}
     chunk, chunk_slices = _chunk_layout(dims)
     frame_bytes = 8 * int(np.prod(geo["img_size"])) * len(geo["entries"])
@@ -387,7 +419,8 @@ def convert_fit(
                     if qds is not None:
                         if _PLAN["write_raw"]:
                             for p, parts in enumerate(res["chunks"], start=a):
-                                for sl, data in zip(chunk_slices, parts):
+                                for i, data in parts:
+                                    sl = chunk_slices[i]
                                     qds.id.write_direct_chunk((p, sl[0].start, sl[1].start, sl[2].start), data)
                         else:
                             qds[a:b] = np.stack(res["chunks"])

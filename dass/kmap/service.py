@@ -43,6 +43,12 @@ __all__ = ["ENGINES", "STAGES", "make_reference", "process_scan"]
 #: the reference) and ``"direct"`` (:mod:`dass.kmap.direct`, a 3-D fit to the pixels, beyond
 #: xsocs' method; its numbers differ from xsocs by design).
 ENGINES: tuple[str, ...] = ("dass", "xsocs", "direct")
+#: What each engine is, as the summary says it.
+ENGINE_LABELS: dict[str, str] = {
+    "dass": "dass engine: xsocs' binned q-space conversion and 1-D fits, identical numbers, one pass",
+    "xsocs": "xsocs QSpaceConverter + PeakFitter (reference)",
+    "direct": "direct 3-D Gaussian fit to the pixels (dass; not xsocs' binned method)",
+}
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +313,15 @@ def process_scan(
         warnings.append(f"{n_masked} of {maps.index.size} map cells are masked: {counts}")
     for text in warnings:
         log.warning("kmap %s: %s", master, text)
+    uncertainty = None
+    if getattr(result, "q_norm_err", None) is not None:
+        from .maps import summary as map_summary
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            strain_err = ref_obj.q0_norm / result.q_norm**2 * result.q_norm_err
+        cells = np.full(maps.shape, np.nan)
+        cells[maps.index >= 0] = strain_err[maps.index[maps.index >= 0]]
+        uncertainty = {"strain_1sigma": map_summary(cells, maps.ok)}
     stage_done("maps")
 
     start["export"] = time.perf_counter()
@@ -362,6 +377,8 @@ def process_scan(
         "ok_positions": int(maps.ok.sum()),
         "masked": maps.mask_counts(),
         "mask_reasons": {name: MASK_REASON_TEXT[name] for name in MASK_REASONS},
+        "engine": ENGINE_LABELS[engine],
+        "uncertainty": uncertainty,
         "warnings": warnings,
         "files": {
             **({"qspace": qspace_path.name} if qspace_path is not None else {}),

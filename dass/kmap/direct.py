@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import KmapInputError
 from .fit import FitResult, from_xsocs
 from .inputs import check_master, frame_reader_error
 from .qspace import check_parameters

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import KmapInputError, KmapProcessingError
-from .fit import METHODS, BACKGROUNDS, FitResult, from_xsocs
+from .fit import BACKGROUNDS, METHODS, FitResult, from_xsocs
 from .inputs import check_master, frame_reader_error
 from .qspace import check_parameters
 
@@ -63,8 +63,6 @@ def _geometry(master: Path, mask: np.ndarray | None) -> dict[str, Any]:
     from xsocs.io import XsocsH5
     from xsocs.io.QSpaceH5 import QSpaceCoordinates
     from xsocs.process.qspace import qspace_conversion
-    from xsocs.util import bin_centers_to_range_step
-
     with XsocsH5.XsocsH5(str(master), mode="r") as h5:
         entries = list(h5.entries())
         first = entries[0]
@@ -108,7 +106,7 @@ def _geometry(master: Path, mask: np.ndarray | None) -> dict[str, Any]:
         "entries": entries, "files": files, "q_ar": q_ar, "img_size": tuple(int(v) for v in img_size),
         "n_images": int(n_images), "dtype": np.dtype(dtypes[0]), "sample_x": sample_x, "sample_y": sample_y,
         "center": center, "chan_per_deg": chan_per_deg, "mask": mask,
-        "lut_fn": histogramnd_get_lut, "range_fn": bin_centers_to_range_step,
+        "lut_fn": histogramnd_get_lut,
     }
 
 

@@ -1,11 +1,13 @@
 """The whole KMAP path in one call, for the service notebook (dass jobs) and the widget app.
 
-:func:`process_scan` runs check → q-space conversion (xsocs) → peak fit (xsocs) → strain and
-tilt maps → exports, writing everything into one output folder (the derived dataset):
+:func:`process_scan` runs check → q-space conversion + peak fit (engine "dass", "xsocs" or
+"direct", see :data:`ENGINES`) → strain and tilt maps → exports, writing everything into one
+output folder (the derived dataset):
 
 ============================  =====================================================
-``<stem>_qspace.h5``          xsocs QSpace HDF5 (:func:`dass.kmap.qspace.convert`)
-``<stem>_fit.h5``             xsocs fit HDF5 (:func:`dass.kmap.fit.fit`)
+``<stem>_qspace.h5``          xsocs QSpace HDF5 (engines "dass" and "xsocs"; not with
+                              ``write_qspace=False`` or the "direct" engine)
+``<stem>_fit.h5``             fit HDF5 in xsocs' layout (every engine)
 ``<stem>_maps.h5``            NeXus-style maps (:func:`dass.kmap.export.write_hdf5`)
 ``<stem>_maps.csv``           one row per position (:func:`dass.kmap.export.write_csv`)
 ``<stem>_<map>.png``          strain, pitch and roll pictures
@@ -36,7 +38,7 @@ from ..jobs.provenance import package_versions
 from .errors import KmapInputError
 from .maps import MASK_REASON_TEXT, MASK_REASONS, Maps, Reference
 
-__all__ = ["ENGINES", "STAGES", "make_reference", "process_scan"]
+__all__ = ["ENGINES", "STAGES", "job_options", "make_reference", "process_scan"]
 
 #: Conversion + fit engines of :func:`process_scan`: ``"dass"`` (:mod:`dass.kmap.fast`, the
 #: same numbers as xsocs, faster), ``"xsocs"`` (xsocs' own QSpaceConverter and PeakFitter,
@@ -396,6 +398,77 @@ def process_scan(
     summary_path.write_text(json.dumps(summary, indent=2, default=_jsonable, allow_nan=False) + "\n", encoding="utf-8")
     log.info("kmap %s: %d/%d positions ok, outputs in %s", master, summary["ok_positions"], info.n_positions, out)
     return summary
+
+
+def job_options(
+    *,
+    dataset_path: str | os.PathLike[str] | None = None,
+    mask_file: str = "",
+    normalizer: str = "",
+    min_height: float = 0.0,
+    max_width: float = 0.0,
+    strain_range: Sequence[float] = (),
+    engine: str = "dass",
+    write_qspace: bool = True,
+) -> dict[str, Any]:
+    """The :func:`process_scan` keywords from a job notebook's typed parameters.
+
+    Notebook parameters cannot be None, so "not set" is spelled: ``""`` (mask file,
+    normalizer), ``0`` (thresholds), ``[]`` (strain range).
+
+    Parameters
+    ----------
+    dataset_path : path-like, optional
+        Folder of the input dataset: a relative ``mask_file`` is looked up there.
+    mask_file : str
+        Detector mask (:func:`dass.kmap.inputs.load_mask`), absolute or inside the dataset.
+    normalizer : str
+        Counter to divide each frame by (for example ``"mon"``).
+    min_height, max_width : float
+        Mask positions whose peak is lower / wider (Å⁻¹); 0: no threshold.
+    strain_range : [min, max] or []
+        Mask positions whose strain lies outside.
+    engine : str
+        One of :data:`ENGINES`.
+    write_qspace : bool
+        Keep the 4-D q-space file (engine "dass").
+
+    Raises
+    ------
+    KmapInputError
+        Naming the parameter and what to give.
+    """
+    out: dict[str, Any] = {"engine": engine, "write_qspace": bool(write_qspace)}
+    if engine not in ENGINES:
+        raise KmapInputError(f"unknown engine {engine!r}: use one of {ENGINES}", field="engine")
+    out["mask"] = None
+    if mask_file:
+        path = Path(mask_file).expanduser()
+        if not path.is_absolute() and dataset_path is not None:
+            path = Path(dataset_path) / path
+        out["mask"] = str(path)
+    out["normalizer"] = normalizer or None
+    for name, value in (("min_height", min_height), ("max_width", max_width)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise KmapInputError(f"{name} is {value!r}: give a number (0: no threshold)", field=name) from None
+        if number < 0 or number != number:
+            raise KmapInputError(f"{name} is {value!r}: give a number >= 0 (0: no threshold)", field=name)
+        out[name] = number or None
+    if strain_range:
+        try:
+            lo, hi = (float(v) for v in strain_range)
+        except (TypeError, ValueError):
+            raise KmapInputError(f"strain_range is {strain_range!r}: give [min, max] or []",
+                                 field="strain_range") from None
+        if not lo < hi:
+            raise KmapInputError(f"strain_range is {strain_range!r}: min must be below max",
+                                 field="strain_range")
+        out["strain_range"] = (lo, hi)
+    else:
+        out["strain_range"] = None
+    return out
 
 
 def _finite(value: Any) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import shutil
 
 import h5py
 import numpy as np
@@ -194,4 +193,21 @@ def test_load_mask_files(tmp_path):
     (tmp_path / "m.txt").write_text("1 0")
     with pytest.raises(KmapInputError, match="unknown mask file type"):
         inputs.load_mask(tmp_path / "m.txt")
-    shutil.rmtree(tmp_path)
+
+
+
+def test_job_options_from_notebook_parameters(tmp_path):
+    from dass.kmap.service import job_options
+
+    assert job_options() == {"engine": "dass", "write_qspace": True, "mask": None, "normalizer": None,
+                             "min_height": None, "max_width": None, "strain_range": None}
+    got = job_options(dataset_path=tmp_path, mask_file="masks/m.npy", normalizer="mon", min_height=2.5,
+                      max_width=0.01, strain_range=[-1e-3, 2e-3], engine="xsocs", write_qspace=False)
+    assert got == {"engine": "xsocs", "write_qspace": False, "mask": str(tmp_path / "masks/m.npy"),
+                   "normalizer": "mon", "min_height": 2.5, "max_width": 0.01, "strain_range": (-1e-3, 2e-3)}
+    for kwargs, field in (({"engine": "fast"}, "engine"), ({"min_height": -1}, "min_height"),
+                          ({"max_width": "wide"}, "max_width"), ({"strain_range": [1]}, "strain_range"),
+                          ({"strain_range": [2e-3, -1e-3]}, "strain_range")):
+        with pytest.raises(KmapInputError) as err:
+            job_options(**kwargs)
+        assert err.value.field == field

@@ -434,6 +434,10 @@ def convert_fit(
         finally:
             if qh5 is not None:
                 qh5.close()
+    except BaseException:
+        if q_path is not None:  # no half-written q-space file is left behind
+            q_path.unlink(missing_ok=True)
+        raise
     finally:
         _PLAN = None
 

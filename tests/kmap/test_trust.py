@@ -154,9 +154,10 @@ def test_corrupt_chunk_mid_scan_names_file_entry_and_frames(gzip_scan, tmp_path)
     master = copy_scan(gzip_scan[0], tmp_path / "scan")
     _corrupt_chunk(master.parent / "kmap_2.1.h5", "2.1", 7)
     with pytest.raises(KmapInputError, match="cannot be read") as err:
-        convert_fit(master, None, tmp_path / "fit.h5", grid=(10, 10, 10))
+        convert_fit(master, tmp_path / "q.h5", tmp_path / "fit.h5", grid=(10, 10, 10), n_proc=2)
     assert err.value.file.endswith("kmap_2.1.h5") and err.value.entry == "2.1"
-    assert not (tmp_path / "fit.h5").exists()
+    assert err.value.field == "measurement/image/data"
+    assert not (tmp_path / "fit.h5").exists() and not (tmp_path / "q.h5").exists()
 
 
 def test_normalizer_without_a_usable_value_is_refused(small_scan, tmp_path):

@@ -18,7 +18,8 @@ of processes, times the same work both ways, same input and parameters:
 
 Before timing, one run of each side on each scan keeps its files and the two are compared:
 every dataset of the q-space files and every fit parameter must be identical (max abs
-difference 0; printed). With ``--direct`` it also runs the direct 3-D fit engine
+difference 0; printed). ``--maps-only`` adds a third side, the dass engine without the
+q-space file (``write_qspace=False``). With ``--direct`` it also runs the direct 3-D fit engine
 (:mod:`dass.kmap.direct`) on a small noise-free scan and prints its strain error against the
 generator's truth next to xsocs' (accuracy and time).
 
@@ -77,8 +78,9 @@ def _work(side: str, master: str, out: str, grid: list[int], n_proc: int) -> dic
     ffile = os.path.join(out, "fit.h5")
     c0 = cpu()
     t0 = time.perf_counter()
-    if side == "dass":
-        convert_fit(master, qfile, ffile, grid=grid, method="gaussian", background="none", n_proc=n_proc)
+    if side.startswith("dass"):
+        convert_fit(master, None if side == "dass-maps" else qfile, ffile, grid=grid, method="gaussian",
+                    background="none", n_proc=n_proc)
         t1 = time.perf_counter()  # one pass: the fit time is inside the conversion
     else:
         kmap_2_qspace(master, qfile, grid, n_proc=n_proc)
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frame", type=int, default=32, help="detector frame side, pixels")
     ap.add_argument("--grid", type=int, default=28, help="q-space bins per axis")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic scans")
+    ap.add_argument("--maps-only", action="store_true",
+                    help="also time the dass engine without the q-space file (side 'dass-maps')")
     ap.add_argument("--direct", action="store_true",
                     help="also the direct 3-D fit engine's accuracy and time (small noise-free scan)")
     ap.add_argument("--worker", nargs=5, metavar=("SIDE", "MASTER", "OUT", "GRID", "NPROC"),
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args.direct = args.direct or args.quick
     grid = [args.grid] * 3
     work = Path(tempfile.mkdtemp(prefix="dass-bench-kmap-"))
-    rows, ratios, records = [], [], []
+    rows, ratios, records, maps_rows = [], [], [], []
     try:
         scans = {}
         for n in sizes:
@@ -248,20 +252,21 @@ def main(argv: list[str] | None = None) -> int:
             for folder in kept.values():
                 shutil.rmtree(folder, ignore_errors=True)
         order_flip = False
-        total_runs = len(sizes) * len(args.procs) * args.repeats * 2
+        sides = ("dass", "xsocs", *(("dass-maps",) if args.maps_only else ()))
+        total_runs = len(sizes) * len(args.procs) * args.repeats * len(sides)
         with tqdm(total=total_runs, desc="timed runs", unit="run") as bar:
             for n in sizes:
                 master, npos, gen_s = scans[n]
                 for n_proc in args.procs:
-                    got: dict[str, list[dict]] = {"dass": [], "xsocs": []}
+                    got: dict[str, list[dict]] = {side: [] for side in sides}
                     for _ in range(args.repeats):
-                        order = ("xsocs", "dass") if order_flip else ("dass", "xsocs")
+                        order = sides[::-1] if order_flip else sides
                         order_flip = not order_flip
                         for side in order:
                             got[side].append(run_side(side, master, grid, n_proc, work))
                             bar.update(1)
                     med = {}
-                    for side in ("dass", "xsocs"):
+                    for side in sides:
                         runs = got[side]
                         m = {k: statistics.median(r[k] for r in runs)
                              for k in ("convert_s", "fit_s", "total_s", "cpu_s")}
@@ -276,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
                     cpu_ratio = med["xsocs"]["cpu_s"] / med["dass"]["cpu_s"]
                     ratios.append([str(npos), str(n_proc), f"{ratio:.2f}", f"{TARGET_SPEEDUP:.1f}",
                                    "met" if ratio >= TARGET_SPEEDUP else "MISSED", f"{cpu_ratio:.2f}"])
+                    if "dass-maps" in med:
+                        maps_rows.append([str(npos), str(n_proc),
+                                          f"{med['xsocs']['total_s'] / med['dass-maps']['total_s']:.2f}",
+                                          f"{med['xsocs']['cpu_s'] / med['dass-maps']['cpu_s']:.2f}"])
         print()
         print(f"KMAP conversion + Gaussian fit, {args.angles} angles, {args.frame}x{args.frame} "
               f"frames, grid {args.grid}^3, {args.repeats} run(s) per side and setting "
@@ -288,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                     ["positions", "generate s", "positions/s"]))
         print()
         print(table(ratios, ["positions", "procs", "xsocs/dass", "target", "result", "CPU xsocs/dass"]))
+        if maps_rows:
+            print()
+            print("without the 4-D q-space file (write_qspace=False: maps only):")
+            print(table(maps_rows, ["positions", "procs", "xsocs/dass-maps", "CPU xsocs/dass-maps"]))
         print(f"load average: {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
               "(wall-time ratios are noisy when it exceeds the CPU count; CPU-time ratios less so)")
         print()
@@ -307,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average": os.getloadavg(),
             "identical": [dict(zip(["positions", "identical", "differs"], r)) for r in same_rows],
             "direct": direct,
+            "maps_only": [dict(zip(["positions", "n_proc", "speedup", "cpu_speedup"], r)) for r in maps_rows],
         })
     finally:
         if args.keep:

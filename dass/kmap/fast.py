@@ -255,6 +255,7 @@ def convert_fit(
     background: str = "none",
     fit_roi: Sequence[Sequence[float]] | None = None,
     n_proc: int = 1,
+    qspace_compression: str | None = "gzip",
     overwrite: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> FitResult:
@@ -274,6 +275,9 @@ def convert_fit(
         As :func:`dass.kmap.fit.fit` (``fit_roi`` is its ``roi``).
     n_proc
         Worker processes (1: everything in this process).
+    qspace_compression
+        Filter of the q-space cubes: ``"gzip"`` (xsocs' default, deflated by the workers),
+        ``"lzf"`` or None (lighter and faster; the same values, a larger file).
     overwrite
         Replace existing outputs.
     progress
@@ -296,6 +300,9 @@ def convert_fit(
                               medfilt=medfilt, n_proc=n_proc)
     if method not in METHODS:
         raise KmapInputError(f"unknown fit method {method!r}: use one of {METHODS}", field="method")
+    if qspace_compression not in ("gzip", "lzf", None):
+        raise KmapInputError(f"unknown q-space compression {qspace_compression!r}: use 'gzip', 'lzf' or None",
+                             field="qspace_compression")
     if background not in BACKGROUNDS:
         raise KmapInputError(f"unknown background {background!r}: use one of {BACKGROUNDS}", field="background")
     fit_path = Path(fit_output)
@@ -351,7 +358,6 @@ def convert_fit(
     write = q_path is not None
     dset_info: dict[str, Any] = {}
     if write:
-        from xsocs import config as xsocs_config
         from xsocs.process.qspace.QSpaceConverter import _create_result_file
 
         # the same file xsocs creates (its own writer, chunks and compression)
@@ -361,7 +367,7 @@ def convert_fit(
             np.array(np.array(params["medfilt"], dtype=np.int32) if params["medfilt"] is not None else (1, 1), ndmin=1),
             params["roi"], geo["sample_x"][indices], geo["sample_y"][indices], *centers, histo,
             selected_entries=geo["entries"], discarded_entries=[],
-            compression=xsocs_config.DEFAULT_HDF5_COMPRESSION,
+            compression=qspace_compression,
             qspace_chunks=(1, *(max(d // 4, 1) for d in dims)),
             qspace_sum_chunks=(max(n // 10, 1),),
             overwrite=True, beam_energy=None, direct_beam=geo["center"],

@@ -126,3 +126,18 @@ def test_fast_engine_refuses_bad_input(small_scan, tmp_path):
     (tmp_path / "f.h5").write_text("x")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         convert_fit(master, None, tmp_path / "f.h5", grid=(10, 10, 10))
+
+
+@pytest.mark.parametrize("compression", ["lzf", None])
+def test_lighter_qspace_compression_keeps_the_values(beamline_scan, tmp_path, compression):
+    master, _ = beamline_scan
+    convert_fit(master, tmp_path / "gzip.h5", tmp_path / "f1.h5", grid=(16, 18, 20))
+    convert_fit(master, tmp_path / "other.h5", tmp_path / "f2.h5", grid=(16, 18, 20),
+                qspace_compression=compression, n_proc=2)
+    with h5py.File(tmp_path / "gzip.h5") as a, h5py.File(tmp_path / "other.h5") as b:
+        assert a["Data/qspace"].compression == "gzip" and b["Data/qspace"].compression == compression
+        assert_identical(a["Data/qspace"][()], b["Data/qspace"][()], "qspace")
+        assert_identical(a["Data/qspace_sum"][()], b["Data/qspace_sum"][()], "qspace_sum")
+    with pytest.raises(KmapInputError) as err:
+        convert_fit(master, None, tmp_path / "f3.h5", qspace_compression="zstd")
+    assert err.value.field == "qspace_compression"

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .fit import FitResult, from_xsocs
+from .fit import FitResult, _labelled, from_xsocs
 from .inputs import check_master, frame_reader_error
 from .qspace import check_parameters
 
@@ -296,12 +296,3 @@ def fit_direct(
     return _labelled(from_xsocs(result, out))
 
 
-def _labelled(result: FitResult) -> FitResult:
-    """A FitResult from a direct fit file: method "direct", uncertainties filled in."""
-    raw = result.raw or {}
-    result.method = "direct"
-    if "Center_err" in raw:
-        result.center_err = raw["Center_err"]
-    if "Qnorm_err" in raw:
-        result.q_norm_err = raw["Qnorm_err"][:, 0]
-    return result

@@ -267,7 +267,16 @@ def read_fit(path: str | Path) -> FitResult:
         engine = h5.attrs.get("dass_engine")
     out = from_xsocs(result, p)
     if engine in ("direct", b"direct"):
-        from .direct import _labelled
-
         out = _labelled(out)
     return out
+
+
+def _labelled(result: FitResult) -> FitResult:
+    """A FitResult from a direct fit file: method "direct", uncertainties filled in."""
+    raw = result.raw or {}
+    result.method = "direct"
+    if "Center_err" in raw:
+        result.center_err = raw["Center_err"]
+    if "Qnorm_err" in raw:
+        result.q_norm_err = raw["Qnorm_err"][:, 0]
+    return result

@@ -46,7 +46,8 @@ SERVICE = {
                                   "learning_rate", "val_fraction", "patience", "weights", "seed"],
     ("kmap", "scan_overview"): ["input_dataset"],
     ("kmap", "strain_tilt_maps"): ["input_dataset", "grid", "method", "background", "hkl", "lattice_a",
-                                   "reference_region", "roi", "processes"],
+                                   "reference_region", "roi", "processes", "engine", "mask_file", "normalizer",
+                                   "min_height", "max_width", "strain_range", "write_qspace"],
     ("stm", "fast_overview"): ["input_dataset", "frame"],
     ("stm", "fast_movie"): ["input_dataset", "recipe", "frames", "fps", "hdf5"],
 }
@@ -493,6 +494,20 @@ def test_kmap_strain_tilt_maps_match_the_demo_truth(run_job, repository):
     # three rocking angles only (the demo is small): a loose bound, the tight ones are in tests/kmap
     assert np.sqrt(np.mean((got[ok] - expected[ok]) ** 2)) < 2e-4
     assert "SYNTHETIC" in _stdout(nb) or "synthetic" in _stdout(nb)
+
+
+def test_kmap_job_masks_with_thresholds_and_refuses_a_bad_mask_file(run_job, tmp_path):
+    """The job's masking parameters reach the maps; a mask file that is not there is named."""
+    output_dir, nb = run_job("kmap", "strain_tilt_maps", BOB,
+                             {"input_dataset": "p-2026-002/kmap-sige-island", "grid": [24, 24, 24],
+                              "strain_range": [-1e-9, 1e-9], "write_qspace": False})
+    summary = json.loads((output_dir / "sige_island_summary.json").read_text())
+    assert "qspace" not in summary["files"] or not (output_dir / str(summary["files"].get("qspace"))).is_file()
+    assert summary["masked"], summary["masked"]  # a range no real strain fits in masks positions
+    with pytest.raises(papermill.PapermillExecutionError) as e:
+        run_job("kmap", "strain_tilt_maps", BOB,
+                {"input_dataset": "p-2026-002/kmap-sige-island", "mask_file": "no-such-mask.npy"})
+    assert "no-such-mask.npy" in str(e.value)
 
 
 # ---------------------------------------------------------------------------- STM

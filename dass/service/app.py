@@ -42,7 +42,7 @@ from ..data.errors import StorageError
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
 from .auth import IdentityResolver
-from .handlers import NotFoundHandler, default_handlers
+from .handlers import NotFoundHandler, RequestLimits, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers
 from .pages import default_handlers as pages_handlers
 from .extensions import ServiceExtension, extension_classes, load_extensions
@@ -129,6 +129,37 @@ class DassService(Application):
         Default: random at each start, so browsers sign in again (silently, through the hub)
         after a restart. Set it (32 random bytes) when several replicas serve the same
         ``base_url``.""",
+    ).tag(config=True)
+
+    max_body_bytes = Integer(
+        16 * 1024**2,
+        help="""Largest request body (bytes) of an API route that sets no limit of its own
+        (``api/jobs`` allows ``c.JobManager.max_notebook_bytes`` and a little more,
+        ``api/classify`` ``c.SemClassifyService.max_request_bytes``). A larger body answers
+        413 JSON: from its ``Content-Length`` before it is read, or, sent chunked, as soon as
+        the count passes the limit.""",
+    ).tag(config=True)
+
+    max_json_depth = Integer(
+        64,
+        help="""Deepest nesting of arrays and objects accepted in a JSON request body; a deeper
+        one answers 400 (it could otherwise exhaust the parser's stack).""",
+    ).tag(config=True)
+
+    max_name_length = Integer(
+        255,
+        help="""Longest name (notebook, dataset, stack, size, parameter, idempotency key) and
+        longest component of a path in a request, in characters; longer answers 400. 255 is
+        the file name limit of common file systems.""",
+    ).tag(config=True)
+
+    discard_body_bytes = Integer(
+        1024**3,
+        help="""How much of a refused request's body (bytes) is read and thrown away before the
+        refusal (401, 403, 404, 405, 413…) is answered. Answering with the body unread makes
+        JupyterHub's proxy fail with ``ECONNRESET`` and answer its own 503 HTML instead of the
+        JSON error; reading costs bandwidth, not memory. A body declared larger than this is
+        answered at once and its connection closed.""",
     ).tag(config=True)
 
     @default("log_level")
@@ -332,6 +363,12 @@ class DassService(Application):
             header_templates=[name for ext in self.extensions for name in ext.header_templates()],
             jinja2_env=jinja_env,
             openapi=load_openapi(),
+            request_limits=RequestLimits(
+                max_body_bytes=self.max_body_bytes,
+                max_json_depth=self.max_json_depth,
+                max_name_length=self.max_name_length,
+                discard_body_bytes=self.discard_body_bytes,
+            ),
             cookie_secret=self.cookie_secret,
             login_url=self.hub_auth.login_url,
             default_handler_class=NotFoundHandler,

@@ -8,11 +8,16 @@ a browser to the hub's OAuth login. All errors of API routes are JSON
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
+import re
+import secrets
 from collections import OrderedDict
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from jupyterhub.utils import url_path_join
@@ -21,19 +26,53 @@ from tornado import web
 import dass
 
 from ..data.access import Identity
+from ..data.metadata import NAME_RE
 from ..errors import INTERNAL_ERROR, DassError
 
 if TYPE_CHECKING:
     from ..data.catalog import Catalog
     from ..stacks.registry import StackRegistry
 
-__all__ = ["ApiError", "BaseHandler", "default_handlers"]
+__all__ = ["ApiError", "BaseHandler", "RequestLimits", "default_handlers"]
 
 log = logging.getLogger(__name__)
 
 #: Largest ``limit`` of ``GET api/datasets``.
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
+#: Largest integer a query parameter (``offset``…) or a JSON body may hold: SQLite's and a
+#: file offset's range (a signed 64-bit integer); larger ones answer 400 instead of overflowing.
+MAX_INTEGER = 2**63 - 1
+#: Longest path (characters) a request may name, the operating system's ``PATH_MAX``.
+MAX_PATH_LENGTH = 4096
+#: Characters never accepted in names, paths or JSON strings: NUL (it ends a C string, so
+#: every file and database call refuses it) and lone UTF-16 surrogates (not encodable).
+BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+#: Methods whose request may carry a body (the others never read one).
+_HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The bounds every request is checked against (set from ``c.DassService``).
+
+    Parameters
+    ----------
+    max_body_bytes : int
+        Largest request body of a route that does not set its own (``body_limit``).
+    max_json_depth : int
+        Deepest nesting of arrays and objects in a JSON body.
+    max_name_length : int
+        Longest name, and longest component of a path, in characters.
+    discard_body_bytes : int
+        How much of a refused request's body is read and thrown away before the refusal is
+        answered, so that a proxy in front passes the answer on (see :meth:`BaseHandler.send_error`).
+    """
+
+    max_body_bytes: int = 16 * 1024**2
+    max_json_depth: int = 64
+    max_name_length: int = 255
+    discard_body_bytes: int = 1024**3
 
 
 class ApiError(DassError, web.HTTPError):
@@ -63,6 +102,44 @@ def _error_message(exc: BaseException | None) -> str | None:
     return None
 
 
+def _with_body(method: Callable) -> Callable:
+    """Wrap an HTTP method of a handler: answer a refusal decided while the body arrived,
+    else hand the collected body over as ``self.request.body``, then run the method."""
+
+    @functools.wraps(method)
+    def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
+        if self._refusal is not None:
+            raise self._refusal
+        if self._streams_body() and self._body_chunks is not None:
+            self.request.body = b"".join(self._body_chunks)
+            self._body_chunks = None
+        return method(self, *args, **kwargs)
+
+    wrapper._dass_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _counted(data_received: Callable) -> Callable:
+    """Wrap a handler's ``data_received``: count the body as it arrives (chunked or not),
+    refuse it with 413 at the route's limit, and throw chunks away once a refusal is decided."""
+
+    @functools.wraps(data_received)
+    def wrapper(self: BaseHandler, chunk: bytes) -> Any:
+        self._body_received += len(chunk)
+        if self._refusal is not None or self._deferred is not None:
+            return None  # refused: read to the end and thrown away
+        limit = self.body_limit()
+        if self._body_received > limit:
+            self._refuse_body(ApiError(
+                413, f"the request body is larger than {limit} bytes, the limit of "
+                     f"{self.request.method} {self.request.path}: send less"))
+            return None
+        return data_received(self, chunk)
+
+    wrapper._dass_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
     """Common ground: hub authentication, the caller's identity, JSON and HTML answers.
 
@@ -73,11 +150,53 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     auth_required: bool = True
 
+    #: whether the route reads its request body as it arrives (tornado's
+    #: ``stream_request_body``): None streams it on routes that take one (POST, PUT, PATCH,
+    #: DELETE), so that it is counted, bounded and, when refused, read to its end (see
+    #: :meth:`send_error`); routes without a body have theirs read by tornado before prepare()
+    stream_body: bool | None = None
+
     #: the caller, set by :meth:`prepare` on authenticated routes
     identity: Identity | None = None
 
+    # the request body, read as it arrives (every route streams it, see send_error)
+    _body_chunks: list[bytes] | None = None
+    _body_received: int = 0
+    #: an error decided while the body arrived, raised when it has been read
+    _refusal: BaseException | None = None
+    #: an error answer (status, send_error kwargs) waiting for the body to be read
+    _deferred: tuple[int, dict[str, Any]] | None = None
+    #: the id of an unexpected error, logged with its traceback and told to the caller
+    _error_id: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every route reads its body the same way: counted, bounded, refused as JSON
+        super().__init_subclass__(**kwargs)
+        for name in _HTTP_METHODS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_dass_wrapped", False):
+                setattr(cls, name, _with_body(method))
+        receiver = cls.__dict__.get("data_received")
+        if receiver is not None and not getattr(receiver, "_dass_wrapped", False):
+            cls.data_received = _counted(receiver)
+        if cls.stream_body is not None:
+            cls._stream_request_body = cls.stream_body
+        elif "_stream_request_body" not in cls.__dict__:  # not set by @web.stream_request_body
+            cls._stream_request_body = any(
+                getattr(cls, m) is not getattr(web.RequestHandler, m) for m in ("post", "put", "patch", "delete")
+            )
+
     def initialize(self) -> None:
         self.hub_auth = self.settings["hub_auth"]
+        self._body_chunks = []
+
+    @property
+    def limits(self) -> RequestLimits:
+        return self.settings.get("request_limits") or RequestLimits()
+
+    def body_limit(self) -> int:
+        """Largest request body of this route (bytes); routes with bigger bodies override it."""
+        return self.limits.max_body_bytes
 
     # -- shortcuts -------------------------------------------------------------------------------
 
@@ -153,19 +272,94 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             ) from None
 
     async def prepare(self) -> None:
+        if self._streams_body():
+            # read up to the refusal bound, so that a refused body is still read to its end
+            # (tornado itself would close the connection at its default 100 MB)
+            set_max = getattr(self.request.connection, "set_max_body_size", None)
+            if set_max is not None:
+                set_max(max(self.limits.discard_body_bytes, self.body_limit()))
         if not self._implements(self.request.method):
             raise web.HTTPError(405)  # before authentication: the route never takes it
-        if not self.auth_required:
+        if self.auth_required:
+            model = await self.hub_user()
+            if model is None:
+                if not self.is_api and self.request.method in ("GET", "HEAD"):
+                    self.redirect(self.get_login_url())
+                    return
+                raise ApiError(401, self.unauthenticated_message())
+            self.current_user = model
+            # a HubLookupError answers with its own status: 503 hub unavailable, 401 unknown user
+            self.identity = await self.settings["identity_resolver"].identity(model)
+        self.check_declared_length()
+
+    def check_declared_length(self) -> None:
+        """Refuse a body whose ``Content-Length`` is malformed (400) or over the route's
+        limit (413), before it is read."""
+        declared = self.request.headers.get("Content-Length")
+        if declared is None:
             return
-        model = await self.hub_user()
-        if model is None:
-            if not self.is_api and self.request.method in ("GET", "HEAD"):
-                self.redirect(self.get_login_url())
-                return
-            raise ApiError(401, self.unauthenticated_message())
-        self.current_user = model
-        # a HubLookupError answers with its own status: 503 hub unavailable, 401 unknown user
-        self.identity = await self.settings["identity_resolver"].identity(model)
+        if not re.fullmatch(r"[0-9]{1,19}", declared.strip()):
+            raise ApiError(400, f"invalid Content-Length {declared[:40]!r}: send the body's size in bytes")
+        limit = self.body_limit()
+        if int(declared) > limit:
+            raise ApiError(413, f"the request body is {int(declared)} bytes; the limit of {self.request.method} "
+                                f"{self.request.path} is {limit} bytes: send less")
+
+    # -- the request body ------------------------------------------------------------------------
+
+    def _streams_body(self) -> bool:
+        return bool(getattr(type(self), "_stream_request_body", False))
+
+    def data_received(self, chunk: bytes) -> None:
+        """Keep a chunk of the body (counted and bounded by :func:`_counted`)."""
+        if self._body_chunks is not None:
+            self._body_chunks.append(chunk)
+
+    def _body_pending(self) -> bool:
+        """Whether this request has a body that is still to be read (and may be, up to the
+        refusal bound)."""
+        if not self._streams_body() or self._finished:
+            return False
+        future = getattr(self.request, "_body_future", None)  # tornado's "body read" signal
+        if future is None or future.done():
+            return False
+        # even an empty body: an answer given before the connection has "read" it closes the
+        # connection, and a client that reuses it gets a reset
+        declared = self.request.headers.get("Content-Length", "0").strip()
+        if not declared.isdigit() or len(declared) > 19:
+            return False
+        return int(declared) <= self.limits.discard_body_bytes
+
+    def _refuse_body(self, error: BaseException) -> None:
+        """Refuse this request once its body has been read (and thrown away)."""
+        self._refusal = error
+        self._body_chunks = None
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """Answer an error, after reading and throwing away a body still on its way.
+
+        A refusal decided from the headers alone (authentication, a declared size over the
+        limit, a method or route that does not exist) comes before the body is read. Answering
+        at once and closing the connection with the body unread makes a proxy in front
+        (JupyterHub's configurable-http-proxy) fail with ``ECONNRESET`` and answer its own 503
+        instead of ours; so the rest of the body, up to ``discard_body_bytes``, is read and
+        thrown away first, and the answer then goes out on a connection that stays usable.
+        """
+        if self._deferred is None and self._body_pending():
+            self._deferred = (status_code, kwargs)
+            self._body_chunks = None
+            self.request._body_future.add_done_callback(self._send_deferred_error)
+            return
+        super().send_error(status_code, **kwargs)
+
+    def _send_deferred_error(self, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None or self._finished or self._deferred is None:
+            return  # the client went away
+        status_code, kwargs = self._deferred
+        try:
+            super().send_error(status_code, **kwargs)
+        except Exception:  # never fail while reporting a failure
+            self.log.exception("cannot answer %s %s with %s", self.request.method, self.request.path, status_code)
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -207,8 +401,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             else:
                 self.log.debug("%s %s (user %s): %s", value.status, self.request.path, user, value.log_message)
         else:
-            self.log.error("uncaught exception in %s %s (user %s)", self.request.method, self.request.uri, user,
-                           exc_info=(typ, value, tb))
+            self._error_id = secrets.token_hex(6)
+            self.log.error("error %s: uncaught exception in %s %s (user %s)", self._error_id, self.request.method,
+                           self.request.uri, user, exc_info=(typ, value, tb))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The one place an error becomes an answer: ``{"status", "message"}`` JSON under
@@ -224,6 +419,11 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             message = INTERNAL_ERROR
         if not message:
             message = self._default_message(status_code)
+        if self._error_id and status_code >= 500 and not isinstance(exc, (web.HTTPError, DassError)):
+            # an unexpected error: the id finds its traceback in the log
+            message = f"{message} (error id {self._error_id})"
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if self.is_api:
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.finish(json.dumps({"status": status_code, "message": message}))
@@ -243,7 +443,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         if status_code == 404:
             return f"no such route: {self.request.path}; see {url_path_join(self.base_url, 'api/openapi.json')}"
         if status_code == 405:
-            allowed = [m for m in self.SUPPORTED_METHODS if self._implements(m)]
+            allowed = self.allowed_methods()
             return (
                 f"method {self.request.method} is not allowed on {self.request.path}; "
                 f"use {', '.join(allowed) or 'another route'}"
@@ -255,19 +455,47 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         except ValueError:
             return "error"
 
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this route answers (the ``Allow`` header of a 405)."""
+        return [m for m in self.SUPPORTED_METHODS if self._implements(m)]
+
     def _implements(self, method: str) -> bool:
         impl = getattr(type(self), method.lower(), None)
         return impl is not None and impl is not getattr(web.RequestHandler, method.lower(), None)
 
     # -- request arguments -----------------------------------------------------------------------
 
-    @staticmethod
-    def parse_json(body: bytes, empty: bytes = b"null") -> Any:
-        """A request body as JSON (``empty`` stands for an empty body); 400 when it is not."""
+    def parse_json(self, body: bytes, empty: bytes = b"null") -> Any:
+        """A request body as JSON (``empty`` stands for an empty body); 400 when it is not
+        JSON, nests deeper than ``max_json_depth``, holds an integer beyond 64 bits, a number
+        that is not finite, or a string with a NUL or a lone surrogate."""
+        depth = self.limits.max_json_depth
         try:
-            return json.loads(body or empty)
-        except ValueError as e:
+            doc = json.loads(body or empty, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise ApiError(400, f"the request body nests arrays or objects deeper than {depth} levels "
+                                "(c.DassService.max_json_depth)") from None
+        except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+        check_json(doc, depth)
+        return doc
+
+    def check_name(self, value: Any, field: str, *, path: bool = False) -> str:
+        """A name (or with ``path``, a ``/``-separated path) from a request: a string without
+        NUL, surrogates or control characters, no longer than ``max_name_length`` characters
+        (each path component), else 400 naming the field."""
+        limit = self.limits.max_name_length
+        if not isinstance(value, str):
+            raise ApiError(400, f"{field} must be a string, not {type(value).__name__}")
+        if BAD_CHARACTERS.search(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ApiError(400, f"{field} contains a NUL, a control character or an invalid unicode character; "
+                                "send plain text")
+        parts = value.split("/") if path else [value]
+        if len(value) > MAX_PATH_LENGTH or any(len(p) > limit for p in parts):
+            what = "each part of a path" if path else "a name"
+            raise ApiError(400, f"{field} is too long ({len(value)} characters): {what} may have at most {limit} "
+                                "characters (c.DassService.max_name_length)")
+        return value
 
     def query_args(self, known: tuple[str, ...]) -> dict[str, str]:
         """The query arguments of this request (last value of each), refusing unknown names."""
@@ -285,23 +513,64 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     @staticmethod
     def int_arg(args: dict[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
+        """An integer query parameter between ``lo`` and ``hi`` (at most :data:`MAX_INTEGER`),
+        written with ASCII digits; 400 naming the bounds otherwise."""
         raw = args.get(name, "")
         if raw.strip() == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
-        if value is None or value < lo or (hi is not None and value > hi):
-            bounds = f"between {lo} and {hi}" if hi is not None else f"{lo} or more"
-            raise ApiError(400, f"query parameter {name} must be an integer {bounds}, got {raw!r}")
+        hi = MAX_INTEGER if hi is None else min(hi, MAX_INTEGER)
+        value = int(raw) if re.fullmatch(r"\s*[-+]?[0-9]{1,19}\s*", raw) else None
+        if value is None or value < lo or value > hi:
+            shown = raw if len(raw) <= 40 else raw[:40] + "…"
+            raise ApiError(400, f"query parameter {name} must be an integer between {lo} and {hi}, got {shown!r}")
         return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+def check_json(doc: Any, max_depth: int) -> None:
+    """Refuse (400) a parsed JSON document nesting deeper than ``max_depth``, holding an
+    integer beyond 64 bits or a string (or key) with a NUL or a lone surrogate. Iterative, so
+    no document can exhaust the stack."""
+    stack: list[tuple[Any, int, str]] = [(doc, 0, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= max_depth:
+                raise ApiError(400, f"the request body nests arrays or objects deeper than {max_depth} levels "
+                                    "(c.DassService.max_json_depth)")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and BAD_CHARACTERS.search(key):
+                    raise ApiError(400, f"a key in the request body{where} contains a NUL or an invalid unicode "
+                                        "character")
+                stack.append((item, depth + 1, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"))
+        elif isinstance(value, str):
+            if BAD_CHARACTERS.search(value):
+                raise ApiError(400, f"the request body{' at ' + where.lstrip('.') if where else ''} contains a NUL "
+                                    "or an invalid unicode character; send plain text")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            raise ApiError(400, f"the number at {where.lstrip('.') or 'the top'} of the request body is out of range "
+                                f"(at most {MAX_INTEGER} in magnitude)")
+
+
+BaseHandler.data_received = _counted(BaseHandler.data_received)  # type: ignore[method-assign]
 
 
 class NotFoundHandler(BaseHandler):
     """Answers every path that no route matches (JSON under ``api/``, HTML elsewhere)."""
 
     auth_required = False
+    stream_body = True  # a body sent to no route is read and thrown away before the 404
 
     def prepare(self) -> None:
         raise web.HTTPError(404)
@@ -384,6 +653,9 @@ class DatasetHandler(BaseHandler):
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())
         dataset_id = f"{proposal}/{dataset}"
+        if not (NAME_RE.fullmatch(proposal) and NAME_RE.fullmatch(dataset)):
+            raise ApiError(404, f"dataset {dataset_id[:2 * 64 + 1]!r} not found: proposal and dataset names are "
+                                "letters, digits, '.', '_' and '-' (at most 64 characters each)")
         visible = self.catalog.visible(self.identity, [dataset_id])
         record = visible.get(dataset_id)
         if record is None:

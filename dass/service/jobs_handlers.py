@@ -29,12 +29,37 @@ class JobsBase(BaseHandler):
     def jobs(self):
         return self.settings["job_manager"]
 
+    def body_limit(self) -> int:
+        # a job request holds at most one notebook, and a little around it
+        return self.jobs.max_notebook_bytes + 256 * 1024
+
     def json_body(self) -> Any:
-        limit = self.jobs.max_notebook_bytes + 256 * 1024
-        if len(self.request.body) > limit:
-            raise ApiError(413, f"request body larger than {limit} bytes; the notebook limit is "
-                                f"{self.jobs.max_notebook_bytes} bytes")
         return self.parse_json(self.request.body)
+
+    def check_request(self, body: Any) -> None:
+        """Refuse names and paths that no file or database call could take (NUL, control
+        characters, over-long names), before the manager looks at the request."""
+        if not isinstance(body, dict):
+            return  # the manager says what a request is
+        notebook = body.get("notebook")
+        if isinstance(notebook, str):
+            self.check_name(notebook, "notebook", path=True)
+        elif isinstance(notebook, dict):
+            for key in ("name", "home"):
+                if isinstance(notebook.get(key), str):
+                    self.check_name(notebook[key], f"notebook.{key}", path=True)
+        for key in ("stack", "size", "idempotency_key"):
+            if isinstance(body.get(key), str):
+                self.check_name(body[key], key)
+        datasets = body.get("datasets")
+        if isinstance(datasets, list):
+            for i, d in enumerate(datasets):
+                if isinstance(d, str):
+                    self.check_name(d, f"datasets[{i}]", path=True)
+        parameters = body.get("parameters")
+        if isinstance(parameters, dict):
+            for name in parameters:
+                self.check_name(name, "a parameter name")
 
 
 class JobsHandler(JobsBase):
@@ -47,7 +72,9 @@ class JobsHandler(JobsBase):
 
     def post(self) -> None:
         self.query_args(())
-        job, created = self.jobs.submit(self.identity, self.json_body())
+        body = self.json_body()
+        self.check_request(body)
+        job, created = self.jobs.submit(self.identity, body)
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")
         self.write_json(job, 201 if created else 200)
 
@@ -107,6 +134,7 @@ class JobOutputsHandler(JobsBase):
 class JobOutputHandler(JobsBase):
     async def get(self, job_id: str, path: str) -> None:
         self.query_args(())
+        self.check_name(path, "the output path", path=True)
         f = self.jobs.open_output(self.identity, job_id, path)
         name = path.rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -55,6 +55,10 @@ XSRF_MESSAGE = (
 class PageHandler(BaseHandler):
     """An HTML page of jobs: JobManager access, CSRF checks of POSTs, rendering helpers."""
 
+    # HTML forms: tornado reads the (small) body before prepare(), so that the form's _xsrf
+    # field can be checked there and the form fields parsed (the API routes stream theirs)
+    stream_body = False
+
     @property
     def jobs(self):
         return self.settings["job_manager"]

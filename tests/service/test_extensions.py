@@ -3,6 +3,8 @@ and every DassError they raise is answered once, by BaseHandler.write_error."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dass.stacks.registry import StackConfigError
@@ -51,7 +53,6 @@ def test_a_removed_stack_takes_its_pages_and_routes_along(toy_service):
     ("api/toy/busy", 409, "the toy is busy; try again in a minute"),
     ("api/toy/input", 422, "frame 7 has 3 axes; send 2-D frames"),
     ("api/toy/down", 503, "the dataset catalogue is unavailable right now; try again later or see the service log"),
-    ("api/toy/bug", 500, "internal error; see the service log"),
 ])
 def test_a_dass_error_is_answered_with_its_status_and_user_message(toy_service, path, status, message):
     r = toy_service.get(path, "alice-token")
@@ -59,6 +60,17 @@ def test_a_dass_error_is_answered_with_its_status_and_user_message(toy_service, 
     assert r.headers["Content-Type"].startswith("application/json")
     assert r.json() == {"status": status, "message": message}
     assert "/srv/secret" not in r.text and "Traceback" not in r.text
+
+
+def test_an_unexpected_error_is_a_500_with_an_error_id_that_finds_its_traceback(toy_service, caplog):
+    with caplog.at_level("ERROR"):
+        r = toy_service.get("api/toy/bug", "alice-token")
+    assert r.status_code == 500 and r.headers["Content-Type"].startswith("application/json")
+    m = re.fullmatch(r"internal error; see the service log \(error id ([0-9a-f]{12})\)", r.json()["message"])
+    assert m, r.json()
+    assert "/srv/secret" not in r.text and "Traceback" not in r.text
+    logged = [rec for rec in caplog.records if m.group(1) in rec.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the log has the traceback under the id
 
 
 def test_the_stack_sees_the_service_start_and_stop(loop_thread, hub, tmp_path):

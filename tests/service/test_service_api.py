@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import jsonschema
@@ -265,7 +266,7 @@ class BoomHandler(BaseHandler):
 def test_unexpected_exception_is_500_without_traceback(service):
     service.app.web_app.add_handlers(r".*$", [(PREFIX + "api/boom", BoomHandler)])
     body = assert_error(service.get("api/boom", "alice-token"), 500)
-    assert body["message"] == "internal error; see the service log"
+    assert re.fullmatch(r"internal error; see the service log \(error id [0-9a-f]{12}\)", body["message"])
     assert "secret" not in body["message"]
 
 

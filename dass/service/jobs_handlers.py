@@ -16,6 +16,9 @@ from typing import Any
 from .handlers import ApiError, BaseHandler
 
 POLL_SECONDS = 0.5
+#: Largest byte offset into a job's log (1 TiB): beyond what a file seek takes, never a log's size.
+MAX_LOG_OFFSET = 2**40
+FOLLOW_VALUES = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 
 
 def content_disposition(name: str) -> str:
@@ -57,6 +60,12 @@ class JobsBase(BaseHandler):
                 if isinstance(d, str):
                     self.check_name(d, f"datasets[{i}]", path=True)
         parameters = body.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ApiError(422, "parameters must be an object of parameter names and values, "
+                                f"not {type(parameters).__name__}; see GET api/notebooks for the names")
+        if datasets is not None and not isinstance(datasets, list):
+            raise ApiError(422, "datasets must be a list of dataset ids (<proposal>/<name>), "
+                                f"not {type(datasets).__name__}")
         if isinstance(parameters, dict):
             for name in parameters:
                 self.check_name(name, "a parameter name")
@@ -97,8 +106,11 @@ class JobLogHandler(JobsBase):
 
     async def get(self, job_id: str) -> None:
         args = self.query_args(("offset", "follow"))
-        offset = self.int_arg(args, "offset", 0, 0)
-        follow = args.get("follow", "0") not in ("", "0", "false", "no")
+        offset = self.int_arg(args, "offset", 0, 0, MAX_LOG_OFFSET)
+        flag = args.get("follow", "0").strip().lower()
+        if flag not in FOLLOW_VALUES:
+            raise ApiError(400, f"query parameter follow must be 1 (stream until the job ends) or 0, got {flag[:40]!r}")
+        follow = FOLLOW_VALUES[flag]
         text, offset, job = self.jobs.log_chunk(self.identity, job_id, offset)
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.set_header("X-Dass-Job-Status", job["status"])

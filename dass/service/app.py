@@ -42,7 +42,8 @@ from ..data.errors import StorageError
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
 from .auth import IdentityResolver
-from .handlers import NotFoundHandler, RequestLimits, default_handlers
+from .handlers import NotFoundHandler, default_handlers
+from .limits import RequestLimits
 from .jobs_handlers import default_handlers as jobs_handlers
 from .pages import default_handlers as pages_handlers
 from .extensions import ServiceExtension, extension_classes, load_extensions

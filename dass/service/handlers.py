@@ -4,6 +4,12 @@ Every handler authenticates through the hub (:class:`~jupyterhub.services.auth.H
 API routes answer 401 JSON to an unauthenticated call and never redirect; HTML pages redirect
 a browser to the hub's OAuth login. All errors of API routes are JSON
 ``{"status": <code>, "message": <what to fix>}``; a traceback never leaves the service.
+
+Why one module: :class:`BaseHandler` is the one path every request takes, from its headers
+(method, credentials, declared size) through its body (counted, bounded, read to the end
+when refused) to its answer (``send_error``, ``write_error``, the error id of an unexpected
+failure); split, each part would need the others' per-request state. The pure checks of
+bodies and names live beside it in :mod:`.limits`; the jobs' routes in :mod:`.jobs_handlers`.
 """
 
 from __future__ import annotations
@@ -11,11 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import re
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -28,53 +32,22 @@ import dass
 from ..data.access import Identity
 from ..data.metadata import NAME_RE
 from ..errors import INTERNAL_ERROR, DassError
+from .limits import MAX_INTEGER, RequestLimits, check_name, parse_json
+
+#: HTTP methods a handler may define (each is wrapped by :func:`_with_body`).
+_HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 
 if TYPE_CHECKING:
     from ..data.catalog import Catalog
     from ..stacks.registry import StackRegistry
 
-__all__ = ["ApiError", "BaseHandler", "RequestLimits", "default_handlers"]
+__all__ = ["ApiError", "BaseHandler", "default_handlers"]
 
 log = logging.getLogger(__name__)
 
 #: Largest ``limit`` of ``GET api/datasets``.
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
-#: Largest integer a query parameter (``offset``…) or a JSON body may hold: SQLite's and a
-#: file offset's range (a signed 64-bit integer); larger ones answer 400 instead of overflowing.
-MAX_INTEGER = 2**63 - 1
-#: Longest path (characters) a request may name, the operating system's ``PATH_MAX``.
-MAX_PATH_LENGTH = 4096
-#: Characters never accepted in names, paths or JSON strings: NUL (it ends a C string, so
-#: every file and database call refuses it) and lone UTF-16 surrogates (not encodable).
-BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
-#: Methods whose request may carry a body (the others never read one).
-_HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
-
-
-@dataclass(frozen=True)
-class RequestLimits:
-    """The bounds every request is checked against (set from ``c.DassService``).
-
-    Parameters
-    ----------
-    max_body_bytes : int
-        Largest request body of a route that does not set its own (``body_limit``).
-    max_json_depth : int
-        Deepest nesting of arrays and objects in a JSON body.
-    max_name_length : int
-        Longest name, and longest component of a path, in characters.
-    discard_body_bytes : int
-        How much of a refused request's body is read and thrown away before the refusal is
-        answered, so that a proxy in front passes the answer on (see :meth:`BaseHandler.send_error`).
-    """
-
-    max_body_bytes: int = 16 * 1024**2
-    max_json_depth: int = 64
-    max_name_length: int = 255
-    discard_body_bytes: int = 1024**3
-
-
 class ApiError(DassError, web.HTTPError):
     """An error answered to the caller as ``{"status": status, "message": message}``.
 
@@ -467,35 +440,13 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def parse_json(self, body: bytes, empty: bytes = b"null") -> Any:
         """A request body as JSON (``empty`` stands for an empty body); 400 when it is not
-        JSON, nests deeper than ``max_json_depth``, holds an integer beyond 64 bits, a number
-        that is not finite, or a string with a NUL or a lone surrogate."""
-        depth = self.limits.max_json_depth
-        try:
-            doc = json.loads(body or empty, parse_constant=_refuse_constant, parse_float=_finite_float)
-        except RecursionError:
-            raise ApiError(400, f"the request body nests arrays or objects deeper than {depth} levels "
-                                "(c.DassService.max_json_depth)") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
-        check_json(doc, depth)
-        return doc
+        JSON or holds what no handler takes (:func:`dass.service.limits.parse_json`)."""
+        return parse_json(body, self.limits, empty)
 
     def check_name(self, value: Any, field: str, *, path: bool = False) -> str:
-        """A name (or with ``path``, a ``/``-separated path) from a request: a string without
-        NUL, surrogates or control characters, no longer than ``max_name_length`` characters
-        (each path component), else 400 naming the field."""
-        limit = self.limits.max_name_length
-        if not isinstance(value, str):
-            raise ApiError(400, f"{field} must be a string, not {type(value).__name__}")
-        if BAD_CHARACTERS.search(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ApiError(400, f"{field} contains a NUL, a control character or an invalid unicode character; "
-                                "send plain text")
-        parts = value.split("/") if path else [value]
-        if len(value) > MAX_PATH_LENGTH or any(len(p) > limit for p in parts):
-            what = "each part of a path" if path else "a name"
-            raise ApiError(400, f"{field} is too long ({len(value)} characters): {what} may have at most {limit} "
-                                "characters (c.DassService.max_name_length)")
-        return value
+        """A name or path from a request; 400 naming the field when it holds a NUL, a control
+        character or is too long (:func:`dass.service.limits.check_name`)."""
+        return check_name(value, field, self.limits, path=path)
 
     def query_args(self, known: tuple[str, ...]) -> dict[str, str]:
         """The query arguments of this request (last value of each), refusing unknown names."""
@@ -524,43 +475,6 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             shown = raw if len(raw) <= 40 else raw[:40] + "…"
             raise ApiError(400, f"query parameter {name} must be an integer between {lo} and {hi}, got {shown!r}")
         return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large")
-    return value
-
-
-def check_json(doc: Any, max_depth: int) -> None:
-    """Refuse (400) a parsed JSON document nesting deeper than ``max_depth``, holding an
-    integer beyond 64 bits or a string (or key) with a NUL or a lone surrogate. Iterative, so
-    no document can exhaust the stack."""
-    stack: list[tuple[Any, int, str]] = [(doc, 0, "")]
-    while stack:
-        value, depth, where = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth >= max_depth:
-                raise ApiError(400, f"the request body nests arrays or objects deeper than {max_depth} levels "
-                                    "(c.DassService.max_json_depth)")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str) and BAD_CHARACTERS.search(key):
-                    raise ApiError(400, f"a key in the request body{where} contains a NUL or an invalid unicode "
-                                        "character")
-                stack.append((item, depth + 1, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"))
-        elif isinstance(value, str):
-            if BAD_CHARACTERS.search(value):
-                raise ApiError(400, f"the request body{' at ' + where.lstrip('.') if where else ''} contains a NUL "
-                                    "or an invalid unicode character; send plain text")
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
-            raise ApiError(400, f"the number at {where.lstrip('.') or 'the top'} of the request body is out of range "
-                                f"(at most {MAX_INTEGER} in magnitude)")
 
 
 BaseHandler.data_received = _counted(BaseHandler.data_received)  # type: ignore[method-assign]

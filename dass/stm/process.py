@@ -690,7 +690,12 @@ def _run_drift(movie: Any, p: Mapping[str, Any], n_frames: int) -> dict[str, Any
         # Drift writes its path to <file>.drift.txt next to the data; keep datasets untouched
         drift.file = os.path.join(tmp, "movie.drift.txt")
         movie.data, path = drift.correct(p["mode"])
-    return {"drift_path": np.asarray(path, dtype=float).round(5).tolist()}
+    return {
+        "drift_path": np.asarray(path, dtype=float).round(5).tolist(),
+        # the frames were resized to this many (rows, columns) before being placed: the
+        # pixel size of the canvas (dass.stm.export.frame_scale)
+        "resized_to": [int(drift.im_size), int(drift.rescale_width)],
+    }
 
 
 def process(

@@ -103,3 +103,19 @@ def test_cli_annotate_and_its_errors(repo, tmp_path):
                         ((DATASET, "--logbook", str(tmp_path / "missing.csv")), "missing.csv")]:
         r = dass(*args)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_by_sample_reports_files_without_a_sample_and_goes_on(repo, old_fast, stm_sxm):
+    storage, catalog, folder, logbook = repo
+    with h5py.File(folder / old_fast.name, "r") as h5:
+        assert h5["data"].attrs["ExperimentInfo.Sample"]  # the FAST file names its sample
+    no_sample = folder / "unnamed.h5"
+    shutil.copy(old_fast, no_sample)
+    with h5py.File(no_sample, "r+") as h5:
+        h5["data"].attrs["ExperimentInfo.Sample"] = ""
+    report = annotate_dataset(storage, None, DATASET, logbook=read_logbook(logbook), by="sample")
+    assert "unnamed.h5" in report["described"]
+    assert "metadata['sample'], which is empty" in report["not_matched"]["unnamed.h5"]
+    assert report["matched"][old_fast.name] == 2  # the files after it are still matched
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert "unnamed.h5" in meta["domain"]["stm_files"]

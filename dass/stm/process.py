@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine import ENGINES
 from .fast import CHANNELS, FastFile, open_fast
 
 __all__ = [
@@ -702,6 +703,8 @@ def process(
     fast_file: FastFile | str | os.PathLike[str],
     recipe: Recipe | Mapping[str, Any] | str | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    engine: str = "dass",
 ) -> ProcessedMovie:
     """Process a FAST movie with pyfastspm's own steps, as a recipe says.
 
@@ -714,6 +717,11 @@ def process(
         ``None``: :meth:`Recipe.standard`.
     progress : callable(done, total), optional
         Called after loading, after each step and at the end.
+    engine : {"dass", "pyfastspm"}
+        ``"dass"`` (default): the ``interpolate`` and ``align_rows`` steps run in
+        :mod:`dass.stm.engine` (pyfastspm's arithmetic on whole arrays, the interpolation
+        matrix cached per scan geometry; identical frames, several times faster);
+        ``"pyfastspm"``: every step through pyfastspm's own functions, the reference.
 
     Returns
     -------
@@ -729,11 +737,15 @@ def process(
         From :func:`dass.stm.open_fast` when a path is given.
     """
     recipe = as_recipe(recipe)
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is unknown; use one of {', '.join(map(repr, ENGINES))}")
     if not isinstance(fast_file, FastFile):
         with open_fast(fast_file) as opened:
-            return process(opened, recipe, progress)
+            return process(opened, recipe, progress, engine=engine)
 
     import pyfastspm as pf
+
+    from . import engine as fast_engine
 
     total = len(recipe.steps) + 2
     done = 0
@@ -760,6 +772,7 @@ def process(
     info: dict[str, Any] = {
         "pyfastspm_version": pf.__version__,
         "dass_version": _dass_version(),
+        "engine": engine,
         "file_x_phase": int(fast_file.movie.x_phase),
         "file_y_phase": int(fast_file.movie.y_phase),
     }
@@ -781,12 +794,16 @@ def process(
                     info["fft"] = _run_fft(movie, p)
                 elif step.name == "creep":
                     grid, info["creep"] = _run_creep(movie, p)
+                elif step.name == "interpolate" and engine == "dass":
+                    fast_engine.interpolate(movie, offset=p["offset"], grid=grid, image_range=image_range)
                 elif step.name == "interpolate":
                     pf.interpolate(movie, offset=p["offset"], grid=grid, image_range=image_range)
                 elif step.name == "destreak":
                     pf.conv_mat(movie, p["kernel"], image_range=image_range)
                 elif step.name == "drift":
                     info["drift"] = _run_drift(movie, p, movie.data.shape[0])
+                elif step.name == "align_rows" and engine == "dass":
+                    fast_engine.align_rows(movie, p["method"])
                 elif step.name == "align_rows":
                     pf.align_rows(movie, p["method"])
                 elif step.name == "level_plane":

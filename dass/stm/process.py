@@ -45,7 +45,9 @@ Examples
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -64,6 +66,7 @@ __all__ = [
     "STEPS",
     "STEP_ORDER",
     "ProcessedMovie",
+    "StageCache",
     "ProcessingError",
     "Recipe",
     "RecipeError",
@@ -90,6 +93,9 @@ STEP_ORDER: tuple[str, ...] = (
     "fix_zero",
     "filter_2d",
 )
+
+#: Steps that change each frame on its own, after interpolation (and drift).
+FRAME_STEPS: tuple[str, ...] = ("align_rows", "level_plane", "fix_zero", "filter_2d")
 
 #: Steps that work on the 1-D time series, before it is reshaped into a movie.
 TIMESERIES_STEPS: tuple[str, ...] = ("phase", "fft")
@@ -705,6 +711,7 @@ def process(
     progress: ProgressCallback | None = None,
     *,
     engine: str = "dass",
+    cache: StageCache | None = None,
 ) -> ProcessedMovie:
     """Process a FAST movie with pyfastspm's own steps, as a recipe says.
 
@@ -722,6 +729,9 @@ def process(
         :mod:`dass.stm.engine` (pyfastspm's arithmetic on whole arrays, the interpolation
         matrix cached per scan geometry; identical frames, several times faster);
         ``"pyfastspm"``: every step through pyfastspm's own functions, the reference.
+    cache : StageCache, optional
+        Reuse the movie after the time-series steps and the creep grid of an earlier call on
+        the same file with the same parameters (live previews); the frames are the same.
 
     Returns
     -------
@@ -741,7 +751,7 @@ def process(
         raise ValueError(f"engine {engine!r} is unknown; use one of {', '.join(map(repr, ENGINES))}")
     if not isinstance(fast_file, FastFile):
         with open_fast(fast_file) as opened:
-            return process(opened, recipe, progress, engine=engine)
+            return process(opened, recipe, progress, engine=engine, cache=cache)
 
     import pyfastspm as pf
 
@@ -756,15 +766,12 @@ def process(
         if progress is not None:
             progress(done, total)
 
-    movie = fast_file.movie.clone()
-    if movie.mode != "timeseries":
-        movie.reload_timeseries(x_phase=fast_file.movie.x_phase, y_phase=fast_file.movie.y_phase)
-    if recipe.images is not None and recipe.images[1] >= movie.num_images:
+    if recipe.images is not None and recipe.images[1] >= fast_file.num_images:
         raise RecipeError(
             f"image range {list(recipe.images)} goes past the last image "
-            f"({movie.num_images - 1}) of {fast_file.path}", field="images",
+            f"({fast_file.num_images - 1}) of {fast_file.path}", field="images",
         )
-    if "fft" in recipe.names and "Acquisition.ADC_SamplingRate" not in movie.metadata:
+    if "fft" in recipe.names and "Acquisition.ADC_SamplingRate" not in fast_file.movie.metadata:
         raise RecipeError(
             f"{fast_file.path} has no Acquisition.ADC_SamplingRate attribute, which the FFT "
             "filters need; remove the fft step", step="fft",
@@ -779,12 +786,35 @@ def process(
     image_range = recipe.images if recipe.images is not None else None
     grid = None
     advance()
+    series_steps = [s for s in recipe.steps if s.name in TIMESERIES_STEPS]
+    series_key = json.dumps([fast_file.path, [s.to_dict() for s in series_steps]])
+    cached = cache.get(series_key) if cache is not None else None
+    if cached is not None:
+        movie = cached[0].clone()
+        info.update(copy.deepcopy(cached[1]))
+    else:
+        movie = fast_file.movie.clone()
+        if movie.mode != "timeseries":
+            movie.reload_timeseries(x_phase=fast_file.movie.x_phase, y_phase=fast_file.movie.y_phase)
+    # the frame-by-frame steps of the dass engine work on the kept frames only (pyfastspm's
+    # work on every frame): without drift, which mixes frames, the kept frames are the same
+    crop = engine == "dass" and image_range is not None and "drift" not in recipe.names
+    base = 0
     reshaped = False
     for step in recipe.steps:
         p = step.params
+        if step.name in TIMESERIES_STEPS and cached is not None:
+            advance()
+            continue
         if step.name not in TIMESERIES_STEPS and not reshaped:
+            _keep_series(cache, cached, series_key, movie, info)
             movie.reshape_to_movie(recipe.channels)
             reshaped = True
+        if crop and step.name in FRAME_STEPS and base == 0 and movie.data.shape[0] > 0:
+            ids = [f for _, _, f in movie.iter_frames(image_range)]
+            base = ids[0]
+            movie.data = movie.data[ids[0]:ids[-1] + 1]
+            crop = False
         log.debug("%s: step %s %s", fast_file.path, step.name, dict(p))
         try:
             with _quiet():
@@ -793,7 +823,13 @@ def process(
                 elif step.name == "fft":
                     info["fft"] = _run_fft(movie, p)
                 elif step.name == "creep":
-                    grid, info["creep"] = _run_creep(movie, p)
+                    creep_key = json.dumps([series_key, recipe.channels, step.to_dict()])
+                    if cache is not None and creep_key in cache:
+                        grid, info["creep"] = copy.deepcopy(cache[creep_key])
+                    else:
+                        grid, info["creep"] = _run_creep(movie, p)
+                        if cache is not None:
+                            cache[creep_key] = copy.deepcopy((grid, info["creep"]))
                 elif step.name == "interpolate" and engine == "dass":
                     fast_engine.interpolate(movie, offset=p["offset"], grid=grid, image_range=image_range)
                 elif step.name == "interpolate":
@@ -819,13 +855,14 @@ def process(
             raise ProcessingError(fast_file.path, step.name, f"{type(exc).__name__}: {exc}") from exc
         advance()
     if not reshaped:
+        _keep_series(cache, cached, series_key, movie, info)
         movie.reshape_to_movie(recipe.channels)
     info["x_phase"] = int(movie.x_phase)
     info["y_phase"] = int(movie.y_phase)
 
     picked = list(movie.iter_frames(image_range))
     frame_ids = [f for _, _, f in picked]
-    frames = np.ascontiguousarray(movie.data[frame_ids], dtype=np.float32)
+    frames = np.ascontiguousarray(movie.data[[f - base for f in frame_ids]], dtype=np.float32)
     info["frame_ids"] = frame_ids
     result = ProcessedMovie(
         frames=frames,
@@ -845,6 +882,40 @@ def process(
     return result
 
 
+def _keep_series(cache: StageCache | None, cached: Any, key: str, movie: Any, info: dict) -> None:
+    """Put the movie after the time-series steps into ``cache`` (when it was not from there)."""
+    if cache is not None and cached is None:
+        cache[key] = (movie.clone(), copy.deepcopy({k: v for k, v in info.items() if k == "fft"}))
+
+
+class StageCache(collections.OrderedDict):
+    """What :func:`process` may reuse between calls on the same FAST file: the movie after the
+    time-series steps (``phase``, ``fft``) and the creep grid, keyed by the file and the
+    parameters of the steps that made them; the oldest entries go beyond ``size``.
+
+    :class:`dass.stm.widgets.MovieApp` keeps one per opened file, so a live preview repeats
+    only the steps whose parameters changed and the frame steps of one image.
+    """
+
+    def __init__(self, size: int = 6) -> None:
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 def _dass_version() -> str:
     from dass import __version__
 
@@ -853,10 +924,11 @@ def _dass_version() -> str:
 
 def preview_frame(
     fast_file: FastFile, recipe: Recipe | Mapping[str, Any] | str | None, image: int,
-    channel_index: int = 0,
+    channel_index: int = 0, *, cache: StageCache | None = None,
 ) -> np.ndarray:
     """One processed frame (image ``image``, the ``channel_index``-th channel of the recipe's
-    channels): :func:`process` restricted to that image, for live previews."""
+    channels): :func:`process` restricted to that image, for live previews; pass the same
+    ``cache`` for every preview of a file."""
     recipe = as_recipe(recipe).replace(images=(image, image))
-    movie = process(fast_file, recipe)
+    movie = process(fast_file, recipe, cache=cache)
     return movie.frames[min(channel_index, len(movie) - 1)]

@@ -8,7 +8,10 @@ pyfastspm's processing steps with a live preview, process the whole movie, expor
 * **Play** linked to a frame slider, and the channel buttons (:data:`dass.stm.CHANNELS`);
 * one checkbox per processing step (:data:`dass.stm.process.STEP_ORDER`, default parameters
   of :data:`dass.stm.process.STEPS`): the frame shown is processed with the ticked steps
-  (:func:`dass.stm.process.process` restricted to the current image, cached);
+  (:func:`dass.stm.process.process` restricted to the current image, cached; the movie after
+  phase and FFT and the creep grid are kept in a :class:`~dass.stm.process.StageCache` and
+  the interpolation matrix in :mod:`dass.stm.engine`'s cache, so ticking a later step only
+  redoes that image's frame steps);
 * **Process movie** (all frames, with a progress bar), then the slider plays processed frames;
 * export buttons (MP4, PNG, GSF, HDF5) writing into the output folder.
 
@@ -33,7 +36,7 @@ from typing import Any
 
 
 from .fast import CHANNELS, FastFile, FastFileError, is_fast_movie, open_fast
-from .process import STEP_ORDER, ProcessedMovie, Recipe, RecipeError, process
+from .process import STEP_ORDER, ProcessedMovie, Recipe, RecipeError, StageCache, process
 
 __all__ = ["MovieApp", "find_fast_movies"]
 
@@ -88,6 +91,9 @@ class MovieApp:
         self.raw: ProcessedMovie | None = None
         self.processed: ProcessedMovie | None = None
         self._previews: dict[tuple[str, int], ProcessedMovie] = {}
+        #: the movie after phase and FFT and the creep grid, reused by every preview and by
+        #: Process movie while their parameters stay the same (one per opened file)
+        self.stages = StageCache()
         self._datasets = datasets
 
         choices = self.movie_choices()
@@ -163,6 +169,7 @@ class MovieApp:
         if self.fast is not None:
             self.fast.close()
         self.fast = fast
+        self.stages = StageCache()
         self._reset()
         md = fast.metadata
         self._say(f"{fast.path}: {md['num_images']} images of {md['points_x']} x {md['points_y']} px"
@@ -240,7 +247,10 @@ class MovieApp:
         image = self.raw.image_ids[index]
         key = (self.recipe.to_json(), image)
         if key not in self._previews:
-            self._previews[key] = process(self.fast, self.recipe.replace(images=(image, image)))
+            if len(self._previews) > 256:
+                self._previews.clear()
+            self._previews[key] = process(self.fast, self.recipe.replace(images=(image, image)),
+                                          cache=self.stages)
         preview = self._previews[key]
         return preview, preview.frame_channels.index(self.raw.frame_channels[index])
 
@@ -272,7 +282,8 @@ class MovieApp:
             self.progress.max = total
             self.progress.value = done
 
-        self.processed = process(self.fast, self.recipe.replace(images=None), progress=progress)
+        self.processed = process(self.fast, self.recipe.replace(images=None), progress=progress,
+                                 cache=self.stages)
         self._say(f"processed {len(self.processed)} frames with {', '.join(self.recipe.names) or 'no steps'}")
         self.show(self.slider.value)
         return self.processed

@@ -128,3 +128,22 @@ def test_matrices_are_cached_per_geometry():
 def test_unknown_engine(synthetic):
     with pytest.raises(ValueError, match="engine 'fast' is unknown; use one of 'dass', 'pyfastspm'"):
         process(synthetic, STANDARD, engine="fast")
+
+
+def test_stage_cache_gives_the_same_frames(synthetic):
+    from dass.stm.process import StageCache, preview_frame
+
+    cache = StageCache()
+    with open_fast(synthetic) as fast, _quiet():
+        full = process(fast, STANDARD, engine="pyfastspm")
+        for image in (2, 5, 2):
+            for channel in (0, 1):
+                got = preview_frame(fast, STANDARD, image, channel, cache=cache)
+                np.testing.assert_array_equal(got, full.frames[2 * image + channel])
+        assert len(cache) == 2  # the time series after phase and fft, and the creep grid
+        lighter = STANDARD.without("filter_2d").with_step("align_rows", method="mean")
+        again = process(fast, lighter.replace(images=(3, 4)), cache=cache)
+        reference = process(fast, lighter.replace(images=(3, 4)), engine="pyfastspm")
+    np.testing.assert_array_equal(again.frames, reference.frames)
+    assert again.processing["creep"] == reference.processing["creep"]
+    assert again.processing["fft"] == reference.processing["fft"]

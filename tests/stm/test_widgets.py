@@ -74,6 +74,28 @@ def test_slider_channels_and_steps_preview(mounted):
     assert app.recipe.names == ("level_plane",)
 
 
+def test_preview_reuses_phase_fft_and_creep(mounted):
+    """Ticking a frame step redoes neither phase, FFT nor the creep fit (the StageCache keeps
+    them), and the frames stay those of a full run with pyfastspm's own functions."""
+    _, movie = mounted
+    app = MovieApp(movie, datasets=[])
+    app.set_step("phase", True)
+    app.set_step("fft", True)
+    app.set_step("creep", True, index_to_linear=0.5)  # 0.2 is too little for 20 rows
+    kept = dict(app.stages)
+    # time series after phase, after phase + fft, and the creep grid
+    assert len(kept) == 3
+    app.steps["align_rows"].value = True
+    app.slider.value = 4
+    assert all(app.stages[k] is v for k, v in kept.items())  # reused, not recomputed
+    preview, i = app.frame(4)
+    reference = process(movie, app.recipe, engine="pyfastspm")
+    np.testing.assert_array_equal(preview.frames[i], reference.frames[4])
+    app.process_movie()
+    assert all(app.stages[k] is v for k, v in kept.items())
+    np.testing.assert_array_equal(app.processed.frames, reference.frames)
+
+
 def test_creep_ticks_interpolate(mounted):
     _, movie = mounted
     app = MovieApp(movie, datasets=[])

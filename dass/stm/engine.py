@@ -127,6 +127,9 @@ def interpolation_matrix(points: np.ndarray, grid_points: np.ndarray):
 def _grids(ny: int, nx: int, channels: str, offset: float, grid: Any, dist_x: float, dist_y: float):
     """``(points_up, grid_up, points_down, grid_down)`` as pyfastspm's ``interpolate`` builds
     them for a movie of ``channels`` with frames of ``ny`` x ``nx``."""
+    from .library import pyfastspm
+
+    pyfastspm()
     from pyfastspm.artefact_removal.interpolate import _output_x_grid, _output_y_grid
 
     rows = ny if "i" in channels else 2 * ny
@@ -268,9 +271,10 @@ def align_rows(movie: Any, method: str = "median") -> None:
     ``"poly3"`` run pyfastspm's own function.
     """
     if method not in ("mean", "median"):
-        from pyfastspm import align_rows as pyfastspm_align_rows
+        from .library import pyfastspm, quiet
 
-        pyfastspm_align_rows(movie, method)
+        with quiet():
+            pyfastspm().align_rows(movie, method)
         return
     data = movie.data
     baseline = (np.mean if method == "mean" else np.median)(data, axis=2, keepdims=True)

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .library import pyfastspm
 from .process import ProcessedMovie
 
 __all__ = [
@@ -141,6 +142,7 @@ def contrast_limits(
     """The colour-scale limits over the whole movie (pyfastspm's ``get_contrast_limits``):
     ``(lo_fraction, hi_fraction)`` of the histogram, a kept fraction, or ``(int, int)`` values.
     Never an empty range (pyfastspm rounds to whole numbers)."""
+    pyfastspm()
     from pyfastspm.tools.frame_artists import get_contrast_limits
 
     data = movie.frames if isinstance(movie, ProcessedMovie) else np.asarray(movie)
@@ -170,6 +172,7 @@ def render_frame(
     ``scaling`` is a zoom factor (for interlaced channels y is zoomed half as much, as in
     pyfastspm) or an exact ``(y, x)`` pair.
     """
+    pyfastspm()
     from pyfastspm.tools.frame_artists import gray_to_rgb, label_image
 
     (index,) = _pick(movie, [index])
@@ -302,6 +305,7 @@ def export_gsf(
     from), the FAST attributes as metadata (as pyfastspm writes them), plus ``Title``,
     ``Synthetic`` and the dass recipe (``DassRecipe``, JSON). Read back with :func:`read_gsf`.
     """
+    pyfastspm()
     from pyfastspm.tools.exporter import gsf_writer
 
     picked = _pick(movie, frames)

@@ -46,9 +46,7 @@ Examples
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
-import io
 import json
 import logging
 import os
@@ -61,6 +59,7 @@ import numpy as np
 
 from .engine import ENGINES
 from .fast import CHANNELS, FastFile, open_fast
+from .library import pyfastspm, quiet
 
 __all__ = [
     "STEPS",
@@ -72,6 +71,7 @@ __all__ = [
     "RecipeError",
     "Step",
     "as_recipe",
+    "check_recipe",
     "preview_frame",
     "process",
 ]
@@ -219,6 +219,16 @@ def _pairs(value: Any) -> list[list[float]]:
     return [_floats(2, 0.0, strict=True)(pair) for pair in value]
 
 
+def _path(value: Any) -> list[list[float]]:
+    """A drift path: two equally long lists of numbers (y and x shift of every frame)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)) or len(value) != 2:
+        raise ValueError("expected [[y shifts], [x shifts]]: two lists with one number per frame")
+    y, x = (_floats(None)(r) for r in value)
+    if len(y) != len(x) or len(y) < 2:
+        raise ValueError(f"the y and x lists must both have one number per frame, got {len(y)} and {len(x)}")
+    return [y, x]
+
+
 def _kernel(value: Any) -> list[list[float]]:
     """A 2-D convolution kernel with odd sides, not 1 x 1 (pyfastspm's ``conv_mat`` crops by
     half the side, so an even or 1 x 1 kernel gives a wrong or empty frame)."""
@@ -296,6 +306,9 @@ STEPS: dict[str, dict[str, _Param]] = {
                        "'full': frames move in a larger canvas; 'common': crop to the common area"),
         "stepsize": _Param(10, _int(1), "frames between two correlated frames"),
         "boxcar": _Param(True, _bool, "smooth the drift path with a 50-frame boxcar"),
+        "known_path": _Param(None, _optional(_path), "a drift path found before ([[y per "
+                             "frame], [x per frame]] in pixels, as processing['drift']['drift_path'] "
+                             "records it): no correlation, the frames are placed by it"),
     },
     "align_rows": {
         "method": _Param("median", _choice("mean", "median", "poly2", "poly3"),
@@ -506,6 +519,42 @@ class Recipe:
         return cls.from_dict(data)
 
 
+def check_recipe(value: Any) -> dict[str, Any]:
+    """Check a recipe given as a job parameter, before the job runs (a pure function).
+
+    Parameters
+    ----------
+    value : dict, JSON text, Recipe or None
+        As the FAST-movie job notebook takes it; ``None``, ``{}`` or ``""``: the standard
+        recipe.
+
+    Returns
+    -------
+    dict
+        The recipe in :meth:`Recipe.to_dict` form, every parameter filled in.
+
+    Raises
+    ------
+    RecipeError
+        A ``ValueError`` whose ``step`` and ``field`` name what is wrong (``step`` is
+        ``None`` for recipe-level fields such as ``channels``) and whose message says what to
+        fix, e.g. ``recipe step 'creep', field 'mode': expected one of 'sin', 'root',
+        'bezier', got 'cubic' (creep function fitted)``. A job API answers it with 422.
+
+    Examples
+    --------
+    >>> check_recipe({"steps": [{"name": "align_rows", "params": {"method": "mean"}}]})["steps"]
+    [{'name': 'align_rows', 'params': {'method': 'mean'}}]
+    >>> check_recipe({"steps": [{"name": "drift", "params": {"stepsize": 0}}]})
+    Traceback (most recent call last):
+    ...
+    dass.stm.process.RecipeError: recipe step 'drift', field 'stepsize': expected a whole number >= 1, got 0 (frames between two correlated frames)
+    """
+    if value is None or (isinstance(value, (Mapping, str)) and not value):
+        return Recipe.standard().to_dict()
+    return as_recipe(value).to_dict()
+
+
 def as_recipe(recipe: Recipe | Mapping[str, Any] | str | None) -> Recipe:
     """A :class:`Recipe` from a recipe, its dict, its JSON text, or ``None`` (the standard one)."""
     if recipe is None:
@@ -575,8 +624,30 @@ class ProcessedMovie:
         :mod:`dass.stm.synthetic`)."""
         return bool(self.metadata.get("attributes", {}).get("ExperimentInfo.Synthetic", False))
 
+    def replay_recipe(self) -> Recipe:
+        """The recipe with everything it found filled in, so that running it again gives these
+        frames exactly without fitting anything: the phase found (``auto`` off, ``x_phase`` and
+        ``y_phase`` given), the creep parameters (``known_params``, or ``known_input`` for
+        Bézier) and the drift path (``known_path``)."""
+        recipe = self.recipe
+        info = self.processing
+        phase = recipe.step("phase")
+        if phase is not None:
+            recipe = recipe.with_step("phase", **{**phase.params, "auto": False, "additional_x": 0,
+                                                  "x_phase": info["x_phase"], "y_phase": info["y_phase"]})
+        creep, found = recipe.step("creep"), info.get("creep") or {}
+        if creep is not None and "shape" in found:
+            recipe = recipe.with_step("creep", **{**creep.params, "known_input": found["shape"]})
+        elif creep is not None and "params" in found:
+            recipe = recipe.with_step("creep", **{**creep.params, "known_params": found["params"]})
+        drift, path = recipe.step("drift"), (info.get("drift") or {}).get("drift_path")
+        if drift is not None and path is not None:
+            recipe = recipe.with_step("drift", **{**drift.params, "known_path": path})
+        return recipe
+
     def summary(self) -> dict[str, Any]:
-        """JSON-able description (no frames): recipe, shape, fps, processing results."""
+        """JSON-able description (no frames): recipe, shape, fps, processing results, and the
+        recipe that replays them exactly (:meth:`replay_recipe`)."""
         return {
             "source": self.source,
             "channels": self.channels,
@@ -587,22 +658,12 @@ class ProcessedMovie:
             "synthetic": self.synthetic,
             "recipe": self.recipe.to_dict(),
             "processing": self.processing,
+            "replay_recipe": self.replay_recipe().to_dict(),
         }
 
 
 # ---------------------------------------------------------------------------------------------
 # running pyfastspm
-
-
-@contextlib.contextmanager
-def _quiet():
-    """pyfastspm prints and draws tqdm bars; keep them out of notebooks and job logs."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        yield
-    text = (out.getvalue() + err.getvalue()).strip()
-    if text:
-        log.debug("pyfastspm said: %s", text[-2000:])
 
 
 def _run_phase(movie: Any, p: Mapping[str, Any]) -> None:
@@ -627,6 +688,7 @@ def _run_phase(movie: Any, p: Mapping[str, Any]) -> None:
 def fft_filters(movie: Any, p: Mapping[str, Any]) -> tuple[list[float], list[float], list[str]]:
     """The ``(freqs, pars, types)`` of pyfastspm's ``filter_freq`` for an ``fft`` step:
     pyfastspm's ``parameter_assembler`` plus the custom notches (type ``"g"``)."""
+    pyfastspm()
     from pyfastspm.artefact_removal.fft import parameter_assembler
 
     filterparam = [
@@ -651,7 +713,7 @@ def fft_filters(movie: Any, p: Mapping[str, Any]) -> tuple[list[float], list[flo
 
 
 def _run_fft(movie: Any, p: Mapping[str, Any]) -> dict[str, Any]:
-    import pyfastspm as pf
+    pf = pyfastspm()
 
     freqs, pars, types = fft_filters(movie, p)
     pf.convert_to_spectrum(movie)
@@ -668,7 +730,7 @@ def _run_fft(movie: Any, p: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _run_creep(movie: Any, p: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    import pyfastspm as pf
+    pf = pyfastspm()
 
     if p["mode"] == "bezier":
         creep = pf.Creep(movie, index_to_linear=p["index_to_linear"])
@@ -677,17 +739,32 @@ def _run_creep(movie: Any, p: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         opt, grid = creep.fit_creep_bez(
             col_inds=cols.astype(int), w=p["weight_boundary"], known_input=known
         )
-        return grid, {"mode": "bezier", "shape": [float(v) for v in opt]}
+        return grid, {"mode": "bezier", "shape": [float(v) for v in opt], "fitted": known is None}
     creep = pf.Creep(movie, index_to_linear=p["index_to_linear"], creep_mode=p["mode"])
     known = tuple(p["known_params"]) if p["known_params"] is not None else None
+    # fit_creep returns only the grid; its last call of the creep function is the one that
+    # makes the grid, with the averaged fit parameters: keep those (for an exact replay)
+    function, last = creep.creep_function, []
+
+    def recorded(*params: Any) -> Any:
+        last[:] = params
+        return function(*params)
+
+    creep.creep_function = recorded
     grid = creep.fit_creep(tuple(p["initial_guess"]), frames=list(p["frames"]), known_params=known)
-    return grid, {"mode": p["mode"]}
+    return grid, {"mode": p["mode"], "params": [float(v) for v in last], "fitted": known is None}
 
 
 def _run_drift(movie: Any, p: Mapping[str, Any], n_frames: int) -> dict[str, Any]:
-    import pyfastspm as pf
+    pf = pyfastspm()
 
-    if p["stepsize"] >= n_frames:
+    known = p["known_path"]
+    if known is not None and len(known[0]) != n_frames:
+        raise RecipeError(
+            f"known_path has {len(known[0])} shifts, but the movie has {n_frames} frames; give "
+            "the drift path of this movie and channels", step="drift", field="known_path",
+        )
+    if known is None and p["stepsize"] >= n_frames:
         raise RecipeError(
             f"stepsize {p['stepsize']} must be smaller than the number of frames ({n_frames}); "
             "lower it", step="drift", field="stepsize",
@@ -696,9 +773,15 @@ def _run_drift(movie: Any, p: Mapping[str, Any], n_frames: int) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix="dass-drift-") as tmp:
         # Drift writes its path to <file>.drift.txt next to the data; keep datasets untouched
         drift.file = os.path.join(tmp, "movie.drift.txt")
-        movie.data, path = drift.correct(p["mode"])
+        if known is None:
+            movie.data, path = drift.correct(p["mode"])
+        else:  # pyfastspm reads a known path from that file; 17 digits keep every bit
+            np.savetxt(drift.file, np.asarray(known, dtype=float).T, fmt="%.17g")
+            movie.data, path = drift.correct(p["mode"], known_drift="integrated")
     return {
-        "drift_path": np.asarray(path, dtype=float).round(5).tolist(),
+        # full precision: the path replays the correction exactly (known_path)
+        "drift_path": np.asarray(path, dtype=float).tolist(),
+        "fitted": known is None,
         # the frames were resized to this many (rows, columns) before being placed: the
         # pixel size of the canvas (dass.stm.export.frame_scale)
         "resized_to": [int(drift.im_size), int(drift.rescale_width)],
@@ -753,7 +836,7 @@ def process(
         with open_fast(fast_file) as opened:
             return process(opened, recipe, progress, engine=engine, cache=cache)
 
-    import pyfastspm as pf
+    pf = pyfastspm()
 
     from . import engine as fast_engine
 
@@ -817,7 +900,7 @@ def process(
             crop = False
         log.debug("%s: step %s %s", fast_file.path, step.name, dict(p))
         try:
-            with _quiet():
+            with quiet():
                 if step.name == "phase":
                     _run_phase(movie, p)
                 elif step.name == "fft":

@@ -23,7 +23,7 @@ from dass.stm.export import (
 )
 from dass.stm.fast import FastFileError
 from dass.stm.process import Recipe, Step, process
-from dass.stm.service import process_fast_dataset
+from dass.stm.service import outputs_html, process_fast_dataset
 from dass.stm.synthetic import write_synthetic_fast
 
 LIGHT = Recipe("udf", (Step.make("phase"), Step.make("align_rows", {"method": "mean"})), images=(0, 9))
@@ -276,6 +276,15 @@ def test_service_processes_a_folder(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["files"][1]["num_frames"] == 6
     with h5py.File(tmp_path / "out" / entry["hdf5"], "r") as h5:
         assert h5["processed/frames"].shape[0] == 6
+    assert Recipe.from_dict(md["replay_recipe"]).step("phase").params["x_phase"] == md["processing"]["x_phase"]
+
+    # the job notebook links the movies (relative to the notebook beside out/), never embeds them
+    page = outputs_html(summary, tmp_path / "out")
+    assert '<video src="out/a/a.mp4" controls' in page and '<a href="out/a/a.mp4" download>a.mp4</a>' in page
+    assert '<a href="out/b/frames/b_0ui.png">b_0ui.png</a>' in page
+    assert "skipped " in page and "notes.h5" in page
+    assert "base64" not in page and "data:" not in page and len(page) < 2000
+    assert 'src="a/a.mp4"' in outputs_html(summary, tmp_path / "out", base=tmp_path / "out")
 
 
 def test_service_errors(tmp_path):

@@ -145,3 +145,31 @@ def test_user_errors_go_to_the_status_line(tmp_path):
         app.frame(0)
     with pytest.raises(ValueError, match="unknown export 'avi'"):
         app.export("avi")
+
+
+def test_landing_without_a_session_and_with_one(mounted, tmp_path):
+    """The landing notebook's helpers: outside a session (no manifest), with an empty one, with
+    a dataset but no FAST movie, and with a FAST movie."""
+    import json
+
+    from dass.stm.widgets import first_look, session_datasets
+
+    found, note = session_datasets(tmp_path / "absent.json")
+    assert found == [] and "No datasets are mounted here" in note and "p-2026-002/stm-au111-fast" in note
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"datasets": []}))
+    found, note = session_datasets(empty)
+    assert found == [] and "This session has no datasets" in note
+    assert "No FAST movie among the mounted datasets" in first_look([])
+    assert MovieApp(datasets=found).movie_choices() == []
+
+    dataset, movie = mounted
+    manifest = tmp_path / "session.json"
+    manifest.write_text(json.dumps({"datasets": [{
+        "id": dataset.id, "proposal": dataset.proposal, "name": dataset.name,
+        "url": dataset.url, "mount": str(dataset.path)}]}))
+    found, note = session_datasets(manifest)
+    assert note == "" and [d.id for d in found] == ["p-1/fast"]
+    text = first_look(found)
+    assert text.startswith("p-1/fast: raw/movie.h5: /data has 4800 samples")  # 3 x 4 x 20 x 20
+    assert "    Scanner.X_Points = 20" in text and text.endswith("images in the stream: 3 of 1600 samples each")

@@ -23,12 +23,18 @@ from typing import Any
 
 from .export import _is_url, _join, _makedirs, _write_bytes, export_frames, export_gsf, export_hdf5, export_movie
 from .fast import FastFileError, open_fast
-from .process import Recipe, as_recipe, process
+from .process import Recipe, as_recipe, check_recipe, process
 
-__all__ = ["find_fast_files", "outputs_html", "process_fast_dataset", "process_with_fallback"]
+__all__ = ["PARAMETER_CHECKS", "find_fast_files", "outputs_html", "process_fast_dataset", "process_with_fallback"]
 
 log = logging.getLogger(__name__)
 
+
+
+#: checks of the STM job notebooks' parameters, run by the dass service at submission
+#: (``checks:`` of the stack in stacks.yaml): a bad recipe is refused with 422 naming the step
+#: and field before anything is queued, not found when the job runs
+PARAMETER_CHECKS = {"recipe": check_recipe}
 
 def find_fast_files(input_dir_or_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
     """The ``.h5`` files of a folder (searched recursively, sorted), or the given file(s).

@@ -72,14 +72,15 @@ def session_datasets(manifest: str | os.PathLike[str] | None = None) -> tuple[li
 
     Returns
     -------
-    (list of Dataset, str)
-        The datasets (maybe none) and a sentence for a person (``""`` when datasets are there).
+    (datasets, str)
+        The session's datasets (what :func:`dass.data.datasets` returns; an empty list outside
+        a session) and a sentence for a person (``""`` when datasets are there).
     """
     from dass.data.errors import DassDataError
     from dass.data.session import datasets
 
     try:
-        found = list(datasets(manifest))
+        found = datasets(manifest)  # the session's collection (shown as a table in a notebook)
     except DassDataError as exc:
         return [], (f"No datasets are mounted here ({exc}). To look at FAST movies, start a "
                     f"session of the stm stack with a FAST dataset (in the demo repository: "

@@ -1,5 +1,8 @@
 """Sample-preparation logbook -> measurement metadata.
 
+Why one module: reading a logbook (CSV, YAML, as written), its checks and matching its steps
+to files are one format, documented here and in docs/stm-logbook.md.
+
 A lab keeps one row per preparation step (sputtering, annealing, deposition, dosing …). This
 module reads that logbook, finds the steps that belong to a measurement (by sample name or by
 time) and attaches them to the measurement's catalogue metadata as a ``preparation`` list and,

@@ -1,5 +1,8 @@
 """Processing of FAST movies: a declarative recipe, run through pyfastspm's own steps.
 
+Why one module: the recipe, its checks and the runner of pyfastspm's steps share one
+list of steps and their parameters; the numerics live in :mod:`.engine` and pyfastspm.
+
 A :class:`Recipe` names the movie channels, an optional image range and a set of steps with
 their parameters. It is plain data: ``Recipe.from_dict(recipe.to_dict()) == recipe``, and it
 travels as JSON (job parameters, the processed HDF5, the widget). Every value is checked when

@@ -70,9 +70,9 @@ def test_login_spawn_form_and_landing_notebook_in_a_browser(platform, browser):
         page.locator("#spawn_form input[type=submit], #spawn_form button[type=submit]").first.click()
 
         # -- JupyterLab on the landing notebook -----------------------------------------
-        page.wait_for_url(re.compile(re.escape(f"/user/alice{LANDING}") + r"(\?.*)?$"), timeout=90_000)
+        page.wait_for_url(re.compile(re.escape(f"/user/alice{LANDING}") + r"(\?.*)?$"), timeout=platform.spawn_timeout * 1000)
         panel = page.locator(".jp-NotebookPanel")
-        expect(panel).to_be_visible(timeout=90_000)
+        expect(panel).to_be_visible(timeout=platform.spawn_timeout * 1000)
         timings["lab"] = time.monotonic() - t0
 
         cell = panel.locator(".jp-CodeCell").filter(has_text="dass.data.datasets()").first

@@ -50,9 +50,9 @@ def browser_missing() -> str:
     return ""
 
 
-def new_page(browser, width: int = 1300):
+def new_page(browser, width: int = 1300, height: int = 1000):
     """A fresh browser context and page (30 s default timeout) collecting console errors."""
-    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(30_000)
     page = context.new_page()
     errors: list[str] = []
@@ -190,6 +190,13 @@ class PlatformProcess:
             raise
         self.ready_after = time.monotonic() - self.started
 
+    def rescan(self) -> None:
+        """Index the repository again (``dass catalog scan`` with this platform's config)."""
+        env = dict(os.environ, DASS_STATE_DIR=str(self.state))
+        r = subprocess.run([sys.executable, "-m", "dass", "--config", str(self.config_file), "catalog", "scan"],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+
     def kill_hub(self) -> None:
         """SIGKILL the hub process alone (as the OOM killer would): no cleanup runs."""
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -285,6 +292,43 @@ class PlatformProcess:
                 p.kill()
             except Exception:
                 pass
+
+
+def seed_many_datasets(repository: Path, proposal: str, *, own: int, uploads: int, results: int) -> list[str]:
+    """Write small valid datasets into a ``file://`` repository folder, readable by the
+    ``proposal`` group: ``own`` named ``set-NNN`` (techniques SEM, STM, KMAP in turn, one a day
+    from 2025-01-01), ``uploads`` SEM uploads ``sem-upload-<date>-<hex>`` and ``results`` job
+    results ``results/job-<hex>``. Returns their ids; index them with ``dass catalog scan``."""
+    import datetime as dt
+    import hashlib
+
+    from dass.demo import CREATOR, LICENCE, SCHEMA
+
+    day0 = dt.date(2025, 1, 1)
+    wanted = []
+    for i in range(own):
+        wanted.append((proposal, f"set-{i:03d}", f"Sample series {i:03d}", ("SEM", "STM", "KMAP")[i % 3],
+                       day0 + dt.timedelta(days=i)))
+    for i in range(uploads):
+        day = day0 + dt.timedelta(days=400 + i)
+        wanted.append((proposal, f"sem-upload-{day:%Y%m%d}-{i:08x}", f"SEM upload {i}", "SEM", day))
+    for i in range(results):
+        wanted.append(("results", f"job-{i:032x}", f"Results of job {i}", None, day0 + dt.timedelta(days=600 + i)))
+    ids = []
+    for prop, name, title, technique, day in wanted:
+        folder = repository / prop / name
+        folder.mkdir(parents=True, exist_ok=True)
+        data = f"{title}\n".encode()
+        (folder / "note.txt").write_bytes(data)
+        meta = {"schema": SCHEMA, "title": title, "creators": [dict(CREATOR)],
+                "dates": {"created": day.isoformat()}, "licence": LICENCE,
+                "keywords": ["picker-test"], "access": {"groups": [proposal], "public": False},
+                "synthetic": True, "checksums": {"note.txt": "sha256:" + hashlib.sha256(data).hexdigest()}}
+        if technique:
+            meta["technique"] = technique
+        (folder / "dataset.json").write_text(json.dumps(meta))
+        ids.append(f"{prop}/{name}")
+    return ids
 
 
 def process_gone(pid: int) -> bool:

@@ -33,16 +33,28 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, from ``/proc``), or None
-    when it does not exist (or on a system without ``/proc``)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) is in parentheses and may hold spaces: split after it
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat.rsplit(")", 1)[-1].split()
+
+
+def start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from ``/proc``), or None
+    when it does not exist (or on a system without ``/proc``)."""
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def running(pid: int, started: str) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` and has not ended (a
+    zombie waiting for its parent to reap it has ended)."""
+    fields = _stat(pid)
+    return bool(fields) and len(fields) > 19 and fields[19] == started and fields[0] not in ("Z", "X")
 
 
 def read_pid_file(path: Path) -> tuple[int, str] | None:
@@ -68,17 +80,19 @@ def end_previous(path: Path, *, grace: float = 10.0, log=print) -> int | None:
     if recorded is None:
         return None
     pid, started = recorded
-    if pid == os.getpid() or not started or start_time(pid) != started:
+    if pid == os.getpid() or not started or not running(pid, started):
         return None  # gone, or the id now belongs to another process
     log(f"dass.hub.managed: ending the previous instance (pid {pid}) recorded in {path.name}")
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while start_time(pid) == started and time.monotonic() < deadline:
+        while running(pid, started) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if start_time(pid) == started:
+        if running(pid, started):
+            log(f"dass.hub.managed: pid {pid} did not end within {grace:g} s of SIGTERM; killing it")
             os.kill(pid, signal.SIGKILL)
-            while start_time(pid) == started:
+            deadline = time.monotonic() + grace
+            while running(pid, started) and time.monotonic() < deadline:
                 time.sleep(0.05)
     except ProcessLookupError:
         pass

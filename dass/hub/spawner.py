@@ -18,7 +18,6 @@ import resource
 import shutil
 import sys
 from functools import lru_cache
-from itertools import groupby
 from pathlib import Path
 
 import jinja2
@@ -29,6 +28,7 @@ from traitlets.config import Configurable
 
 from ..data.access import Identity
 from ..stacks.registry import StackRegistry
+from .picker import picker_proposals, picker_techniques
 from ..stacks.runtime import address_space_limit
 from ..stacks.selection import Selection, SelectionError, options_from_form, validate_selection
 from ..stacks.session import SessionSpec, build_session_spec, landing_url
@@ -273,8 +273,7 @@ class DassSpawnerMixin(Configurable):
         stacks = self.registry.for_identity(identity)
         records, _ = self.catalog.search(identity, limit=10_000, today=self.today())
         titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals()}
-        records = sorted(records, key=lambda r: (r.proposal, r.title))
-        proposals = [(p, list(rs)) for p, rs in groupby(records, key=lambda r: r.proposal)]
+        proposals = picker_proposals(records, titles)
         previous = self.user_options if isinstance(self.user_options, dict) else {}
         chosen_stack = previous.get("stack")
         if chosen_stack not in {s.name for s in stacks}:
@@ -293,7 +292,7 @@ class DassSpawnerMixin(Configurable):
             chosen_size=previous.get("size") or (stack.default_size if stack else ""),
             chosen_datasets=set(chosen_datasets) if isinstance(chosen_datasets, list) else set(),
             proposals=proposals,
-            proposal_titles=titles,
+            techniques=picker_techniques(proposals),
             max_datasets=self.max_datasets,
             size_note=self.size_note,
         )

@@ -298,7 +298,10 @@ class DassService(Application):
 
     def init_webapp(self) -> None:
         jinja_env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            # the hub's templates too: the dataset picker is shared with the spawn form
+            loader=jinja2.ChoiceLoader(
+                [jinja2.FileSystemLoader(str(TEMPLATES)), jinja2.PackageLoader("dass.hub", "templates")]
+            ),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )

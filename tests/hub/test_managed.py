@@ -102,3 +102,19 @@ def test_no_command_is_an_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dass.hub.managed", f"--pid-file={tmp_path / 'x.pid'}"],
                        capture_output=True, text=True, env=ENV, timeout=60)
     assert r.returncode == 2 and "no command given after --" in r.stderr
+
+
+def test_a_zombie_counts_as_ended(tmp_path):
+    """A previous instance that ended but was not reaped yet (no init reaping in a container)
+    must not hold the next start."""
+    pid_file = tmp_path / "svc.pid"
+    first = subprocess.Popen(managed(pid_file), env=ENV)
+    try:
+        recorded_pid(pid_file, "time.sleep")
+        os.kill(first.pid, signal.SIGKILL)
+        wait_for(lambda: gone(first.pid), 60, "the first instance to end")
+        assert not Path(f"/proc/{first.pid}").exists() or gone(first.pid)  # a zombie until reaped
+        assert end_previous(pid_file, grace=60) is None
+    finally:
+        first.kill()
+        first.wait(10)

@@ -222,7 +222,7 @@ class DassSpawnerMixin(Configurable):
         return max(float(self.start_timeout) - 2.0, 1.0)
 
     async def start(self):
-        self.__dict__["_dass_events"] = []
+        self.__dict__.setdefault("_dass_events", []).clear()  # in place: a reader may hold it
         self.progress_event("Checking your choices of stack, size and datasets", 5)
         # check access again at start: the catalogue may have changed since the choice
         options = self.dass_selection.to_user_options() if self.dass_selection else self.user_options

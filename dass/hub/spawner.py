@@ -28,10 +28,10 @@ from traitlets.config import Configurable
 
 from ..data.access import Identity
 from ..stacks.registry import StackRegistry
-from .picker import picker_proposals, picker_techniques
 from ..stacks.runtime import address_space_limit
 from ..stacks.selection import Selection, SelectionError, options_from_form, validate_selection
 from ..stacks.session import SessionSpec, build_session_spec, landing_url
+from .picker import picker_proposals, picker_techniques
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dass.hub", "templates"),

@@ -559,6 +559,7 @@ class JobManager(LoggingConfigurable):
             storage_options=self.storage.storage_options,
             results_url=self.storage.url_of(results_path),
             result_url=self.storage.url_of(self._result_path(job.id)),
+            stack_url=selection.stack.url,
             derived={
                 "proposal": self.results_prefix,
                 "name": derived_name,

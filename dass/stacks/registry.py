@@ -111,7 +111,9 @@ class StackRegistry(LoggingConfigurable):
         suffixes), ``groups`` (hub groups allowed to use it; empty: everyone), ``environment``
         (prefix of the Python environment the stack runs in on one machine; empty: the
         platform's own), ``image`` (container image on Kubernetes), ``extra`` (the `dass`
-        extra that installs its libraries). Set a built-in stack to ``None`` to remove it.
+        extra that installs its libraries), ``url`` (a page describing the stack, recorded in
+        job provenance; empty: a ``urn:dass:stack:<name>`` identifier). Set a built-in stack to
+        ``None`` to remove it.
 
         Example::
 

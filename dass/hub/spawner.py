@@ -338,7 +338,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
     def _default_home_dir_template(self) -> str:
         from ..data.paths import state_dir
 
-        return str(state_dir() / "homes" / "{username}")
+        return str(state_dir(self.config) / "homes" / "{username}")
 
     @default("cmd")
     def _default_cmd(self):
@@ -364,7 +364,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
         """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet)."""
         from ..data.paths import state_dir
 
-        folder = state_dir() / "jupyter-config"
+        folder = state_dir(self.config) / "jupyter-config"
         page = folder / "labconfig" / "page_config.json"
         if not page.exists():
             page.parent.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..errors import DassError
 from ..data.access import Identity
 from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
+from ..data.metadata_writer import reindex_dataset
 from ..data.paths import state_dir
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
@@ -46,7 +48,7 @@ REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout"
 NAME_OK = re.compile(r"^[\w. ()-]+\.ipynb$")
 
 
-class JobRequestError(Exception):
+class JobRequestError(DassError):
     """A refused request: HTTP ``status``, the ``field`` at fault and a message saying what to fix."""
 
     def __init__(self, status: int, message: str, field: str = "") -> None:
@@ -107,11 +109,11 @@ class JobManager(LoggingConfigurable):
 
     @default("jobs_dir")
     def _default_jobs_dir(self) -> str:
-        return str(state_dir() / "jobs")
+        return str(state_dir(self.config) / "jobs")
 
     @default("home_dir_template")
     def _default_home_dir_template(self) -> str:
-        return str(state_dir() / "homes" / "{username}")
+        return str(state_dir(self.config) / "homes" / "{username}")
 
     def __init__(
         self,
@@ -151,7 +153,8 @@ class JobManager(LoggingConfigurable):
         return Path(self.jobs_dir) / job_id
 
     def service_notebooks(self, identity: Identity | None = None) -> list[dict[str, Any]]:
-        """The stacks' registered service notebooks (``notebooks/<stack>/service/*.ipynb``),
+        """The stacks' registered service notebooks (``<stack>/service/*.ipynb`` below
+        ``StackRegistry.notebooks_dir``, by default ``dass/notebooks/``),
         of the stacks ``identity`` may use (all when None)."""
         from .params import inspect_parameters
 
@@ -247,10 +250,11 @@ class JobManager(LoggingConfigurable):
                 422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_KEYS)}", unknown[0]
             )
         key = body.get("idempotency_key")
+        request_sha = _request_sha256(body)
         if key is not None:
             if not isinstance(key, str) or not 0 < len(key) <= 255:
                 raise JobRequestError(422, "idempotency_key must be a string of 1 to 255 characters", "idempotency_key")
-            existing = self._by_key(identity.name, key)
+            existing = self._by_key(identity.name, key, request_sha)
             if existing is not None:
                 return existing, False
         if "notebook" not in body:
@@ -274,6 +278,7 @@ class JobManager(LoggingConfigurable):
             values, param_datasets = validate_parameters(body.get("parameters") or {}, declared, visible_dataset=visible)
         except ParameterError as e:
             raise JobRequestError(e.status, str(e), e.field) from None
+        self._check_with_stack(body.get("stack") or choice.stack, values)
         datasets = body.get("datasets") or []
         if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
             raise JobRequestError(422, 'datasets must be a list of dataset ids like "proposal/dataset"', "datasets")
@@ -314,6 +319,7 @@ class JobManager(LoggingConfigurable):
             size=selection.size.name,
             timeout_seconds=timeout,
             idempotency_key=key,
+            request_sha256=request_sha,
             created_at=utcnow(),
             workdir=str(workdir),
             outputs=[],
@@ -323,7 +329,7 @@ class JobManager(LoggingConfigurable):
                 db.add(job)
         except IntegrityError:  # the same key, submitted twice at the same moment
             shutil.rmtree(workdir, ignore_errors=True)
-            existing = self._by_key(identity.name, key)
+            existing = self._by_key(identity.name, key, request_sha)
             if existing is None:
                 raise
             return existing, False
@@ -331,10 +337,31 @@ class JobManager(LoggingConfigurable):
         self._wake.set()
         return job.to_json(), True
 
-    def _by_key(self, owner: str, key: str) -> dict[str, Any] | None:
+    def _check_with_stack(self, stack: str | None, values: dict[str, Any]) -> None:
+        """Run the stack's own checks of parameter values (e.g. an STM processing recipe),
+        so a value the notebook would refuse is refused now, with 422 naming the parameter."""
+        for name, check in self.registry.parameter_checks(stack).items():
+            if name in values:
+                try:
+                    check(values[name])
+                except ValueError as e:
+                    raise JobRequestError(422, f"parameter '{name}': {e}", name) from None
+
+    def _by_key(self, owner: str, key: str, request_sha: str) -> dict[str, Any] | None:
+        """The job ``owner`` created with ``key``; a reuse of the key with another request is
+        refused (422), as the IETF Idempotency-Key draft answers."""
         with self._db() as db:
             job = db.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
-            return job.to_json() if job else None
+            if job is None:
+                return None
+            if job.request_sha256 and job.request_sha256 != request_sha:
+                raise JobRequestError(
+                    422,
+                    f"idempotency_key {key!r} was already used for a different request (job {job.id}); "
+                    "send the same request again, or use a new key for a new job",
+                    "idempotency_key",
+                )
+            return job.to_json()
 
     # ------------------------------------------------------------------------------ read
 
@@ -420,6 +447,7 @@ class JobManager(LoggingConfigurable):
 
     async def stop(self) -> None:
         """Stop scheduling; running jobs go on (they are re-adopted at the next start)."""
+        self.executor.close()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -633,14 +661,13 @@ class JobManager(LoggingConfigurable):
         """Index the job's results in the catalogue as a derived dataset."""
         dataset_id = f"{self.results_prefix}/job-{job.id}"
         try:
-            report = self.catalog.index_dataset(self.storage, self.results_prefix, f"job-{job.id}")
+            report = reindex_dataset(self.storage, self.catalog, self.results_prefix, f"job-{job.id}")
         except DassDataError as e:
             self.log.error("job %s: results not indexed: %s", job.id, e)
             return None
-        for err in report.errors:
-            if dataset_id in err.path:
-                self.log.error("job %s: results metadata rejected: %s", job.id, err)
-                return None
+        for err in report.errors:  # only this dataset's
+            self.log.error("job %s: results metadata rejected: %s", job.id, err)
+            return None
         return dataset_id if self.catalog.get(dataset_id) else None
 
 
@@ -655,6 +682,15 @@ def _whole_utf8(chunk: bytes) -> bytes:
             need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return chunk if cut >= need else chunk[:-cut]
     return chunk
+
+
+def _request_sha256(body: Any) -> str:
+    """Checksum of a job request, its idempotency key left out (canonical JSON)."""
+    import hashlib
+
+    doc = {k: v for k, v in body.items() if k != "idempotency_key"} if isinstance(body, dict) else body
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _one_line(text: str) -> str:

@@ -32,12 +32,11 @@ import markupsafe
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ..data.errors import DassDataError
 from ..hub.picker import picker_proposals, picker_techniques
 from ..jobs.manager import JobRequestError
 from ..jobs.model import Status
 from ..jobs.params import ParameterError, form_fields, inspect_parameters, validate_parameters
-from .handlers import ApiError, BaseHandler, _catalog_error
+from .handlers import ApiError, BaseHandler
 
 __all__ = ["default_handlers"]
 
@@ -91,10 +90,7 @@ class PageHandler(BaseHandler):
 
     def visible_records(self) -> tuple[list[Any], int]:
         """The catalogue records the caller may see (the first ``DATASET_LIMIT``) and their total."""
-        try:
-            return self.catalog.search(self.identity, limit=DATASET_LIMIT)
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        return self.catalog.search(self.identity, limit=DATASET_LIMIT)
 
     def visible_datasets(self, found: tuple[list[Any], int] | None = None) -> tuple[list[dict[str, Any]], int]:
         """The datasets the caller may see, grouped by proposal: ``[{"name", "datasets"}]``."""
@@ -107,10 +103,7 @@ class PageHandler(BaseHandler):
         return list(groups.values()), total
 
     def dataset_visible(self, dataset_id: str) -> bool:
-        try:
-            return dataset_id in self.catalog.visible(self.identity, [dataset_id])
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        return dataset_id in self.catalog.visible(self.identity, [dataset_id])
 
 
 # -- the jobs page ------------------------------------------------------------------------------
@@ -187,10 +180,7 @@ class JobsPage(PageHandler):
                 entry["stacks"].append(stack.name)
         found = self.visible_records()
         proposals, dataset_total = self.visible_datasets(found)
-        try:
-            titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals(self.identity)}
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals(self.identity)}
         picker = picker_proposals(found[0], titles)
         status_filter = (self.get_query_argument("status", "") or "").strip().upper()
         if status_filter and status_filter not in Status.__members__:
@@ -293,14 +283,9 @@ class JobsPage(PageHandler):
                         422, f"timeout must be a whole number of seconds from 1 to {self.jobs.max_timeout}, "
                              f"got {form['timeout']!r}", "timeout") from None
             job, _created = self.jobs.submit(self.identity, body)
-        except ParameterError as e:
+        except (ParameterError, JobRequestError) as e:
             self._refuse(form, e.status, e.message, e.field, upload_fields)
             return
-        except JobRequestError as e:
-            self._refuse(form, e.status, e.message, e.field, upload_fields)
-            return
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
         self.redirect(url_path_join(self.base_url, "jobs", job["id"]), status=303)
 
     def _refuse(self, form: dict[str, Any], status: int, message: str, field: str,
@@ -428,11 +413,8 @@ class JobPage(PageHandler):
     """``GET jobs/{id}``: one job of the caller (404 for anyone else's)."""
 
     def get(self, job_id: str) -> None:
-        try:
-            job = self.jobs.get(self.identity, job_id)
-            log_text, log_offset, _ = self.jobs.log_chunk(self.identity, job_id, 0)
-        except JobRequestError as e:
-            raise ApiError(e.status, e.message) from None
+        job = self.jobs.get(self.identity, job_id)
+        log_text, log_offset, _ = self.jobs.log_chunk(self.identity, job_id, 0)
         api = url_path_join(self.base_url, "api/jobs", job["id"]) + "/"
         outputs = [
             dict(o, url=api + "outputs/" + quote(o["path"]), size_text=_bytes(o.get("size")))

@@ -7,9 +7,11 @@ deployer merges changes over them with ``c.StackRegistry.stacks`` and ``c.StackR
 from __future__ import annotations
 
 import copy
+import importlib
 import sys
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,14 @@ from traitlets import Dict, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..data.access import Identity
+from ..errors import DassError
 
 BUILTIN = Path(__file__).with_name("stacks.yaml")
+#: the stacks' notebooks shipped inside the package (``dass/notebooks/<stack>/...``)
+PACKAGED_NOTEBOOKS = files("dass") / "notebooks"
 
 
-class StackConfigError(ValueError):
+class StackConfigError(DassError, ValueError):
     """A stack or size definition is invalid (a deployer's configuration error)."""
 
 
@@ -63,6 +68,15 @@ class Stack:
     file_types: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     notebooks: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+    #: ``module:function`` that adds the stack's ``dass`` sub-commands (see :mod:`dass.cli`)
+    cli: str = ""
+    #: ``module:Class``, the stack's part of the dass service (a
+    #: :class:`dass.service.extensions.ServiceExtension`: routes, pages, links)
+    web: str = ""
+    #: ``module:attribute``, a dict {parameter name: check(value)} run on the stack's job
+    #: parameters at submission; a check raises a DassError/ValueError naming what to fix
+    checks: str = ""
 
     def allows(self, identity: Identity) -> bool:
         """Whether this identity may use the stack (empty ``groups``: everyone)."""
@@ -79,7 +93,13 @@ class Stack:
         d = asdict(self)
         for key in ("allowed_sizes", "file_types", "groups"):
             d[key] = list(d[key])
+        for key in PLUGIN_KINDS:  # how dass wires the stack in, not what a user chooses
+            d.pop(key)
         return d
+
+
+#: The plug-in fields of a stack: what it adds to the command line and to the dass service.
+PLUGIN_KINDS = ("cli", "web", "checks")
 
 
 _STACK_FIELDS = set(Stack.__dataclass_fields__)
@@ -112,8 +132,11 @@ class StackRegistry(LoggingConfigurable):
         (prefix of the Python environment the stack runs in on one machine; empty: the
         platform's own), ``image`` (container image on Kubernetes), ``extra`` (the `dass`
         extra that installs its libraries), ``url`` (a page describing the stack, recorded in
-        job provenance; empty: a ``urn:dass:stack:<name>`` identifier). Set a built-in stack to
-        ``None`` to remove it.
+        job provenance; empty: a ``urn:dass:stack:<name>`` identifier), ``cli``
+        (``module:function`` that adds the stack's ``dass`` sub-commands) and ``web``
+        (``module:Class``, the stack's routes, pages and links in the dass service), ``checks``
+        (``module:attribute``, a dict of job parameter name to a check run at submission). Set a
+        built-in stack to ``None`` to remove it, with its sub-commands and pages.
 
         Example::
 
@@ -136,12 +159,12 @@ class StackRegistry(LoggingConfigurable):
     notebooks_dir = Unicode(
         help="""Folder holding the stacks' notebooks (`<stack>/welcome.ipynb`, ...).
 
-        Default: the `notebooks/` folder of the dass source tree.""",
+        Default: the notebooks shipped inside the dass package (`dass/notebooks/`).""",
     ).tag(config=True)
 
     @default("notebooks_dir")
     def _default_notebooks_dir(self) -> str:
-        return str(Path(__file__).resolve().parents[2] / "notebooks")
+        return str(PACKAGED_NOTEBOOKS)
 
     @cached_property
     def _builtin(self) -> dict:
@@ -210,3 +233,66 @@ class StackRegistry(LoggingConfigurable):
 
     def landing_notebook_path(self, stack: Stack) -> Path:
         return Path(self.notebooks_dir) / stack.landing_notebook
+
+    def parameter_checks(self, stack: str | None) -> dict[str, Any]:
+        """The checks a stack runs on its job notebooks' parameters at submission, by name."""
+        spec = getattr(self.get(stack), "checks", "") if stack else ""
+        if not spec:
+            return {}
+        checks = load_plugin(spec, where=f"stack {stack!r}: checks")
+        if not isinstance(checks, dict) or not all(callable(c) for c in checks.values()):
+            raise StackConfigError(f"stack {stack!r}: checks {spec!r} must name a dict of parameter name -> function")
+        return checks
+
+    def plugins(self, kind: str) -> list[tuple[str, Any]]:
+        """The stacks' plug-ins of one kind (``cli`` or ``web``), imported now.
+
+        Returns ``(spec, object)`` pairs in declaration order, each spec once even when
+        several stacks name it. Only the modules named are imported, and only when asked
+        (``dass --help`` imports the stacks' small CLI modules, never their libraries).
+
+        Raises
+        ------
+        StackConfigError
+            When a spec is not ``module:attribute`` or cannot be imported; the message names
+            the stack, the field and the fix.
+        """
+        if kind not in PLUGIN_KINDS:
+            raise ValueError(f"unknown plug-in kind {kind!r}; use one of {', '.join(PLUGIN_KINDS)}")
+        loaded: dict[str, Any] = {}
+        for stack in self.all_stacks.values():
+            spec = getattr(stack, kind)
+            if spec and spec not in loaded:
+                loaded[spec] = load_plugin(spec, where=f"stack {stack.name!r}: {kind}")
+        return list(loaded.items())
+
+
+def load_plugin(spec: str, *, where: str = "plug-in") -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute.
+
+    Examples
+    --------
+    >>> load_plugin("dass.stacks.registry:load_plugin") is load_plugin
+    True
+    >>> load_plugin("dass.stacks.registry")
+    Traceback (most recent call last):
+    ...
+    dass.stacks.registry.StackConfigError: plug-in 'dass.stacks.registry': write it as 'package.module:attribute'
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise StackConfigError(f"{where} {spec!r}: write it as 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise StackConfigError(
+            f"{where} {spec!r} cannot be imported ({e}); install the stack's extra "
+            "(pip install 'dass[<stack>]') or fix c.StackRegistry.stacks"
+        ) from e
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise StackConfigError(f"{where} {spec!r}: module {module_name} has no {attr!r}") from None
+    return obj

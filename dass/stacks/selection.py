@@ -13,13 +13,14 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..errors import DassError
 from ..data.access import Identity
 from .registry import Size, Stack, StackRegistry
 
 OPTION_KEYS = ("stack", "size", "datasets")
 
 
-class SelectionError(ValueError):
+class SelectionError(DassError, ValueError, status=400):
     """The chosen stack, size or datasets cannot be used; the message says what to fix.
 
     Raised for spawns (the hub answers 400) and job submissions (the service answers 422, or
@@ -30,7 +31,7 @@ class SelectionError(ValueError):
     """
 
     def __init__(self, message: str, *, field: str = "", forbidden: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(message, status=403 if forbidden else None)
         self.field = field
         self.forbidden = forbidden
 

@@ -89,7 +89,7 @@ def start_runner(workdir: Path) -> subprocess.Popen:
     from dass.jobs.spec import build_execution_spec
 
     registry = StackRegistry()
-    # PYTHONPATH too: the runner must import the checkout under test
+    # PYTHONPATH: a developer running the tests of another checkout runs its runner too
     base_env = {k: os.environ[k] for k in ("PATH", "LANG", "PYTHONPATH") if k in os.environ}
     spec = build_execution_spec(
         job_id=json.loads((workdir / "spec.json").read_text())["job_id"],

@@ -65,6 +65,22 @@ def test_idempotency_key_returns_the_first_job(manager):
     assert manager.list_jobs(ALICE)[1] == 1
 
 
+def test_idempotency_key_reused_with_another_request_is_refused(manager):
+    first, _ = manager.submit(ALICE, {"notebook": SEM, "idempotency_key": "k2", "parameters": {"max_images": 2}})
+    for other in ({"notebook": SEM, "idempotency_key": "k2", "parameters": {"max_images": 3}},
+                  {"notebook": "no/such.ipynb", "idempotency_key": "k2"}):
+        with pytest.raises(JobRequestError) as e:
+            manager.submit(ALICE, other)
+        assert e.value.status == 422 and e.value.field == "idempotency_key"
+        assert "different request" in str(e.value) and first["id"] in str(e.value)
+    # the same request again still answers with the first job; another user's key is theirs
+    again, created = manager.submit(ALICE, {"notebook": SEM, "parameters": {"max_images": 2}, "idempotency_key": "k2"})
+    assert not created and again["id"] == first["id"]
+    _, created_bob = manager.submit(Identity("bob", frozenset({"p-2026-002"})), {"notebook": SEM, "idempotency_key": "k2"})
+    assert created_bob
+    assert manager.list_jobs(ALICE)[1] == 1
+
+
 def test_access_is_checked_again_when_the_job_starts(manager):
     job, _ = manager.submit(ALICE, {"notebook": SEM, "parameters": {"input_dataset": "p-2026-001/sem-nanowires"}})
     manager.identities["alice"] = Identity("alice", frozenset())  # left the proposal meanwhile
@@ -168,3 +184,17 @@ def test_restart_adopts_a_runner_that_had_no_time_to_write_its_pid(manager):
         assert proc.wait(timeout=30) is not None
     finally:
         proc.kill()
+
+
+def test_a_stack_checks_its_parameters_at_submission(manager):
+    """The STM stack's recipe check runs when the job is submitted: 422 naming step and field."""
+    movie = "stm/service/fast_movie.ipynb"
+    with pytest.raises(JobRequestError) as e:
+        manager.submit(ALICE, {"notebook": movie, "parameters": {"recipe": {"steps": [
+            {"name": "drift", "params": {"stepsize": 0}}]}}})
+    assert e.value.status == 422 and e.value.field == "recipe"
+    assert "recipe step 'drift', field 'stepsize'" in str(e.value)
+    assert manager.list_jobs(ALICE)[1] == 0  # nothing queued
+    job, created = manager.submit(ALICE, {"notebook": movie, "parameters": {"recipe": {"steps": [
+        {"name": "align_rows", "params": {"method": "mean"}}]}}})
+    assert created and job["parameters"]["recipe"] == {"steps": [{"name": "align_rows", "params": {"method": "mean"}}]}

@@ -467,3 +467,37 @@ def test_hide_paths_replaces_the_longest_place_first():
     places = {"/srv/dass": "<state>", "/srv/dass/jobs/1": "<job folder>", "/": "never", "": "never"}
     assert hide_paths("/srv/dass/jobs/1/x and /srv/dass/y", places) == "<job folder>/x and <state>/y"
     assert hide_paths("nothing here", places) == "nothing here"
+
+
+def test_processes_a_notebook_leaves_behind_end_with_the_job(runner_repo, tmp_path):
+    """A process started in a session of its own does not outlive the finished job."""
+    workdir = tmp_path / "job"
+    runner_spec(workdir, notebook="runner_orphan.ipynb", storage_url=f"file://{runner_repo}")
+    rc, result, _ = run_runner(workdir)
+    assert rc == 0, read_log(workdir)
+    pid = int((workdir / "output" / "child.pid").read_text())
+    try:
+        proc = psutil.Process(pid)
+        assert proc.status() == psutil.STATUS_ZOMBIE or not proc.is_running(), proc.cmdline()
+    except psutil.NoSuchProcess:
+        pass
+    assert "process(es) the notebook left running" in read_log(workdir)
+
+
+def test_a_kernel_that_exits_by_itself_is_not_called_killed(runner_repo, tmp_path):
+    workdir = tmp_path / "job"
+    runner_spec(workdir, notebook="runner_exit.ipynb", storage_url=f"file://{runner_repo}")
+    rc, result, _ = run_runner(workdir)
+    assert rc == 1 and result["status"] == "FAILED", read_log(workdir)
+    assert result["reason"].startswith("the kernel died while running cell 2 (the kernel process exited by itself with status 0")
+    assert "out of memory" not in result["reason"]
+
+
+def test_kernel_death_wording():
+    from nbclient.exceptions import DeadKernelError
+
+    dead = DeadKernelError("Kernel died")
+    assert describe_failure(dead, cell=3) == "the kernel died while running cell 3 (out of memory or killed)"
+    assert describe_failure(dead, cell=3, kernel_exit=-9) == "the kernel died while running cell 3 (out of memory or killed)"
+    assert describe_failure(dead, cell=3, kernel_exit=-15) == "the kernel died while running cell 3 (killed by SIGTERM)"
+    assert "exited by itself with status 1" in describe_failure(dead, cell=1, kernel_exit=1)

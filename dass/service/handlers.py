@@ -22,6 +22,7 @@ import secrets
 from collections import OrderedDict
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from jupyterhub.utils import url_path_join
@@ -350,6 +351,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         namespace.setdefault("base_url", self.base_url)
         namespace.setdefault("version", dass.__version__)
         namespace.setdefault("identity", self.identity)
+        namespace.setdefault("hub_url", self.hub_auth.hub_prefix)
         # what the stacks add to every page (see dass.service.extensions)
         namespace.setdefault("nav_links", self.settings.get("nav_links", []))
         namespace.setdefault("header_templates", self.settings.get("header_templates", []))
@@ -561,15 +563,22 @@ class DatasetsHandler(BaseHandler):
         )
 
 
+def dataset_id_of(proposal: str, dataset: str) -> str:
+    """``<proposal>/<dataset>`` from a route's path; 404 when either is not a name a dataset
+    can have (a NUL, a traversal, 10,000 characters…), before any lookup."""
+    if not (NAME_RE.fullmatch(proposal) and NAME_RE.fullmatch(dataset)):
+        shown = f"{proposal[:64]}/{dataset[:64]}"
+        raise ApiError(404, f"dataset {shown!r} not found: proposal and dataset names are letters, digits, "
+                            "'.', '_' and '-' (at most 64 characters each)")
+    return f"{proposal}/{dataset}"
+
+
 class DatasetHandler(BaseHandler):
     """``GET api/datasets/{proposal}/{dataset}``: one dataset, if the caller may see it."""
 
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())
-        dataset_id = f"{proposal}/{dataset}"
-        if not (NAME_RE.fullmatch(proposal) and NAME_RE.fullmatch(dataset)):
-            raise ApiError(404, f"dataset {dataset_id[:2 * 64 + 1]!r} not found: proposal and dataset names are "
-                                "letters, digits, '.', '_' and '-' (at most 64 characters each)")
+        dataset_id = dataset_id_of(proposal, dataset)
         visible = self.catalog.visible(self.identity, [dataset_id])
         record = visible.get(dataset_id)
         if record is None:
@@ -586,6 +595,32 @@ def stacks_json(registry: StackRegistry, identity: Identity) -> list[dict[str, A
         d["sizes"] = [size.to_json() for size in registry.sizes_for(stack, identity)]
         out.append(d)
     return out
+
+
+class DatasetPage(BaseHandler):
+    """``GET datasets/{proposal}/{dataset}``: one dataset as a page (its metadata, access, files
+    and a link to the JSON), with the same answer as the API for one the caller may not see."""
+
+    def get(self, proposal: str, dataset: str) -> None:
+        self.query_args(())
+        dataset_id = dataset_id_of(proposal, dataset)
+        record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
+        if record is None:
+            raise ApiError(404, f"dataset {dataset_id} not found")
+        doc = record.to_json()
+        metadata = doc.get("metadata") or {}
+        domain = metadata.get("domain") or {}
+        settings = {k: v for k, v in domain.items() if isinstance(v, (str, int, float, bool))}
+        self.render_template(
+            "dataset.html",
+            ds=doc,
+            creators=[c.get("name", "") for c in metadata.get("creators") or [] if isinstance(c, dict)],
+            dates=metadata.get("dates") or {},
+            licence=metadata.get("licence") or "",
+            categories=domain.get("categories") or [],
+            settings=settings,
+            api_url=url_path_join(self.base_url, "api/datasets", quote(proposal), quote(dataset)),
+        )
 
 
 class StacksHandler(BaseHandler):
@@ -650,5 +685,6 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     ("api/me", MeHandler),
     ("api/datasets", DatasetsHandler),
     (r"api/datasets/([^/]+)/([^/]+)", DatasetHandler),
+    (r"datasets/([^/]+)/([^/]+)", DatasetPage),
     ("api/stacks", StacksHandler),
 ]

@@ -93,6 +93,12 @@ def _cases() -> list[Case]:
     # -- pages and service routes
     add(Case("home", "GET", "?q=%ff%fe", (400,), "invalid UTF-8 in the query"))
     add(Case("home", "POST", "", (405,), "a method the page does not take"))
+    add(Case("datasetPage", "GET", "datasets/%ff%fe/%c0%af", (400, 404), "invalid UTF-8 in the path"))
+    add(Case("datasetPage", "GET", "datasets/a%00b/c", (404,), "a NUL in the name"))
+    add(Case("datasetPage", "GET", f"datasets/{'p' * 10_000}/x", (404,), "a 10,000-character proposal"))
+    add(Case("datasetPage", "GET", "datasets/p-2026-001/sem-grains?x=%00", (400,), "an unknown query parameter"))
+    add(Case("datasetPage", "POST", "datasets/p-2026-001/sem-grains", (405,), "a method the page does not take",
+             body=b"x" * 100_000))
     add(Case("oauthCallback", "GET", "oauth_callback?code=%00&state=x", (400, 403), "a NUL code, a bad state",
              token=None))
     add(Case("health", "POST", "api/health", (405,), "method not allowed", body=b"x" * 1000, token=None))

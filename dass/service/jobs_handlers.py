@@ -46,8 +46,17 @@ class JobsHandler(JobsBase):
         self.write_json({"jobs": jobs, "total": total, "limit": limit, "offset": offset})
 
     def post(self) -> None:
+        self.audit_action = "job.submit"  # one row per input dataset, denied submissions included
         self.query_args(())
-        job, created = self.jobs.submit(self.identity, self.json_body())
+        body = self.json_body()
+        asked = body.get("datasets") if isinstance(body, dict) else None
+        asked = list(dict.fromkeys(d for d in asked if isinstance(d, str))) if isinstance(asked, list) else []
+        records = [self.audit(dataset=d) for d in asked]
+        job, created = self.jobs.submit(self.identity, body)
+        for dataset in job["datasets"][len(records):]:  # inputs named by parameters
+            records.append(self.audit(dataset=dataset))
+        for record in records:
+            record.job = job["id"]
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")
         self.write_json(job, 201 if created else 200)
 
@@ -105,7 +114,13 @@ class JobOutputsHandler(JobsBase):
 
 
 class JobOutputHandler(JobsBase):
+    audit_action = "job.output"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"job": self.path_args[0], "path": self.path_args[1], "bytes": 0}
+
     async def get(self, job_id: str, path: str) -> None:
+        record = self.audit(**self.audit_fields())
         self.query_args(())
         f = self.jobs.open_output(self.identity, job_id, path)
         name = path.rsplit("/", 1)[-1]
@@ -118,6 +133,7 @@ class JobOutputHandler(JobsBase):
                 chunk = await asyncio.to_thread(f.read, 1024 * 1024)
                 if not chunk:
                     break
+                record.bytes += len(chunk)
                 self.write(chunk)
                 await self.flush()
         self.finish()
@@ -126,11 +142,18 @@ class JobOutputHandler(JobsBase):
 class JobNotebookHandler(JobsBase):
     """The executed notebook rendered as HTML (sandboxed: it is user content)."""
 
+    audit_action = "job.output"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"job": self.path_args[0], "path": "executed.html"}
+
     async def get(self, job_id: str) -> None:
+        record = self.audit(**self.audit_fields())
         self.query_args(())
         f = self.jobs.open_output(self.identity, job_id, "executed.html")
         with f:
             body = await asyncio.to_thread(f.read)
+        record.bytes = len(body)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'")
         self.set_header("X-Content-Type-Options", "nosniff")

@@ -226,3 +226,65 @@ def test_purge_deletes_rows_older_than_the_retention_only(tmp_path):
     assert events[1]["proposal"] == "p-2026-001"  # from the dataset id
     assert AuditLog(catalog, retention_days=0).purge(now=now + dt.timedelta(days=999)) == 0
     catalog.dispose()
+
+
+# -- dass audit ----------------------------------------------------------------------------------
+
+
+def dass_audit(*args: str, config: str | None = None) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    for name in ("DASS_CONFIG", "DASS_URL", "DASS_SERVICE_URL", "DASS_TOKEN", "JUPYTERHUB_API_TOKEN"):
+        env.pop(name, None)
+    head = ["--config", config] if config else []
+    return subprocess.run([sys.executable, "-m", "dass", *head, "audit", *args],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=root)
+
+
+def test_dass_audit_list_filters_through_the_service(service, ids):
+    import json
+
+    service.get(f"api/datasets/{ALICE_DS}", "bob-token")
+    r = dass_audit("list", "--url", service.url, "--token", "alice-token", "--user", "bob", "--denied",
+                   "--limit", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert 1 <= len(out["events"]) <= 3 and out["total"] >= len(out["events"])
+    assert all(e["user"] == "bob" and not e["allowed"] and e["proposal"] == "p-2026-001" for e in out["events"])
+    r = dass_audit("list", "--url", service.url, "--token", "alice-token", "--action", "dataset.read", "--limit", "2")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("(2 of ")
+    assert "dataset.read" in lines[0] and "p-2026-001/" in lines[0]
+    # the service's refusal, in one line
+    r = dass_audit("list", "--url", service.url, "--token", "alice-token", "--since", "yesterday")
+    assert r.returncode == 2
+    assert r.stderr.startswith("dass: error: query parameter since must be an ISO 8601 date") and "(HTTP 400)" in r.stderr
+    r = dass_audit("list", "--url", service.url, "--token", "nobody-token")
+    assert r.returncode == 2 and ("HTTP 403" in r.stderr or "HTTP 401" in r.stderr)
+
+
+def test_dass_audit_purge_uses_the_configured_retention(service, tmp_path):
+    db = f"sqlite:///{tmp_path}/purge.sqlite"
+    from dass.data.catalog import Catalog
+
+    catalog = Catalog(db_url=db)
+    catalog.upgrade()
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
+    AuditLog(catalog).record([AuditRecord(user="alice", action="data.get", allowed=True, time=old),
+                              AuditRecord(user="alice", action="data.get", allowed=True)])
+    catalog.dispose()
+    cfg = tmp_path / "dass_config.py"
+    cfg.write_text(f"c.Catalog.db_url = {db!r}\nc.AuditLog.retention_days = 30\n")
+    r = dass_audit("purge", config=str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "0 audit rows older than 30 days deleted\n"
+    r = dass_audit("purge", "--retention-days", "7", config=str(cfg))
+    assert r.stdout == "1 audit rows older than 7 days deleted\n"
+    r = dass_audit("purge", "--retention-days", "-1", config=str(cfg))
+    assert r.returncode == 2 and "--retention-days must be 0" in r.stderr

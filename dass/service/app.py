@@ -43,6 +43,8 @@ from ..data.errors import StorageError
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
 from .audit_handlers import default_handlers as audit_handlers
+from .gateway import DataGateway
+from .gateway import default_handlers as gateway_handlers
 from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers
@@ -222,7 +224,7 @@ class DassService(Application):
             stacks = [c for ext in extension_classes(StackRegistry(config=self.config)) for c in ext.classes]
         except DassError:  # a bad stack definition is reported by initialize(), not by --help
             stacks = []
-        return [DassService, Storage, Catalog, AuditLog, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
+        return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -335,6 +337,7 @@ class DassService(Application):
             undefined=jinja2.StrictUndefined,
         )
         routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers) + list(audit_handlers)
+        routes += list(gateway_handlers)
         for ext in self.extensions:
             routes += ext.handlers()
         handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
@@ -347,6 +350,7 @@ class DassService(Application):
             identity_resolver=self.identity_resolver,
             catalog=self.catalog,
             audit_log=self.audit_log,
+            data_gateway=DataGateway(parent=self),
             storage=self.storage,
             stack_registry=self.stack_registry,
             job_manager=self.job_manager,

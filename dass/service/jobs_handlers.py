@@ -129,13 +129,14 @@ class JobOutputHandler(JobsBase):
         self.set_header("Content-Disposition", content_disposition(name))
         self.set_header("X-Content-Type-Options", "nosniff")
         with f:
-            while True:
-                chunk = await asyncio.to_thread(f.read, 1024 * 1024)
-                if not chunk:
-                    break
+            chunk = await asyncio.to_thread(f.read, 1024 * 1024)
+            while chunk:
+                following = await asyncio.to_thread(f.read, 1024 * 1024)
                 record.bytes += len(chunk)
                 self.write(chunk)
-                await self.flush()
+                if following:  # the last chunk leaves with finish(), after the audit row is written
+                    await self.flush()
+                chunk = following
         self.finish()
 
 

@@ -278,3 +278,12 @@ def test_s3_reads_redirect_to_a_presigned_url_of_that_object(s3_redirect, moto):
     events, _ = s3_redirect.app.audit_log.query(ADMIN, limit=3)
     assert [(e["user"], e["action"], e["allowed"]) for e in events] == [
         ("bob", "data.get", False), ("alice", "data.redirect", True), ("alice", "data.redirect", True)]
+
+
+def test_the_gateway_is_documented(gw):
+    from openapi_spec_validator import validate
+
+    doc = gw.get("api/openapi.json").json()
+    validate(doc)
+    op = doc["paths"]["/api/data/{proposal}/{dataset}/{path}"]["get"]
+    assert {"200", "206", "307", "404", "416"} <= set(op["responses"])

@@ -120,6 +120,26 @@ def test_job_submissions_record_each_input_and_denials(service, ids):
     )
 
 
+def test_the_job_form_records_like_the_api(service, ids):
+    form = {"source": "service", "notebook": SEM_NOTEBOOK, "param.input_dataset": ALICE_DS,
+            "param.max_images": "2", "param.thumbnail_px": "64", "stack": "", "size": "", "timeout": ""}
+    mark = last_id(service)
+    r = service.request("POST", "jobs", "alice-token", data=form)
+    assert r.status_code == 303, r.text
+    job = r.headers["Location"].rsplit("/", 1)[-1]
+    r = service.request("POST", "jobs", "bob-token", data=dict(form, datasets=ALICE_DS))
+    assert r.status_code in (403, 404)
+    assert rows_after(service, mark) == expect(
+        ids,
+        row("alice", "job.submit", True, 303, ALICE_DS, job=job),
+        row("bob", "job.submit", False, r.status_code, ALICE_DS),
+    )
+    # looking at the jobs page is not a data access
+    mark = last_id(service)
+    assert service.get("jobs", "alice-token").status_code == 200
+    assert rows_after(service, mark) == []
+
+
 def test_bad_requests_to_audited_routes_are_recorded_as_denied(service, ids):
     mark = last_id(service)
     assert service.get(f"api/datasets/{ALICE_DS}?x=1", "alice-token").status_code == 400

@@ -111,7 +111,7 @@ def clean_path(path: str | None) -> str:
     >>> clean_path("../other/secret")
     Traceback (most recent call last):
     ...
-    dass.service.handlers.ApiError: HTTP 400: path '../other/secret' leaves the dataset; use a path inside it
+    dass.service.handlers.ApiError: HTTP 400: Bad Request (path '../other/secret' leaves the dataset; use a path inside it)
     """
     if not path:
         return ""

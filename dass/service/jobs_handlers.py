@@ -55,6 +55,8 @@ class JobsHandler(JobsBase):
         job, created = self.jobs.submit(self.identity, body)
         for dataset in job["datasets"][len(records):]:  # inputs named by parameters
             records.append(self.audit(dataset=dataset))
+        if not records:  # a job without inputs: one row for the submission
+            records.append(self.audit())
         for record in records:
             record.job = job["id"]
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")

@@ -280,6 +280,8 @@ class JobsPage(PageHandler):
             return
         for dataset in job["datasets"][len(records):]:  # inputs named by parameters
             records.append(self.audit(dataset=dataset))
+        if not records:  # a job without inputs: one row for the submission
+            records.append(self.audit())
         for record in records:
             record.job = job["id"]
         self.redirect(url_path_join(self.base_url, "jobs", job["id"]), status=303)

@@ -53,7 +53,7 @@ bench: env node-proxy
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/sem.py
-	$(BIN)/python bench/stm.py
+	$(BIN)/python bench/stm.py --quick
 	$(BIN)/python bench/kmap.py --quick
 
 clean:

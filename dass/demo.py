@@ -1,5 +1,9 @@
 """A small, synthetic demo repository for trying dass without real data.
 
+Why one module: the demo repository is one table of datasets (above) written by one
+:func:`seed`; each dataset's builder is short and reads the stacks' generators, so the whole
+demo is reviewed in one place.
+
 :func:`seed` writes a repository tree ``<root>/<proposal>/<dataset>/`` in the layout of
 ``docs/metadata.md`` (schema ``dass.dataset/1``) through any fsspec filesystem. Every file is
 generated procedurally with a seeded numpy RNG, so the bytes are the same on every run and

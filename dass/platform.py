@@ -93,6 +93,22 @@ class Platform(LoggingConfigurable):
         help="Seconds of inactivity after which jupyterhub-idle-culler stops a user server (0: no culler).",
     ).tag(config=True)
 
+    spawn_start_timeout = Integer(
+        300,
+        help="""Seconds a session may take to start: the access check, mounting the chosen
+        datasets (copies from S3 take longer) and until JupyterLab listens. Becomes
+        ``c.Spawner.start_timeout`` unless that is set; a spawn that runs out fails with a
+        message saying so. Sized for a busy 2-core machine (load about 10), where JupyterLab's
+        import alone takes 22–29 s and JupyterHub's default (60 s) is too tight.""",
+    ).tag(config=True)
+
+    spawn_http_timeout = Integer(
+        120,
+        help="""Seconds the hub waits for a started session to answer HTTP. Becomes
+        ``c.Spawner.http_timeout`` unless that is set (JupyterHub's default, 30 s, kills
+        sessions on a busy 2-core machine before JupyterLab has finished starting).""",
+    ).tag(config=True)
+
     hub_config_file = Unicode(
         help="The jupyterhub_config.py the hub runs with. Default: hub/jupyterhub_config.py of the source tree.",
     ).tag(config=True)
@@ -200,6 +216,14 @@ def _setdefault(section, key: str, value: Any) -> None:
         section[key] = value
 
 
+def _managed(state: Path, name: str, command: list[str]) -> list[str]:
+    """``command`` run through :mod:`dass.hub.managed`: a pid file in the state folder (a
+    leftover of a killed hub is ended at the next start) and the parent-death signal (the
+    service ends with its hub)."""
+    pid_file = state / f"{name}.pid"
+    return [sys.executable, "-m", "dass.hub.managed", f"--pid-file={pid_file}", "--", *command]
+
+
 def apply_hub_defaults(c: Config) -> None:
     """Fill a JupyterHub ``Config`` with the platform's defaults where the deployer set nothing.
 
@@ -225,6 +249,8 @@ def apply_hub_defaults(c: Config) -> None:
     _setdefault(hub, "default_url", "/hub/spawn")
     _setdefault(hub, "cleanup_servers", True)
     _setdefault(hub, "cleanup_proxy", True)
+    _setdefault(c.Spawner, "start_timeout", platform.spawn_start_timeout)
+    _setdefault(c.Spawner, "http_timeout", platform.spawn_http_timeout)
 
     proxy = c.ConfigurableHTTPProxy
     _setdefault(proxy, "auth_token", sec["proxy_auth_token"])
@@ -260,7 +286,7 @@ def apply_hub_defaults(c: Config) -> None:
                 "name": "dass",
                 "display": True,
                 "url": f"http://127.0.0.1:{platform.service_port}",
-                "command": [sys.executable, "-m", "dass.service"],
+                "command": _managed(state, "dass-service", [sys.executable, "-m", "dass.service"]),
                 "api_token": sec["dass_service_token"],
                 "oauth_no_confirm": True,
                 "environment": env,
@@ -270,12 +296,11 @@ def apply_hub_defaults(c: Config) -> None:
         services.append(
             {
                 "name": "idle-culler",
-                "command": [
-                    sys.executable,
-                    "-m",
-                    "jupyterhub_idle_culler",
-                    f"--timeout={platform.idle_timeout}",
-                ],
+                "command": _managed(
+                    state,
+                    "idle-culler",
+                    [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={platform.idle_timeout}"],
+                ),
                 "api_token": sec["culler_token"],
                 "environment": env,
             }

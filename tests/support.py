@@ -50,9 +50,9 @@ def browser_missing() -> str:
     return ""
 
 
-def new_page(browser, width: int = 1300):
+def new_page(browser, width: int = 1300, height: int = 1000):
     """A fresh browser context and page (30 s default timeout) collecting console errors."""
-    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(30_000)
     page = context.new_page()
     errors: list[str] = []
@@ -163,10 +163,17 @@ class PlatformProcess:
             extra_config,
         ]
         self.config_file.write_text("\n".join(lines) + "\n")
+        self.spawn_timeout = spawn_timeout(self.config_file)
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"{name}.log"
         self.log = open(self.log_path, "w")
-        env = dict(os.environ, DASS_STATE_DIR=str(state))
+        self._tokens: dict[str, str] = {}
+        self._start(600 if sem_model else 90)
+        self.secrets = json.loads((state / "secrets.json").read_text())
+
+    def _start(self, timeout: float) -> None:
+        """Run ``dass up`` with this platform's config and wait until hub and service answer."""
+        env = dict(os.environ, DASS_STATE_DIR=str(self.state))
         env.pop("DASS_CONFIG", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dass", "--config", str(self.config_file), "up"],
@@ -177,13 +184,33 @@ class PlatformProcess:
         )
         self.started = time.monotonic()
         try:
-            wait_for(self._ready, 600 if sem_model else 90, f"the platform at {self.url} (log: {self.log_path})")
+            wait_for(self._ready, timeout, f"the platform at {self.url} (log: {self.log_path})")
         except Exception:
             self.stop()
             raise
         self.ready_after = time.monotonic() - self.started
-        self.secrets = json.loads((state / "secrets.json").read_text())
-        self._tokens: dict[str, str] = {}
+
+    def rescan(self) -> None:
+        """Index the repository again (``dass catalog scan`` with this platform's config)."""
+        env = dict(os.environ, DASS_STATE_DIR=str(self.state))
+        r = subprocess.run([sys.executable, "-m", "dass", "--config", str(self.config_file), "catalog", "scan"],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+
+    def kill_hub(self) -> None:
+        """SIGKILL the hub process alone (as the OOM killer would): no cleanup runs."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def restart(self, timeout: float = 90) -> None:
+        """Start ``dass up`` again with the same config and state folder (after :meth:`kill_hub`
+        or :meth:`interrupt`)."""
+        assert self.proc.poll() is not None, "the platform is still running"
+        if self.log.closed:
+            self.log = open(self.log_path, "a")
+        self.log.write("\n---- restart ----\n")
+        self.log.flush()
+        self._start(timeout)
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -212,14 +239,17 @@ class PlatformProcess:
             method, f"{self.url}/services/dass/{path}", headers=headers, timeout=30, **kw
         )
 
-    def spawn(self, user: str, options: dict | None, timeout: float = 90) -> requests.Response:
-        """Spawn via REST; returns the response (waits for readiness when accepted)."""
+    def spawn(self, user: str, options: dict | None, timeout: float | None = None) -> requests.Response:
+        """Spawn via REST; returns the response (waits for readiness when accepted, at most
+        as long as the hub itself would: :func:`spawn_timeout` of the platform's config)."""
         r = self.api("POST", f"/users/{user}/server", json=options if options is not None else {})
         if r.status_code in (201, 202):
             self.wait_ready(user, timeout)
         return r
 
-    def wait_ready(self, user: str, timeout: float = 90):
+    def wait_ready(self, user: str, timeout: float | None = None):
+        timeout = timeout or self.spawn_timeout
+
         def ready():
             model = self.api("GET", f"/users/{user}").json()
             server = model.get("servers", {}).get("")
@@ -262,6 +292,67 @@ class PlatformProcess:
                 p.kill()
             except Exception:
                 pass
+
+
+def seed_many_datasets(repository: Path, proposal: str, *, own: int, uploads: int, results: int) -> list[str]:
+    """Write small valid datasets into a ``file://`` repository folder, readable by the
+    ``proposal`` group: ``own`` named ``set-NNN`` (techniques SEM, STM, KMAP in turn, one a day
+    from 2025-01-01), ``uploads`` SEM uploads ``sem-upload-<date>-<hex>`` and ``results`` job
+    results ``results/job-<hex>``. Returns their ids; index them with ``dass catalog scan``."""
+    import datetime as dt
+    import hashlib
+
+    from dass.demo import CREATOR, LICENCE, SCHEMA
+
+    day0 = dt.date(2025, 1, 1)
+    wanted = []
+    for i in range(own):
+        wanted.append((proposal, f"set-{i:03d}", f"Sample series {i:03d}", ("SEM", "STM", "KMAP")[i % 3],
+                       day0 + dt.timedelta(days=i)))
+    for i in range(uploads):
+        day = day0 + dt.timedelta(days=400 + i)
+        wanted.append((proposal, f"sem-upload-{day:%Y%m%d}-{i:08x}", f"SEM upload {i}", "SEM", day))
+    for i in range(results):
+        wanted.append(("results", f"job-{i:032x}", f"Results of job {i}", None, day0 + dt.timedelta(days=600 + i)))
+    ids = []
+    for prop, name, title, technique, day in wanted:
+        folder = repository / prop / name
+        folder.mkdir(parents=True, exist_ok=True)
+        data = f"{title}\n".encode()
+        (folder / "note.txt").write_bytes(data)
+        meta = {"schema": SCHEMA, "title": title, "creators": [dict(CREATOR)],
+                "dates": {"created": day.isoformat()}, "licence": LICENCE,
+                "keywords": ["picker-test"], "access": {"groups": [proposal], "public": False},
+                "synthetic": True, "checksums": {"note.txt": "sha256:" + hashlib.sha256(data).hexdigest()}}
+        if technique:
+            meta["technique"] = technique
+        (folder / "dataset.json").write_text(json.dumps(meta))
+        ids.append(f"{prop}/{name}")
+    return ids
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie nobody reaped yet counts as ended)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def spawn_timeout(config_file: Path) -> float:
+    """How long a spawn may take on the platform of ``config_file``: its start and HTTP
+    timeouts (``c.Platform.spawn_*_timeout`` or ``c.Spawner.*_timeout``), after which the hub
+    itself fails the spawn, plus a margin for the hub's own bookkeeping."""
+    from dass.config import load_config
+    from dass.platform import Platform
+
+    config = load_config(config_file)
+    platform = Platform(config=config)
+    start = config.Spawner.get("start_timeout", platform.spawn_start_timeout)
+    http = config.Spawner.get("http_timeout", platform.spawn_http_timeout)
+    return float(start + http + 30)
 
 
 def leftover_processes(state: Path) -> list:

@@ -18,7 +18,6 @@ import resource
 import shutil
 import sys
 from functools import lru_cache
-from itertools import groupby
 from pathlib import Path
 
 import jinja2
@@ -32,6 +31,7 @@ from ..stacks.registry import StackRegistry
 from ..stacks.runtime import address_space_limit
 from ..stacks.selection import Selection, SelectionError, options_from_form, validate_selection
 from ..stacks.session import SessionSpec, build_session_spec, landing_url
+from .picker import picker_proposals, picker_techniques
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dass.hub", "templates"),
@@ -50,6 +50,14 @@ def _catalog(db_url: str):
 def _reject(message: str) -> web.HTTPError:
     """An HTTP 400 whose message JupyterHub shows as it is on the form and in the API."""
     err = web.HTTPError(400, "%s", message)
+    err.jupyterhub_message = message
+    return err
+
+
+def _spawn_error(message: str) -> web.HTTPError:
+    """A failed start (HTTP 500) whose message JupyterHub shows as it is: on the spawn-pending
+    page, in the REST API's answer and in the progress events (``Spawn failed: …``)."""
+    err = web.HTTPError(500, "%s", message)
     err.jupyterhub_message = message
     return err
 
@@ -192,7 +200,30 @@ class DassSpawnerMixin(Configurable):
         JupyterHub spawner's own ``start`` then launches what it set up.
         """
 
+    # -- progress the user sees while the session starts (JupyterHub's Spawner.progress)
+    def progress_event(self, message: str, percent: int) -> None:
+        """Add an event to what the spawn-pending page and ``…/server/progress`` show."""
+        events = self.__dict__.setdefault("_dass_events", [])
+        events.append({"progress": percent, "message": message})
+        self.log.debug("Spawn progress of %s: %s", self._log_name, message)
+
+    async def progress(self):
+        sent = 0
+        events = self.__dict__.setdefault("_dass_events", [])
+        while True:  # JupyterHub stops iterating once the spawn has finished or failed
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            await asyncio.sleep(0.5)
+
+    def start_deadline(self) -> float:
+        """Seconds :meth:`start` may take before it fails with a message of its own (a little
+        under ``start_timeout``, at which JupyterHub gives up with an empty message)."""
+        return max(float(self.start_timeout) - 2.0, 1.0)
+
     async def start(self):
+        self.__dict__.setdefault("_dass_events", []).clear()  # in place: a reader may hold it
+        self.progress_event("Checking your choices of stack, size and datasets", 5)
         # check access again at start: the catalogue may have changed since the choice
         options = self.dass_selection.to_user_options() if self.dass_selection else self.user_options
         try:
@@ -201,8 +232,33 @@ class DassSpawnerMixin(Configurable):
             raise _reject(str(e)) from None
         self.apply_selection(selection)
         self.session_spec = spec = self.build_spec(selection)
+        limit = self.start_deadline()
+        try:
+            return await asyncio.wait_for(self._launch(spec), timeout=limit)
+        except asyncio.TimeoutError:
+            self.log.warning("Start of %s took more than %.0f s; giving up", self._log_name, limit)
+            raise _spawn_error(
+                f"the session (stack {spec.stack!r}, size {spec.size!r}) did not start within "
+                f"{self.start_timeout} s; the machine may be busy: try again later, or ask the "
+                "administrator to raise c.Spawner.start_timeout"
+            ) from None
+
+    async def _launch(self, spec: SessionSpec):
+        n = len(spec.datasets)
+        self.progress_event(f"Preparing your session: {n} dataset{'s' if n != 1 else ''} to mount", 15)
         await self.render_session(spec)
-        return await super().start()
+        self.progress_event(
+            f"Starting JupyterLab (stack {spec.stack}, size {spec.size}); on a busy machine this "
+            "takes up to a minute",
+            40,
+        )
+        started = await super().start()
+        await self.wait_started(spec)
+        return started
+
+    async def wait_started(self, spec: SessionSpec) -> None:
+        """Back ends wait here until the launched session listens, raising a message that
+        says why when it ended instead (JupyterHub would only notice at ``http_timeout``)."""
 
     def get_env(self):
         env = super().get_env()
@@ -217,8 +273,7 @@ class DassSpawnerMixin(Configurable):
         stacks = self.registry.for_identity(identity)
         records, _ = self.catalog.search(identity, limit=10_000, today=self.today())
         titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals()}
-        records = sorted(records, key=lambda r: (r.proposal, r.title))
-        proposals = [(p, list(rs)) for p, rs in groupby(records, key=lambda r: r.proposal)]
+        proposals = picker_proposals(records, titles)
         previous = self.user_options if isinstance(self.user_options, dict) else {}
         chosen_stack = previous.get("stack")
         if chosen_stack not in {s.name for s in stacks}:
@@ -237,7 +292,7 @@ class DassSpawnerMixin(Configurable):
             chosen_size=previous.get("size") or (stack.default_size if stack else ""),
             chosen_datasets=set(chosen_datasets) if isinstance(chosen_datasets, list) else set(),
             proposals=proposals,
-            proposal_titles=titles,
+            techniques=picker_techniques(proposals),
             max_datasets=self.max_datasets,
             size_note=self.size_note,
         )
@@ -361,6 +416,33 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
     async def render_session(self, spec: SessionSpec) -> None:
         """Mount the datasets into the home, write the manifest, copy the notebooks, and run
         the stack's own environment when it has one."""
-        await asyncio.to_thread(self._prepare_home, spec)
         if spec.environment:  # a stack with an environment of its own
-            self.cmd = [str(Path(spec.environment) / "bin" / "jupyterhub-singleuser")]
+            command = Path(spec.environment) / "bin" / "jupyterhub-singleuser"
+            if not os.access(command, os.X_OK):
+                self.log.error(
+                    "Cannot start %s: stack %s has no runnable %s", self._log_name, spec.stack, command
+                )
+                # the user's message names the setting, not the machine's folders
+                raise _spawn_error(
+                    f"the stack {spec.stack!r} cannot start on this machine: its Python "
+                    "environment is missing or has no jupyterhub-singleuser; the administrator "
+                    f"must install it or fix c.StackRegistry.stacks[{spec.stack!r}]['environment']"
+                )
+            self.cmd = [str(command)]
+        await asyncio.to_thread(self._prepare_home, spec)
+
+    async def wait_started(self, spec: SessionSpec) -> None:
+        """Wait until the session's server listens on its port; if its process ends first,
+        fail with its exit status (its output is in the hub's log)."""
+        from jupyterhub.utils import can_connect
+
+        while not can_connect(self.ip or "127.0.0.1", self.port):
+            code = self.proc.poll() if self.proc is not None else None
+            if code is not None:
+                self.log.error("Session of %s exited with status %s while starting", self._log_name, code)
+                raise _spawn_error(
+                    f"the session (stack {spec.stack!r}) ended with exit status {code} while "
+                    "starting, before JupyterLab answered; the administrator finds its output "
+                    "in the hub's log"
+                )
+            await asyncio.sleep(0.25)

@@ -278,6 +278,7 @@ class JobManager(LoggingConfigurable):
             values, param_datasets = validate_parameters(body.get("parameters") or {}, declared, visible_dataset=visible)
         except ParameterError as e:
             raise JobRequestError(e.status, str(e), e.field) from None
+        self._check_with_stack(body.get("stack") or choice.stack, values)
         datasets = body.get("datasets") or []
         if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
             raise JobRequestError(422, 'datasets must be a list of dataset ids like "proposal/dataset"', "datasets")
@@ -335,6 +336,16 @@ class JobManager(LoggingConfigurable):
         self.log.info("job %s: queued for %s (%s, %s)", job_id, identity.name, job.stack, choice.source)
         self._wake.set()
         return job.to_json(), True
+
+    def _check_with_stack(self, stack: str | None, values: dict[str, Any]) -> None:
+        """Run the stack's own checks of parameter values (e.g. an STM processing recipe),
+        so a value the notebook would refuse is refused now, with 422 naming the parameter."""
+        for name, check in self.registry.parameter_checks(stack).items():
+            if name in values:
+                try:
+                    check(values[name])
+                except ValueError as e:
+                    raise JobRequestError(422, f"parameter '{name}': {e}", name) from None
 
     def _by_key(self, owner: str, key: str, request_sha: str) -> dict[str, Any] | None:
         """The job ``owner`` created with ``key``; a reuse of the key with another request is

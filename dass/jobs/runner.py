@@ -126,6 +126,53 @@ def _one_line(text: Any) -> str:
     return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
 
 
+def hide_paths(text: str, places: Mapping[str, str]) -> str:
+    """``text`` with the platform's internal locations replaced by names a user understands.
+
+    The job's log and its reason are shown to its owner: they must not reveal where the
+    platform keeps its state or its repository.
+
+    Parameters
+    ----------
+    text : str
+        A log line, a traceback, a reason.
+    places : mapping
+        Location (a folder or URL) -> what to write instead, e.g.
+        ``{"/srv/dass/jobs/ab12": "<job folder>", "file:///srv/dass/repository": "<repository>"}``.
+        Longer locations are replaced first, so a folder inside another keeps its own name.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> hide_paths("cannot write /srv/repo/results/job-1/x.csv", {"/srv/repo": "<repository>"})
+    'cannot write <repository>/results/job-1/x.csv'
+    """
+    for place in sorted((p for p in places if p and p not in ("/", ".")), key=len, reverse=True):
+        text = text.replace(place, places[place])
+    return text
+
+
+def internal_places(workdir: Path | None, spec: Mapping[str, Any] | None) -> dict[str, str]:
+    """The internal locations of a run (job folder, state folder, repository) for
+    :func:`hide_paths`."""
+    places: dict[str, str] = {}
+    state = os.environ.get("DASS_STATE_DIR")
+    if state:
+        places[str(Path(state).resolve())] = "<state>"
+        places[state.rstrip("/")] = "<state>"
+    if workdir is not None:
+        places[str(workdir)] = "<job folder>"
+    storage_url = str(((spec or {}).get("storage") or {}).get("url") or "").rstrip("/")
+    if storage_url:
+        places[storage_url] = "<repository>"
+        if storage_url.startswith("file://"):
+            places[storage_url.removeprefix("file://")] = "<repository>"
+    return places
+
+
 def describe_failure(
     exc: BaseException,
     *,
@@ -375,6 +422,14 @@ class JobRun:
         self._km_class: Any = None
         self._kernel = kernel  # a kernel started ahead of the job, or None
 
+    @property
+    def results_id(self) -> str:
+        """The id of the dataset the results become (``results/job-<id>``)."""
+        derived = self.spec.get("derived") or {}
+        if derived.get("proposal") and derived.get("name"):
+            return f"{derived['proposal']}/{derived['name']}"
+        return f"job-{self.job_id}"
+
     def _inside(self, rel: str) -> Path:
         path = (self.workdir / rel).resolve()
         if not path.is_relative_to(self.workdir.resolve()):
@@ -420,7 +475,7 @@ class JobRun:
             storage_options=storage.storage_options,
             entries=entries,
         )
-        log.info("job %s: %d datasets mounted under %s", self.job_id, len(entries), self.workdir / "datasets")
+        log.info("job %s: %d datasets mounted under datasets/", self.job_id, len(entries))
 
         for record in records:
             path = storage.dataset_path(record.proposal, record.name)
@@ -570,7 +625,7 @@ class JobRun:
         results_url = str(self.spec["results_url"])
         storage = self._storage(results_url)
         fs, root = storage.fs, storage.root
-        log.info("job %s: writing the results to %s", self.job_id, results_url)
+        log.info("job %s: writing the results to dataset %s", self.job_id, self.results_id)
 
         def ensure_parent(remote: str) -> None:
             if storage.is_local:
@@ -617,7 +672,7 @@ class JobRun:
         proposal = str((self.spec.get("derived") or {}).get("proposal") or "")
         data = write_metadata(storage, root, metadata, proposal=proposal)
         self.written.append({"path": METADATA_FILE, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
-        log.info("job %s: derived dataset %s written", self.job_id, results_url)
+        log.info("job %s: derived dataset %s written", self.job_id, self.results_id)
 
 
     def publish_result(self, result_url: str, result: Mapping[str, Any]) -> None:
@@ -649,10 +704,22 @@ class _JobLogFilter(logging.Filter):
         return True
 
 
+#: internal location -> its name in the job's log and reason (see :func:`hide_paths`)
+_hidden: dict[str, str] = {}
+
+
+class _HidingFormatter(logging.Formatter):
+    """Writes every record (tracebacks included) with the internal locations hidden."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return hide_paths(super().format(record), _hidden)
+
+
 def _setup_logging(path: Path) -> logging.Handler:
+    _hidden.update(internal_places(path.parent, None))
     stream = open(path, "a", buffering=1, encoding="utf-8", errors="replace")
     handler = logging.StreamHandler(stream)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter = _HidingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     handler.addFilter(_JobLogFilter())
@@ -741,7 +808,8 @@ def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
     try:
         spec = json.loads((workdir / SPEC_FILE).read_text(encoding="utf-8"))
         current["id"] = str(spec["job_id"])
-        log.info("job %s: runner started (pid %d) in %s", spec["job_id"], os.getpid(), workdir)
+        log.info("job %s: runner started (pid %d)", spec["job_id"], os.getpid())
+        _hidden.update(internal_places(workdir, spec))
         job_run = JobRun(workdir, spec, started, kernel=kernel)
     except Exception as e:
         log.exception("job %s: cannot start from %s", current.get("id", "?"), SPEC_FILE)
@@ -777,11 +845,13 @@ def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
             job_run.publish(status, reason, finished)
             results_url = str(spec["results_url"])
         except Exception as e:
-            log.exception("job %s: could not write the results to %s", job_run.job_id, spec.get("results_url"))
+            log.exception("job %s: could not write the results to dataset %s", job_run.job_id, job_run.results_id)
             if status == COMPLETED:
                 status, reason = FAILED, describe_failure(e)
         job_run.unmount()
 
+    if reason:
+        reason = hide_paths(reason, _hidden)
     result = {
         "status": status,
         "reason": reason,

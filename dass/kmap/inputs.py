@@ -1,5 +1,8 @@
 """KMAP inputs: check an xsocs master file before any work; make one from SPEC + EDF or BLISS.
 
+Why one module: every input check and both converters (SPEC + EDF, BLISS) write or read
+the one xsocs master layout described here; split, the layout would be described twice.
+
 :func:`check_master` reads only metadata and shapes (no frames) and refuses, with the file,
 entry and field named, what xsocs' q-space conversion cannot use: a file that is not HDF5, no
 entries, a broken external link, a missing field (``measurement/imgnr``, the detector

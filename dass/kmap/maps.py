@@ -1,5 +1,9 @@
 """Strain and tilt maps from fitted Bragg-peak positions: what X-SOCS leaves to the user.
 
+Why one module: strain, tilts, masks with their reasons, references and statistics are one
+computation over the same fit arrays and grid; their numbers are checked together against the
+synthetic truth (tests/kmap/test_maps.py).
+
 X-SOCS stops at one fitted q vector per sample position (:func:`dass.kmap.fit.fit`). This
 module turns those vectors into maps on the regular (ny, nx) grid of scan positions:
 

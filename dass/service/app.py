@@ -332,7 +332,10 @@ class DassService(Application):
     def init_webapp(self) -> None:
         template_paths = [str(TEMPLATES)] + [p for ext in self.extensions for p in ext.template_paths()]
         jinja_env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(template_paths),
+            # the hub's templates too: the dataset picker is shared with the spawn form
+            loader=jinja2.ChoiceLoader(
+                [jinja2.FileSystemLoader(template_paths), jinja2.PackageLoader("dass.hub", "templates")]
+            ),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )

@@ -13,6 +13,7 @@ import logging
 from collections import OrderedDict
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from jupyterhub.utils import url_path_join
@@ -239,6 +240,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         namespace.setdefault("base_url", self.base_url)
         namespace.setdefault("version", dass.__version__)
         namespace.setdefault("identity", self.identity)
+        namespace.setdefault("hub_url", self.hub_auth.hub_prefix)
         # what the stacks add to every page (see dass.service.extensions)
         namespace.setdefault("nav_links", self.settings.get("nav_links", []))
         namespace.setdefault("header_templates", self.settings.get("header_templates", []))
@@ -463,6 +465,32 @@ def stacks_json(registry: StackRegistry, identity: Identity) -> list[dict[str, A
     return out
 
 
+class DatasetPage(BaseHandler):
+    """``GET datasets/{proposal}/{dataset}``: one dataset as a page (its metadata, access, files
+    and a link to the JSON), with the same answer as the API for one the caller may not see."""
+
+    def get(self, proposal: str, dataset: str) -> None:
+        self.query_args(())
+        dataset_id = f"{proposal}/{dataset}"
+        record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
+        if record is None:
+            raise ApiError(404, f"dataset {dataset_id} not found")
+        doc = record.to_json()
+        metadata = doc.get("metadata") or {}
+        domain = metadata.get("domain") or {}
+        settings = {k: v for k, v in domain.items() if isinstance(v, (str, int, float, bool))}
+        self.render_template(
+            "dataset.html",
+            ds=doc,
+            creators=[c.get("name", "") for c in metadata.get("creators") or [] if isinstance(c, dict)],
+            dates=metadata.get("dates") or {},
+            licence=metadata.get("licence") or "",
+            categories=domain.get("categories") or [],
+            settings=settings,
+            api_url=url_path_join(self.base_url, "api/datasets", quote(proposal), quote(dataset)),
+        )
+
+
 class StacksHandler(BaseHandler):
     """``GET api/stacks``: the analysis stacks (and their sizes) the caller may use."""
 
@@ -525,5 +553,6 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     ("api/me", MeHandler),
     ("api/datasets", DatasetsHandler),
     (r"api/datasets/([^/]+)/([^/]+)", DatasetHandler),
+    (r"datasets/([^/]+)/([^/]+)", DatasetPage),
     ("api/stacks", StacksHandler),
 ]

@@ -32,6 +32,7 @@ import markupsafe
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from ..hub.picker import picker_proposals, picker_techniques
 from ..jobs.manager import JobRequestError
 from ..jobs.model import Status
 from ..jobs.params import ParameterError, form_fields, inspect_parameters, validate_parameters
@@ -42,7 +43,7 @@ __all__ = ["default_handlers"]
 #: Form field names of notebook parameters start with this (``param.max_images``).
 PARAM_PREFIX = "param."
 #: The most datasets the form offers (the catalogue's first ones by id).
-DATASET_LIMIT = 500
+DATASET_LIMIT = 2000
 #: The most jobs the table lists.
 JOBS_LIMIT = 200
 FINISHED = tuple(s.value for s in Status if s.finished)
@@ -87,9 +88,13 @@ class PageHandler(BaseHandler):
         namespace.setdefault("api_url", url_path_join(self.base_url, "api/"))
         self.render_template(name, **namespace)
 
-    def visible_datasets(self) -> tuple[list[dict[str, Any]], int]:
+    def visible_records(self) -> tuple[list[Any], int]:
+        """The catalogue records the caller may see (the first ``DATASET_LIMIT``) and their total."""
+        return self.catalog.search(self.identity, limit=DATASET_LIMIT)
+
+    def visible_datasets(self, found: tuple[list[Any], int] | None = None) -> tuple[list[dict[str, Any]], int]:
         """The datasets the caller may see, grouped by proposal: ``[{"name", "datasets"}]``."""
-        records, total = self.catalog.search(self.identity, limit=DATASET_LIMIT)
+        records, total = found or self.visible_records()
         groups: OrderedDict[str, dict[str, Any]] = OrderedDict()
         for r in records:
             groups.setdefault(r.proposal, {"name": r.proposal, "datasets": []})["datasets"].append(
@@ -173,7 +178,10 @@ class JobsPage(PageHandler):
                 entry = sizes.setdefault(size.name, {"name": size.name, "display_name": size.display_name,
                                                      "cpu": size.cpu, "mem_gib": size.mem_gib, "stacks": []})
                 entry["stacks"].append(stack.name)
-        proposals, dataset_total = self.visible_datasets()
+        found = self.visible_records()
+        proposals, dataset_total = self.visible_datasets(found)
+        titles = {p["id"]: p.get("title") or "" for p in self.catalog.proposals(self.identity)}
+        picker = picker_proposals(found[0], titles)
         status_filter = (self.get_query_argument("status", "") or "").strip().upper()
         if status_filter and status_filter not in Status.__members__:
             raise ApiError(400, f"unknown status {status_filter!r}; use one of {', '.join(Status.__members__)}")
@@ -188,6 +196,8 @@ class JobsPage(PageHandler):
             stacks=stack_info,
             sizes=list(sizes.values()),
             proposals=proposals,
+            picker=picker,
+            techniques=picker_techniques(picker),
             dataset_total=dataset_total,
             dataset_limit=DATASET_LIMIT,
             max_datasets=self.jobs.max_datasets,

@@ -74,6 +74,9 @@ class Stack:
     #: ``module:Class``, the stack's part of the dass service (a
     #: :class:`dass.service.extensions.ServiceExtension`: routes, pages, links)
     web: str = ""
+    #: ``module:attribute``, a dict {parameter name: check(value)} run on the stack's job
+    #: parameters at submission; a check raises a DassError/ValueError naming what to fix
+    checks: str = ""
 
     def allows(self, identity: Identity) -> bool:
         """Whether this identity may use the stack (empty ``groups``: everyone)."""
@@ -96,7 +99,7 @@ class Stack:
 
 
 #: The plug-in fields of a stack: what it adds to the command line and to the dass service.
-PLUGIN_KINDS = ("cli", "web")
+PLUGIN_KINDS = ("cli", "web", "checks")
 
 
 _STACK_FIELDS = set(Stack.__dataclass_fields__)
@@ -131,7 +134,8 @@ class StackRegistry(LoggingConfigurable):
         extra that installs its libraries), ``url`` (a page describing the stack, recorded in
         job provenance; empty: a ``urn:dass:stack:<name>`` identifier), ``cli``
         (``module:function`` that adds the stack's ``dass`` sub-commands) and ``web``
-        (``module:Class``, the stack's routes, pages and links in the dass service). Set a
+        (``module:Class``, the stack's routes, pages and links in the dass service), ``checks``
+        (``module:attribute``, a dict of job parameter name to a check run at submission). Set a
         built-in stack to ``None`` to remove it, with its sub-commands and pages.
 
         Example::
@@ -229,6 +233,16 @@ class StackRegistry(LoggingConfigurable):
 
     def landing_notebook_path(self, stack: Stack) -> Path:
         return Path(self.notebooks_dir) / stack.landing_notebook
+
+    def parameter_checks(self, stack: str | None) -> dict[str, Any]:
+        """The checks a stack runs on its job notebooks' parameters at submission, by name."""
+        spec = getattr(self.get(stack), "checks", "") if stack else ""
+        if not spec:
+            return {}
+        checks = load_plugin(spec, where=f"stack {stack!r}: checks")
+        if not isinstance(checks, dict) or not all(callable(c) for c in checks.values()):
+            raise StackConfigError(f"stack {stack!r}: checks {spec!r} must name a dict of parameter name -> function")
+        return checks
 
     def plugins(self, kind: str) -> list[tuple[str, Any]]:
         """The stacks' plug-ins of one kind (``cli`` or ``web``), imported now.

@@ -98,8 +98,10 @@ def annotate_dataset(
     Returns
     -------
     dict
-        ``{"dataset", "described", "unreadable", "matched", "written_h5"}`` (file name lists
-        and counts).
+        ``{"dataset", "described", "unreadable", "matched", "not_matched", "written_h5"}``
+        (file name lists and counts). ``not_matched`` maps each file the logbook could not be
+        matched to (``by="sample"`` and no sample name, ``by="time"`` and no date) to the
+        reason; the other files are matched and stored all the same.
 
     Raises
     ------
@@ -129,6 +131,7 @@ def annotate_dataset(
 
     described: dict[str, Any] = {}
     unreadable: dict[str, str] = {}
+    not_matched: dict[str, str] = {}
     preparation: dict[str, list[dict[str, Any]]] = {}
     written: dict[str, Path] = {}  # FAST files with /dass_logbook, uploaded once the metadata is valid
     with tempfile.TemporaryDirectory(prefix="dass-stm-annotate-") as tmp:
@@ -143,7 +146,11 @@ def annotate_dataset(
             else:
                 described[rel] = _json_safe(md)
                 if logbook:
-                    steps = match_preparation(logbook, md, by=by)
+                    try:
+                        steps = match_preparation(logbook, md, by=by)
+                    except ValueError as e:  # no sample name (by sample) or no date (by time)
+                        not_matched[rel] = str(e)
+                        steps = []
                     if steps:
                         preparation[rel] = _json_safe([s.to_dict() for s in steps])
                         if write_h5 and rel.lower().endswith(".h5"):
@@ -182,6 +189,7 @@ def annotate_dataset(
         "described": sorted(described),
         "unreadable": unreadable,
         "matched": {k: len(v) for k, v in preparation.items()},
+        "not_matched": not_matched,
         "written_h5": sorted(written),
     }
 

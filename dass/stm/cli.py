@@ -8,6 +8,7 @@ status 2.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 from ..errors import DassError
@@ -26,14 +27,18 @@ def _cmd_stm_annotate(args) -> int:
     from ..data.catalog import Catalog
     from ..data.storage import Storage
     from .catalog import annotate_dataset
-    from .logbook import read_logbook
+    from .logbook import LogbookWarning, read_logbook
 
     config = load_config(args.config)
     storage = Storage(config=config)
     catalog = Catalog(config=config)
     catalog.upgrade()
     try:
-        logbook = read_logbook(args.logbook) if args.logbook else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LogbookWarning)
+            logbook = read_logbook(args.logbook) if args.logbook else None
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
         bar = tqdm(desc="STM files", unit="file", file=sys.stderr)
 
         def progress(done: int, total: int, name: str) -> None:
@@ -54,9 +59,11 @@ def _cmd_stm_annotate(args) -> int:
         print(f"  unreadable: {name}: {reason}")
     for name, count in report["matched"].items():
         print(f"  {name}: {count} preparation step(s) from the logbook")
+    for name, reason in report["not_matched"].items():
+        print(f"  not matched to the logbook: {name}: {reason}")
     for name in report["written_h5"]:
         print(f"  {name}: steps written to /dass_logbook (raw /data unchanged)")
-    return 1 if report["unreadable"] else 0
+    return 1 if report["unreadable"] or report["not_matched"] else 0
 
 
 def register(sub: Any) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..errors import DassError
+from .library import pyfastspm
 from .process import ProcessedMovie
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "export_hdf5",
     "export_movie",
     "ffmpeg_exe",
+    "frame_scale",
     "read_gsf",
     "render_frame",
 ]
@@ -141,6 +143,7 @@ def contrast_limits(
     """The colour-scale limits over the whole movie (pyfastspm's ``get_contrast_limits``):
     ``(lo_fraction, hi_fraction)`` of the histogram, a kept fraction, or ``(int, int)`` values.
     Never an empty range (pyfastspm rounds to whole numbers)."""
+    pyfastspm()
     from pyfastspm.tools.frame_artists import get_contrast_limits
 
     data = movie.frames if isinstance(movie, ProcessedMovie) else np.asarray(movie)
@@ -170,6 +173,7 @@ def render_frame(
     ``scaling`` is a zoom factor (for interlaced channels y is zoomed half as much, as in
     pyfastspm) or an exact ``(y, x)`` pair.
     """
+    pyfastspm()
     from pyfastspm.tools.frame_artists import gray_to_rgb, label_image
 
     (index,) = _pick(movie, [index])
@@ -233,6 +237,62 @@ def export_frames(
     return written
 
 
+def frame_scale(movie: ProcessedMovie) -> dict[str, Any]:
+    """The physical size of the movie's frames, for Gwyddion's ``XReal``/``YReal``.
+
+    The scanned area is ``Scanner.<axis>_Amplitude`` (V, taken as the full span of the scan on
+    that axis) times ``Scanner.<axis>_Calibration`` (nm/V). A frame covers the scanned area
+    whatever its number of rows (interlaced frames have twice the rows over the same height);
+    a frame of the ``drift`` step's ``"full"`` or ``"common"`` canvas keeps the pixel size of
+    the resized frame it was built from, so its size grows or shrinks with the canvas.
+
+    Parameters
+    ----------
+    movie : ProcessedMovie
+
+    Returns
+    -------
+    dict
+        ``x_real``, ``y_real`` (floats), ``xy_unit`` (``"m"`` for a calibrated file; ``"V"``,
+        the scan voltage span, for an uncalibrated file that records its amplitudes; ``"px"``
+        otherwise), ``z_unit`` (``""``: the frames hold the raw ADC counts of ``/data``) and
+        ``scale`` (one sentence saying where the size comes from).
+    """
+    attrs = movie.metadata.get("attributes", {})
+    rows, cols = (int(n) for n in movie.frames.shape[1:])
+    drift = movie.processing.get("drift") or {}
+    # pixels the scanned area is divided into (after the drift step's resize, if any)
+    span_rows, span_cols = drift.get("resized_to") or (rows, cols)
+
+    def number(name: str) -> float:
+        try:
+            value = float(attrs.get(name, 0.0))
+        except (TypeError, ValueError):
+            return 0.0
+        return value if np.isfinite(value) else 0.0
+
+    amp_x, amp_y = number("Scanner.X_Amplitude"), number("Scanner.Y_Amplitude")
+    cal_x, cal_y = number("Scanner.X_Calibration"), number("Scanner.Y_Calibration")
+    if amp_x > 0 and amp_y > 0 and cal_x > 0 and cal_y > 0:
+        span_x, span_y, unit = amp_x * cal_x * 1e-9, amp_y * cal_y * 1e-9, "m"
+        scale = ("scan amplitude (V) x calibration (nm/V) from Scanner.X/Y_Amplitude and "
+                 "Scanner.X/Y_Calibration")
+    elif amp_x > 0 and amp_y > 0:
+        span_x, span_y, unit = amp_x, amp_y, "V"
+        scale = ("uncalibrated file (Scanner.X/Y_Calibration 0): sizes are the scan voltage "
+                 "spans Scanner.X/Y_Amplitude in V, not lengths")
+    else:
+        span_x, span_y, unit = float(span_cols), float(span_rows), "px"
+        scale = "no calibration and no scan amplitude in the file: sizes are in pixels"
+    return {
+        "x_real": span_x * cols / span_cols,
+        "y_real": span_y * rows / span_rows,
+        "xy_unit": unit,
+        "z_unit": "",
+        "scale": scale,
+    }
+
+
 def export_gsf(
     movie: ProcessedMovie,
     folder: str | os.PathLike[str],
@@ -241,10 +301,12 @@ def export_gsf(
 ) -> list[str]:
     """Write frames as Gwyddion Simple Field files through pyfastspm's ``gsf_writer``.
 
-    Each file holds the frame as float32 with the FAST attributes as metadata (as pyfastspm
-    writes them), plus ``Title``, ``Synthetic`` and the dass recipe (``DassRecipe``, JSON).
-    Sizes stay in pixels (FAST files are usually uncalibrated). Read back with :func:`read_gsf`.
+    Each file holds the frame as float32 with its physical size (``XReal``, ``YReal``,
+    ``XYUnits``, ``ZUnits`` from :func:`frame_scale`; ``DassScale`` says where they come
+    from), the FAST attributes as metadata (as pyfastspm writes them), plus ``Title``,
+    ``Synthetic`` and the dass recipe (``DassRecipe``, JSON). Read back with :func:`read_gsf`.
     """
+    pyfastspm()
     from pyfastspm.tools.exporter import gsf_writer
 
     picked = _pick(movie, frames)
@@ -254,11 +316,16 @@ def export_gsf(
     attributes = {_ascii(k): (_ascii(v) if isinstance(v, str) else v)
                   for k, v in movie.metadata.get("attributes", {}).items()
                   if not isinstance(v, (list, dict)) and "\n" not in str(v)}
+    size = frame_scale(movie)
+    # sizes as repr text: gsf_writer's "{:G}" would keep only 6 digits
+    geometry = {"XReal": repr(size["x_real"]), "YReal": repr(size["y_real"]),
+                "XYUnits": size["xy_unit"], "ZUnits": size["z_unit"], "DassScale": size["scale"]}
     written = []
     with tempfile.TemporaryDirectory(prefix="dass-gsf-") as tmp:
         for i in picked:
             name = f"{_stem(movie)}_{movie.labels[i]}"
-            meta = dict(attributes)
+            meta = dict(geometry)
+            meta.update((k, v) for k, v in attributes.items() if k not in geometry)
             meta["Title"] = _ascii(name)
             meta["Synthetic"] = int(movie.synthetic)
             meta["DassRecipe"] = movie.recipe.to_json()

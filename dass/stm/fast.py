@@ -433,10 +433,11 @@ def open_fast(path_or_url: str | os.PathLike[str]) -> FastFile:
             length = int(f["data"].shape[0])
         metadata = fast_metadata(attrs, length)
 
-        from pyfastspm import FastMovie
+        from .library import pyfastspm, quiet
 
         # log_processing=False: pyfastspm would otherwise write a .log next to the data file
-        movie = FastMovie(str(local), log_processing=False)
+        with quiet():
+            movie = pyfastspm().FastMovie(str(local), log_processing=False)
     except BaseException:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,5 +1,8 @@
 """Sample-preparation logbook -> measurement metadata.
 
+Why one module: reading a logbook (CSV, YAML, as written), its checks and matching its steps
+to files are one format, documented here and in docs/stm-logbook.md.
+
 A lab keeps one row per preparation step (sputtering, annealing, deposition, dosing …). This
 module reads that logbook, finds the steps that belong to a measurement (by sample name or by
 time) and attaches them to the measurement's catalogue metadata as a ``preparation`` list and,
@@ -30,6 +33,12 @@ notes          no        free text
 
 .. [1] ``start``, or ``date`` (with ``time`` optional, default 00:00).
 
+Every value is read as the text written and parsed here, in YAML as in CSV: YAML 1.1 (PyYAML)
+would turn an unquoted ``11:00:30`` into the base-60 number 39630 (and a time of
+``09:30`` into 570), which then names the wrong clock time. An unquoted YAML value that
+YAML 1.1 would read as a number other than the one written is kept as text and reported with a
+:class:`LogbookWarning` that names the file, line and column; quoting it silences the warning.
+
 Any other column is an error (a misspelt ``temprature`` would otherwise be lost silently).
 Times without a zone are the lab's wall-clock time; when a measurement time carries a zone and a
 logbook time does not (or the other way round), the wall-clock readings are compared.
@@ -58,6 +67,7 @@ import datetime as dt
 import io
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +77,7 @@ from .errors import LogbookError
 __all__ = [
     "COLUMNS",
     "LogbookEntry",
+    "LogbookWarning",
     "read_logbook",
     "parse_logbook",
     "match_preparation",
@@ -82,6 +93,10 @@ COLUMNS: tuple[str, ...] = (
 _MATCH_MODES = ("auto", "sample", "time", "both")
 #: Attribute marking an HDF5 group written by :func:`write_preparation_h5`.
 _MARK = "dass.stm.logbook"
+
+
+class LogbookWarning(UserWarning):
+    """A logbook value dass reads differently from YAML 1.1 (kept as the text written)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +183,6 @@ def _datetime(value: Any) -> dt.datetime:
 def _clock(value: Any) -> dt.time:
     if isinstance(value, dt.time):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 09:30 as 570
-        return (dt.datetime.min + dt.timedelta(minutes=value)).time()
     text = _text(value)
     try:
         return dt.time.fromisoformat(text)
@@ -347,13 +360,70 @@ def _csv_rows(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _yaml_rows(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
+def _text_loader() -> type:
+    """A safe YAML loader that leaves every plain scalar as text except null (no numbers,
+    booleans or timestamps): the logbook's fields are parsed by this module."""
+    import yaml
+
+    class TextLoader(yaml.SafeLoader):
+        pass
+
+    TextLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return TextLoader
+
+
+def _yaml_number(text: str) -> Any:
+    """What YAML 1.1 (PyYAML's safe loader) makes of an unquoted scalar ``text``."""
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _warn_numbers(node: Any, source: str, key: str = "") -> None:
+    """Warn for every plain scalar under ``node`` that YAML 1.1 would turn into a number
+    other than the decimal number written (base 60, octal, underscores …)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            _warn_numbers(v, source, str(k.value) if isinstance(k, yaml.ScalarNode) else key)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _warn_numbers(item, source, key)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None:
+        number = _yaml_number(node.value)
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            try:
+                same = float(node.value) == float(number)
+            except ValueError:
+                same = False
+            if not same:
+                warnings.warn(LogbookWarning(
+                    f"{source}: line {node.start_mark.line + 1}, field {key!r}: "
+                    f"{node.value!r} is read as written (text); YAML 1.1 would read it as the "
+                    f"number {number!r}. Quote it ('{node.value}') to make that explicit"
+                ), stacklevel=4)
+
+
+def _yaml_rows(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
+    import yaml
+
+    loader = _text_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _warn_numbers(node, source)
+        doc = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise LogbookError(source, f"malformed YAML ({' '.join(str(exc).split())})") from None
+    finally:
+        loader.dispose()
     if isinstance(doc, Mapping) and "entries" in doc:
         doc = doc["entries"]
     if doc is None:

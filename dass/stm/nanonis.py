@@ -528,6 +528,26 @@ def dat_metadata(header: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -
     return {k: v for k, v in md.items() if v is not None}
 
 
+def _check_dat_rows(path: Path, shown: str) -> None:
+    """A ``.dat`` file must have, after its ``[DATA]`` line, a line of column names and at
+    least one data row; nanonispy2 fails on anything less with numpy's own words."""
+    raw = path.read_bytes()
+    tag = raw.find(b"[DATA]")
+    if tag < 0:
+        return  # no [DATA] at all: nanonispy2's "no header end tag" says it
+    lines = [line for line in raw[tag + len(b"[DATA]"):].splitlines() if line.strip()]
+    if not lines:
+        raise NanonisFileError(
+            shown, "Nanonis .dat file ends after its header: no column names and no data rows "
+            "after [DATA] (the recording or the copy was cut); use the complete file"
+        )
+    if len(lines) == 1:
+        raise NanonisFileError(
+            shown, "Nanonis .dat file without data rows after [DATA]: only the column names "
+            "are there (the recording or the copy was cut); use the complete file"
+        )
+
+
 def open_dat(path_or_url: str | os.PathLike[str]) -> Spectrum:
     """Read a Nanonis ``.dat`` spectrum with nanonispy2 after checking it.
 
@@ -536,12 +556,14 @@ def open_dat(path_or_url: str | os.PathLike[str]) -> Spectrum:
     FileNotFoundError
         No such file.
     NanonisFileError
-        Not ``*.dat``, empty, no ``[DATA]`` section (not a Nanonis spectrum), no data rows, or
-        rows with missing or non-numeric values (a truncated file).
+        Not ``*.dat``, empty, no ``[DATA]`` section (not a Nanonis spectrum), a header without
+        column names or data rows, or rows with missing or non-numeric values (a truncated
+        file).
     """
     local, tmpdir, shown = _local(path_or_url)
     try:
         _check_file(local, shown, "dat")
+        _check_dat_rows(local, shown)
         from nanonispy2.read import Spec
 
         spec = _nanonis_call(shown, ".dat", lambda: Spec(str(local)))

@@ -1,5 +1,8 @@
 """Processing of FAST movies: a declarative recipe, run through pyfastspm's own steps.
 
+Why one module: the recipe, its checks and the runner of pyfastspm's steps share one
+list of steps and their parameters; the numerics live in :mod:`.engine` and pyfastspm.
+
 A :class:`Recipe` names the movie channels, an optional image range and a set of steps with
 their parameters. It is plain data: ``Recipe.from_dict(recipe.to_dict()) == recipe``, and it
 travels as JSON (job parameters, the processed HDF5, the widget). Every value is checked when
@@ -45,8 +48,8 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import io
+import collections
+import copy
 import json
 import logging
 import os
@@ -58,17 +61,21 @@ from typing import Any
 import numpy as np
 
 from ..errors import DassError
+from .engine import ENGINES
 from .fast import CHANNELS, FastFile, open_fast
+from .library import pyfastspm, quiet
 
 __all__ = [
     "STEPS",
     "STEP_ORDER",
     "ProcessedMovie",
+    "StageCache",
     "ProcessingError",
     "Recipe",
     "RecipeError",
     "Step",
     "as_recipe",
+    "check_recipe",
     "preview_frame",
     "process",
 ]
@@ -90,6 +97,9 @@ STEP_ORDER: tuple[str, ...] = (
     "fix_zero",
     "filter_2d",
 )
+
+#: Steps that change each frame on its own, after interpolation (and drift).
+FRAME_STEPS: tuple[str, ...] = ("align_rows", "level_plane", "fix_zero", "filter_2d")
 
 #: Steps that work on the 1-D time series, before it is reshaped into a movie.
 TIMESERIES_STEPS: tuple[str, ...] = ("phase", "fft")
@@ -213,6 +223,16 @@ def _pairs(value: Any) -> list[list[float]]:
     return [_floats(2, 0.0, strict=True)(pair) for pair in value]
 
 
+def _path(value: Any) -> list[list[float]]:
+    """A drift path: two equally long lists of numbers (y and x shift of every frame)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)) or len(value) != 2:
+        raise ValueError("expected [[y shifts], [x shifts]]: two lists with one number per frame")
+    y, x = (_floats(None)(r) for r in value)
+    if len(y) != len(x) or len(y) < 2:
+        raise ValueError(f"the y and x lists must both have one number per frame, got {len(y)} and {len(x)}")
+    return [y, x]
+
+
 def _kernel(value: Any) -> list[list[float]]:
     """A 2-D convolution kernel with odd sides, not 1 x 1 (pyfastspm's ``conv_mat`` crops by
     half the side, so an even or 1 x 1 kernel gives a wrong or empty frame)."""
@@ -290,6 +310,9 @@ STEPS: dict[str, dict[str, _Param]] = {
                        "'full': frames move in a larger canvas; 'common': crop to the common area"),
         "stepsize": _Param(10, _int(1), "frames between two correlated frames"),
         "boxcar": _Param(True, _bool, "smooth the drift path with a 50-frame boxcar"),
+        "known_path": _Param(None, _optional(_path), "a drift path found before ([[y per "
+                             "frame], [x per frame]] in pixels, as processing['drift']['drift_path'] "
+                             "records it): no correlation, the frames are placed by it"),
     },
     "align_rows": {
         "method": _Param("median", _choice("mean", "median", "poly2", "poly3"),
@@ -500,6 +523,42 @@ class Recipe:
         return cls.from_dict(data)
 
 
+def check_recipe(value: Any) -> dict[str, Any]:
+    """Check a recipe given as a job parameter, before the job runs (a pure function).
+
+    Parameters
+    ----------
+    value : dict, JSON text, Recipe or None
+        As the FAST-movie job notebook takes it; ``None``, ``{}`` or ``""``: the standard
+        recipe.
+
+    Returns
+    -------
+    dict
+        The recipe in :meth:`Recipe.to_dict` form, every parameter filled in.
+
+    Raises
+    ------
+    RecipeError
+        A ``ValueError`` whose ``step`` and ``field`` name what is wrong (``step`` is
+        ``None`` for recipe-level fields such as ``channels``) and whose message says what to
+        fix, e.g. ``recipe step 'creep', field 'mode': expected one of 'sin', 'root',
+        'bezier', got 'cubic' (creep function fitted)``. A job API answers it with 422.
+
+    Examples
+    --------
+    >>> check_recipe({"steps": [{"name": "align_rows", "params": {"method": "mean"}}]})["steps"]
+    [{'name': 'align_rows', 'params': {'method': 'mean'}}]
+    >>> check_recipe({"steps": [{"name": "drift", "params": {"stepsize": 0}}]})
+    Traceback (most recent call last):
+    ...
+    dass.stm.process.RecipeError: recipe step 'drift', field 'stepsize': expected a whole number >= 1, got 0 (frames between two correlated frames)
+    """
+    if value is None or (isinstance(value, (Mapping, str)) and not value):
+        return Recipe.standard().to_dict()
+    return as_recipe(value).to_dict()
+
+
 def as_recipe(recipe: Recipe | Mapping[str, Any] | str | None) -> Recipe:
     """A :class:`Recipe` from a recipe, its dict, its JSON text, or ``None`` (the standard one)."""
     if recipe is None:
@@ -569,8 +628,30 @@ class ProcessedMovie:
         :mod:`dass.stm.synthetic`)."""
         return bool(self.metadata.get("attributes", {}).get("ExperimentInfo.Synthetic", False))
 
+    def replay_recipe(self) -> Recipe:
+        """The recipe with everything it found filled in, so that running it again gives these
+        frames exactly without fitting anything: the phase found (``auto`` off, ``x_phase`` and
+        ``y_phase`` given), the creep parameters (``known_params``, or ``known_input`` for
+        Bézier) and the drift path (``known_path``)."""
+        recipe = self.recipe
+        info = self.processing
+        phase = recipe.step("phase")
+        if phase is not None:
+            recipe = recipe.with_step("phase", **{**phase.params, "auto": False, "additional_x": 0,
+                                                  "x_phase": info["x_phase"], "y_phase": info["y_phase"]})
+        creep, found = recipe.step("creep"), info.get("creep") or {}
+        if creep is not None and "shape" in found:
+            recipe = recipe.with_step("creep", **{**creep.params, "known_input": found["shape"]})
+        elif creep is not None and "params" in found:
+            recipe = recipe.with_step("creep", **{**creep.params, "known_params": found["params"]})
+        drift, path = recipe.step("drift"), (info.get("drift") or {}).get("drift_path")
+        if drift is not None and path is not None:
+            recipe = recipe.with_step("drift", **{**drift.params, "known_path": path})
+        return recipe
+
     def summary(self) -> dict[str, Any]:
-        """JSON-able description (no frames): recipe, shape, fps, processing results."""
+        """JSON-able description (no frames): recipe, shape, fps, processing results, and the
+        recipe that replays them exactly (:meth:`replay_recipe`)."""
         return {
             "source": self.source,
             "channels": self.channels,
@@ -581,22 +662,12 @@ class ProcessedMovie:
             "synthetic": self.synthetic,
             "recipe": self.recipe.to_dict(),
             "processing": self.processing,
+            "replay_recipe": self.replay_recipe().to_dict(),
         }
 
 
 # ---------------------------------------------------------------------------------------------
 # running pyfastspm
-
-
-@contextlib.contextmanager
-def _quiet():
-    """pyfastspm prints and draws tqdm bars; keep them out of notebooks and job logs."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        yield
-    text = (out.getvalue() + err.getvalue()).strip()
-    if text:
-        log.debug("pyfastspm said: %s", text[-2000:])
 
 
 def _run_phase(movie: Any, p: Mapping[str, Any]) -> None:
@@ -621,6 +692,7 @@ def _run_phase(movie: Any, p: Mapping[str, Any]) -> None:
 def fft_filters(movie: Any, p: Mapping[str, Any]) -> tuple[list[float], list[float], list[str]]:
     """The ``(freqs, pars, types)`` of pyfastspm's ``filter_freq`` for an ``fft`` step:
     pyfastspm's ``parameter_assembler`` plus the custom notches (type ``"g"``)."""
+    pyfastspm()
     from pyfastspm.artefact_removal.fft import parameter_assembler
 
     filterparam = [
@@ -645,7 +717,7 @@ def fft_filters(movie: Any, p: Mapping[str, Any]) -> tuple[list[float], list[flo
 
 
 def _run_fft(movie: Any, p: Mapping[str, Any]) -> dict[str, Any]:
-    import pyfastspm as pf
+    pf = pyfastspm()
 
     freqs, pars, types = fft_filters(movie, p)
     pf.convert_to_spectrum(movie)
@@ -662,7 +734,7 @@ def _run_fft(movie: Any, p: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _run_creep(movie: Any, p: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    import pyfastspm as pf
+    pf = pyfastspm()
 
     if p["mode"] == "bezier":
         creep = pf.Creep(movie, index_to_linear=p["index_to_linear"])
@@ -671,17 +743,32 @@ def _run_creep(movie: Any, p: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         opt, grid = creep.fit_creep_bez(
             col_inds=cols.astype(int), w=p["weight_boundary"], known_input=known
         )
-        return grid, {"mode": "bezier", "shape": [float(v) for v in opt]}
+        return grid, {"mode": "bezier", "shape": [float(v) for v in opt], "fitted": known is None}
     creep = pf.Creep(movie, index_to_linear=p["index_to_linear"], creep_mode=p["mode"])
     known = tuple(p["known_params"]) if p["known_params"] is not None else None
+    # fit_creep returns only the grid; its last call of the creep function is the one that
+    # makes the grid, with the averaged fit parameters: keep those (for an exact replay)
+    function, last = creep.creep_function, []
+
+    def recorded(*params: Any) -> Any:
+        last[:] = params
+        return function(*params)
+
+    creep.creep_function = recorded
     grid = creep.fit_creep(tuple(p["initial_guess"]), frames=list(p["frames"]), known_params=known)
-    return grid, {"mode": p["mode"]}
+    return grid, {"mode": p["mode"], "params": [float(v) for v in last], "fitted": known is None}
 
 
 def _run_drift(movie: Any, p: Mapping[str, Any], n_frames: int) -> dict[str, Any]:
-    import pyfastspm as pf
+    pf = pyfastspm()
 
-    if p["stepsize"] >= n_frames:
+    known = p["known_path"]
+    if known is not None and len(known[0]) != n_frames:
+        raise RecipeError(
+            f"known_path has {len(known[0])} shifts, but the movie has {n_frames} frames; give "
+            "the drift path of this movie and channels", step="drift", field="known_path",
+        )
+    if known is None and p["stepsize"] >= n_frames:
         raise RecipeError(
             f"stepsize {p['stepsize']} must be smaller than the number of frames ({n_frames}); "
             "lower it", step="drift", field="stepsize",
@@ -690,14 +777,28 @@ def _run_drift(movie: Any, p: Mapping[str, Any], n_frames: int) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix="dass-drift-") as tmp:
         # Drift writes its path to <file>.drift.txt next to the data; keep datasets untouched
         drift.file = os.path.join(tmp, "movie.drift.txt")
-        movie.data, path = drift.correct(p["mode"])
-    return {"drift_path": np.asarray(path, dtype=float).round(5).tolist()}
+        if known is None:
+            movie.data, path = drift.correct(p["mode"])
+        else:  # pyfastspm reads a known path from that file; 17 digits keep every bit
+            np.savetxt(drift.file, np.asarray(known, dtype=float).T, fmt="%.17g")
+            movie.data, path = drift.correct(p["mode"], known_drift="integrated")
+    return {
+        # full precision: the path replays the correction exactly (known_path)
+        "drift_path": np.asarray(path, dtype=float).tolist(),
+        "fitted": known is None,
+        # the frames were resized to this many (rows, columns) before being placed: the
+        # pixel size of the canvas (dass.stm.export.frame_scale)
+        "resized_to": [int(drift.im_size), int(drift.rescale_width)],
+    }
 
 
 def process(
     fast_file: FastFile | str | os.PathLike[str],
     recipe: Recipe | Mapping[str, Any] | str | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    engine: str = "dass",
+    cache: StageCache | None = None,
 ) -> ProcessedMovie:
     """Process a FAST movie with pyfastspm's own steps, as a recipe says.
 
@@ -710,6 +811,14 @@ def process(
         ``None``: :meth:`Recipe.standard`.
     progress : callable(done, total), optional
         Called after loading, after each step and at the end.
+    engine : {"dass", "pyfastspm"}
+        ``"dass"`` (default): the ``interpolate`` and ``align_rows`` steps run in
+        :mod:`dass.stm.engine` (pyfastspm's arithmetic on whole arrays, the interpolation
+        matrix cached per scan geometry; identical frames, several times faster);
+        ``"pyfastspm"``: every step through pyfastspm's own functions, the reference.
+    cache : StageCache, optional
+        Reuse the movie after the time-series steps and the creep grid of an earlier call on
+        the same file with the same parameters (live previews); the frames are the same.
 
     Returns
     -------
@@ -725,11 +834,15 @@ def process(
         From :func:`dass.stm.open_fast` when a path is given.
     """
     recipe = as_recipe(recipe)
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is unknown; use one of {', '.join(map(repr, ENGINES))}")
     if not isinstance(fast_file, FastFile):
         with open_fast(fast_file) as opened:
-            return process(opened, recipe, progress)
+            return process(opened, recipe, progress, engine=engine, cache=cache)
 
-    import pyfastspm as pf
+    pf = pyfastspm()
+
+    from . import engine as fast_engine
 
     total = len(recipe.steps) + 2
     done = 0
@@ -740,15 +853,12 @@ def process(
         if progress is not None:
             progress(done, total)
 
-    movie = fast_file.movie.clone()
-    if movie.mode != "timeseries":
-        movie.reload_timeseries(x_phase=fast_file.movie.x_phase, y_phase=fast_file.movie.y_phase)
-    if recipe.images is not None and recipe.images[1] >= movie.num_images:
+    if recipe.images is not None and recipe.images[1] >= fast_file.num_images:
         raise RecipeError(
             f"image range {list(recipe.images)} goes past the last image "
-            f"({movie.num_images - 1}) of {fast_file.path}", field="images",
+            f"({fast_file.num_images - 1}) of {fast_file.path}", field="images",
         )
-    if "fft" in recipe.names and "Acquisition.ADC_SamplingRate" not in movie.metadata:
+    if "fft" in recipe.names and "Acquisition.ADC_SamplingRate" not in fast_file.movie.metadata:
         raise RecipeError(
             f"{fast_file.path} has no Acquisition.ADC_SamplingRate attribute, which the FFT "
             "filters need; remove the fft step", step="fft",
@@ -756,33 +866,67 @@ def process(
     info: dict[str, Any] = {
         "pyfastspm_version": pf.__version__,
         "dass_version": _dass_version(),
+        "engine": engine,
         "file_x_phase": int(fast_file.movie.x_phase),
         "file_y_phase": int(fast_file.movie.y_phase),
     }
     image_range = recipe.images if recipe.images is not None else None
     grid = None
     advance()
+    series_steps = [s for s in recipe.steps if s.name in TIMESERIES_STEPS]
+    series_key = json.dumps([fast_file.path, [s.to_dict() for s in series_steps]])
+    cached = cache.get(series_key) if cache is not None else None
+    if cached is not None:
+        movie = cached[0].clone()
+        info.update(copy.deepcopy(cached[1]))
+    else:
+        movie = fast_file.movie.clone()
+        if movie.mode != "timeseries":
+            movie.reload_timeseries(x_phase=fast_file.movie.x_phase, y_phase=fast_file.movie.y_phase)
+    # the frame-by-frame steps of the dass engine work on the kept frames only (pyfastspm's
+    # work on every frame): without drift, which mixes frames, the kept frames are the same
+    crop = engine == "dass" and image_range is not None and "drift" not in recipe.names
+    base = 0
     reshaped = False
     for step in recipe.steps:
         p = step.params
+        if step.name in TIMESERIES_STEPS and cached is not None:
+            advance()
+            continue
         if step.name not in TIMESERIES_STEPS and not reshaped:
+            _keep_series(cache, cached, series_key, movie, info)
             movie.reshape_to_movie(recipe.channels)
             reshaped = True
+        if crop and step.name in FRAME_STEPS and base == 0 and movie.data.shape[0] > 0:
+            ids = [f for _, _, f in movie.iter_frames(image_range)]
+            base = ids[0]
+            movie.data = movie.data[ids[0]:ids[-1] + 1]
+            crop = False
         log.debug("%s: step %s %s", fast_file.path, step.name, dict(p))
         try:
-            with _quiet():
+            with quiet():
                 if step.name == "phase":
                     _run_phase(movie, p)
                 elif step.name == "fft":
                     info["fft"] = _run_fft(movie, p)
                 elif step.name == "creep":
-                    grid, info["creep"] = _run_creep(movie, p)
+                    creep_key = json.dumps([series_key, recipe.channels, step.to_dict()])
+                    if cache is not None and creep_key in cache:
+                        grid, info["creep"] = copy.deepcopy(cache[creep_key])
+                    else:
+                        grid, info["creep"] = _run_creep(movie, p)
+                        if cache is not None:
+                            cache[creep_key] = copy.deepcopy((grid, info["creep"]))
+                elif step.name == "interpolate" and engine == "dass":
+                    fast_engine.interpolate(movie, offset=p["offset"], grid=grid, image_range=image_range)
                 elif step.name == "interpolate":
                     pf.interpolate(movie, offset=p["offset"], grid=grid, image_range=image_range)
                 elif step.name == "destreak":
                     pf.conv_mat(movie, p["kernel"], image_range=image_range)
                 elif step.name == "drift":
                     info["drift"] = _run_drift(movie, p, movie.data.shape[0])
+                elif step.name == "align_rows" and engine == "dass":
+                    fast_engine.align_rows(movie, p["method"])
                 elif step.name == "align_rows":
                     pf.align_rows(movie, p["method"])
                 elif step.name == "level_plane":
@@ -798,13 +942,14 @@ def process(
             raise ProcessingError(fast_file.path, step.name, f"{type(exc).__name__}: {exc}") from exc
         advance()
     if not reshaped:
+        _keep_series(cache, cached, series_key, movie, info)
         movie.reshape_to_movie(recipe.channels)
     info["x_phase"] = int(movie.x_phase)
     info["y_phase"] = int(movie.y_phase)
 
     picked = list(movie.iter_frames(image_range))
     frame_ids = [f for _, _, f in picked]
-    frames = np.ascontiguousarray(movie.data[frame_ids], dtype=np.float32)
+    frames = np.ascontiguousarray(movie.data[[f - base for f in frame_ids]], dtype=np.float32)
     info["frame_ids"] = frame_ids
     result = ProcessedMovie(
         frames=frames,
@@ -824,6 +969,40 @@ def process(
     return result
 
 
+def _keep_series(cache: StageCache | None, cached: Any, key: str, movie: Any, info: dict) -> None:
+    """Put the movie after the time-series steps into ``cache`` (when it was not from there)."""
+    if cache is not None and cached is None:
+        cache[key] = (movie.clone(), copy.deepcopy({k: v for k, v in info.items() if k == "fft"}))
+
+
+class StageCache(collections.OrderedDict):
+    """What :func:`process` may reuse between calls on the same FAST file: the movie after the
+    time-series steps (``phase``, ``fft``) and the creep grid, keyed by the file and the
+    parameters of the steps that made them; the oldest entries go beyond ``size``.
+
+    :class:`dass.stm.widgets.MovieApp` keeps one per opened file, so a live preview repeats
+    only the steps whose parameters changed and the frame steps of one image.
+    """
+
+    def __init__(self, size: int = 6) -> None:
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 def _dass_version() -> str:
     from dass import __version__
 
@@ -832,10 +1011,11 @@ def _dass_version() -> str:
 
 def preview_frame(
     fast_file: FastFile, recipe: Recipe | Mapping[str, Any] | str | None, image: int,
-    channel_index: int = 0,
+    channel_index: int = 0, *, cache: StageCache | None = None,
 ) -> np.ndarray:
     """One processed frame (image ``image``, the ``channel_index``-th channel of the recipe's
-    channels): :func:`process` restricted to that image, for live previews."""
+    channels): :func:`process` restricted to that image, for live previews; pass the same
+    ``cache`` for every preview of a file."""
     recipe = as_recipe(recipe).replace(images=(image, image))
-    movie = process(fast_file, recipe)
+    movie = process(fast_file, recipe, cache=cache)
     return movie.frames[min(channel_index, len(movie) - 1)]

@@ -23,12 +23,18 @@ from typing import Any
 
 from .export import _is_url, _join, _makedirs, _write_bytes, export_frames, export_gsf, export_hdf5, export_movie
 from .fast import FastFileError, open_fast
-from .process import Recipe, as_recipe, process
+from .process import Recipe, as_recipe, check_recipe, process
 
-__all__ = ["find_fast_files", "process_fast_dataset", "process_with_fallback"]
+__all__ = ["PARAMETER_CHECKS", "find_fast_files", "outputs_html", "process_fast_dataset", "process_with_fallback"]
 
 log = logging.getLogger(__name__)
 
+
+
+#: checks of the STM job notebooks' parameters, run by the dass service at submission
+#: (``checks:`` of the stack in stacks.yaml): a bad recipe is refused with 422 naming the step
+#: and field before anything is queued, not found when the job runs
+PARAMETER_CHECKS = {"recipe": check_recipe}
 
 def find_fast_files(input_dir_or_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
     """The ``.h5`` files of a folder (searched recursively, sorted), or the given file(s).
@@ -210,3 +216,66 @@ def process_with_fallback(
         say(f"creep correction is not possible here ({e.problem.split('.')[0]}); "
             "processing with the standard recipe without creep correction")
         return process_fast_dataset(folder, output_dir, recipe=Recipe.standard().without("creep"), **options)
+
+
+def outputs_html(
+    summary: Mapping[str, Any],
+    output_dir: str | os.PathLike[str],
+    *,
+    base: str | os.PathLike[str] | None = None,
+) -> str:
+    """HTML that links the movies and frames of :func:`process_fast_dataset` instead of
+    embedding them (an executed job notebook with embedded MP4s grows by tens of MB).
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`process_fast_dataset` returned (or its ``summary.json``).
+    output_dir : path
+        The folder it wrote to (local).
+    base : path, optional
+        The folder the links are relative to: where the notebook is (a job's
+        ``executed.ipynb`` sits next to its ``output/`` folder). Default: the parent of
+        ``output_dir``.
+
+    Returns
+    -------
+    str
+        For each movie: its name, a ``<video>`` (MP4) or ``<img>`` (GIF) element whose
+        ``src`` is the relative path, a download link, and links to its PNG frames.
+    """
+    import html
+
+    out = Path(str(output_dir).removeprefix("file://"))
+    root = Path(base) if base is not None else out.parent
+
+    def link(rel: str) -> str:
+        target = out / rel
+        try:
+            shown = target.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            shown = target.as_posix()
+        return html.escape(shown, quote=True)
+
+    parts = []
+    for entry in summary.get("files", []):
+        movie = entry.get("movie")
+        parts.append(f"<h4>{html.escape(str(entry.get('source', '')))}</h4>")
+        if movie:
+            href = link(movie)
+            if movie.endswith(".mp4"):
+                parts.append(f'<video src="{href}" controls loop preload="metadata" '
+                             f'style="max-width: 480px"></video>')
+            else:
+                parts.append(f'<img src="{href}" style="max-width: 480px">')
+            parts.append(f'<p><a href="{href}" download>{html.escape(Path(movie).name)}</a> '
+                         f'({entry.get("num_frames", "?")} frames)</p>')
+        frames = entry.get("frames") or []
+        if frames:
+            parts.append("<p>frames: " + ", ".join(
+                f'<a href="{link(f)}">{html.escape(Path(f).name)}</a>' for f in frames[:20])
+                + (f" and {len(frames) - 20} more" if len(frames) > 20 else "") + "</p>")
+    for entry in summary.get("skipped", []):
+        parts.append(f"<p>skipped {html.escape(str(entry.get('source')))}: "
+                     f"{html.escape(str(entry.get('reason')))}</p>")
+    return "\n".join(parts)

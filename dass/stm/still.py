@@ -1,5 +1,8 @@
 """Still STM images (Nanonis ``.sxm``, Omicron MATRIX) and their common corrections.
 
+Why one module: :class:`StillImage` and its corrections (plane fit, row alignment, fix
+zero, FFT notch) are one small algebra on the same array type, documented and tested together.
+
 :class:`StillImage` is one channel of one scan direction: a 2-D float array plus its channel
 name, unit, direction, pixel size (metres, or ``None`` when the file gives no calibration) and a
 JSON-able metadata dict. The readers (:func:`dass.stm.nanonis.read_sxm`,

@@ -8,7 +8,10 @@ pyfastspm's processing steps with a live preview, process the whole movie, expor
 * **Play** linked to a frame slider, and the channel buttons (:data:`dass.stm.CHANNELS`);
 * one checkbox per processing step (:data:`dass.stm.process.STEP_ORDER`, default parameters
   of :data:`dass.stm.process.STEPS`): the frame shown is processed with the ticked steps
-  (:func:`dass.stm.process.process` restricted to the current image, cached);
+  (:func:`dass.stm.process.process` restricted to the current image, cached; the movie after
+  phase and FFT and the creep grid are kept in a :class:`~dass.stm.process.StageCache` and
+  the interpolation matrix in :mod:`dass.stm.engine`'s cache, so ticking a later step only
+  redoes that image's frame steps);
 * **Process movie** (all frames, with a progress bar), then the slider plays processed frames;
 * export buttons (MP4, PNG, GSF, HDF5) writing into the output folder.
 
@@ -33,9 +36,9 @@ from typing import Any
 
 
 from .fast import CHANNELS, FastFile, FastFileError, is_fast_movie, open_fast
-from .process import STEP_ORDER, ProcessedMovie, Recipe, RecipeError, process
+from .process import STEP_ORDER, ProcessedMovie, Recipe, RecipeError, StageCache, process
 
-__all__ = ["MovieApp", "find_fast_movies"]
+__all__ = ["MovieApp", "find_fast_movies", "first_look", "session_datasets"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,62 @@ def find_fast_movies(datasets: Sequence[Any], *, limit: int = 200) -> list[tuple
             if len(found) >= limit:
                 return found
     return found
+
+
+#: Where the landing notebook sends a person without a FAST movie.
+DEMO_FAST_DATASET = "p-2026-002/stm-au111-fast"
+
+
+def session_datasets(manifest: str | os.PathLike[str] | None = None) -> tuple[list[Any], str]:
+    """The datasets mounted in this session and, when there are none, what to do.
+
+    :func:`dass.data.datasets` raises outside a session (no manifest); the landing notebook
+    uses this instead so that it runs to the end anywhere.
+
+    Returns
+    -------
+    (datasets, str)
+        The session's datasets (what :func:`dass.data.datasets` returns; an empty list outside
+        a session) and a sentence for a person (``""`` when datasets are there).
+    """
+    from dass.data.errors import DassDataError
+    from dass.data.session import datasets
+
+    try:
+        found = datasets(manifest)  # the session's collection (shown as a table in a notebook)
+    except DassDataError as exc:
+        return [], (f"No datasets are mounted here ({exc}). To look at FAST movies, start a "
+                    f"session of the stm stack with a FAST dataset (in the demo repository: "
+                    f"{DEMO_FAST_DATASET}), or type the path of a FAST .h5 file in the movie app.")
+    if not found:
+        return [], (f"This session has no datasets. Start a session of the stm stack with a FAST "
+                    f"dataset (in the demo repository: {DEMO_FAST_DATASET}), or type the path of a "
+                    "FAST .h5 file in the movie app.")
+    return found, ""
+
+
+def first_look(datasets: Sequence[Any]) -> str:
+    """The landing notebook's first look: the attributes of the first FAST movie among the
+    datasets (and how many images its stream holds), or what to do when there is none."""
+    import h5py
+
+    movies = find_fast_movies(datasets, limit=1)
+    if not movies:
+        return (f"No FAST movie among the mounted datasets. Start a session of the stm stack with "
+                f"a FAST dataset (in the demo repository: {DEMO_FAST_DATASET}) to see one here, or "
+                "type the path of a FAST .h5 file in the movie app.")
+    label, path = movies[0]
+    with h5py.File(path, "r") as h5:
+        attrs = dict(h5["data"].attrs)
+        length = int(h5["data"].shape[0])
+    from .fast import _plain
+
+    lines = [f"{label}: /data has {length} samples"]
+    lines += [f"    {key} = {_plain(attrs[key])}" for key in sorted(attrs)]
+    per_image = 4 * int(attrs["Scanner.X_Points"]) * int(attrs["Scanner.Y_Points"])
+    # the number of images comes from the data length, not from Acquisition.NumImages
+    lines.append(f"images in the stream: {length // per_image} of {per_image} samples each")
+    return "\n".join(lines)
 
 
 class MovieApp:
@@ -88,6 +147,9 @@ class MovieApp:
         self.raw: ProcessedMovie | None = None
         self.processed: ProcessedMovie | None = None
         self._previews: dict[tuple[str, int], ProcessedMovie] = {}
+        #: the movie after phase and FFT and the creep grid, reused by every preview and by
+        #: Process movie while their parameters stay the same (one per opened file)
+        self.stages = StageCache()
         self._datasets = datasets
 
         choices = self.movie_choices()
@@ -163,6 +225,7 @@ class MovieApp:
         if self.fast is not None:
             self.fast.close()
         self.fast = fast
+        self.stages = StageCache()
         self._reset()
         md = fast.metadata
         self._say(f"{fast.path}: {md['num_images']} images of {md['points_x']} x {md['points_y']} px"
@@ -240,7 +303,10 @@ class MovieApp:
         image = self.raw.image_ids[index]
         key = (self.recipe.to_json(), image)
         if key not in self._previews:
-            self._previews[key] = process(self.fast, self.recipe.replace(images=(image, image)))
+            if len(self._previews) > 256:
+                self._previews.clear()
+            self._previews[key] = process(self.fast, self.recipe.replace(images=(image, image)),
+                                          cache=self.stages)
         preview = self._previews[key]
         return preview, preview.frame_channels.index(self.raw.frame_channels[index])
 
@@ -272,7 +338,8 @@ class MovieApp:
             self.progress.max = total
             self.progress.value = done
 
-        self.processed = process(self.fast, self.recipe.replace(images=None), progress=progress)
+        self.processed = process(self.fast, self.recipe.replace(images=None), progress=progress,
+                                 cache=self.stages)
         self._say(f"processed {len(self.processed)} frames with {', '.join(self.recipe.names) or 'no steps'}")
         self.show(self.slider.value)
         return self.processed

@@ -3,10 +3,28 @@ import pytest
 from tests.support import CHROMIUM, CHROMIUM_ARGS, MotoServer, PlatformProcess, browser_missing
 
 
+#: a stack only the test group ``dass-testers`` sees, whose environment a test creates (or not)
+BROKEN_STACK = "broken"
+TEST_GROUP = "dass-testers"
+
+
+def broken_stack_config(state) -> str:
+    stack = {
+        "display_name": "A stack whose environment is broken (tests)",
+        "landing_notebook": "stm/welcome.ipynb",
+        "default_size": "small",
+        "allowed_sizes": ["small"],
+        "groups": [TEST_GROUP],
+        "environment": str(state / "broken-env"),
+    }
+    return f"c.StackRegistry.stacks = {{{BROKEN_STACK!r}: {stack!r}}}"
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
     """The real platform (hub + proxy + dass service + culler) with the demo repository."""
-    p = PlatformProcess(tmp_path_factory.mktemp("platform"), name="platform")
+    state = tmp_path_factory.mktemp("platform")
+    p = PlatformProcess(state, name="platform", extra_config=broken_stack_config(state))
     yield p
     p.stop()
 

@@ -70,9 +70,9 @@ def test_login_spawn_form_and_landing_notebook_in_a_browser(platform, browser):
         page.locator("#spawn_form input[type=submit], #spawn_form button[type=submit]").first.click()
 
         # -- JupyterLab on the landing notebook -----------------------------------------
-        page.wait_for_url(re.compile(re.escape(f"/user/alice{LANDING}") + r"(\?.*)?$"), timeout=90_000)
+        page.wait_for_url(re.compile(re.escape(f"/user/alice{LANDING}") + r"(\?.*)?$"), timeout=platform.spawn_timeout * 1000)
         panel = page.locator(".jp-NotebookPanel")
-        expect(panel).to_be_visible(timeout=90_000)
+        expect(panel).to_be_visible(timeout=platform.spawn_timeout * 1000)
         timings["lab"] = time.monotonic() - t0
 
         cell = panel.locator(".jp-CodeCell").filter(has_text="dass.data.datasets()").first
@@ -112,3 +112,109 @@ def test_login_spawn_form_and_landing_notebook_in_a_browser(platform, browser):
             print("browser console errors:", *console_errors[:20], sep="\n  ")
         context.close()
         platform.stop_server("alice")
+
+
+PICKER_PROPOSAL = "p-2026-777"
+
+
+def _visible_ids(scope) -> list[str]:
+    return scope.locator(".dass-pick:visible input[name=datasets]").evaluate_all("cs => cs.map(c => c.value)")
+
+
+def _check_picker(page, form_selector: str, ids: list[str], shot: str) -> None:
+    """Search, filter, page and choose in the picker of one form; the form submits the choice."""
+    from playwright.sync_api import expect
+
+    picker = page.locator(f"{form_selector} .dass-picker")
+    expect(picker).to_be_visible()
+    own = picker.locator(f'fieldset.dass-proposal[data-proposal="{PICKER_PROPOSAL}"]')
+    expect(own).to_be_visible()
+    # every dataset is in the form, a page of 20 of the proposal's own shows, the groups are closed
+    assert picker.locator("input[name=datasets]").count() >= len(ids)
+    own_list = own.locator(":scope > .dass-list")
+    assert len(_visible_ids(own_list)) == 20
+    expect(own_list.locator(".dass-page")).to_have_text("page 1 of 10 (200)")
+    uploads = own.locator('details.dass-group[data-group="uploads"]')
+    expect(uploads.locator("summary")).to_contain_text("SEM uploads (80)")
+    assert uploads.evaluate("d => !d.open") and _visible_ids(uploads) == []
+    results = picker.locator('fieldset.dass-proposal[data-proposal="results"] details.dass-group[data-group="results"]')
+    expect(results.locator("summary")).to_contain_text("Job results")
+    # paging
+    own_list.locator(".dass-next").click()
+    expect(own_list.locator(".dass-page")).to_have_text("page 2 of 10 (200)")
+    assert _visible_ids(own_list)[0] == f"{PICKER_PROPOSAL}/set-020"
+    own_list.locator(".dass-next").click()
+    own_list.locator(".dass-prev").click()
+    page.check(f'input[name=datasets][value="{PICKER_PROPOSAL}/set-021"]')
+    # search by text: words in any order, across the groups
+    search = picker.locator(".dass-picker-text")
+    search.fill("upload -00000011")  # words in any order: upload number 17 (0x11)
+    expect(picker.locator(".dass-picker-filters .dass-picker-count")).to_have_text(re.compile(r"^1 of \d+ datasets match$"))
+    expect(uploads.locator("summary")).to_contain_text("(1 of 80)")
+    assert uploads.evaluate("d => d.open")
+    assert _visible_ids(picker) == [_upload_17(ids)]
+    page.check(f'input[name=datasets][value="{_visible_ids(picker)[0]}"]')
+    search.press("Enter")  # filters; does not submit the form
+    expect(picker).to_be_visible()
+    # technique and date: STM series created in the first ten days of 2025
+    search.fill("")
+    picker.locator(".dass-picker-technique").select_option("STM")
+    picker.locator(".dass-picker-from").fill("2025-01-01")
+    picker.locator(".dass-picker-to").fill("2025-01-10")
+    picker.locator(".dass-picker-to").dispatch_event("change")
+    expect(picker.locator(".dass-picker-filters .dass-picker-count")).to_have_text(re.compile(r"^3 of \d+ datasets match$"))
+    assert _visible_ids(picker) == [f"{PICKER_PROPOSAL}/set-{i:03d}" for i in (1, 4, 7)]
+    picker.locator(".dass-picker-technique").select_option("")
+    picker.locator(".dass-picker-from").fill("")
+    picker.locator(".dass-picker-to").fill("")
+    picker.locator(".dass-picker-to").dispatch_event("change")
+    expect(picker.locator(".dass-picker-chosen")).to_contain_text(f"{PICKER_PROPOSAL}/set-021")
+    # the screenshot a person on a laptop sees, and nothing wider than the screen
+    page.screenshot(path=str(ARTIFACTS / shot))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    submitted = page.evaluate(f"new FormData(document.querySelector({form_selector!r})).getAll('datasets')")
+    assert sorted(submitted) == sorted([f"{PICKER_PROPOSAL}/set-021", _upload_17(ids)])
+
+
+def _upload_17(ids):
+    return next(i for i in ids if i.startswith(f"{PICKER_PROPOSAL}/sem-upload-") and i.endswith(f"-{17:08x}"))
+
+
+def test_dataset_picker_scales_to_hundreds_of_datasets(platform, browser):
+    """One proposal with 200 datasets, 80 SEM uploads and 40 job results: the spawn form and
+    the jobs form share one picker (search, technique, date, groups, paging) at 1280×800."""
+    import shutil
+
+    from tests.support import seed_many_datasets
+
+    repository = platform.state / "repository"
+    ids = seed_many_datasets(repository, PICKER_PROPOSAL, own=200, uploads=80, results=40)
+    context = None
+    try:
+        platform.rescan()
+        platform.token_for("dana")  # creates the user; the group makes the proposal hers
+        r = platform.api("POST", f"/groups/{PICKER_PROPOSAL}")
+        assert r.status_code in (201, 409), r.text
+        r = platform.api("POST", f"/groups/{PICKER_PROPOSAL}/users", json={"users": ["dana"]})
+        assert r.status_code == 200, r.text
+        context, page, console_errors = new_page(browser, width=1280, height=800)
+        try:
+            hub_login(page, platform.url, "dana", platform.secrets["user_password"])
+            page.goto(f"{platform.url}/hub/spawn")
+            _check_picker(page, "#spawn_form", ids, "picker-spawn-form.png")
+            base = f"{platform.url}/services/dass/"
+            page.goto(base + "jobs")
+            page.wait_for_url(re.compile(re.escape(base) + r"jobs$"))
+            _check_picker(page, "#job-form", ids, "picker-jobs-form.png")
+            assert not console_errors, console_errors
+        except Exception:
+            failure_screenshot(page, "picker-failure.png")
+            raise
+    finally:
+        if context is not None:
+            context.close()
+        shutil.rmtree(repository / PICKER_PROPOSAL, ignore_errors=True)
+        for i in ids:
+            if i.startswith("results/"):
+                shutil.rmtree(repository / i, ignore_errors=True)
+        platform.rescan()

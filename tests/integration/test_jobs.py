@@ -47,14 +47,17 @@ def wait_job(p, user, job_id, statuses=("COMPLETED", "FAILED", "STOPPED"), timeo
 
 
 def _run_service_notebook(p):
-    job = submit(p, "alice", {
+    body = {
         "notebook": SEM,
         "parameters": {"input_dataset": "p-2026-001/sem-nanowires", "max_images": 3, "thumbnail_px": 64},
         "idempotency_key": "summary-1",
-    })
+    }
+    job = submit(p, "alice", body)
     assert job["status"] == "QUEUED" and job["owner"] == "alice"
-    again = submit(p, "alice", {"notebook": SEM, "idempotency_key": "summary-1"}, expect=200)
-    assert again["id"] == job["id"]  # the same key never queues a second job
+    again = submit(p, "alice", body, expect=200)
+    assert again["id"] == job["id"]  # the same request with the same key never queues a second job
+    other = submit(p, "alice", {"notebook": SEM, "idempotency_key": "summary-1"}, expect=422)
+    assert "different request" in other["message"]  # the key reused for another request
     done = wait_job(p, "alice", job["id"])
     assert done["status"] == "COMPLETED", done
     assert done["parameters"]["max_images"] == 3

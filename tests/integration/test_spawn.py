@@ -208,3 +208,67 @@ def test_size_memory_limit_is_enforced(platform):
         assert int(out[1]) == (2 + 2) * 1024**3  # size "small" (2 GiB) + headroom (2 GiB)
     finally:
         platform.stop_server("alice")
+
+
+def _progress_events(platform, user: str) -> list[dict]:
+    """The events of JupyterHub's progress API for ``user``'s server, until ready or failed."""
+    import requests
+
+    events = []
+    with requests.get(f"{platform.url}/hub/api/users/{user}/server/progress", stream=True,
+                      headers={"Authorization": f"token {platform.admin_token}"},
+                      timeout=platform.spawn_timeout) as r:
+        assert r.status_code == 200, r.text
+        for line in r.iter_lines():
+            if line.startswith(b"data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1].get("failed") or events[-1].get("ready"):
+                    break
+    return events
+
+
+def _spawn_failure(platform, user: str, options: dict) -> list[dict]:
+    """Spawn, expect a failure and return the progress API's events, the failure last."""
+    r = platform.api("POST", f"/users/{user}/server", json=options)
+    if r.status_code not in (201, 202):  # it failed within the hub's slow-spawn wait
+        assert r.status_code == 500, r.text
+        assert "Traceback" not in r.text
+        answered = r.json()["message"]
+    else:
+        answered = None
+    events = _progress_events(platform, user)
+    failed = events[-1]
+    assert failed.get("failed") is True, events
+    if answered is not None:
+        assert answered in failed["message"]
+    assert "" not in platform.api("GET", f"/users/{user}").json()["servers"]
+    return events
+
+
+def test_a_failed_spawn_tells_its_reason(platform):
+    from tests.integration.conftest import BROKEN_STACK, TEST_GROUP
+
+    platform.token_for("carol")  # creates the user
+    r = platform.api("POST", f"/groups/{TEST_GROUP}")
+    assert r.status_code in (201, 409), r.text
+    r = platform.api("POST", f"/groups/{TEST_GROUP}/users", json={"users": ["carol"]})
+    assert r.status_code == 200, r.text
+    env = platform.state / "broken-env"
+
+    # 1. the stack's environment does not exist on this machine
+    message = _spawn_failure(platform, "carol", {"stack": BROKEN_STACK})[-1]["message"]
+    assert f"the stack '{BROKEN_STACK}' cannot start on this machine" in message, message
+    assert f"c.StackRegistry.stacks['{BROKEN_STACK}']['environment']" in message
+    assert str(platform.state) not in message  # no internal folder shown to the user
+
+    # 2. it exists, but its server exits while starting, after the hub's slow-spawn wait
+    # (10 s), so the REST spawn is accepted and the progress API streams the steps
+    (env / "bin").mkdir(parents=True)
+    script = env / "bin" / "jupyterhub-singleuser"
+    script.write_text("#!/bin/sh\necho 'broken environment: no jupyterlab here' >&2\nsleep 12\nexit 3\n")
+    script.chmod(0o755)
+    events = _spawn_failure(platform, "carol", {"stack": BROKEN_STACK})
+    assert "ended with exit status 3 while starting" in events[-1]["message"], events
+    steps = [e["message"] for e in events[:-1]]
+    assert any(m.startswith("Starting JupyterLab (stack broken, size small)") for m in steps), events
+

@@ -82,16 +82,15 @@ def runner_spec(
     return spec
 
 
-def start_runner(workdir: Path) -> subprocess.Popen:
-    """Start the runner exactly as the local executor does (same builder, same launch)."""
-    from dass.stacks.registry import StackRegistry
-    from dass.jobs.executor import launch
+def execution_spec(workdir: Path):
+    """The ExecutionSpec the service would build for the job of ``workdir`` (stack sem, small)."""
     from dass.jobs.spec import build_execution_spec
+    from dass.stacks.registry import StackRegistry
 
     registry = StackRegistry()
     # PYTHONPATH: a developer running the tests of another checkout runs its runner too
     base_env = {k: os.environ[k] for k in ("PATH", "LANG", "PYTHONPATH") if k in os.environ}
-    spec = build_execution_spec(
+    return build_execution_spec(
         job_id=json.loads((workdir / "spec.json").read_text())["job_id"],
         workdir=str(workdir),
         stack=registry.get("sem"),
@@ -99,7 +98,13 @@ def start_runner(workdir: Path) -> subprocess.Popen:
         timeout_seconds=3600,
         base_env=base_env,
     )
-    return launch(spec)
+
+
+def start_runner(workdir: Path) -> subprocess.Popen:
+    """Start the runner exactly as the local executor does (same builder, same launch)."""
+    from dass.jobs.executor import launch
+
+    return launch(execution_spec(workdir))
 
 
 def stop_tree(proc: subprocess.Popen) -> None:

@@ -184,3 +184,17 @@ def test_restart_adopts_a_runner_that_had_no_time_to_write_its_pid(manager):
         assert proc.wait(timeout=30) is not None
     finally:
         proc.kill()
+
+
+def test_a_stack_checks_its_parameters_at_submission(manager):
+    """The STM stack's recipe check runs when the job is submitted: 422 naming step and field."""
+    movie = "stm/service/fast_movie.ipynb"
+    with pytest.raises(JobRequestError) as e:
+        manager.submit(ALICE, {"notebook": movie, "parameters": {"recipe": {"steps": [
+            {"name": "drift", "params": {"stepsize": 0}}]}}})
+    assert e.value.status == 422 and e.value.field == "recipe"
+    assert "recipe step 'drift', field 'stepsize'" in str(e.value)
+    assert manager.list_jobs(ALICE)[1] == 0  # nothing queued
+    job, created = manager.submit(ALICE, {"notebook": movie, "parameters": {"recipe": {"steps": [
+        {"name": "align_rows", "params": {"method": "mean"}}]}}})
+    assert created and job["parameters"]["recipe"] == {"steps": [{"name": "align_rows", "params": {"method": "mean"}}]}

@@ -433,6 +433,42 @@ def test_load_result(tmp_path):
     assert load_result(tmp_path) == {"status": "COMPLETED"}
 
 
+def test_log_and_reason_hide_internal_locations(runner_repo, tmp_path):
+    """What the job's owner reads (job.log, the reason) names the job folder and the
+    repository, never where the platform keeps them."""
+    workdir = tmp_path / "state" / "jobs" / "job"
+    spec = runner_spec(workdir, notebook="runner_raise.ipynb", storage_url=f"file://{runner_repo}", datasets=[DATASET])
+    code = (
+        "import os, dass.data\n"
+        "print('dataset at', os.path.realpath(dass.data.datasets()[0].path))\n"
+        "print('output at', os.environ['DASS_OUTPUT_DIR'])\n"
+        "open(os.path.join(os.environ['DASS_OUTPUT_DIR'], 'missing.txt'))\n"
+    )
+    (workdir / "input.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])))
+    rc, result, _ = run_runner(workdir)
+    assert rc == 1 and result["status"] == "FAILED"
+    log = read_log(workdir)
+    for secret in (str(workdir), str(runner_repo), str(tmp_path / "state")):
+        assert secret not in log, secret
+        assert secret not in result["reason"], secret
+    assert "dataset at <repository>/p-2026-001/sem-nanowires" in log
+    assert "output at <job folder>/output" in log
+    assert "'<job folder>/output/missing.txt'" in result["reason"], result["reason"]
+    assert "datasets mounted under datasets/" in log
+    assert f"writing the results to dataset results/job-{spec['job_id']}" in log
+    # the saved copy of the log in the repository is the same hidden text
+    fs, root = _results(result)
+    assert str(runner_repo) not in fs.cat_file(f"{root}/job.log").decode()
+
+
+def test_hide_paths_replaces_the_longest_place_first():
+    from dass.jobs.runner import hide_paths
+
+    places = {"/srv/dass": "<state>", "/srv/dass/jobs/1": "<job folder>", "/": "never", "": "never"}
+    assert hide_paths("/srv/dass/jobs/1/x and /srv/dass/y", places) == "<job folder>/x and <state>/y"
+    assert hide_paths("nothing here", places) == "nothing here"
+
+
 def test_processes_a_notebook_leaves_behind_end_with_the_job(runner_repo, tmp_path):
     """A process started in a session of its own does not outlive the finished job."""
     workdir = tmp_path / "job"

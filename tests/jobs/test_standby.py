@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,28 +13,13 @@ import pytest
 
 from dass.jobs.executor import LocalExecutor
 from dass.jobs.runner import load_result
-from dass.jobs.spec import build_execution_spec
 from dass.jobs.standby import READY_SUFFIX
-from dass.stacks.registry import StackRegistry
 
-from .conftest import SIZE, read_log, runner_spec
+from .conftest import execution_spec, read_log, runner_spec
 
 #: a loaded 2-core machine: a standby imports papermill and nbconvert and starts a kernel
 READY_TIMEOUT = 240
 RUN_TIMEOUT = 240
-
-
-def _exec_spec(workdir: Path):
-    registry = StackRegistry()
-    base_env = {k: os.environ[k] for k in ("PATH", "LANG", "PYTHONPATH") if k in os.environ}
-    return build_execution_spec(
-        job_id=json.loads((workdir / "spec.json").read_text())["job_id"],
-        workdir=str(workdir),
-        stack=registry.get("sem"),
-        size=registry.all_sizes[SIZE["name"]],
-        timeout_seconds=3600,
-        base_env=base_env,
-    )
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -47,7 +31,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 
 def _run(executor: LocalExecutor, workdir: Path) -> tuple[dict, dict]:
-    handle = asyncio.run(executor.start(_exec_spec(workdir)))
+    handle = asyncio.run(executor.start(execution_spec(workdir)))
     _wait(lambda: executor.status(handle) is not None, RUN_TIMEOUT, f"the job in {workdir}")
     result = load_result(workdir)
     assert result and result["status"] == "COMPLETED", read_log(workdir)

@@ -67,6 +67,28 @@ def test_home_lists_visible_datasets_by_proposal(service):
     assert "<script" not in html and "http://" not in html and "https://" not in html  # no external assets
 
 
+def test_pages_lead_back_to_the_hub_and_log_out(service):
+    html = service.get("", "alice-token").text
+    assert '<a href="/hub/home" id="nav-hub">Hub</a>' in html
+    assert '<a href="/hub/logout" id="nav-logout">Log out</a>' in html
+
+
+def test_datasets_are_pages_not_raw_json(service):
+    home = service.get("", "alice-token").text
+    assert 'href="/services/dass/datasets/p-2026-001/sem-grains"' in home
+    page = service.get("datasets/p-2026-001/sem-grains", "alice-token")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    html = page.text
+    assert '<code>p-2026-001/sem-grains</code>' in html and 'id="metadata"' in html
+    assert 'href="/services/dass/api/datasets/p-2026-001/sem-grains" id="dataset-json"' in html
+    assert "file://" not in html  # where the repository lives is not shown
+    # another proposal's dataset answers the same 404 page as a missing one
+    hidden = service.get("datasets/p-2026-002/stm-movie", "alice-token")
+    missing = service.get("datasets/p-2026-002/no-such-dataset", "alice-token")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.text.replace("stm-movie", "X") == missing.text.replace("no-such-dataset", "X")
+
+
 def test_home_search(service):
     html = service.get("", "alice-token", params={"q": "grain"}).text
     assert "sem-grains" in html and "kmap-strain" not in html

@@ -125,3 +125,40 @@ def test_metadata_the_schema_refuses_leaves_dataset_json_and_the_fast_file_uncha
     assert (folder / "dataset.json").read_bytes() == meta_before
     assert (folder / old_fast.name).read_bytes() == fast_before  # /dass_logbook not uploaded either
     assert catalog.get(DATASET) is not None  # still catalogued
+
+
+def test_by_sample_reports_files_without_a_sample_and_goes_on(repo, old_fast, stm_sxm):
+    storage, catalog, folder, logbook = repo
+    with h5py.File(folder / old_fast.name, "r") as h5:
+        assert h5["data"].attrs["ExperimentInfo.Sample"]  # the FAST file names its sample
+    no_sample = folder / "unnamed.h5"
+    shutil.copy(old_fast, no_sample)
+    with h5py.File(no_sample, "r+") as h5:
+        h5["data"].attrs["ExperimentInfo.Sample"] = ""
+    report = annotate_dataset(storage, None, DATASET, logbook=read_logbook(logbook), by="sample")
+    assert "unnamed.h5" in report["described"]
+    assert "metadata['sample'], which is empty" in report["not_matched"]["unnamed.h5"]
+    assert report["matched"][old_fast.name] == 2  # the files after it are still matched
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert "unnamed.h5" in meta["domain"]["stm_files"]
+
+
+def test_cli_reports_logbook_warnings_and_unmatched_files(repo, old_fast, tmp_path):
+    storage, catalog, folder, _ = repo
+    (folder / "broken.sxm").unlink()
+    shutil.copy(old_fast, folder / "unnamed.h5")
+    with h5py.File(folder / "unnamed.h5", "r+") as h5:
+        h5["data"].attrs["ExperimentInfo.Sample"] = ""
+    book = tmp_path / "prep.yaml"
+    book.write_text("- {sample: Gr/Ni(111), step: anneal, date: 2014-10-02, time: 16:30:00, duration: 30}\n")
+    config = tmp_path / "dass_config.py"
+    config.write_text(f"c.Storage.url = {storage.url!r}\nc.Catalog.db_url = {catalog.db_url!r}\n")
+    env = dict(os.environ, DASS_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "dass", "--config", str(config), "stm", "annotate", DATASET,
+                        "--logbook", str(book), "--by", "sample"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 1, r.stderr  # a file could not be matched: reported, the rest stored
+    assert "warning: " in r.stderr and "'16:30:00' is read as written" in r.stderr
+    assert "not matched to the logbook: unnamed.h5: matching by sample needs metadata['sample']" in r.stdout
+    assert f"{old_fast.name}: 1 preparation step(s)" in r.stdout
+    assert "mkl_fft" not in r.stdout + r.stderr and "ffmpeg is unavailable" not in r.stdout + r.stderr

@@ -23,7 +23,7 @@ from dass.stm.export import (
 )
 from dass.stm.fast import FastFileError
 from dass.stm.process import Recipe, Step, process
-from dass.stm.service import process_fast_dataset
+from dass.stm.service import outputs_html, process_fast_dataset
 from dass.stm.synthetic import write_synthetic_fast
 
 LIGHT = Recipe("udf", (Step.make("phase"), Step.make("align_rows", {"method": "mean"})), images=(0, 9))
@@ -125,6 +125,86 @@ def test_gsf_reads_back(old_movie, tmp_path):
     assert (raw.index(b"\x00") + 4) // 4 * 4 + 4 * 105 * 105 <= len(raw)
 
 
+def _gwyddion_gsf(path) -> tuple[dict[str, str], np.ndarray]:
+    """An independent reader of Gwyddion Simple Field 1.0, written from Gwyddion's format page
+    (gsf.html): a magic line, ``key = value`` lines, 1-4 NUL bytes so that the data start at a
+    multiple of 4, then XRes x YRes little-endian float32, row by row. Missing XReal/YReal mean
+    1.0 in Gwyddion, which is what the bug looked like."""
+    raw = open(path, "rb").read()
+    text_end = raw.index(b"\x00")
+    lines = raw[:text_end].decode("ascii").split("\n")
+    assert lines[0] == "Gwyddion Simple Field 1.0"
+    fields = {}
+    for line in lines[1:]:
+        if line:
+            key, value = line.split("=", 1)
+            fields[key.strip()] = value.strip()
+    padding = 4 - text_end % 4
+    assert raw[text_end:text_end + padding] == b"\x00" * padding
+    xres, yres = int(fields["XRes"]), int(fields["YRes"])
+    data = np.frombuffer(raw, dtype="<f4", count=xres * yres, offset=text_end + padding)
+    assert len(raw) == text_end + padding + 4 * xres * yres
+    return fields, data.reshape(yres, xres)
+
+
+def test_gsf_has_the_scan_size_of_an_uncalibrated_file(old_fast, old_movie, tmp_path):
+    (path,) = export_gsf(old_movie, tmp_path, frames=[2])
+    fields, data = _gwyddion_gsf(path)
+    np.testing.assert_array_equal(data, old_movie.frames[2])
+    with h5py.File(old_fast, "r") as h5:  # the raw attributes, not dass's metadata
+        attrs = h5["data"].attrs
+        assert attrs["Scanner.X_Calibration"] == 0.0
+        amp_x, amp_y = float(attrs["Scanner.X_Amplitude"]), float(attrs["Scanner.Y_Amplitude"])
+    assert float(fields["XReal"]) == amp_x and float(fields["YReal"]) == amp_y  # 0.1 V, 0.08 V
+    assert fields["XYUnits"] == "V" and fields["ZUnits"] == ""
+    assert "uncalibrated" in fields["DassScale"]
+
+
+def _calibrated_copy(tmp_path, name, **attrs):
+    path = write_synthetic_fast(tmp_path / name, points=24, num_images=3)
+    with h5py.File(path, "r+") as h5:
+        for key, value in attrs.items():
+            if value is None:
+                del h5["data"].attrs[key]
+            else:
+                h5["data"].attrs[key] = value
+    return path
+
+
+def test_gsf_sizes_of_a_calibrated_file_in_metres(tmp_path):
+    path = _calibrated_copy(tmp_path, "cal.h5", **{"Scanner.X_Calibration": np.float64(20.0),
+                                                   "Scanner.Y_Calibration": np.float64(30.0)})
+    recipe = Recipe("udi", (Step.make("phase", {"auto": False}), Step.make("interpolate")))
+    movie = process(path, recipe)
+    (gsf,) = export_gsf(movie, tmp_path / "gsf", frames=[1])
+    fields, data = _gwyddion_gsf(gsf)
+    assert data.shape == (48, 24)  # interlaced: twice the rows over the same height
+    assert fields["XYUnits"] == "m"
+    # synthetic amplitudes are 0.15 V: 0.15 V x 20 nm/V = 3 nm, 0.15 V x 30 nm/V = 4.5 nm
+    assert float(fields["XReal"]) == pytest.approx(3e-9, rel=1e-12)
+    assert float(fields["YReal"]) == pytest.approx(4.5e-9, rel=1e-12)
+
+    # the drift step's larger canvas keeps the pixel size of the resized frames:
+    # pyfastspm resizes 48 x 24 interlaced frames to 2**(int(log2(48)) + 1) = 64 rows and 32 columns
+    drifted = process(path, recipe.with_step("drift", stepsize=2))
+    (gsf,) = export_gsf(drifted, tmp_path / "drift", frames=[0])
+    fields, data = _gwyddion_gsf(gsf)
+    rows, cols = data.shape
+    assert rows > 64 and cols > 32
+    assert float(fields["XReal"]) == pytest.approx(3e-9 * cols / 32, rel=1e-12)
+    assert float(fields["YReal"]) == pytest.approx(4.5e-9 * rows / 64, rel=1e-12)
+
+
+def test_gsf_falls_back_to_marked_pixels(tmp_path):
+    path = _calibrated_copy(tmp_path, "px.h5", **{"Scanner.X_Amplitude": None, "Scanner.Y_Amplitude": None})
+    movie = process(path, Recipe("udf", (Step.make("phase", {"auto": False}),)))
+    (gsf,) = export_gsf(movie, tmp_path / "gsf", frames=[0])
+    fields, data = _gwyddion_gsf(gsf)
+    assert data.shape == (24, 24)
+    assert (fields["XReal"], fields["YReal"], fields["XYUnits"]) == ("24.0", "24.0", "px")
+    assert "pixels" in fields["DassScale"]
+
+
 def test_read_gsf_errors(tmp_path):
     bad = tmp_path / "bad.gsf"
     bad.write_bytes(b"not a gsf")
@@ -196,6 +276,15 @@ def test_service_processes_a_folder(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["files"][1]["num_frames"] == 6
     with h5py.File(tmp_path / "out" / entry["hdf5"], "r") as h5:
         assert h5["processed/frames"].shape[0] == 6
+    assert Recipe.from_dict(md["replay_recipe"]).step("phase").params["x_phase"] == md["processing"]["x_phase"]
+
+    # the job notebook links the movies (relative to the notebook beside out/), never embeds them
+    page = outputs_html(summary, tmp_path / "out")
+    assert '<video src="out/a/a.mp4" controls' in page and '<a href="out/a/a.mp4" download>a.mp4</a>' in page
+    assert '<a href="out/b/frames/b_0ui.png">b_0ui.png</a>' in page
+    assert "skipped " in page and "notes.h5" in page
+    assert "base64" not in page and "data:" not in page and len(page) < 2000
+    assert 'src="a/a.mp4"' in outputs_html(summary, tmp_path / "out", base=tmp_path / "out")
 
 
 def test_service_errors(tmp_path):

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import h5py
@@ -19,6 +20,7 @@ import pytest
 from dass.stm.errors import LogbookError, StmFileError
 from dass.stm.fast import fast_metadata
 from dass.stm.logbook import (
+    LogbookWarning,
     attach_preparation,
     match_preparation,
     parse_logbook,
@@ -210,5 +212,44 @@ def test_yaml_and_file_errors(tmp_path: Path) -> None:
 
 def test_yaml_unquoted_clock_time() -> None:
     # YAML 1.1 (PyYAML) reads an unquoted 11:05 as the base-60 number 665
-    book = parse_logbook("- {sample: A, step: b, date: 2023-05-12, time: 11:05}\n", fmt="yaml")
+    with pytest.warns(LogbookWarning, match=r"line 1, field 'time': '11:05' .* number 665"):
+        book = parse_logbook("- {sample: A, step: b, date: 2023-05-12, time: 11:05}\n", fmt="yaml")
     assert book[0].start == dt.datetime(2023, 5, 12, 11, 5)
+
+
+def test_yaml_times_with_seconds_are_read_as_written(tmp_path: Path) -> None:
+    # an unquoted 11:00:30 is 39630 for YAML 1.1; read as a number of minutes it became 12:30:00
+    path = tmp_path / "prep.yaml"
+    path.write_text(
+        "- sample: Au(111)\n"
+        "  step: flash\n"
+        "  date: 2023-05-12\n"
+        "  time: 11:00:30\n"
+        "  end: 2023-05-12 11:10:00\n"
+        "  temperature: 720\n"
+        "- sample: 010\n"  # a sample called 010 is not the octal number 8
+        "  step: anneal\n"
+        "  start: 2023-05-12T09:00:00\n"
+        "  duration: '30'\n"
+    )
+    with pytest.warns(LogbookWarning) as caught:
+        book = read_logbook(path)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages
+    assert "line 4, field 'time': '11:00:30'" in messages[0] and "39630" in messages[0]
+    assert str(path) in messages[0] and "Quote it" in messages[0]
+    assert "line 7, field 'sample': '010'" in messages[1] and "number 8" in messages[1]
+    assert book[0].start == dt.datetime(2023, 5, 12, 11, 0, 30)
+    assert book[0].end == dt.datetime(2023, 5, 12, 11, 10)
+    assert book[0].temperature == {"value": 720.0, "unit": "K"}
+    assert book[1].sample == "010" and book[1].end == dt.datetime(2023, 5, 12, 9, 30)
+    # quoted values, plain numbers and ISO dates need no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LogbookWarning)
+        book = parse_logbook(YAML, fmt="yaml")
+    assert book[0].start == dt.datetime(2023, 5, 12, 11, 0)
+
+
+def test_csv_times_are_text() -> None:
+    book = parse_logbook("sample,step,date,time\nA,b,12.05.2023,11:00:30\n", fmt="csv")
+    assert book[0].start == dt.datetime(2023, 5, 12, 11, 0, 30)

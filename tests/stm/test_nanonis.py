@@ -173,6 +173,16 @@ def test_dat_errors(sts_dat: Path, tmp_path: Path) -> None:
         open_dat(half)
     with pytest.raises(NanonisFileError, match="no column 'Nope'"):
         open_dat(sts_dat).column("Nope")
+    start = text.index(b"[DATA]")
+    names_end = text.index(b"\n", start + len(b"[DATA]") + 2) + 1
+    for name, data, words in [
+        ("header.dat", text[: start + len(b"[DATA]") + 2], "ends after its header: no column names"),
+        ("names.dat", text[:names_end], "without data rows after \\[DATA\\]: only the column names"),
+    ]:
+        (tmp_path / name).write_bytes(data)  # a header with [DATA] but nothing (or names) after
+        with pytest.raises(NanonisFileError, match=words) as info:
+            open_dat(tmp_path / name)
+        assert "indices" not in str(info.value) and str(tmp_path / name) in str(info.value)
 
 
 def test_sxm_from_fsspec_url(stm_sxm: Path) -> None:

@@ -232,3 +232,90 @@ def test_pyfastspm_failure_names_file_and_step(tiny_fast):
 def test_process_opens_a_path_and_reports_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         process(tmp_path / "absent.h5", Recipe())
+
+
+# ---------------------------------------------------------------------------------------------
+# exact replay, checks at submit, no library noise
+
+
+@pytest.fixture(scope="module")
+def small_fast(tmp_path_factory):
+    return write_synthetic_fast(tmp_path_factory.mktemp("small") / "small.h5", points=32, num_images=8)
+
+
+@pytest.mark.parametrize("creep", [{"mode": "sin"}, {"mode": "bezier"}])
+def test_replay_recipe_gives_the_same_frames_without_fitting(small_fast, creep):
+    recipe = Recipe.from_dict({"channels": "udi", "steps": [
+        {"name": "phase"}, {"name": "creep", "params": creep}, {"name": "interpolate"},
+        {"name": "drift", "params": {"stepsize": 4}}, {"name": "align_rows"}]})
+    first = process(small_fast, recipe)
+    found = first.processing
+    assert found["creep"]["fitted"] and found["drift"]["fitted"]
+    replay = Recipe.from_json(json.dumps(first.summary()["replay_recipe"]))  # as written to outputs
+    assert replay.step("phase").params["auto"] is False
+    assert replay.step("phase").params["x_phase"] == found["x_phase"]
+    if creep["mode"] == "sin":
+        assert replay.step("creep").params["known_params"] == found["creep"]["params"]
+        assert len(found["creep"]["params"]) == 1 and 0 < found["creep"]["params"][0] < 2
+    else:
+        assert replay.step("creep").params["known_input"] == found["creep"]["shape"]
+    assert replay.step("drift").params["known_path"] == found["drift"]["drift_path"]
+    assert np.shape(found["drift"]["drift_path"]) == (2, 16)
+
+    again = process(small_fast, replay)
+    np.testing.assert_array_equal(again.frames, first.frames)
+    assert not again.processing["creep"]["fitted"] and not again.processing["drift"]["fitted"]
+    assert again.processing["drift"]["drift_path"] == found["drift"]["drift_path"]
+    assert {k: v for k, v in again.processing["creep"].items() if k != "fitted"} == \
+        {k: v for k, v in found["creep"].items() if k != "fitted"}
+
+
+def test_known_drift_path_must_fit_the_movie(small_fast):
+    recipe = Recipe("udi", (Step.make("drift", {"known_path": [[0.0, 1.0], [0.0, 1.0]]}),))
+    with pytest.raises(RecipeError, match="known_path has 2 shifts, but the movie has 16 frames") as info:
+        process(small_fast, recipe)
+    assert (info.value.step, info.value.field) == ("drift", "known_path")
+    with pytest.raises(RecipeError, match="one number per frame") as info:
+        Step.make("drift", {"known_path": [[0.0, 1.0], [0.0]]})
+    assert info.value.field == "known_path"
+
+
+def test_check_recipe_at_submit():
+    from dass.stm.process import check_recipe
+
+    assert check_recipe({}) == check_recipe(None) == check_recipe("") == Recipe.standard().to_dict()
+    given = check_recipe('{"channels": "udf", "steps": [{"name": "align_rows"}]}')
+    assert given["steps"] == [{"name": "align_rows", "params": {"method": "median"}}]
+    for bad, step, field in [
+        ({"steps": [{"name": "creep", "params": {"mode": "cubic"}}, {"name": "interpolate"}]}, "creep", "mode"),
+        ({"steps": [{"name": "fft", "params": {"notches": [[50, -1]]}}]}, "fft", "notches"),
+        ({"channels": "xyz"}, None, "channels"),
+        ('{"steps": [', None, None),
+    ]:
+        with pytest.raises(RecipeError) as info:
+            check_recipe(bad)
+        assert (info.value.step, info.value.field) == (step, field), bad
+        assert isinstance(info.value, ValueError)
+
+
+def test_no_library_noise_on_import_and_processing(small_fast):
+    """pyfastspm's import prints 'mkl_fft import failed', logs a false 'ffmpeg is unavailable'
+    and configures the root logger; none of it reaches a program that uses dass.stm."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from dass.stm import open_fast\n"
+        "from dass.stm.process import Recipe, process\n"
+        "from dass.stm.export import export_gsf\n"
+        f"with open_fast({str(small_fast)!r}) as fast:\n"
+        "    movie = process(fast, Recipe.standard().without('creep'))\n"
+        "root = logging.getLogger()\n"
+        "assert not root.handlers and root.level == logging.WARNING, (root.handlers, root.level)\n"
+        "print('frames', len(movie))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "frames 16\n"
+    assert proc.stderr == ""

@@ -74,6 +74,28 @@ def test_slider_channels_and_steps_preview(mounted):
     assert app.recipe.names == ("level_plane",)
 
 
+def test_preview_reuses_phase_fft_and_creep(mounted):
+    """Ticking a frame step redoes neither phase, FFT nor the creep fit (the StageCache keeps
+    them), and the frames stay those of a full run with pyfastspm's own functions."""
+    _, movie = mounted
+    app = MovieApp(movie, datasets=[])
+    app.set_step("phase", True)
+    app.set_step("fft", True)
+    app.set_step("creep", True, index_to_linear=0.5)  # 0.2 is too little for 20 rows
+    kept = dict(app.stages)
+    # time series after phase, after phase + fft, and the creep grid
+    assert len(kept) == 3
+    app.steps["align_rows"].value = True
+    app.slider.value = 4
+    assert all(app.stages[k] is v for k, v in kept.items())  # reused, not recomputed
+    preview, i = app.frame(4)
+    reference = process(movie, app.recipe, engine="pyfastspm")
+    np.testing.assert_array_equal(preview.frames[i], reference.frames[4])
+    app.process_movie()
+    assert all(app.stages[k] is v for k, v in kept.items())
+    np.testing.assert_array_equal(app.processed.frames, reference.frames)
+
+
 def test_creep_ticks_interpolate(mounted):
     _, movie = mounted
     app = MovieApp(movie, datasets=[])
@@ -123,3 +145,31 @@ def test_user_errors_go_to_the_status_line(tmp_path):
         app.frame(0)
     with pytest.raises(ValueError, match="unknown export 'avi'"):
         app.export("avi")
+
+
+def test_landing_without_a_session_and_with_one(mounted, tmp_path):
+    """The landing notebook's helpers: outside a session (no manifest), with an empty one, with
+    a dataset but no FAST movie, and with a FAST movie."""
+    import json
+
+    from dass.stm.widgets import first_look, session_datasets
+
+    found, note = session_datasets(tmp_path / "absent.json")
+    assert found == [] and "No datasets are mounted here" in note and "p-2026-002/stm-au111-fast" in note
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"datasets": []}))
+    found, note = session_datasets(empty)
+    assert found == [] and "This session has no datasets" in note
+    assert "No FAST movie among the mounted datasets" in first_look([])
+    assert MovieApp(datasets=found).movie_choices() == []
+
+    dataset, movie = mounted
+    manifest = tmp_path / "session.json"
+    manifest.write_text(json.dumps({"datasets": [{
+        "id": dataset.id, "proposal": dataset.proposal, "name": dataset.name,
+        "url": dataset.url, "mount": str(dataset.path)}]}))
+    found, note = session_datasets(manifest)
+    assert note == "" and [d.id for d in found] == ["p-1/fast"]
+    text = first_look(found)
+    assert text.startswith("p-1/fast: raw/movie.h5: /data has 4800 samples")  # 3 x 4 x 20 x 20
+    assert "    Scanner.X_Points = 20" in text and text.endswith("images in the stream: 3 of 1600 samples each")

@@ -213,7 +213,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             user = "anonymous"
         for r in records:
             r.user = user
-            r.allowed = status < 400
+            r.allowed = status < 400 and self.identity is not None  # a login redirect is no access
             r.status = status
             r.token = r.token or model.get("token_id")
             r.session = r.session or model.get("session_id")
@@ -468,6 +468,11 @@ def stacks_json(registry: StackRegistry, identity: Identity) -> list[dict[str, A
 class DatasetPage(BaseHandler):
     """``GET datasets/{proposal}/{dataset}``: one dataset as a page (its metadata, access, files
     and a link to the JSON), with the same answer as the API for one the caller may not see."""
+
+    audit_action = "dataset.read"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"dataset": "/".join(self.path_args)}
 
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())

@@ -89,6 +89,19 @@ def test_dataset_reads_allowed_denied_and_anonymous(service, ids):
     )
 
 
+def test_the_dataset_page_records_like_the_api(service, ids):
+    mark = last_id(service)
+    assert service.get(f"datasets/{ALICE_DS}", "alice-token").status_code == 200
+    assert service.get(f"datasets/{ALICE_DS}", "bob-token").status_code == 404
+    assert service.get(f"datasets/{ALICE_DS}").status_code == 302  # a browser sent to the login
+    assert rows_after(service, mark) == expect(
+        ids,
+        row("alice", "dataset.read", True, 200, ALICE_DS),
+        row("bob", "dataset.read", False, 404, ALICE_DS),
+        row("anonymous", "dataset.read", False, 302, ALICE_DS, token=None),
+    )
+
+
 def test_searches_and_reading_the_log_leave_no_rows(service, ids):
     mark = last_id(service)
     assert service.get("api/datasets", "alice-token").status_code == 200

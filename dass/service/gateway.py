@@ -32,6 +32,7 @@ import re
 import time
 from typing import Any
 
+from tornado.iostream import StreamClosedError
 from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
@@ -288,7 +289,11 @@ class DataHandler(BaseHandler):
                 record.bytes += len(data)
                 self.write(data)
                 if left > 0:  # the last chunk leaves with finish(), after the audit row is written
-                    await self.flush()
+                    try:
+                        await self.flush()
+                    except StreamClosedError:  # the reader went away: its row says how far it got
+                        self._record_audit()
+                        return
         self.finish()
 
 

@@ -13,6 +13,7 @@ def config_classes(registry: Any = None) -> list[type]:
     registry : dass.stacks.registry.StackRegistry, optional
         Whose stacks' service parts to include (default: the built-in stacks).
     """
+    from ..data.audit import AuditLog
     from ..data.catalog import Catalog
     from ..data.storage import Storage
     from ..hub.spawner import DassLocalSpawner, DassSpawnerMixin
@@ -22,10 +23,11 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..platform import Platform
     from ..service.app import DassService
     from ..service.extensions import extension_classes
+    from ..service.gateway import DataGateway
 
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
-    return [Platform, Storage, Catalog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
-            *stacks, JobManager, LocalExecutor]
+    return [Platform, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
+            DataGateway, *stacks, JobManager, LocalExecutor]
 
 
 def config_reference() -> str:

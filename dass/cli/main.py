@@ -12,13 +12,13 @@ from .errors import CLIError
 __all__ = ["CLIError", "build_parser", "main"]
 
 #: The command groups of the platform itself, each a module of this package with ``register``.
-CORE_GROUPS = ("platform", "catalog", "config", "jobs")
+CORE_GROUPS = ("platform", "catalog", "config", "jobs", "audit")
 
 
 def _core_registers() -> list[Any]:
-    from . import catalog, config, jobs, platform
+    from . import audit, catalog, config, jobs, platform
 
-    modules = {"platform": platform, "catalog": catalog, "config": config, "jobs": jobs}
+    modules = {"platform": platform, "catalog": catalog, "config": config, "jobs": jobs, "audit": audit}
     return [modules[name].register for name in CORE_GROUPS]
 
 

@@ -225,10 +225,18 @@ class Catalog(LoggingConfigurable):
             if url.get_backend_name() == "sqlite":
                 from sqlalchemy import event
 
+                file_db = bool(url.database) and url.database != ":memory:" and "mode=memory" not in url.database
+
                 @event.listens_for(self._engine, "connect")
                 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
                     cursor = dbapi_connection.cursor()
                     cursor.execute("PRAGMA foreign_keys=ON")
+                    if file_db:
+                        # readers never wait for the writer, and a commit (one audit row per data
+                        # access) costs no fsync; a crash loses at most the last commits, never
+                        # consistency (https://www.sqlite.org/wal.html)
+                        cursor.execute("PRAGMA journal_mode=WAL")
+                        cursor.execute("PRAGMA synchronous=NORMAL")
                     cursor.close()
 
             self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)

@@ -1,8 +1,8 @@
 """Every table of dass, in one SQLAlchemy metadata (the manner of JupyterHub's ``orm.py``).
 
 The catalogue (``proposals``, ``datasets``, ``dataset_access``, ``dataset_categories``), the
-jobs of the service (``jobs``) and the SEM classifier's suggestions (``sem_classifications``)
-share one declarative :class:`Base`, so one Alembic history (``dass/data/migrations``) sees
+jobs of the service (``jobs``), the SEM classifier's suggestions (``sem_classifications``) and
+the audit log of data accesses (``audit_events``, kept by :mod:`dass.data.audit`) share one declarative :class:`Base`, so one Alembic history (``dass/data/migrations``) sees
 them all and ``tests/data/test_orm.py`` checks that models and migrations agree.
 
 The schema is created by the migrations, never by ``Base.metadata.create_all``. Behaviour that
@@ -40,6 +40,7 @@ __all__ = [
     "DatasetCategory",
     "Job",
     "SemClassification",
+    "AuditEvent",
     "USER_PREFIX",
     "VERSION_TABLE",
     "MIGRATIONS_DIR",
@@ -248,4 +249,55 @@ class SemClassification(Base):
             "category": self.category,
             "confirmed_by": self.confirmed_by,
             "confirmed_at": _iso(self.confirmed_at),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# the audit log of data accesses (migration 0005); written and read by dass.data.audit
+
+
+class AuditEvent(Base):
+    """One data access, allowed or denied: who, through what, which data, what, how much, when."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: hub user name (``service:<name>`` for a hub service, ``anonymous`` without credentials)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    #: the hub's id of the token used (``a12``), when the hub said it
+    token: Mapped[str | None] = mapped_column(String(64))
+    #: the hub login session of the token, when it has one
+    session: Mapped[str | None] = mapped_column(String(255))
+    #: the job this access belongs to (submitted, run or downloaded from)
+    job: Mapped[str | None] = mapped_column(String(32), index=True)
+    proposal: Mapped[str | None] = mapped_column(String(64), index=True)
+    dataset: Mapped[str | None] = mapped_column(String(129), index=True)
+    path: Mapped[str | None] = mapped_column(Text)
+    #: what was done, a dotted name (``dataset.read``, ``data.get``, ``job.submit``...)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    allowed: Mapped[bool] = mapped_column(Boolean, index=True)
+    #: the HTTP status answered
+    status: Mapped[int | None] = mapped_column(Integer)
+    #: the client's address
+    remote: Mapped[str | None] = mapped_column(String(255))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict (the time as an ISO string in UTC)."""
+        return {
+            "id": self.id,
+            "time": _iso(self.time),
+            "user": self.user,
+            "token": self.token,
+            "session": self.session,
+            "job": self.job,
+            "proposal": self.proposal,
+            "dataset": self.dataset,
+            "path": self.path,
+            "action": self.action,
+            "bytes": self.bytes,
+            "allowed": self.allowed,
+            "status": self.status,
+            "remote": self.remote,
         }

@@ -105,6 +105,8 @@ class Dataset:
             import fsspec
             from fsspec.implementations.dirfs import DirFileSystem
 
+            from . import dassfs  # noqa: F401 - registers dass:// where the entry point is not installed
+
             backend, inner = fsspec.core.url_to_fs(self.url, **self._storage_options)
             self._fs = DirFileSystem(path=inner, fs=backend)
         return self._fs

@@ -306,6 +306,8 @@ class SemBase(BaseHandler):
 class ClassifyHandler(SemBase):
     """``POST api/classify``: store and classify uploaded images, or classify dataset files."""
 
+    audit_action = "classify"  # classify.upload or classify.read once the request says which
+
     async def prepare(self) -> None:
         await super().prepare()
         if self._finished:
@@ -431,6 +433,7 @@ class ClassifyHandler(SemBase):
             raise ApiError(400, "no images in the request: send them as the multipart field 'files'")
         given = arguments.get("proposal", [b""])[-1].decode("utf-8", "replace").strip()
         proposal = self.choose_proposal(given)
+        record = self.audit("classify.upload", proposal=proposal)
         items = self.expand(uploads)
         classifier = await self.loaded_classifier()  # 503 before anything is stored
         await asyncio.gather(*(asyncio.to_thread(self.sem.decode, item) for item in items))
@@ -451,6 +454,7 @@ class ClassifyHandler(SemBase):
                 raise ApiError(503, f"the images cannot be stored in the repository right now ({e}); "
                                     "nothing was classified; try again later") from None
             dataset = upload.dataset
+            record.dataset, record.bytes = dataset, sum(len(item.data) for item in good)
             for item, path in zip(good, upload.paths):
                 item.path = path
         await self.finish_classification(classifier, items, dataset, proposal)
@@ -466,6 +470,7 @@ class ClassifyHandler(SemBase):
         if unknown:
             raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; use dataset and paths")
         dataset_id = doc["dataset"]
+        self.audit("classify.read", dataset=dataset_id)
         paths = doc.get("paths")
         if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
             raise ApiError(400, "paths must be a list of file paths inside the dataset")
@@ -608,6 +613,8 @@ class ClassificationHandler(SemBase):
 class ConfirmHandler(SemBase):
     """``POST api/classify/{id}/confirm``: store the confirmed or changed category."""
 
+    audit_action = "label.confirm"
+
     async def post(self, classification_id: str) -> None:
         self.query_args(())
         if len(self.request.body) > 64 * 1024:
@@ -629,6 +636,7 @@ class ConfirmHandler(SemBase):
         except DassDataError as e:
             self.log.error("user %s: confirming %s failed: %s", self.identity.name, classification_id, e)
             raise ApiError(503, f"the label cannot be stored right now ({e}); try again later") from None
+        self.audit(dataset=label.get("dataset"), path=label.get("path"))
         self.write_json(label)
 
 

@@ -37,10 +37,14 @@ import dass
 
 from ..errors import DassError
 from ..config import config_path, load_config
+from ..data.audit import AuditLog
 from ..data.catalog import Catalog
 from ..data.errors import StorageError
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
+from .audit_handlers import default_handlers as audit_handlers
+from .gateway import DataGateway
+from .gateway import default_handlers as gateway_handlers
 from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .limits import RequestLimits
@@ -112,10 +116,27 @@ class DassService(Application):
     ).tag(config=True)
 
     identity_cache_seconds = Float(
-        5.0,
+        2.0,
         help="""Seconds a user's hub groups and admin flag are reused before the service asks
-        the hub again (``GET /hub/api/users/{name}``). A group change on the hub shows in the
-        service within this time; ``0`` asks on every request.""",
+        the hub again (``GET /hub/api/users/{name}``). A group change on the hub (a user
+        removed from a proposal's group) shows in the service within this time; ``0`` asks on
+        every request.""",
+    ).tag(config=True)
+
+    token_cache_seconds = Integer(
+        2,
+        help="""Seconds the hub's answer about a token (whose it is, its scopes) is reused
+        before the service asks the hub again; JupyterHub's ``HubOAuth.cache_max_age``, which
+        this sets (JupyterHub's own default is 300). A revoked or expired token, or the
+        cookie of a user who logged out, is refused by the service within this time; ``0``
+        asks the hub on every request.""",
+    ).tag(config=True)
+
+    audit_purge_interval = Float(
+        3600.0,
+        help="""Seconds between two purges of audit rows older than
+        ``c.AuditLog.retention_days`` (also at start). ``0`` never purges from the service
+        (``dass audit purge`` still does).""",
     ).tag(config=True)
 
     hub_timeout = Float(
@@ -235,7 +256,7 @@ class DassService(Application):
             stacks = [c for ext in extension_classes(StackRegistry(config=self.config)) for c in ext.classes]
         except DassError:  # a bad stack definition is reported by initialize(), not by --help
             stacks = []
-        return [DassService, Storage, Catalog, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
+        return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -278,6 +299,7 @@ class DassService(Application):
             self.log.warning("dass service: the repository storage is not usable: %s", e)
         self.catalog = Catalog(parent=self)
         self.catalog.upgrade()
+        self.audit_log = AuditLog(self.catalog, parent=self)
         self.stack_registry = StackRegistry(parent=self)
         self.stack_registry.all_stacks  # noqa: B018 - a bad stack definition fails at start
         self.log.info(
@@ -288,7 +310,9 @@ class DassService(Application):
         )
 
     def init_hub_auth(self) -> None:
-        self.hub_auth = HubOAuth(parent=self, base_url=self.base_url)
+        # the token cache is the service's setting (JupyterHub's 300 s would let a revoked
+        # token in for five minutes)
+        self.hub_auth = HubOAuth(parent=self, base_url=self.base_url, cache_max_age=self.token_cache_seconds)
         missing = [
             name
             for name, value in (
@@ -347,7 +371,8 @@ class DassService(Application):
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
-        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers)
+        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers) + list(audit_handlers)
+        routes += list(gateway_handlers)
         for ext in self.extensions:
             routes += ext.handlers()
         handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
@@ -359,6 +384,8 @@ class DassService(Application):
             hub_auth=self.hub_auth,
             identity_resolver=self.identity_resolver,
             catalog=self.catalog,
+            audit_log=self.audit_log,
+            data_gateway=DataGateway(parent=self),
             storage=self.storage,
             stack_registry=self.stack_registry,
             job_manager=self.job_manager,
@@ -430,9 +457,11 @@ class DassService(Application):
         self.job_manager.start()
         for ext in self.extensions:
             ext.start()
+        purger = asyncio.ensure_future(self._purge_audit())
         try:
             await self._stopping.wait()
         finally:
+            purger.cancel()
             await self.job_manager.stop()
             for ext in self.extensions:
                 await ext.stop()
@@ -445,6 +474,17 @@ class DassService(Application):
                 self.log.warning("dass service: connections still open after 5 s; closing anyway")
             self.catalog.dispose()
             self.log.info("dass service stopped")
+
+    async def _purge_audit(self) -> None:
+        """Delete audit rows past ``c.AuditLog.retention_days``, at start and then periodically."""
+        if self.audit_purge_interval <= 0:
+            return
+        while True:
+            try:
+                await asyncio.to_thread(self.audit_log.purge)
+            except DassError as e:
+                self.log.error("audit: purging old rows failed: %s", e.log_message)
+            await asyncio.sleep(self.audit_purge_interval)
 
     def _on_signal(self, sig: int) -> None:
         self.log.info("dass service: received %s, shutting down", signal.Signals(sig).name)

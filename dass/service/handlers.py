@@ -32,6 +32,7 @@ import dass
 
 from ..data.access import Identity
 from ..data.metadata import NAME_RE
+from ..data.audit import AuditRecord
 from ..errors import INTERNAL_ERROR, DassError
 from .limits import MAX_INTEGER, RequestLimits, check_name, parse_json
 
@@ -159,6 +160,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             cls._stream_request_body = any(
                 getattr(cls, m) is not getattr(web.RequestHandler, m) for m in ("post", "put", "patch", "delete")
             )
+    #: the audit action of this route (``dataset.read``...): a route that names one leaves an
+    #: audit row for every request, denied ones included (:meth:`audit`, :meth:`finish`)
+    audit_action: str | None = None
 
     def initialize(self) -> None:
         self.hub_auth = self.settings["hub_auth"]
@@ -334,6 +338,61 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             super().send_error(status_code, **kwargs)
         except Exception:  # never fail while reporting a failure
             self.log.exception("cannot answer %s %s with %s", self.request.method, self.request.path, status_code)
+
+    # -- the audit log -----------------------------------------------------------------------------
+
+    def audit(self, action: str | None = None, **fields: Any) -> AuditRecord:
+        """Note one access of this request (``dataset``, ``path``, ``bytes``, ``job``); it is
+        recorded when the answer is sent (:meth:`finish`), allowed when the status is below 400. Returns the
+        record so that a handler may complete it (``bytes``, ``job``) as it goes."""
+        record = AuditRecord(user="", action=action or self.audit_action or "unknown", allowed=False, **fields)
+        self.__dict__.setdefault("_audit_records", []).append(record)
+        return record
+
+    def audit_fields(self) -> dict[str, Any]:
+        """What the route's URL says was touched (``dataset``, ``job``, ``path``): the row of a
+        request refused before the handler ran (401, 403, 400) still names it."""
+        return {}
+
+    def finish(self, chunk: Any = None) -> Any:
+        # recorded before the answer leaves: a client that got its answer finds its row
+        if not self._finished:
+            self._record_audit()
+        return super().finish(chunk)
+
+    def _record_audit(self) -> None:
+        records = self.__dict__.pop("_audit_records", None) or []
+        if not records and self.audit_action and self.request.method not in ("OPTIONS",):
+            try:
+                fields = self.audit_fields()
+            except (AttributeError, ValueError):  # refused before its URL was decoded (path_args unset)
+                fields = {}
+            records = [AuditRecord(user="", action=self.audit_action, allowed=False, **fields)]
+        if not records:
+            return
+        audit_log = self.settings.get("audit_log")
+        if audit_log is None:
+            return
+        status = self.get_status()
+        model = self.current_user if isinstance(self.current_user, dict) else {}
+        if self.identity is not None:
+            user = self.identity.name
+        elif model.get("name"):
+            user = str(model["name"])
+        else:
+            user = "anonymous"
+        for r in records:
+            r.user = user
+            r.allowed = status < 400 and self.identity is not None  # a login redirect is no access
+            r.status = status
+            r.token = r.token or model.get("token_id")
+            r.session = r.session or model.get("session_id")
+            r.remote = self.request.remote_ip
+        try:
+            audit_log.record(records)
+        except DassError as e:  # the answer is gone already; the log keeps what was lost
+            self.log.error("audit: %d rows of %s %s (user %s) not recorded: %s", len(records),
+                           self.request.method, self.request.path, user, e.log_message)
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -576,6 +635,11 @@ def dataset_id_of(proposal: str, dataset: str) -> str:
 class DatasetHandler(BaseHandler):
     """``GET api/datasets/{proposal}/{dataset}``: one dataset, if the caller may see it."""
 
+    audit_action = "dataset.read"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"dataset": "/".join(self.path_args)}
+
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())
         dataset_id = dataset_id_of(proposal, dataset)
@@ -600,6 +664,11 @@ def stacks_json(registry: StackRegistry, identity: Identity) -> list[dict[str, A
 class DatasetPage(BaseHandler):
     """``GET datasets/{proposal}/{dataset}``: one dataset as a page (its metadata, access, files
     and a link to the JSON), with the same answer as the API for one the caller may not see."""
+
+    audit_action = "dataset.read"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"dataset": "/".join(self.path_args)}
 
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())

@@ -80,10 +80,20 @@ class JobsHandler(JobsBase):
         self.write_json({"jobs": jobs, "total": total, "limit": limit, "offset": offset})
 
     def post(self) -> None:
+        self.audit_action = "job.submit"  # one row per input dataset, denied submissions included
         self.query_args(())
         body = self.json_body()
         self.check_request(body)
+        asked = body.get("datasets") if isinstance(body, dict) else None
+        asked = list(dict.fromkeys(d for d in asked if isinstance(d, str))) if isinstance(asked, list) else []
+        records = [self.audit(dataset=d) for d in asked]
         job, created = self.jobs.submit(self.identity, body)
+        for dataset in job["datasets"][len(records):]:  # inputs named by parameters
+            records.append(self.audit(dataset=dataset))
+        if not records:  # a job without inputs: one row for the submission
+            records.append(self.audit())
+        for record in records:
+            record.job = job["id"]
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")
         self.write_json(job, 201 if created else 200)
 
@@ -144,7 +154,13 @@ class JobOutputsHandler(JobsBase):
 
 
 class JobOutputHandler(JobsBase):
+    audit_action = "job.output"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"job": self.path_args[0], "path": self.path_args[1], "bytes": 0}
+
     async def get(self, job_id: str, path: str) -> None:
+        record = self.audit(**self.audit_fields())
         self.query_args(())
         self.check_name(path, "the output path", path=True)
         f = self.jobs.open_output(self.identity, job_id, path)
@@ -154,23 +170,32 @@ class JobOutputHandler(JobsBase):
         self.set_header("Content-Disposition", content_disposition(name))
         self.set_header("X-Content-Type-Options", "nosniff")
         with f:
-            while True:
-                chunk = await asyncio.to_thread(f.read, 1024 * 1024)
-                if not chunk:
-                    break
+            chunk = await asyncio.to_thread(f.read, 1024 * 1024)
+            while chunk:
+                following = await asyncio.to_thread(f.read, 1024 * 1024)
+                record.bytes += len(chunk)
                 self.write(chunk)
-                await self.flush()
+                if following:  # the last chunk leaves with finish(), after the audit row is written
+                    await self.flush()
+                chunk = following
         self.finish()
 
 
 class JobNotebookHandler(JobsBase):
     """The executed notebook rendered as HTML (sandboxed: it is user content)."""
 
+    audit_action = "job.output"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"job": self.path_args[0], "path": "executed.html"}
+
     async def get(self, job_id: str) -> None:
+        record = self.audit(**self.audit_fields())
         self.query_args(())
         f = self.jobs.open_output(self.identity, job_id, "executed.html")
         with f:
             body = await asyncio.to_thread(f.read)
+        record.bytes = len(body)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'")
         self.set_header("X-Content-Type-Options", "nosniff")

@@ -236,6 +236,8 @@ class JobsPage(PageHandler):
 
     def post(self) -> None:
         form = self._form()
+        self.audit_action = "job.submit"  # as api/jobs: one row per input dataset, refusals included
+        records = [self.audit(dataset=d) for d in dict.fromkeys(form["datasets"] or [])]
         upload_fields = None
         try:
             if form["source"] == "upload":
@@ -290,6 +292,12 @@ class JobsPage(PageHandler):
         except (ParameterError, JobRequestError) as e:
             self._refuse(form, e.status, e.message, e.field, upload_fields)
             return
+        for dataset in job["datasets"][len(records):]:  # inputs named by parameters
+            records.append(self.audit(dataset=dataset))
+        if not records:  # a job without inputs: one row for the submission
+            records.append(self.audit())
+        for record in records:
+            record.job = job["id"]
         self.redirect(url_path_join(self.base_url, "jobs", job["id"]), status=303)
 
     def _refuse(self, form: dict[str, Any], status: int, message: str, field: str,

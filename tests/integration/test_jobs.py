@@ -172,6 +172,17 @@ def test_other_users_cannot_see_cancel_or_download_a_job(platform):
     # alice downloads her own output
     r = platform.service("GET", f"api/jobs/{jid}/outputs/output/done.txt", "alice")
     assert r.status_code == 200 and r.text == "slept 0.1"
+    # each of these accesses left exactly its audit row, the denied ones included
+    r = requests.get(f"{platform.url}/services/dass/api/audit", params={"job": jid},
+                     headers={"Authorization": f"token {admin}"}, timeout=30)
+    rows = [(e["user"], e["action"], e["path"], e["allowed"], e["status"], e["bytes"])
+            for e in reversed(r.json()["events"])]
+    assert rows == [
+        ("alice", "job.submit", None, True, 201, None),
+        ("bob", "job.output", "output/done.txt", False, 404, 0),
+        ("bob", "job.output", "executed.html", False, 404, None),
+        ("alice", "job.output", "output/done.txt", True, 200, len("slept 0.1")),
+    ]
 
 
 def _service_pid(p):

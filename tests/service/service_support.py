@@ -178,7 +178,10 @@ class _UserHandler(_HubHandler):
         if name != "eve":  # eve was not granted access to the service
             scopes.append(ACCESS_SCOPE)
         # like an OAuth token of a service: no groups in the model (no read:users:groups)
-        self.finish({"kind": "user", "name": name, "admin": False, "scopes": scopes, "session_id": None})
+        # JupyterHub >= 5 names the token (its api id) and its login session
+        token_id = f"a{sorted(self.hub.tokens).index(self.token())}"
+        self.finish({"kind": "user", "name": name, "admin": False, "scopes": scopes, "session_id": None,
+                     "token_id": token_id})
 
 
 class _UsersHandler(_HubHandler):

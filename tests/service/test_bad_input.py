@@ -132,6 +132,32 @@ def _cases() -> list[Case]:
     add(Case("listStacks", "POST", "api/stacks", (405,), "method not allowed", body=b"[]"))
     add(Case("listServiceNotebooks", "GET", "api/notebooks?x=1", (400,), "an unknown query parameter"))
     add(Case("listServiceNotebooks", "DELETE", "api/notebooks", (405,), "method not allowed"))
+    # -- the audit log
+    for q, why in [("offset=" + NINES, "30 nines"), ("limit=0", "limit 0"), ("allowed=maybe", "not a boolean"),
+                   ("since=%00", "a NUL date"), ("since=2026-13-45", "no such date"), ("until=" + "9" * 500, "500 digits"),
+                   ("nope=1", "an unknown parameter"), ("user=%ff", "invalid UTF-8")]:
+        add(Case("listAuditEvents", "GET", f"api/audit?{q}", (200, 400), f"audit filter: {why}"))
+    add(Case("listAuditEvents", "POST", "api/audit", (405,), "method not allowed", body=b"{}"))
+    add(Case("auditPage", "GET", "audit?since=not-a-date", (200, 400), "a filter that is not a date"))
+    add(Case("auditPage", "GET", "audit?offset=" + NINES, (200, 400), "30 nines"))
+    add(Case("auditPage", "POST", "audit", (405,), "method not allowed", body=b"x" * 1000))
+    # -- the data gateway
+    for path, why in [("p-2026-001/sem-grains/a%00b", "a NUL in the path"),
+                      (f"p-2026-001/sem-grains/{'f' * 10_000}", "a 10,000-character name"),
+                      ("p-2026-001/sem-grains/..%2f..%2fp-2026-002%2fstm-movie%2fimage.tif", "a traversal"),
+                      ("p-2026-001/sem-grains/../../p-2026-002/stm-movie/image.tif", "a traversal, unencoded"),
+                      ("p-2026-001/sem-grains/%ff", "invalid UTF-8"),
+                      ("a%00b/c/d", "a NUL in the proposal"), (f"{'p' * 10_000}/x/y", "a 10,000-character proposal"),
+                      ("p-2026-002/stm-movie/image.tif", "a dataset alice may not see"),
+                      ("p-2026-001/sem-grains/image.tif?op=rm", "an unknown op"),
+                      ("p-2026-001/sem-grains/nothing-here.tif", "a missing file")]:
+        add(Case("readData", "GET", f"api/data/{path}", (400, 404), f"gateway: {why}"))
+    add(Case("readData", "GET", "api/data/p-2026-001/sem-grains/image.tif?op=%00", (200,), "a NUL op (a blank: read)"))
+    for value in ("bytes=99999999999999999999999999-", "bytes=5-2", "bytes=-0", "bytes=0-1,3-4", "items=0-1",
+                  "bytes=é", "bytes=-" + "9" * 40):
+        add(Case("readData", "GET", "api/data/p-2026-001/sem-grains/image.tif", (200, 206, 400, 416),
+                 f"a Range of {value[:30]!r}", headers={"Range": value}))
+    add(Case("readData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (405,), "no writes", body=b"x" * 1000))
     # -- jobs
     for value, why in [(NINES, "30 nines"), (str(2**63), "2**63"), ("-1", "negative"), ("%00", "a NUL")]:
         expect = (200,) if "%00" in value else (400,)  # tornado reads control characters as blanks

@@ -429,3 +429,37 @@ def test_upload_names_and_metadata_are_valid():
     assert md.creators[0].name == "alice" and md.technique == "SEM" and md.instrument == "Supra 40"
     assert md.access_groups == ["p-2026-001"] and not md.public
     assert md.checksums["b.png"] == "sha256:" + sha(b"22")
+
+
+def test_uploads_reads_and_labels_leave_their_audit_rows(service, model):
+    from dass.data.access import Identity
+
+    admin = Identity("audit-check", frozenset(), admin=True)
+
+    def mark() -> int:
+        events, _ = service.app.audit_log.query(admin, limit=1)
+        return events[0]["id"] if events else 0
+
+    def rows(after: int) -> list[tuple]:
+        events, _ = service.app.audit_log.query(admin, limit=100)
+        return [(e["user"], e["action"], e["dataset"], e["path"], e["allowed"], e["status"], e["bytes"])
+                for e in reversed(events) if e["id"] > after]
+
+    start = mark()
+    image = sem_png("Tips", 41)
+    r = classify(service, "alice-token", [("d.png", image)])
+    assert r.status_code == 200, r.text
+    upload, result = r.json()["dataset"], r.json()["results"][0]
+    assert service.request("POST", f"api/classify/{result['id']}/confirm", "alice-token", json={}).status_code == 200
+    assert service.request("POST", f"api/classify/{result['id']}/confirm", "bob-token", json={}).status_code == 404
+    r = service.request("POST", "api/classify", "bob-token", json={"dataset": "p-2026-001/sem-grains"})
+    assert r.status_code == 404
+    r = service.request("POST", "api/classify", "bob-token", json={"dataset": PUBLIC, "paths": ["wires.png"]})
+    assert r.status_code == 200
+    assert rows(start) == [
+        ("alice", "classify.upload", upload, None, True, 200, len(image)),
+        ("alice", "label.confirm", upload, result["path"], True, 200, None),
+        ("bob", "label.confirm", None, None, False, 404, None),
+        ("bob", "classify.read", "p-2026-001/sem-grains", None, False, 404, None),
+        ("bob", "classify.read", PUBLIC, None, True, 200, None),
+    ]

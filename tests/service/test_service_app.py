@@ -25,7 +25,13 @@ def test_traits_default_from_the_managed_service_environment(monkeypatch, tmp_pa
     assert (app.ip, app.port) == ("10.1.2.3", 10555)
     assert app.base_url == "/prefix/services/dass/"
     assert app.config_file == str(config.resolve())
-    assert app.identity_cache_seconds == 5
+    # both caches well inside the 5 s within which a revocation must bite (issue 11)
+    assert app.identity_cache_seconds == 2
+    assert app.token_cache_seconds == 2
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "t")
+    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-dass")
+    app.init_hub_auth()
+    assert app.hub_auth.cache_max_age == 2  # JupyterHub's HubOAuth default is 300
 
 
 def test_traits_defaults_without_environment(monkeypatch):

@@ -1,0 +1,201 @@
+"""``dass://<proposal>/<dataset>/<path>``: repository files through the dass service's data gateway.
+
+An fsspec filesystem: ``fsspec.open("dass://p-2026-001/sem-grains/image.tif")``, ``ls``,
+``info``, ``cat`` and ranged reads (``open(...).seek(n)``, ``cat_file(start=, end=)``) go to
+``api/data/…`` of the dass service (:mod:`dass.service.gateway`) with the caller's own hub
+token, so no storage credential is needed where it runs. The service checks every request
+with the catalogue's access rule (a dataset the caller may not see is ``FileNotFoundError``,
+exactly like a missing one) and writes it to the audit log. Read-only.
+
+Where it finds the service and the token: the ``url`` and ``token`` arguments (also as
+``storage_options``), else ``$DASS_SERVICE_URL`` (set in sessions and jobs) or ``$DASS_URL``,
+and ``$JUPYTERHUB_API_TOKEN`` (the session's token) or ``$DASS_TOKEN``.
+
+Registered with fsspec under the protocol ``dass`` through the entry point group
+``fsspec.specs`` (``pyproject.toml``), and also when this module is imported (installs made
+before the entry point existed; :mod:`dass.data.session` imports it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import fsspec
+import requests
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+__all__ = ["DassFileSystem", "DassFile"]
+
+DEFAULT_URL = "http://127.0.0.1:8000/services/dass/"
+
+
+class DassFileSystem(AbstractFileSystem):
+    """Read-only fsspec filesystem over the dass service's data gateway.
+
+    Parameters
+    ----------
+    url : str, optional
+        The dass service, e.g. ``http://127.0.0.1:8000/services/dass/``. Default
+        ``$DASS_SERVICE_URL``, else ``$DASS_URL``.
+    token : str, optional
+        A hub API token. Default ``$JUPYTERHUB_API_TOKEN``, else ``$DASS_TOKEN``.
+    timeout : float
+        Seconds to wait for the service on each request.
+    block_size : int
+        Bytes fetched at a time by files opened for reading.
+
+    Examples
+    --------
+    >>> import fsspec                                             # doctest: +SKIP
+    >>> with fsspec.open("dass://p-2026-001/sem-grains/image.tif") as f:   # doctest: +SKIP
+    ...     head = f.read(16)
+    """
+
+    protocol = "dass"
+    root_marker = ""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0,
+                 block_size: int = 4 * 1024 * 1024, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        url = url or os.environ.get("DASS_SERVICE_URL") or os.environ.get("DASS_URL")
+        if not url:
+            raise ValueError("dass:// needs the dass service's URL: pass url= (storage_options={'url': ...}) "
+                             "or set $DASS_SERVICE_URL, e.g. http://127.0.0.1:8000/services/dass/")
+        self.url = url.rstrip("/") + "/"
+        token = token or os.environ.get("JUPYTERHUB_API_TOKEN") or os.environ.get("DASS_TOKEN")
+        if not token:
+            raise PermissionError("dass:// needs a hub API token: pass token=, or set $JUPYTERHUB_API_TOKEN "
+                                  "(set in sessions) or $DASS_TOKEN (create one on the hub's token page)")
+        self.timeout = float(timeout)
+        self.blocksize = int(block_size)
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith("dass://"):
+            path = path[len("dass://"):]
+        return path.strip("/")
+
+    def unstrip_protocol(self, name: str) -> str:
+        return "dass://" + name.lstrip("/")
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _get(self, route: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+             path: str = "") -> requests.Response:
+        try:
+            r = self.session.get(self.url + route, params=params, headers=headers, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise ConnectionError(f"cannot reach the dass service at {self.url}: {e.__class__.__name__}: {e}") from e
+        if r.status_code < 400:
+            return r
+        try:
+            message = r.json().get("message") or r.text
+        except ValueError:
+            message = r.text[:300]
+        where = f"dass://{path}" if path else self.url + route
+        if r.status_code == 404:
+            raise FileNotFoundError(f"{where}: {message}")
+        if r.status_code in (401, 403):
+            raise PermissionError(f"{where}: {message}")
+        if r.status_code in (400, 416, 422):
+            raise ValueError(f"{where}: {message}")
+        raise OSError(f"{where}: the dass service answered HTTP {r.status_code}: {message}")
+
+    @staticmethod
+    def _route(path: str) -> str:
+        return "api/data/" + quote(path, safe="/")
+
+    def _datasets(self, proposal: str | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"limit": 500, "offset": offset}
+            if proposal:
+                params["proposal"] = proposal
+            page = self._get("api/datasets", params=params).json()
+            out += page["datasets"]
+            offset += len(page["datasets"])
+            if not page["datasets"] or offset >= page["total"]:
+                return out
+
+    # -- fsspec ------------------------------------------------------------------------------
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2:
+            # the proposals, or the datasets of one, that the caller may see
+            found = self._datasets(parts[0] if parts else None)
+            if parts:
+                names = sorted({d["id"] for d in found})
+                if not names:
+                    raise FileNotFoundError(f"dass://{path}: no proposal {parts[0]} among the datasets you may see")
+            else:
+                names = sorted({d["proposal"] for d in found})
+            entries = [{"name": n, "size": 0, "type": "directory"} for n in names]
+        else:
+            entries = self._get(self._route(path), params={"op": "ls"}, path=path).json()["entries"]
+        return entries if detail else [e["name"] for e in entries]
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2:
+            if parts:
+                self.ls(path)  # FileNotFoundError when not visible
+            return {"name": path, "size": 0, "type": "directory"}
+        return self._get(self._route(path), params={"op": "info"}, path=path).json()
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        path = self._strip_protocol(path)
+        headers = None
+        if start is not None or end is not None:
+            size = None
+            if (start is not None and start < 0) or (end is not None and end < 0):
+                size = self.info(path)["size"]
+            start = 0 if start is None else (max(0, size + start) if start < 0 else start)
+            if end is not None and end < 0:
+                end = size + end
+            if end is not None and end <= start:
+                return b""
+            headers = {"Range": f"bytes={start}-" + ("" if end is None else str(end - 1))}
+        try:
+            return self._get(self._route(path), headers=headers, path=path).content
+        except ValueError as e:
+            if "starts at or after the end" in str(e):  # a range past the end reads nothing
+                return b""
+            raise
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
+              cache_options: dict | None = None, **kwargs: Any) -> DassFile:
+        path = self._strip_protocol(path)
+        if mode != "rb":
+            raise PermissionError(f"dass://{path}: the datasets are read-only (mode {mode!r}); write results "
+                                  "to your job's output folder or your home")
+        return DassFile(self, path, mode=mode, block_size=block_size or self.blocksize,
+                        cache_options=cache_options, **kwargs)
+
+    # read-only: every change is refused the same way
+    def _refuse(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(f"dass://{self._strip_protocol(str(path))}: the datasets are read-only")
+
+    rm_file = rm = mkdir = makedirs = rmdir = touch = cp_file = mv = put_file = pipe_file = _refuse
+
+
+class DassFile(AbstractBufferedFile):
+    """A file of :class:`DassFileSystem` opened for reading: ranged GETs of ``block_size``."""
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.fs.cat_file(self.path, start=start, end=end)
+
+
+fsspec.register_implementation("dass", DassFileSystem, clobber=True)

@@ -1,0 +1,289 @@
+"""The data gateway (``api/data/…``) and ``dass://`` on it, with two users, on file:// and s3://.
+
+alice (proposal p-2026-001) and bob (p-2026-002) read through a real service with their own
+tokens; the repository is a real folder or a real S3 endpoint (moto on loopback). Each access
+leaves its audit row, denied ones included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import fsspec
+import pytest
+import requests
+
+from dass.data.access import Identity
+from dass.data.catalog import Catalog
+from dass.data.dassfs import DassFileSystem
+from dass.data.storage import Storage
+from tests.service.service_support import make_repository, start_service
+from tests.support import MotoServer
+
+ALICE_DS = "p-2026-001/sem-grains"
+BOB_DS = "p-2026-002/stm-movie"
+PUBLIC_DS = "p-2025-009/public-tips"
+BIG = bytes(range(256)) * 1200 + b"tail"  # 307,204 bytes, not a multiple of any block size
+ADMIN = Identity("gateway-test", frozenset(), admin=True)
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+def build_repository(tmp, backend: str, moto) -> dict[str, str]:
+    """The service tests' repository plus ``raw/big.bin`` in alice's dataset, on ``backend``."""
+    urls = make_repository(tmp)
+    root = tmp / "repository"
+    (root / ALICE_DS / "raw").mkdir()
+    (root / ALICE_DS / "raw" / "big.bin").write_bytes(BIG)
+    (root / BOB_DS / "frame.bin").write_bytes(b"bob's frame")
+    if backend == "file":
+        options: dict = {}
+    else:
+        bucket = f"gw-{os.getpid()}-{abs(hash(str(tmp))) % 10**6}"
+        moto.make_bucket(bucket)
+        options = dict(moto.options)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+        fs.put(str(root) + "/", f"{bucket}/repository", recursive=True)
+        urls["repo_url"] = f"s3://{bucket}/repository"
+    urls["db_url"] = f"sqlite:///{tmp / 'gateway.sqlite'}"
+    catalog = Catalog(db_url=urls["db_url"])
+    report = catalog.scan(Storage(url=urls["repo_url"], options=options))
+    catalog.dispose()
+    assert not report.errors, str(report)
+    return {**urls, "options": options}
+
+
+@pytest.fixture(scope="module", params=["file", "s3"])
+def gw(request, loop_thread, hub, tmp_path_factory, moto):
+    tmp = tmp_path_factory.mktemp(f"gw-{request.param}")
+    repo = build_repository(tmp / "data", request.param, moto)
+    (tmp / "service").mkdir()
+    extra = f"c.Storage.options = {repo['options']!r}"
+    svc = start_service(loop_thread, tmp / "service", hub.api_url, db_url=repo["db_url"], repo_url=repo["repo_url"],
+                        extra_config=extra)
+    svc.backend = request.param
+    yield svc
+    svc.stop()
+
+
+def dfs(service, token: str) -> DassFileSystem:
+    return DassFileSystem(url=service.url, token=token, block_size=64 * 1024, skip_instance_cache=True)
+
+
+def last_id(service) -> int:
+    events, _ = service.app.audit_log.query(ADMIN, limit=1)
+    return events[0]["id"] if events else 0
+
+
+def audit_after(service, mark: int) -> list[tuple]:
+    events, _ = service.app.audit_log.query(ADMIN, limit=500)
+    return [(e["user"], e["action"], e["dataset"], e["path"], e["allowed"], e["status"], e["bytes"])
+            for e in reversed(events) if e["id"] > mark]
+
+
+# -- reading through dass:// --------------------------------------------------------------------
+
+
+def test_alice_lists_reads_and_ranges_her_dataset(gw):
+    fs = dfs(gw, "alice-token")
+    names = fs.ls(ALICE_DS, detail=False)
+    assert names == [f"{ALICE_DS}/dataset.json", f"{ALICE_DS}/image.tif", f"{ALICE_DS}/raw"]
+    assert fs.ls(f"dass://{ALICE_DS}/raw") == [{"name": f"{ALICE_DS}/raw/big.bin", "size": len(BIG), "type": "file"}]
+    assert fs.info(f"{ALICE_DS}/raw") == {"name": f"{ALICE_DS}/raw", "size": 0, "type": "directory"}
+    assert fs.info(f"{ALICE_DS}/raw/big.bin")["size"] == len(BIG)
+    assert fs.cat(f"{ALICE_DS}/image.tif") == b"II*\x00fake"
+    assert fs.cat_file(f"{ALICE_DS}/raw/big.bin", start=1000, end=70_000) == BIG[1000:70_000]
+    assert fs.cat_file(f"{ALICE_DS}/raw/big.bin", start=-4) == b"tail"
+    assert fs.cat_file(f"{ALICE_DS}/raw/big.bin", start=len(BIG) + 5) == b""
+    with fs.open(f"{ALICE_DS}/raw/big.bin") as f:  # 64 KiB blocks: several ranged GETs
+        f.seek(200_000)
+        assert f.read(50_000) == BIG[200_000:250_000]
+        f.seek(0)
+        assert hashlib.sha256(f.read()).digest() == hashlib.sha256(BIG).digest()
+    assert fs.exists(f"{ALICE_DS}/raw/big.bin") and not fs.exists(f"{ALICE_DS}/raw/none.bin")
+    assert fs.find(ALICE_DS) == [f"{ALICE_DS}/dataset.json", f"{ALICE_DS}/image.tif", f"{ALICE_DS}/raw/big.bin"]
+    # the top levels: what the caller may see
+    assert fs.ls("", detail=False) == ["p-2025-009", "p-2026-001"]
+    assert fs.ls("p-2026-001", detail=False) == ["p-2026-001/kmap-strain", ALICE_DS]
+
+
+def test_fsspec_open_with_the_session_environment(gw, monkeypatch):
+    monkeypatch.setenv("DASS_SERVICE_URL", gw.url)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "alice-token")
+    with fsspec.open(f"dass://{ALICE_DS}/raw/big.bin", skip_instance_cache=True) as f:
+        assert f.read() == BIG
+    assert fsspec.get_filesystem_class("dass") is DassFileSystem
+    doc = json.loads(fsspec.open(f"dass://{ALICE_DS}/dataset.json", skip_instance_cache=True).open().read())
+    assert doc["title"] == "Grain boundaries in annealed copper"
+
+
+def test_bob_cannot_reach_alices_data_and_reads_his_own(gw):
+    bob = dfs(gw, "bob-token")
+    for call in (lambda: bob.ls(ALICE_DS), lambda: bob.info(f"{ALICE_DS}/image.tif"),
+                 lambda: bob.cat(f"{ALICE_DS}/image.tif"), lambda: bob.open(f"{ALICE_DS}/raw/big.bin").read(),
+                 lambda: bob.cat_file(f"{ALICE_DS}/raw/big.bin", start=0, end=10), lambda: bob.ls("p-2026-001")):
+        with pytest.raises(FileNotFoundError, match="not found|no proposal"):
+            call()
+    # a missing dataset and a hidden one answer the same
+    with pytest.raises(FileNotFoundError) as missing:
+        bob.cat("p-2026-001/no-such-dataset/image.tif")
+    with pytest.raises(FileNotFoundError) as hidden:
+        bob.cat(f"{ALICE_DS}/image.tif")
+    assert str(missing.value).split(": ", 1)[1].replace("no-such-dataset", "X") == \
+        str(hidden.value).split(": ", 1)[1].replace("sem-grains", "X")
+    assert bob.cat(f"{BOB_DS}/frame.bin") == b"bob's frame"
+    assert bob.cat(f"{PUBLIC_DS}/image.tif") == b"II*\x00fake"  # public, embargo over
+    with pytest.raises(FileNotFoundError):
+        bob.cat("p-2026-003/embargoed/image.tif")
+    assert "p-2026-001" not in bob.ls("", detail=False)
+
+
+def test_the_datasets_are_read_only(gw):
+    fs = dfs(gw, "alice-token")
+    for call in (lambda: fs.open(f"{ALICE_DS}/new.txt", "wb"), lambda: fs.pipe_file(f"{ALICE_DS}/x", b"1"),
+                 lambda: fs.rm(f"{ALICE_DS}/image.tif"), lambda: fs.mkdir(f"{ALICE_DS}/d")):
+        with pytest.raises(PermissionError, match="read-only"):
+            call()
+    r = requests.put(gw.url + f"api/data/{ALICE_DS}/new.txt", data=b"x", timeout=10,
+                     headers={"Authorization": "token alice-token"})
+    assert r.status_code == 405 and r.json()["status"] == 405
+
+
+def test_without_a_valid_token_nothing_is_read(gw, monkeypatch):
+    with pytest.raises(PermissionError, match="authentication required|Missing or invalid"):
+        DassFileSystem(url=gw.url, token="forged-token", skip_instance_cache=True).cat(f"{PUBLIC_DS}/image.tif")
+    for name in ("JUPYTERHUB_API_TOKEN", "DASS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(PermissionError, match="JUPYTERHUB_API_TOKEN"):
+        DassFileSystem(url=gw.url, skip_instance_cache=True)
+    monkeypatch.delenv("DASS_SERVICE_URL", raising=False)
+    monkeypatch.delenv("DASS_URL", raising=False)
+    with pytest.raises(ValueError, match="DASS_SERVICE_URL"):
+        DassFileSystem(token="alice-token", skip_instance_cache=True)
+
+
+# -- the HTTP API -------------------------------------------------------------------------------
+
+
+def get(gw, path: str, token: str | None = "alice-token", **kw) -> requests.Response:
+    return gw.get(path, token, **kw)
+
+
+@pytest.mark.parametrize("header, status, body, content_range", [
+    ("bytes=0-9", 206, BIG[:10], f"bytes 0-9/{len(BIG)}"),
+    ("bytes=307200-", 206, b"tail", f"bytes 307200-307203/{len(BIG)}"),
+    ("bytes=-4", 206, b"tail", f"bytes 307200-307203/{len(BIG)}"),
+    ("bytes=307000-999999", 206, BIG[307000:], f"bytes 307000-307203/{len(BIG)}"),
+])
+def test_ranges(gw, header, status, body, content_range):
+    r = get(gw, f"api/data/{ALICE_DS}/raw/big.bin", headers={"Range": header})
+    assert r.status_code == status and r.content == body
+    assert r.headers["Content-Range"] == content_range
+    assert r.headers["Accept-Ranges"] == "bytes" and int(r.headers["Content-Length"]) == len(body)
+
+
+@pytest.mark.parametrize("path, params, headers, status, words", [
+    (f"api/data/{ALICE_DS}/raw/big.bin", {}, {"Range": "bytes=999999-"}, 416, "starts at or after the end"),
+    (f"api/data/{ALICE_DS}/raw/big.bin", {}, {"Range": "bytes=0-1,5-9"}, 400, "one range like"),
+    (f"api/data/{ALICE_DS}/raw/big.bin", {}, {"Range": "lines=1-2"}, 400, "one range like"),
+    (f"api/data/{ALICE_DS}/raw", {}, {}, 400, "is a folder; list it with ?op=ls"),
+    (f"api/data/{ALICE_DS}/raw", {"op": "rm"}, {}, 400, "op must be one of ls, info"),
+    (f"api/data/{ALICE_DS}/raw", {"colour": "red"}, {}, 400, "unknown query parameter(s) colour"),
+    (f"api/data/{ALICE_DS}/%2E%2E/kmap-strain/dataset.json", {}, {}, 400, "leaves the dataset"),
+    (f"api/data/{ALICE_DS}/raw/none.bin", {}, {}, 404, f"{ALICE_DS}/raw/none.bin not found"),
+    (f"api/data/{BOB_DS}/frame.bin", {}, {}, 404, f"dataset {BOB_DS} not found"),
+])
+def test_bad_requests_answer_json_naming_the_fix(gw, path, params, headers, status, words):
+    r = get(gw, path, params=params, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json()["status"] == status and words in r.json()["message"]
+
+
+def test_an_anonymous_call_answers_401(gw):
+    r = get(gw, f"api/data/{PUBLIC_DS}/image.tif", token=None)
+    assert r.status_code == 401 and "authentication required" in r.json()["message"]
+
+
+# -- the audit rows -----------------------------------------------------------------------------
+
+
+def test_each_gateway_request_leaves_its_audit_row(gw):
+    mark = last_id(gw)
+    assert get(gw, f"api/data/{ALICE_DS}", params={"op": "ls"}).status_code == 200
+    assert get(gw, f"api/data/{ALICE_DS}/raw/big.bin", params={"op": "info"}).status_code == 200
+    assert get(gw, f"api/data/{ALICE_DS}/raw/big.bin", headers={"Range": "bytes=0-99"}).status_code == 206
+    assert get(gw, f"api/data/{ALICE_DS}/image.tif", token="bob-token").status_code == 404
+    assert get(gw, f"api/data/{ALICE_DS}", token="bob-token", params={"op": "ls"}).status_code == 404
+    assert get(gw, f"api/data/{ALICE_DS}/image.tif", token=None).status_code == 401
+    assert audit_after(gw, mark) == [
+        ("alice", "data.ls", ALICE_DS, None, True, 200, None),
+        ("alice", "data.info", ALICE_DS, "raw/big.bin", True, 200, None),
+        ("alice", "data.get", ALICE_DS, "raw/big.bin", True, 206, 100),
+        ("bob", "data.get", ALICE_DS, "image.tif", False, 404, None),
+        ("bob", "data.ls", ALICE_DS, None, False, 404, None),
+        ("anonymous", "data.get", ALICE_DS, "image.tif", False, 401, None),
+    ]
+    mark = last_id(gw)
+    dfs(gw, "alice-token").cat(f"{ALICE_DS}/raw/big.bin")
+    rows = audit_after(gw, mark)
+    assert rows == [("alice", "data.get", ALICE_DS, "raw/big.bin", True, 200, len(BIG))]
+    # alice sees bob's denied attempts on her data; bob does not see alice's reads
+    seen = gw.get("api/audit", "alice-token", params={"action": "data", "user": "bob"}).json()["events"]
+    assert seen and all(e["proposal"] == "p-2026-001" and not e["allowed"] for e in seen)
+    seen = gw.get("api/audit", "bob-token", params={"user": "alice"}).json()["events"]
+    assert all(e["proposal"] == "p-2026-002" and not e["allowed"] for e in seen)  # her attempts on his data
+
+
+# -- S3: a redirect to a presigned URL ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_redirect(loop_thread, hub, tmp_path_factory, moto):
+    tmp = tmp_path_factory.mktemp("gw-redirect")
+    repo = build_repository(tmp / "data", "s3", moto)
+    (tmp / "service").mkdir()
+    extra = f"c.Storage.options = {repo['options']!r}\nc.DataGateway.s3_redirect = True"
+    svc = start_service(loop_thread, tmp / "service", hub.api_url, db_url=repo["db_url"], repo_url=repo["repo_url"],
+                        extra_config=extra)
+    yield svc
+    svc.stop()
+
+
+def test_s3_reads_redirect_to_a_presigned_url_of_that_object(s3_redirect, moto):
+    r = s3_redirect.get(f"api/data/{ALICE_DS}/raw/big.bin", "alice-token")
+    assert r.status_code == 307
+    location = r.headers["Location"]
+    assert location.startswith(moto.endpoint) and "raw/big.bin" in location and "Signature" in location
+    # the URL reads that object, for c.DataGateway.redirect_seconds (60); moto does not check
+    # signatures, so that the URL names one object and expires is what can be seen here
+    assert requests.get(location, timeout=10).content == BIG
+    expires = int(parse_qs(urlsplit(location).query)["Expires"][0])
+    assert time.time() < expires <= time.time() + 60 + 1
+    # dass:// follows it, ranges included; the token does not travel to the object store
+    fs = dfs(s3_redirect, "alice-token")
+    assert fs.cat(f"{ALICE_DS}/raw/big.bin") == BIG
+    assert fs.cat_file(f"{ALICE_DS}/raw/big.bin", start=10, end=20) == BIG[10:20]
+    # denied before any URL is made
+    r = s3_redirect.get(f"api/data/{ALICE_DS}/raw/big.bin", "bob-token")
+    assert r.status_code == 404 and "Location" not in r.headers
+    events, _ = s3_redirect.app.audit_log.query(ADMIN, limit=3)
+    assert [(e["user"], e["action"], e["allowed"]) for e in events] == [
+        ("bob", "data.get", False), ("alice", "data.redirect", True), ("alice", "data.redirect", True)]
+
+
+def test_the_gateway_is_documented(gw):
+    from openapi_spec_validator import validate
+
+    doc = gw.get("api/openapi.json").json()
+    validate(doc)
+    op = doc["paths"]["/api/data/{proposal}/{dataset}/{path}"]["get"]
+    assert {"200", "206", "307", "404", "416"} <= set(op["responses"])

@@ -37,6 +37,8 @@ __all__ = [
     "build_model",
     "default_input_size",
     "load_weights",
+    "pretrained_weights_path",
+    "read_weights",
     "resolve_device",
 ]
 
@@ -176,6 +178,28 @@ def semnet_class():
 
 def _read_state_dict(weights: str | os.PathLike) -> dict[str, Any]:
     """Read a state dict from a local file or fsspec URL (``torch.load`` with weights_only)."""
+    return read_weights(weights)[0]
+
+
+def read_weights(weights: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """Read an operator-supplied state dict and the sha256 of its file.
+
+    Parameters
+    ----------
+    weights : str or os.PathLike
+        Local path or fsspec URL of a ``torch.save``-d state dict.
+
+    Returns
+    -------
+    (dict, str)
+        The state dict (tensors on CPU) and ``"sha256:<hex>"`` of the file's bytes.
+
+    Raises
+    ------
+    ModelError
+        Missing or unreadable file, or not a state dict.
+    """
+    import hashlib
     import io
 
     import fsspec
@@ -206,7 +230,7 @@ def _read_state_dict(weights: str | os.PathLike) -> dict[str, Any]:
             f"weights file {name} does not hold a state_dict (a dict of tensors); "
             "save one with torch.save(model.state_dict(), path)"
         )
-    return obj
+    return obj, "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def load_weights(backbone: "torch.nn.Module", weights: str | os.PathLike | dict, *, source: str = "") -> list[str]:
@@ -260,6 +284,17 @@ def load_weights(backbone: "torch.nn.Module", weights: str | os.PathLike | dict,
     return missing
 
 
+def pretrained_weights_path(architecture: str) -> str:
+    """Path of torchvision's ImageNet weights of `architecture` in the local torch cache.
+
+    Raises
+    ------
+    ModelError
+        Unknown architecture, or the file is not in the cache (dass never downloads it).
+    """
+    return _cached_pretrained(_architecture(architecture).name)
+
+
 def _cached_pretrained(architecture: str) -> str:
     """Path of torchvision's default weights for ``architecture`` in the torch hub cache."""
     import torch
@@ -282,7 +317,7 @@ def build_model(
     architecture: str,
     num_classes: int,
     *,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike | dict | None = None,
     pretrained: bool = False,
     mean: float | None = None,
     std: float | None = None,
@@ -295,9 +330,10 @@ def build_model(
         A key of :data:`ARCHITECTURES`.
     num_classes : int
         Number of output classes (10 for the NFFA categories).
-    weights : str or os.PathLike, optional
+    weights : str, os.PathLike or dict, optional
         Operator-supplied backbone weights (a ``torch.save``-d state dict; path or fsspec
-        URL), loaded with the classifier head skipped. Nothing is downloaded.
+        URL, or the state dict itself), loaded with the classifier head skipped. Nothing is
+        downloaded.
     pretrained : bool, optional
         Use torchvision's ImageNet weights *if they are already in the torch hub cache*
         (no download); ignored when `weights` is given.

@@ -76,12 +76,22 @@ def model_card(info: ModelInfo) -> str:
     if m:
         lines.append(f"| Validation accuracy | {_fmt(m.get('accuracy'))} on {m.get('n_val', '?')} images "
                      f"(balanced {_fmt(m.get('balanced_accuracy', '?'))}) |")
-    lines += ["", "## Categories", "", "| Output | Category id | Name | Training images | Precision | Recall | F1 |",
-              "|---:|---|---|---:|---:|---:|---:|"]
+    tr = info.training or {}
+    if tr.get("weights"):
+        lines.append(f"| Initial weights | `{tr['weights']}` (`{tr.get('weights_sha256') or '?'}`) |")
+    elif "weights" in tr:
+        lines.append("| Initial weights | none (random initialization) |")
+    split = "per_class_train" in t
+    lines += ["", "## Categories", "",
+              "| Output | Category id | Name | Training images | Validation images | Precision | Recall | F1 |"
+              if split else "| Output | Category id | Name | Images (training + validation) | Precision | Recall | F1 |",
+              "|---:|---|---|---:|---:|---:|---:|---:|" if split else "|---:|---|---|---:|---:|---:|---:|"]
     per_class = m.get("per_class", {}) if m else {}
     for i, (cid, dname) in enumerate(zip(info.classes, info.display_names)):
         pc = per_class.get(cid, {})
-        lines.append(f"| {i} | `{cid}` | {dname} | {t.get('per_class', {}).get(cid, '?')} | "
+        counts = (f"{t['per_class_train'].get(cid, '?')} | {t.get('per_class_val', {}).get(cid, '?')}" if split
+                  else str(t.get("per_class", {}).get(cid, "?")))
+        lines.append(f"| {i} | `{cid}` | {dname} | {counts} | "
                      f"{_fmt(pc.get('precision', '-'))} | {_fmt(pc.get('recall', '-'))} | {_fmt(pc.get('f1', '-'))} |")
     cm = m.get("confusion_matrix") if m else None
     if cm:

@@ -331,8 +331,10 @@ class ModelRegistry:
                 )
         return self._check_name(name)
 
-    def load(self, name: str | None = None, *, device: str = "auto") -> "Classifier":
+    def load(self, name: str | None = None, *, device: str = "auto", accelerate: str = "auto") -> "Classifier":
         """Load a registered model (None: the default) as a :class:`~dass.sem.classify.Classifier`.
+
+        `accelerate` is passed to :meth:`~dass.sem.classify.Classifier.load`.
 
         Raises
         ------
@@ -344,7 +346,7 @@ class ModelRegistry:
         name = self._resolve(name)
         data = self.checkpoint_bytes(name)
         try:
-            clf = Classifier.load(data, device=device)
+            clf = Classifier.load(data, device=device, accelerate=accelerate)
         except CheckpointError as exc:
             raise RegistryError(f"model {name!r}: {str(exc).replace('<bytes>', self._path(name, 'model.pt'))}") from None
         clf.source = self._path(name, "model.pt")

@@ -28,10 +28,12 @@ HEADER = {
 }
 
 
-def fei_tiff(header: dict = HEADER, shape=(768, 1024)) -> bytes:
+def fei_tiff(header: dict = HEADER, shape=(768, 1024), pixels: np.ndarray | None = None) -> bytes:
+    """A TIFF with an FEI header (tag 34682) and random 8-bit pixels (or the given ones)."""
     text = "".join(f"[{section}]\r\n" + "".join(f"{k}={v}\r\n" for k, v in values.items()) + "\r\n"
                    for section, values in header.items())
-    pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    if pixels is None:
+        pixels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
     buf = io.BytesIO()
     tifffile.imwrite(buf, pixels, extratags=[(34682, "s", 0, text, True)], metadata=None)
     return buf.getvalue()

@@ -94,5 +94,5 @@ def preview_png(sem: Any, *, max_size: int = 512, bar_row: int | None = None, de
         width = max(1, round(rgb.width / 256))
         draw.rectangle([0, top, rgb.width - 1, rgb.height - 1], outline=BAR_COLOUR, width=width)
     buf = io.BytesIO()
-    rgb.save(buf, format="PNG", optimize=False, compress_level=3)
+    rgb.save(buf, format="PNG", compress_level=1)  # fast: SEM noise hardly compresses
     return buf.getvalue()

@@ -12,8 +12,10 @@
 - ``GET api/classify/categories/{category}/representative``: a representative training image
   of a category (PNG, from the checkpoint).
 - ``GET api/classify/preview?dataset=<proposal>/<name>&path=<file>``: a PNG preview of an image
-  of a dataset the caller may see (TIFF included), data bar outlined; made once and cached in
-  the dataset (:mod:`dass.sem.preview`). Every classified upload gets its preview at once.
+  of a dataset the caller may see (TIFF included), data bar outlined; made by the service on
+  the first request and cached in the dataset (:mod:`dass.sem.preview`). Every classified image
+  has its preview URL in the answer; making previews is kept out of the classification
+  itself, which runs at the speed of the model.
 - ``GET api/classify/{id}``: one classification; ``POST api/classify/{id}/confirm``
   ``{"category": optional}`` stores the label (:func:`dass.sem.labels.confirm`).
 - ``GET sem``: the upload page (drag-and-drop, results with score bars, confirm/change).
@@ -21,7 +23,7 @@
 The model is the registry's default (or ``c.SemClassifyService.model``), loaded on the first
 request that needs it (or at start with ``preload``) in its fastest inference form
 (``c.SemClassifyService.accelerate``); torch is imported only then. A request's images are
-decoded, previewed and preprocessed one at a time on a helper thread while the network runs
+decoded and preprocessed one at a time on a helper thread while the network runs
 the previous batch on the inference thread (:meth:`dass.sem.classify.Classifier.run`); only
 the small model inputs wait in a bounded queue, never every decoded image. Uploads are stored
 while the last batches run. The event loop never blocks.
@@ -73,7 +75,7 @@ class FileItem:
     prepared: bool = False  # decoded and turned into a model input
     metadata: dict[str, Any] | None = None  # normalized instrument metadata
     notes: list[str] | None = None  # what to know about how the file was read (12-bit, ...)
-    preview: bytes | None = None  # PNG preview, until stored in the dataset
+    preview: bytes | None = None  # PNG preview, until cached in the dataset
 
 
 class SemClassifyService(LoggingConfigurable):
@@ -247,8 +249,8 @@ class SemClassifyService(LoggingConfigurable):
         ----------
         classifier : dass.sem.classify.Classifier
         items : list of FileItem
-            Items with ``data`` (or a ``reason``); each gets ``prepared``, ``metadata``,
-            ``notes``, ``preview`` or a ``reason``.
+            Items with ``data`` (or a ``reason``); each gets ``prepared``, ``metadata`` and
+            ``notes``, or a ``reason``.
         read : callable, optional
             ``read(item)`` fills ``item.data`` first (dataset files), on the helper thread.
         prepared : asyncio.Event, optional
@@ -322,12 +324,11 @@ class SemClassifyService(LoggingConfigurable):
         return None
 
     def prepare_item(self, item: FileItem, classifier: Any) -> Any:
-        """Decode one item, make its preview and its model input; the full image is then dropped.
+        """Decode one item and make its model input; the full image is then dropped.
 
         Returns the model input, or None (with ``item.reason`` set) when the file is unusable.
         """
         from ..sem.io import SemReadError
-        from ..sem.preview import preview_png
 
         sem = self.decode(item)
         if sem is None:
@@ -338,10 +339,6 @@ class SemClassifyService(LoggingConfigurable):
             item.reason = str(e)
             return None
         item.metadata, item.notes, item.prepared = dict(sem.metadata), list(sem.notes), True
-        try:
-            item.preview = preview_png(sem, max_size=self.preview_size)
-        except Exception as e:  # a preview is a convenience: never fail the classification
-            self.log.warning("SEM upload %s: no preview (%s)", item.file, e)
         return x
 
     def store_previews(self, folder: str, items: list[FileItem]) -> None:
@@ -570,8 +567,6 @@ class ClassifyHandler(SemBase):
                                 "nothing was classified; try again later") from None
         for item, path in zip(good, upload.paths):
             item.path = path
-        proposal_name, name = upload.dataset.split("/", 1)
-        self.sem.store_previews(storage.dataset_path(proposal_name, name), good)
         return upload.dataset
 
     # -- files of a dataset ------------------------------------------------------------------------
@@ -631,7 +626,6 @@ class ClassifyHandler(SemBase):
             read(item)
 
         predictions = await self.sem.classify(classifier, items, read=read_one)
-        await asyncio.to_thread(self.sem.store_previews, folder, items)
         await self.finish_classification(classifier, items, predictions, dataset_id, record.proposal)
 
     # -- both ------------------------------------------------------------------------------------
@@ -729,7 +723,7 @@ class PreviewHandler(SemBase):
     """``GET api/classify/preview?dataset=<proposal>/<name>&path=<file>``: a PNG preview.
 
     Made from the image by the service (TIFF, 16-bit and palette images included, data bar
-    outlined) the first time and cached in the dataset under ``.dass-previews/``.
+    outlined) on the first request and cached in the dataset under ``.dass-previews/``.
     """
 
     async def get(self) -> None:

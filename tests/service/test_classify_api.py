@@ -180,13 +180,13 @@ def test_upload_stores_the_images_and_classifies_each_file(service, repository, 
     folder = Path(repository["repo_url"][len("file://"):]) / dataset
     assert sha((folder / results[0]["path"]).read_bytes()) == sha(wires)
     assert sha((folder / results[2]["path"]).read_bytes()) == sha(tips)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([results[0]["path"], results[2]["path"], "dataset.json",
-                                                               ".dass-previews"])
-    # each stored image has its preview, made by the service and cached in the dataset
+    assert sorted(p.name for p in folder.iterdir()) == sorted([results[0]["path"], results[2]["path"], "dataset.json"])
+    # each stored image has its preview, made by the service on request and cached in the dataset
     for result in (results[0], results[2]):
         assert result["preview"].endswith(f"api/classify/preview?dataset={proposal}%2F{name}&path={result['path']}")
-        cached = folder / ".dass-previews" / f"{result['path']}.png"
-        assert cached.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        preview = service.get(result["preview"].removeprefix("/services/dass/"), "alice-token")
+        assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (folder / ".dass-previews" / f"{result['path']}.png").read_bytes() == preview.content
     assert results[1].get("preview") is None
     meta = service.get(f"api/datasets/{dataset}", "alice-token").json()
     assert meta["technique"] == "SEM" and "upload" in meta["title"]

@@ -1,4 +1,4 @@
-"""``dass sem`` sub-commands: train, models list|register|default, classify.
+"""``dass sem`` sub-commands: train, models list|register|default, classify, export-nexus.
 
 Only :mod:`argparse` is imported at module level, so ``dass --help`` never loads torch.
 Every expected failure (bad data, unknown model, unreadable checkpoint, ...) becomes one
@@ -12,6 +12,8 @@ Examples
         --register nffa-r18 --default
     dass sem models list
     dass sem classify --model nffa-r18 a.tif b.png
+    dass sem export-nexus p-2026-001/sem-upload-20260314-ab12cd34 --atom-types Si,O \
+        --preparation-date 2026-03-14
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ def _sem_errors() -> tuple[type[BaseException], ...]:
     from dass.sem.io import SemReadError
     from dass.sem.models import ModelError
     from dass.sem.registry import RegistryError
+    from dass.sem.nexus import NexusExportError
     from dass.sem.train import TrainError
 
-    return (CheckpointError, ModelError, RegistryError, SemReadError, TrainError)
+    return (CheckpointError, ModelError, RegistryError, SemReadError, TrainError, NexusExportError)
 
 
 def _registry(args):
@@ -165,6 +168,23 @@ def _cmd_classify(args) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+def _cmd_export_nexus(args) -> int:
+    from dass.config import load_config
+    from dass.data.catalog import Catalog
+    from dass.data.errors import DassDataError
+    from dass.data.storage import Storage
+    from dass.sem.nexus import export_dataset
+
+    config = load_config(getattr(args, "config", None))
+    try:
+        where = export_dataset(Storage(config=config), Catalog(config=config), args.dataset, out=args.out,
+                               atom_types=args.atom_types, preparation_date=args.preparation_date)
+    except DassDataError as exc:
+        raise _error(exc) from None
+    print(f"NXem labels of {args.dataset} written to {where}")
+    return 0
+
+
 def _run(func):
     def run(args) -> int:
         try:
@@ -229,6 +249,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_run(_cmd_classify))
+
+    p = ssub.add_parser("export-nexus", help="export a dataset's SEM labels and classifier outputs as NeXus NXem")
+    p.add_argument("dataset", metavar="DATASET", help="<proposal>/<name>")
+    p.add_argument("--out", help="file or fsspec URL to write (default: labels.nxs in the dataset folder)")
+    p.add_argument("--atom-types", help="elements in the sample, comma-separated (NXem requires them; "
+                                        "default: the dataset's domain.sample.atom_types)")
+    p.add_argument("--preparation-date", help="ISO 8601 date the specimen was prepared (NXem requires it; "
+                                              "default: the dataset's domain.sample.preparation_date)")
+    p.set_defaults(func=_run(_cmd_export_nexus))
     return sem
 
 

@@ -238,13 +238,14 @@ def _draw_data_bar(img: np.ndarray, category_id: str, rng: np.random.Generator) 
     d.line([x0, y, x0 + length, y], fill=255, width=max(1, bh // 12))
     d.line([x0, y - bh // 6, x0, y + bh // 6], fill=255, width=1)
     d.line([x0 + length, y - bh // 6, x0 + length, y + bh // 6], fill=255, width=1)
-    # text-like blocks ("EHT = ...", "WD = ..." stand-ins)
+    # text-like blocks ("EHT = ...", "WD = ..." stand-ins): glyphs on a plain background that
+    # stays the commonest level of every row, as in real data bars (what detect_data_bar needs)
     for row in (0.2, 0.55):
         x = int(0.25 * w)
         while x < 0.85 * w:
-            bw = int(rng.integers(4, 10))
-            d.rectangle([x, int(row * bh), x + bw, int(row * bh) + max(2, bh // 5)], fill=235)
-            x += bw + int(rng.integers(2, 8)) + (int(rng.integers(10, 25)) if rng.random() < 0.15 else 0)
+            bw = int(rng.integers(3, 7))
+            d.rectangle([x, int(row * bh), x + bw - 1, int(row * bh) + max(2, bh // 5) - 1], fill=235)
+            x += bw + int(rng.integers(4, 10)) + (int(rng.integers(10, 25)) if rng.random() < 0.15 else 0)
     d.text((int(0.87 * w), int(0.15 * bh)), "SYNTHETIC", fill=255, font=ImageFont.load_default())
     out = img.copy()
     out[top:] = np.asarray(bar, dtype=np.float32) / 255

@@ -50,6 +50,7 @@ from ..data.metadata import METADATA_FILE, NAME_RE
 from ..sem.labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_classifications, store_upload, \
     visible_classification
 from ..sem.models import ACCELERATIONS
+from ..sem.nexus import EXPORT_NAME as NEXUS_EXPORT
 from ..sem.preview import is_preview_path, preview_path
 from .handlers import ApiError, BaseHandler, _catalog_error
 from .pages import PageHandler
@@ -140,6 +141,15 @@ class SemClassifyService(LoggingConfigurable):
         512,
         help="""Longest side (pixels) of the PNG previews the service makes of uploaded and stored
         images (TIFF included) and caches in the dataset under ``.dass-previews/``.""",
+    ).tag(config=True)
+
+    export_nexus_on_confirm = Bool(
+        False,
+        help="""After every confirmed label, export the dataset's labels and classifier outputs
+        as NeXus NXem (``labels.nxs`` in the dataset, like ``dass sem export-nexus``). NXem needs
+        the sample's ``atom_types`` and ``preparation_date``: datasets without them in
+        ``domain.sample`` are not exported (the answer's ``nexus.error`` says why); the label
+        itself is stored either way.""",
     ).tag(config=True)
 
     preload = Bool(
@@ -597,7 +607,7 @@ class ClassifyHandler(SemBase):
             raise ApiError(503, f"the files of dataset {dataset_id} cannot be listed right now: {e}") from None
         if paths is None:
             paths = sorted(p for p in listing if p != METADATA_FILE and not p.endswith(SIDECAR_SUFFIX)
-                           and not is_preview_path(p))
+                           and not is_preview_path(p) and p != NEXUS_EXPORT)
         if len(paths) > self.sem.max_files:
             raise ApiError(413, f"too many files: at most {self.sem.max_files} images per request "
                                 "(c.SemClassifyService.max_files)")
@@ -810,7 +820,18 @@ class ConfirmHandler(SemBase):
         except DassDataError as e:
             self.log.error("user %s: confirming %s failed: %s", self.identity.name, classification_id, e)
             raise ApiError(503, f"the label cannot be stored right now ({e}); try again later") from None
+        if self.sem.export_nexus_on_confirm:
+            label["nexus"] = await asyncio.to_thread(self.export_nexus, label["dataset"])
         self.write_json(label)
+
+    def export_nexus(self, dataset: str) -> dict[str, str]:
+        from ..sem.nexus import NexusExportError, export_dataset
+
+        try:
+            return {"written": export_dataset(self.settings["storage"], self.catalog, dataset)}
+        except (NexusExportError, DassDataError) as e:
+            self.log.warning("user %s: NXem export of %s after a confirm: %s", self.identity.name, dataset, e)
+            return {"error": str(e)}
 
 
 class SemPage(PageHandler):

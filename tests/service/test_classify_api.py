@@ -503,3 +503,32 @@ def test_upload_names_and_metadata_are_valid():
     assert md.creators[0].name == "alice" and md.technique == "SEM" and md.instrument == "Supra 40"
     assert md.access_groups == ["p-2026-001"] and not md.public
     assert md.checksums["b.png"] == "sha256:" + sha(b"22")
+
+
+def test_confirm_exports_nxem_where_configured(service, repository, model):
+    import h5py
+
+    sem = service.app.sem_service
+    r = classify(service, "alice-token", [("wires.png", sem_png("Nanowires", 31))])
+    result = r.json()["results"][0]
+    sem.export_nexus_on_confirm = True
+    try:
+        # an upload does not say what the sample is made of: the label is stored, the export says why not
+        label = service.request("POST", result["confirm_url"].removeprefix("/services/dass/"), "alice-token",
+                                json={}).json()
+        validate(service, label, "Label")
+        assert label["category"] == result["category"]
+        assert "NXem requires sample/atom_types" in label["nexus"]["error"]
+        # with the sample in dataset.json the confirm writes labels.nxs into the dataset
+        folder = Path(repository["repo_url"][len("file://"):]) / result["dataset"]
+        doc = json.loads((folder / "dataset.json").read_text())
+        doc["domain"]["sample"] = {"atom_types": "Si", "preparation_date": "2026-03-14"}
+        (folder / "dataset.json").write_text(json.dumps(doc))
+        label = service.request("POST", result["confirm_url"].removeprefix("/services/dass/"), "alice-token",
+                                json={"category": "Tips"}).json()
+        assert label["nexus"]["written"] == f"{repository['repo_url']}/{result['dataset']}/labels.nxs"
+        with h5py.File(folder / "labels.nxs", "r") as f:
+            note = f["entry1/note_0001"]
+            assert json.loads(note["data"][()])["label"]["category"] == "Tips"
+    finally:
+        sem.export_nexus_on_confirm = False

@@ -61,6 +61,9 @@ class _Bars:
     def __call__(self, done: int, total: int, message: str) -> None:
         from tqdm import tqdm
 
+        if message.startswith("epoch "):  # "epoch 3/14 done: ...": one line per epoch above the bar
+            tqdm.write(message, file=self.stream)
+            return
         phase, _, detail = message.partition(":")
         if phase != self.phase or self.bar is None or self.bar.total != total:
             self.close()

@@ -535,7 +535,8 @@ def train(
         fsspec options for `data_url`.
     progress : callable, optional
         ``progress(done, total, message)``; message ``"reading images"`` while loading,
-        ``"training: epoch e/E ..."`` per batch.
+        ``"training: epoch e/E ..."`` per batch, ``"epoch e/E done: ..."`` after each epoch
+        (losses, validation accuracy, seconds).
 
     Returns
     -------
@@ -655,6 +656,9 @@ def train(
                         "val_accuracy": val_acc, "seconds": time.monotonic() - t0})
         log.info("training %s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f",
                  architecture, epoch, epochs, history[-1]["train_loss"], val_loss, val_acc)
+        if progress is not None:
+            progress(step, total_steps, f"epoch {epoch}/{epochs} done: train loss {history[-1]['train_loss']:.3f}, "
+                                        f"val accuracy {val_acc:.3f}, {history[-1]['seconds']:.0f} s")
         key = (val_acc, -val_loss)
         if best_key is None or key > best_key:
             best_key, best_epoch, stale = key, epoch, 0

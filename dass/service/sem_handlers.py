@@ -380,6 +380,7 @@ class SemClassifyService(LoggingConfigurable):
                 for c, d in zip(info.classes, info.display_names)
             ],
             "trained_on": trained,
+            "trained_on_text": info.describe_data(),
             "synthetic": bool(trained.get("synthetic")),
             "metrics": {k: v for k, v in (info.metrics or {}).items() if k in ("accuracy", "n_val", "per_class")},
             "created": info.created,

@@ -109,9 +109,9 @@ def train_demo_model(out_dir: str | os.PathLike, *, settings: dict[str, Any] | N
                   f"{data['size'][0]}x{data['size'][1]} px, seed {data['seed']})")
         return train(root, out_dir=out_dir, name=DEMO_MODEL_NAME, synthetic=True, progress=progress,
                      source_url=source,
-                     notes="Demo model trained on SYNTHETIC images from dass.sem.synthetic at first start of "
-                           "the platform. It only knows the synthetic look-alikes of the ten NFFA categories: "
-                           "do not use it to label real SEM images.",
+                     notes="Demo model trained at the first start of the platform on " + describe_training(settings)
+                           + " It only knows the synthetic look-alikes of the ten NFFA categories: do not use it "
+                             "to label real SEM images.",
                      **settings["train"])
 
 

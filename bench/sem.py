@@ -181,7 +181,7 @@ def timed(fn, *args) -> float:
 
 def measure(service, registry, checkpoint: Path, name: str, device: str, images: list[bytes], repeats: int,
             progress=print) -> dict:
-    sem = service.app.sem_service
+    sem = service.app.web_app.settings["sem_service"]  # the SEM stack's part of the service (dass.sem.web)
     sem.device = device
     sem.unload()  # the next request loads the model on the chosen device
     registry.set_default(name)

@@ -12,14 +12,16 @@ from typing import Any
 
 import requests
 
+from .errors import DassError
+
 DEFAULT_URL = "http://127.0.0.1:8000/services/dass/"
 
 
-class ServiceError(Exception):
+class ServiceError(DassError):
     """The service refused a request; ``status`` is the HTTP status, ``message`` its reason."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status})")
+        super().__init__(f"{message} (HTTP {status})", status=status, user_message=message)
         self.status = status
         self.message = message
 

@@ -14,6 +14,7 @@ dataset id                             stack  access
 =====================================  =====  ==========================================
 ``p-2026-001/sem-nanowires``           sem    group ``p-2026-001``
 ``p-2026-001/sem-particles``           sem    group ``p-2026-001``
+``p-2026-001/sem-training-synthetic``  sem    group ``p-2026-001``
 ``p-2026-002/kmap-sige-island``        kmap   group ``p-2026-002``
 ``p-2026-002/kmap-embargoed-public``   kmap   group ``p-2026-002``; public, embargo
                                               until ``today`` + 1 year
@@ -22,7 +23,8 @@ dataset id                             stack  access
                                               ``today`` - 1 year
 =====================================  =====  ==========================================
 
-File formats follow the tools the stacks build on (see ``../shared/DOMAIN.md``):
+File formats follow the tools the stacks build on, as their readers (:mod:`dass.sem.io`,
+:mod:`dass.kmap.inputs`, :mod:`dass.stm.fast`) accept them:
 
 * SEM: 8-bit grayscale 512x384 PNG and TIFF (TIFF written with tifffile), with a dark data
   bar over the bottom ~9 % of the height holding text-like blocks and a scale bar. No vendor

@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from traitlets import Bool, Dict, Enum, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
@@ -32,8 +33,10 @@ class Platform(LoggingConfigurable):
     state_dir = Unicode(
         help="""Folder for the platform's state: secrets, databases, demo repository, homes.
 
-        Default: ``$DASS_STATE_DIR``, else ``.dass`` in the current folder. Created with
-        mode 0700.""",
+        The hub, the dass service and every ``dass`` command given this config file use it
+        (the defaults of ``c.Storage.url``, ``c.Catalog.db_url`` and the jobs' folders lie
+        inside it). A relative path is relative to the config file. Default:
+        ``$DASS_STATE_DIR``, else ``.dass`` in the current folder. Created with mode 0700.""",
     ).tag(config=True)
 
     @default("state_dir")
@@ -41,7 +44,11 @@ class Platform(LoggingConfigurable):
         return str(_default_state_dir())
 
     ip = Unicode("127.0.0.1", help="Address the platform is served on.").tag(config=True)
-    port = Integer(8000, help="Public port of the platform (the proxy).").tag(config=True)
+    port = Integer(
+        8000,
+        help="""Public port of the platform (the proxy). ``dass jobs`` given this config file
+        sends its requests there (``http://<ip>:<port>/services/dass/``).""",
+    ).tag(config=True)
     hub_port = Integer(8081, help="Port of the hub behind the proxy.").tag(config=True)
     proxy_api_port = Integer(8001, help="Port of the proxy's REST API (loopback).").tag(config=True)
     service_port = Integer(10101, help="Port of the dass service (loopback).").tag(config=True)
@@ -101,6 +108,38 @@ class Platform(LoggingConfigurable):
     @property
     def url(self) -> str:
         return f"http://{self.ip}:{self.port}"
+
+    @property
+    def service_url(self) -> str:
+        """Where a client on this machine reaches the dass service: through the platform's
+        proxy, ``c.JupyterHub.bind_url`` (default ``http://<ip>:<port>``, a wildcard address
+        read as loopback) and its base URL, then ``services/dass/``.
+
+        ``dass jobs`` uses it when a configuration file is in force, so that the CLI talks to
+        the platform that the same file starts.
+
+        Examples
+        --------
+        >>> from traitlets.config import Config
+        >>> c = Config()
+        >>> c.Platform.port = 8123
+        >>> Platform(config=c).service_url
+        'http://127.0.0.1:8123/services/dass/'
+        >>> c.JupyterHub.bind_url = "http://0.0.0.0:9000/lab/"
+        >>> Platform(config=c).service_url
+        'http://127.0.0.1:9000/lab/services/dass/'
+        """
+        hub = self.config.get("JupyterHub") or {}
+        parsed = urlsplit(hub.get("bind_url") or self.url)
+        host = parsed.hostname or self.ip
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parsed.port}" if parsed.port else ""
+        base = (hub.get("base_url") or parsed.path or "/").strip("/")
+        path = f"/{base}/services/dass/" if base else "/services/dass/"
+        return f"{parsed.scheme or 'http'}://{host}{port}{path}"
 
     def proxy_command(self) -> list[str]:
         node_proxy = SOURCE_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -181,6 +220,7 @@ def apply_hub_defaults(c: Config) -> None:
     _setdefault(hub, "db_url", f"sqlite:///{state / 'jupyterhub.sqlite'}")
     _setdefault(hub, "cookie_secret", bytes.fromhex(sec["cookie_secret"]))
     _setdefault(hub, "spawner_class", "dass.hub.spawner.DassLocalSpawner")
+    _setdefault(c.DassSpawnerMixin, "service_url", f"http://127.0.0.1:{platform.service_port}/services/dass/")
     _setdefault(hub, "authenticator_class", "shared-password")
     _setdefault(hub, "default_url", "/hub/spawn")
     _setdefault(hub, "cleanup_servers", True)

@@ -1,10 +1,10 @@
-"""Tests of the synthetic demo repository (dass.demo) and the stacks' landing notebooks."""
+"""Tests of the synthetic demo repository (dass.demo); the stacks' notebooks run on it in
+``tests/test_service_notebooks.py``."""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.util
 import json
 import re
 import subprocess
@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import fsspec
-import nbformat
 import pytest
 
 h5py = pytest.importorskip("h5py", reason="h5py is needed to write the KMAP and STM demo data")
@@ -23,8 +22,6 @@ tifffile = pytest.importorskip("tifffile", reason="tifffile is needed to write S
 from dass import demo  # noqa: E402
 
 TODAY = datetime.date(2026, 3, 15)
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO_ROOT / "notebooks"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 EXPECTED_IDS = [
@@ -369,120 +366,3 @@ def test_cli_seeds_a_url(tmp_path):
         [sys.executable, "-m", "dass.demo", url], capture_output=True, text=True, check=True
     ).stdout
     assert "nothing written" in again
-
-
-# ---------------------------------------------------------------------------- notebooks
-
-STACKS = ["sem", "kmap", "stm"]
-
-
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("dass_notebooks_build", NOTEBOOKS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_notebook_is_valid_and_honest(stack):
-    nb = nbformat.read(NOTEBOOKS / stack / "welcome.ipynb", as_version=4)
-    nbformat.validate(nb)
-    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    assert "## What works now" in markdown
-    assert "~/datasets/<proposal>/<dataset>/" in markdown
-    assert "not built yet" not in markdown.lower()  # every stack's science exists now
-    assert nb.cells[-1].source.startswith("## Also in this stack")
-    assert f"{stack}/service/" in nb.cells[-1].source  # names the stack's service notebooks
-    assert "dass.data.datasets()" in code
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
-
-
-def test_notebooks_are_up_to_date_with_build_script():
-    builder = _load_builder()
-    for stack in STACKS:
-        committed = (NOTEBOOKS / stack / "welcome.ipynb").read_text()
-        assert committed == builder.render(stack), f"run python notebooks/build.py ({stack})"
-
-
-def _write_manifest(root, ids, tmp_path, monkeypatch):
-    """A session manifest listing ``ids`` of the repository at ``root``, as the spawner
-    writes it, named by ``$DASS_SESSION_MANIFEST`` so that dass.data.datasets() reads it."""
-    session = pytest.importorskip("dass.data.session")
-    entries = []
-    for dataset_id in ids:
-        proposal, name = dataset_id.split("/")
-        folder = Path(root) / dataset_id
-        entries.append({
-            "id": dataset_id,
-            "proposal": proposal,
-            "name": name,
-            "url": folder.as_uri(),
-            "mount": str(folder),
-            "metadata": json.loads((folder / "dataset.json").read_text()),
-        })
-    manifest = tmp_path / "session.json"
-    manifest.write_text(json.dumps({"datasets": entries}))
-    monkeypatch.setenv(session.MANIFEST_ENV, str(manifest))
-
-
-def _run_code_cells(stack, datasets, tmp_path, monkeypatch):
-    """Run the notebook's code cells in this process against the real session API, with
-    ``datasets`` = (repository root, ids) chosen for the session."""
-    _write_manifest(*datasets, tmp_path, monkeypatch)
-    monkeypatch.chdir(tmp_path)  # what the notebooks write (kmap_output/, ...) stays out of the checkout
-    # no windows: matplotlib (if present) draws off screen; display() prints the repr
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOKS / stack / "welcome.ipynb", as_version=4)
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            exec(compile(cell.source, f"<{stack}/welcome.ipynb>", "exec"), namespace)
-    return namespace
-
-
-@pytest.mark.parametrize(
-    "stack, expected",
-    [
-        ("sem", "p-2026-001/sem-nanowires/nanowires_001.png: 512 x 384 px"),
-        ("kmap", "eta per entry (deg)"),
-        ("stm", "images in the stream: 4 of 16384 samples each"),
-    ],
-)
-def test_notebook_code_runs_on_the_demo_data(
-    repo, stack, expected, tmp_path, monkeypatch, capsys
-):
-    _, root, _ = repo
-    _run_code_cells(stack, (root, EXPECTED_IDS), tmp_path, monkeypatch)
-    out = capsys.readouterr().out
-    assert expected in out
-    assert "p-2026-002/stm-au111-fast: SYNTHETIC" in out
-    assert "(synthetic demo data, not a measurement)" in out
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_notebook_code_explains_when_nothing_is_mounted(stack, tmp_path, monkeypatch, capsys):
-    _run_code_cells(stack, (tmp_path, []), tmp_path, monkeypatch)
-    out = capsys.readouterr().out
-    assert "among the mounted datasets" in out
-
-
-@pytest.mark.integration
-def test_notebooks_execute_in_a_real_kernel(repo, tmp_path, monkeypatch):
-    """Each landing notebook runs top to bottom in an ipykernel against the demo data."""
-    pytest.importorskip("nbclient", reason="nbclient executes the notebooks")
-    pytest.importorskip("ipykernel", reason="the notebooks need a Python kernel")
-    from nbclient import NotebookClient
-
-    _, root, _ = repo
-    _write_manifest(root, EXPECTED_IDS, tmp_path, monkeypatch)
-    for stack in STACKS:
-        nb = nbformat.read(NOTEBOOKS / stack / "welcome.ipynb", as_version=4)
-        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-        assert not [o for o in outputs if o.output_type == "error"]
-        table = outputs[0]
-        assert "p-2026-001/sem-nanowires" in table.data["text/html"]

@@ -1,18 +1,20 @@
-"""The stacks' service notebooks (``notebooks/<stack>/service/*.ipynb``) run headless.
+"""The stacks' notebooks (``dass/notebooks/<stack>/welcome.ipynb`` and
+``dass/notebooks/<stack>/service/*.ipynb``): clean files, and run headless.
 
 Each notebook runs in a real kernel with ``papermill.execute_notebook`` against the demo
-repository, in an environment built as for a job: the demo repository is catalogued, the
-parameters are checked with :func:`dass.jobs.params.validate_parameters` against what the user
-may see, the datasets are mounted and the manifest written with :mod:`dass.data.mount`, and
-``DASS_SESSION_MANIFEST`` / ``DASS_OUTPUT_DIR`` are set for the kernel.
+repository, in an environment built as for a job or a session: the demo repository is
+catalogued, the datasets a user may see are mounted and the manifest written with
+:mod:`dass.data.mount` (as the spawner and the job runner do), and ``DASS_SESSION_MANIFEST``
+(and for jobs ``DASS_OUTPUT_DIR``) are set for the kernel. A job's parameters are checked with
+:func:`dass.jobs.params.validate_parameters` against what the user may see first.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import ast
 import hashlib
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -35,7 +37,8 @@ from dass.data.storage import Storage  # noqa: E402
 from dass.jobs.params import ParameterError, inspect_parameters, validate_parameters  # noqa: E402
 
 TODAY = datetime.date(2026, 3, 15)
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(demo.__file__).resolve().parent / "notebooks"  # shipped inside the package
+STACKS = ["sem", "kmap", "stm"]
 SERVICE = {
     ("sem", "image_summary"): ["input_dataset", "max_images", "thumbnail_px"],
     ("sem", "classify_dataset"): ["input_dataset", "model", "max_images", "batch_size"],
@@ -43,7 +46,8 @@ SERVICE = {
                                   "learning_rate", "val_fraction", "patience", "weights", "seed"],
     ("kmap", "scan_overview"): ["input_dataset"],
     ("kmap", "strain_tilt_maps"): ["input_dataset", "grid", "method", "background", "hkl", "lattice_a",
-                                   "reference_region", "roi", "processes"],
+                                   "reference_region", "roi", "processes", "engine", "mask_file", "normalizer",
+                                   "min_height", "max_width", "strain_range", "write_qspace"],
     ("stm", "fast_overview"): ["input_dataset", "frame"],
     ("stm", "fast_movie"): ["input_dataset", "recipe", "frames", "fps", "hdf5"],
 }
@@ -139,6 +143,42 @@ def run_job(repository, tmp_path, monkeypatch):
     return run
 
 
+@pytest.fixture
+def run_landing(repository, tmp_path, monkeypatch):
+    """Run a stack's landing notebook as in a session of ``identity`` with ``dataset_ids``
+    chosen: the datasets mounted in a home folder and the manifest written as the spawner does,
+    then papermill. Returns the executed notebook."""
+    storage, catalog = repository
+
+    def run(stack: str, identity: Identity, dataset_ids: list[str]):
+        records = catalog.visible(identity, dataset_ids, TODAY)
+        assert sorted(records) == sorted(dataset_ids)
+        home = tmp_path / "home"
+        entries = mount_datasets(storage, [records[i] for i in dataset_ids], home)
+        manifest = write_manifest(
+            home / ".dass" / "session.json",
+            stack=stack,
+            size="small",
+            storage_url=storage.url,
+            storage_options=storage.storage_options,
+            entries=entries,
+        )
+        monkeypatch.setenv("DASS_SESSION_MANIFEST", str(manifest))
+        monkeypatch.setenv("MPLBACKEND", "Agg")  # no windows: matplotlib draws off screen
+        work = tmp_path / "work"  # what the notebooks write (kmap_output/, ...) stays here
+        work.mkdir(exist_ok=True)
+        return papermill.execute_notebook(
+            str(NOTEBOOKS / stack / "welcome.ipynb"),
+            str(tmp_path / f"{stack}-welcome.out.ipynb"),
+            cwd=str(work),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=300,
+        )
+
+    return run
+
+
 def _stdout(nb) -> str:
     return "".join(
         o.get("text", "")
@@ -152,21 +192,40 @@ def _stdout(nb) -> str:
 # ---------------------------------------------------------------------------- the notebooks
 
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("dass_notebooks_build", NOTEBOOKS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ALL_NOTEBOOKS = sorted(p.relative_to(NOTEBOOKS).as_posix() for p in NOTEBOOKS.rglob("*.ipynb"))
 
 
-def test_service_notebooks_are_up_to_date_with_build_script():
-    builder = _load_builder()
-    assert sorted(builder.service_notebooks()) == sorted(SERVICE)
-    for stack, name in SERVICE:
-        committed = notebook_path(stack, name).read_text()
-        assert committed == builder.render_service(stack, name), (
-            f"run python notebooks/build.py --service ({stack}/{name})"
-        )
+def test_every_landing_and_service_notebook_is_shipped_and_nothing_else():
+    expected = [f"{stack}/welcome.ipynb" for stack in STACKS]
+    expected += [f"{stack}/service/{name}.ipynb" for stack, name in SERVICE]
+    assert ALL_NOTEBOOKS == sorted(expected)
+
+
+def test_the_stack_registry_reads_the_packaged_notebooks():
+    from dass.stacks.registry import StackRegistry
+
+    registry = StackRegistry()
+    assert Path(registry.notebooks_dir).resolve() == NOTEBOOKS
+    for stack in registry.all_stacks.values():
+        assert registry.landing_notebook_path(stack).resolve() == NOTEBOOKS / stack.name / "welcome.ipynb"
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_notebook_is_clean(name):
+    """A valid notebook without outputs or execution counts, every code cell Python that parses,
+    a kernel named, and no cell-id clash: what is committed is what a user edits."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4 and nb.metadata["kernelspec"]["name"] == "python3"
+    ids = [cell.get("id") for cell in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids)
+    for number, cell in enumerate(nb.cells):
+        assert cell.source.strip(), f"{name}: cell {number} is empty"
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}: cell {number} has outputs"
+            ast.parse(cell.source, filename=f"{name} cell {number}")
+    # the file is as nbformat writes it, so that an edit in JupyterLab changes only what was edited
+    assert (NOTEBOOKS / name).read_text(encoding="utf-8").rstrip("\n") == nbformat.writes(nb).rstrip("\n")
 
 
 @pytest.mark.parametrize("stack, name", sorted(SERVICE))
@@ -212,6 +271,50 @@ def test_a_dataset_the_user_may_not_see_is_refused_before_anything_runs(reposito
         "parameter 'input_dataset': dataset 'p-2026-002/stm-au111-fast' does not exist or you "
         "may not use it"
     )
+
+
+# ---------------------------------------------------------------------------- landing notebooks
+
+#: a user of every demo proposal
+CAROL = Identity("carol", frozenset({"p-2026-001", "p-2026-002", "p-2025-900"}))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_landing_notebook_is_valid_and_honest(stack):
+    nb = nbformat.read(NOTEBOOKS / stack / "welcome.ipynb", as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "## What works now" in markdown
+    assert "~/datasets/<proposal>/<dataset>/" in markdown
+    assert "not built yet" not in markdown.lower()  # every stack's science exists now
+    assert nb.cells[-1].source.startswith("## Also in this stack")
+    assert f"{stack}/service/" in nb.cells[-1].source  # names the stack's service notebooks
+    assert "dass.data.datasets()" in code
+
+
+@pytest.mark.parametrize(
+    "stack, expected",
+    [
+        ("sem", "p-2026-001/sem-nanowires/nanowires_001.png: 512 x 384 px"),
+        ("kmap", "eta per entry (deg)"),
+        ("stm", "images in the stream: 4 of 16384 samples each"),
+    ],
+)
+def test_landing_notebook_runs_on_the_demo_data(run_landing, stack, expected):
+    nb = run_landing(stack, CAROL, demo.dataset_ids())
+    out = _stdout(nb)
+    assert expected in out
+    assert "p-2026-002/stm-au111-fast: SYNTHETIC" in out
+    assert "(synthetic demo data, not a measurement)" in out
+    table = next(o for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "p-2026-001/sem-nanowires" in table["data"]["text/html"]  # the datasets as a table
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_landing_notebook_explains_when_nothing_is_mounted(run_landing, stack):
+    out = _stdout(run_landing(stack, CAROL, []))
+    assert "among the mounted datasets" in out
 
 
 # ---------------------------------------------------------------------------- SEM
@@ -391,6 +494,20 @@ def test_kmap_strain_tilt_maps_match_the_demo_truth(run_job, repository):
     # three rocking angles only (the demo is small): a loose bound, the tight ones are in tests/kmap
     assert np.sqrt(np.mean((got[ok] - expected[ok]) ** 2)) < 2e-4
     assert "SYNTHETIC" in _stdout(nb) or "synthetic" in _stdout(nb)
+
+
+def test_kmap_job_masks_with_thresholds_and_refuses_a_bad_mask_file(run_job, tmp_path):
+    """The job's masking parameters reach the maps; a mask file that is not there is named."""
+    output_dir, nb = run_job("kmap", "strain_tilt_maps", BOB,
+                             {"input_dataset": "p-2026-002/kmap-sige-island", "grid": [24, 24, 24],
+                              "strain_range": [-1e-9, 1e-9], "write_qspace": False})
+    summary = json.loads((output_dir / "sige_island_summary.json").read_text())
+    assert "qspace" not in summary["files"] or not (output_dir / str(summary["files"].get("qspace"))).is_file()
+    assert summary["masked"], summary["masked"]  # a range no real strain fits in masks positions
+    with pytest.raises(papermill.PapermillExecutionError) as e:
+        run_job("kmap", "strain_tilt_maps", BOB,
+                {"input_dataset": "p-2026-002/kmap-sige-island", "mask_file": "no-such-mask.npy"})
+    assert "no-such-mask.npy" in str(e.value)
 
 
 # ---------------------------------------------------------------------------- STM

@@ -1,9 +1,14 @@
-"""The catalogue: proposals and datasets indexed from the repository, searchable with access rules.
+"""The catalogue: queries over proposals and datasets indexed from the repository, with access rules.
 
 The catalogue is an index, rebuilt from the repository by :meth:`Catalog.scan`; the repository
 (``dataset.json`` files) stays the source of truth. It lives in a SQL database (SQLite by
-default, PostgreSQL in production) whose schema is managed by the Alembic migrations shipped in
-``dass/data/migrations``.
+default, PostgreSQL in production) whose tables are defined in :mod:`dass.data.orm` and created
+and upgraded by the Alembic migrations shipped in ``dass/data/migrations``.
+
+This module holds the database plumbing and the queries (:meth:`Catalog.search`,
+:meth:`~Catalog.visible`, :meth:`~Catalog.get`, :meth:`~Catalog.proposals`); reading the
+repository into the tables is :mod:`dass.data.indexer`, writing a ``dataset.json`` is
+:mod:`dass.data.metadata_writer`.
 """
 
 from __future__ import annotations
@@ -17,49 +22,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Date,
-    DateTime,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    and_,
-    cast,
-    create_engine,
-    exists,
-    func,
-    or_,
-    select,
-)
+from sqlalchemy import Text, and_, cast, create_engine, exists, func, or_, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from . import indexer
 from .access import Identity
-from .errors import DassDataError, MetadataError, StorageError
-from .metadata import (
-    MAX_METADATA_BYTES,
-    METADATA_FILE,
-    PROPOSAL_FILE,
-    DatasetMetadata,
-    parse_metadata,
-    parse_proposal,
-    sha256_bytes,
+from .errors import DassDataError
+from .indexer import NOT_PROPOSALS, ScanReport
+from .orm import (
+    MIGRATIONS_DIR,
+    USER_PREFIX,
+    VERSION_TABLE,
+    Base,
+    Dataset,
+    DatasetAccess,
+    DatasetCategory,
+    Proposal,
+    as_utc,
 )
 from .paths import state_dir
 from .storage import Storage
-
-#: top-level folders of the repository that are not proposals: ``models`` holds the SEM model
-#: registry (:mod:`dass.sem.registry`), which the scan must not index as datasets
-NOT_PROPOSALS = frozenset({"models"})
-#: access principals of single users are stored beside groups with this prefix (reserved in group names)
-USER_PREFIX = "user:"
 
 __all__ = [
     "Base",
@@ -70,98 +56,16 @@ __all__ = [
     "DatasetRecord",
     "ScanReport",
     "Catalog",
+    "NOT_PROPOSALS",
+    "USER_PREFIX",
     "VERSION_TABLE",
+    "MIGRATIONS_DIR",
+    "as_utc",
 ]
-
-#: Alembic's version table for the catalogue (named so it can share a database with others).
-VERSION_TABLE = "dass_catalog_alembic_version"
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-# ---------------------------------------------------------------------------------------------
-# ORM models (the schema itself is created by migrations/versions/*.py, never by create_all)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Proposal(Base):
-    __tablename__ = "proposals"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    title: Mapped[str | None] = mapped_column(Text)
-    pi: Mapped[str | None] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(Text)
-
-    datasets: Mapped[list[Dataset]] = relationship(back_populates="proposal_row")
-
-
-class Dataset(Base):
-    __tablename__ = "datasets"
-
-    id: Mapped[str] = mapped_column(String(129), primary_key=True)  # "<proposal>/<name>"
-    proposal: Mapped[str] = mapped_column(
-        String(64), ForeignKey("proposals.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(Text)
-    keywords: Mapped[list[str]] = mapped_column(JSON)
-    instrument: Mapped[str | None] = mapped_column(String(255))
-    technique: Mapped[str | None] = mapped_column(String(255))
-    stacks: Mapped[list[str]] = mapped_column(JSON)
-    url: Mapped[str] = mapped_column(Text)
-    public: Mapped[bool] = mapped_column(Boolean)
-    embargo_until: Mapped[dt.date | None] = mapped_column(Date)
-    synthetic: Mapped[bool] = mapped_column(Boolean)
-    # "metadata" is reserved by SQLAlchemy's declarative base: the attribute is metadata_
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
-    metadata_sha256: Mapped[str] = mapped_column(String(71))
-    file_count: Mapped[int] = mapped_column(Integer)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
-    scanned_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-    proposal_row: Mapped[Proposal] = relationship(back_populates="datasets")
-    access: Mapped[list[DatasetAccess]] = relationship(
-        back_populates="dataset", cascade="all, delete-orphan", lazy="selectin"
-    )
-    category_rows: Mapped[list[DatasetCategory]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
-
-
-class DatasetAccess(Base):
-    __tablename__ = "dataset_access"
-
-    dataset_id: Mapped[str] = mapped_column(
-        String(129), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
-    group: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
-
-    dataset: Mapped[Dataset] = relationship(back_populates="access")
-
-
-class DatasetCategory(Base):
-    """A confirmed image category of a dataset (``domain.categories``, migration 0003)."""
-
-    __tablename__ = "dataset_categories"
-
-    dataset_id: Mapped[str] = mapped_column(
-        String(129), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
-    category: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # plain values handed to callers
-
-
-def as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """A datetime read from the database with its zone: SQLite drops it, we store UTC."""
-    if value is not None and value.tzinfo is None:  # SQLite drops the zone; we store UTC
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
 
 
 @dataclass(frozen=True)
@@ -246,63 +150,12 @@ class DatasetRecord:
         }
 
 
-@dataclass
-class ScanReport:
-    """What a :meth:`Catalog.scan` did.
-
-    Attributes
-    ----------
-    indexed : int
-        Datasets indexed (inserted or updated).
-    removed : int
-        Catalogue rows deleted: datasets that vanished from the repository, or whose metadata is
-        now invalid (they stay out of the catalogue until fixed).
-    errors : list of MetadataError
-        Every invalid or missing metadata file, with file and field.
-    """
-
-    indexed: int = 0
-    removed: int = 0
-    errors: list[MetadataError] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        lines = [
-            f"indexed {self.indexed} dataset{'s' if self.indexed != 1 else ''}, "
-            f"removed {self.removed}, {len(self.errors)} error{'s' if len(self.errors) != 1 else ''}"
-        ]
-        lines += [f"  {err}" for err in self.errors]
-        return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------
 
 
 def _json_serializer(value: Any) -> str:
     # keep non-ASCII readable in the database so text search (LIKE) matches it
     return json.dumps(value, ensure_ascii=False)
-
-
-def _upsert(row: Dataset, entry: dict[str, Any], now: dt.datetime) -> Dataset:
-    """Copy a parsed dataset entry onto its row (access rows replaced only when they changed)."""
-    entry = dict(entry)
-    groups = sorted(set(entry.pop("access_groups")))
-    categories = sorted(set(entry.pop("categories", ())))
-    for key, value in entry.items():
-        setattr(row, key, value)
-    row.scanned_at = now
-    if sorted(a.group for a in row.access) != groups:
-        row.access = [DatasetAccess(group=g) for g in groups]
-    if sorted(c.category for c in row.category_rows) != categories:
-        row.category_rows = [DatasetCategory(category=c) for c in categories]
-    return row
-
-
-def _domain_categories(domain: dict[str, Any]) -> list[str]:
-    """The confirmed categories of a dataset: ``domain.categories`` (strings; others ignored)."""
-    value = domain.get("categories") if isinstance(domain, dict) else None
-    if not isinstance(value, list):
-        return []
-    return [c for c in value if isinstance(c, str) and c.strip()]
 
 
 def _like_escape(text: str) -> str:
@@ -339,7 +192,7 @@ class Catalog(LoggingConfigurable):
 
     @default("db_url")
     def _default_db_url(self) -> str:
-        return f"sqlite:///{state_dir() / 'catalog.sqlite'}"
+        return f"sqlite:///{state_dir(self.config) / 'catalog.sqlite'}"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -442,180 +295,28 @@ class Catalog(LoggingConfigurable):
         )
 
     # -----------------------------------------------------------------------------------------
-    # scanning
+    # indexing (dass.data.indexer)
 
     def scan(self, storage: Storage) -> ScanReport:
         """Index the repository: parse every ``dataset.json``, upsert, drop what vanished.
 
-        A malformed or missing ``dataset.json`` is logged with its file and field, returned in
-        :attr:`ScanReport.errors`, and does not stop the scan; such a dataset is left out of
-        (or removed from) the catalogue until fixed, since its access rules are unknown.
-
-        Parameters
-        ----------
-        storage : Storage
-            The repository to index.
-
-        Returns
-        -------
-        ScanReport
+        See :func:`dass.data.indexer.scan`; a malformed or missing ``dataset.json`` is reported
+        in :attr:`ScanReport.errors` and leaves that dataset out of the catalogue until fixed.
 
         Raises
         ------
         StorageError
             When the repository cannot be listed (nothing in the catalogue is changed then).
         """
-        now = dt.datetime.now(dt.timezone.utc)
-        report = ScanReport()
-        proposals: dict[str, dict[str, str | None]] = {}
-        found: dict[str, dict[str, Any]] = {}
-
-        for proposal, ppath in storage.iter_proposal_dirs():
-            if proposal in NOT_PROPOSALS:
-                continue
-            proposals[proposal] = self._read_proposal(storage, proposal, ppath, report)
-        for proposal, name, path in storage.iter_dataset_dirs():
-            if proposal in NOT_PROPOSALS:
-                continue
-            if proposal not in proposals:  # appeared between the two listings
-                proposals[proposal] = self._read_proposal(storage, proposal, storage.join(proposal), report)
-            entry = self._read_dataset(storage, proposal, name, path, report)
-            if entry is not None:
-                found[entry["id"]] = entry
-
-        try:
-            with self._session() as session, session.begin():
-                existing = {p.id: p for p in session.scalars(select(Proposal))}
-                for pid, values in proposals.items():
-                    row = existing.get(pid) or Proposal(id=pid)
-                    row.title, row.pi, row.description = values["title"], values["pi"], values["description"]
-                    session.add(row)
-                session.flush()
-
-                rows = {d.id: d for d in session.scalars(select(Dataset))}
-                for did, entry in found.items():
-                    session.add(_upsert(rows.get(did) or Dataset(id=did), entry, now))
-                    report.indexed += 1
-                for did, row in rows.items():
-                    if did not in found:
-                        session.delete(row)
-                        report.removed += 1
-                session.flush()
-                for pid, row in existing.items():
-                    if pid not in proposals:
-                        session.delete(row)
-        except SQLAlchemyError as e:
-            raise self._db_error(e) from e
-
-        for err in report.errors:
-            self.log.warning("Catalog scan: invalid metadata: %s", err)
-        self.log.info("Catalog scan of %s: %s", storage.url, str(report).splitlines()[0])
-        return report
+        return indexer.scan(self, storage)
 
     def index_dataset(self, storage: Storage, proposal: str, name: str) -> ScanReport:
         """Index (or re-index) one dataset, e.g. results a job has just written.
 
-        Cheaper than :meth:`scan` (which walks the whole repository). A dataset whose
-        ``dataset.json`` is missing or invalid is removed from the catalogue and reported.
+        See :func:`dass.data.indexer.index_dataset`. Datasets whose metadata changes are
+        written through :mod:`dass.data.metadata_writer`, which calls this.
         """
-        now = dt.datetime.now(dt.timezone.utc)
-        report = ScanReport()
-        ppath = storage.join(proposal)
-        values = self._read_proposal(storage, proposal, ppath, report)
-        entry = self._read_dataset(storage, proposal, name, storage.dataset_path(proposal, name), report)
-        did = f"{proposal}/{name}"
-        try:
-            with self._session() as session, session.begin():
-                prow = session.get(Proposal, proposal)
-                if prow is None:
-                    prow = Proposal(id=proposal)
-                    prow.title, prow.pi, prow.description = values["title"], values["pi"], values["description"]
-                    session.add(prow)
-                    session.flush()
-                row = session.get(Dataset, did)
-                if entry is None:
-                    if row is not None:
-                        session.delete(row)
-                        report.removed += 1
-                else:
-                    session.add(_upsert(row or Dataset(id=did), entry, now))
-                    report.indexed += 1
-        except SQLAlchemyError as e:
-            raise self._db_error(e) from e
-        for err in report.errors:
-            self.log.warning("Catalog: invalid metadata: %s", err)
-        return report
-
-    def _read_file(self, storage: Storage, path: str, report: ScanReport) -> bytes | None:
-        try:
-            return storage.read_bytes(path, MAX_METADATA_BYTES)
-        except StorageError as e:
-            storage.check()  # a storage-wide problem stops the scan before anything is changed
-            report.errors.append(MetadataError(storage.url_of(path), "", f"cannot read the file: {e}"))
-            return None
-
-    def _read_proposal(
-        self, storage: Storage, proposal: str, ppath: str, report: ScanReport
-    ) -> dict[str, str | None]:
-        values: dict[str, str | None] = {"title": None, "pi": None, "description": None}
-        path = f"{ppath}/{PROPOSAL_FILE}"
-        if not storage.exists(path):
-            return values
-        data = self._read_file(storage, path, report)
-        if data is None:
-            return values
-        try:
-            parsed = parse_proposal(data, path=storage.url_of(path))
-        except MetadataError as e:
-            report.errors.append(e)
-            return values
-        return {"title": parsed.title, "pi": parsed.pi, "description": parsed.description}
-
-    def _read_dataset(
-        self, storage: Storage, proposal: str, name: str, path: str, report: ScanReport
-    ) -> dict[str, Any] | None:
-        meta_path = f"{path}/{METADATA_FILE}"
-        meta_url = storage.url_of(meta_path)
-        try:
-            files = storage.list_files(path)
-        except StorageError as e:
-            storage.check()
-            report.errors.append(MetadataError(storage.url_of(path), "", f"cannot list the dataset: {e}"))
-            return None
-        if METADATA_FILE not in files:
-            report.errors.append(MetadataError(meta_url, "", "missing dataset.json"))
-            return None
-        data = self._read_file(storage, meta_path, report)
-        if data is None:
-            return None
-        try:
-            md: DatasetMetadata = parse_metadata(data, path=meta_url, proposal=proposal)
-        except MetadataError as e:
-            report.errors.append(e)
-            return None
-        del files[METADATA_FILE]
-        return {
-            "id": f"{proposal}/{name}",
-            "proposal": proposal,
-            "name": name,
-            "title": md.title,
-            "description": md.description,
-            "keywords": list(md.keywords),
-            "instrument": md.instrument,
-            "technique": md.technique,
-            "stacks": list(md.stacks),
-            "url": storage.dataset_url(proposal, name),
-            "public": md.public,
-            "embargo_until": md.embargo_until,
-            "synthetic": md.synthetic,
-            "metadata_": md.raw,
-            "metadata_sha256": sha256_bytes(data),
-            "file_count": len(files),
-            "size_bytes": sum(files.values()),
-            # users are stored beside groups as "user:<name>" principals
-            "access_groups": list(md.access_groups) + [USER_PREFIX + u for u in md.access_users],
-            "categories": _domain_categories(md.domain),
-        }
+        return indexer.index_dataset(self, storage, proposal, name)
 
     # -----------------------------------------------------------------------------------------
     # queries

@@ -7,11 +7,19 @@ the messages say what is wrong and how to fix it, never a backend traceback.
 
 from __future__ import annotations
 
+from ..errors import DassError
+
 __all__ = ["DassDataError", "StorageError", "MetadataError"]
 
 
-class DassDataError(Exception):
-    """Root of all errors raised by :mod:`dass.data`."""
+class DassDataError(DassError, status=503):
+    """Root of all errors raised by :mod:`dass.data`.
+
+    An API caller is told that the catalogue is unavailable (503); the message itself, which
+    names the database or the storage location, goes to the log and to the operator.
+    """
+
+    public_message = "the dataset catalogue is unavailable right now; try again later or see the service log"
 
 
 class StorageError(DassDataError):
@@ -21,8 +29,10 @@ class StorageError(DassDataError):
     original exception is kept as ``__cause__`` for the logs.
     """
 
+    public_message = "the repository storage is unavailable right now; try again later or see the service log"
 
-class MetadataError(DassDataError):
+
+class MetadataError(DassDataError, status=422):
     """A metadata file (``dataset.json``, ``proposal.json``) is invalid.
 
     Parameters
@@ -54,6 +64,11 @@ class MetadataError(DassDataError):
         if self.field:
             return f"{self.path}: {self.field}: {self.message}"
         return f"{self.path}: {self.message}"
+
+    @property
+    def user_message(self) -> str:
+        """The problem and its field, without the file's location inside the repository."""
+        return f"{self.field}: {self.message}" if self.field else self.message
 
     def __reduce__(self):  # keep pickling (multiprocessing, logging handlers) working
         return (type(self), (self.path, self.field, self.message))

@@ -125,7 +125,7 @@ class Storage(LoggingConfigurable):
         RGW, MinIO, AWS; set the endpoint and credentials in ``c.Storage.options``). A plain
         absolute path is taken as a ``file://`` URL. The same URL serves the hub, the dass
         service, sessions and jobs. Default: ``file://<state dir>/repository``, the state
-        dir being ``$DASS_STATE_DIR`` or ``./.dass``.""",
+        dir being ``c.Platform.state_dir``, else ``$DASS_STATE_DIR``, else ``./.dass``.""",
     )
 
     options = Dict(
@@ -139,12 +139,25 @@ class Storage(LoggingConfigurable):
         manifest so that the session can read the datasets it was given.""",
     )
 
+    lock_dir = Unicode(
+        config=True,
+        help="""Local folder of the per-dataset locks that serialize writes of ``dataset.json``
+        (SEM labels, ``dass stm annotate``, job results; see dass.data.metadata_writer): one
+        file ``<lock_dir>/<proposal>/<dataset>.lock`` held with ``flock``. Every process that
+        writes metadata of this repository on this machine (the dass service, the ``dass``
+        command line) must use the same folder. Default: ``<state dir>/locks``.""",
+    )
+
     _fs: Any = None
     _root: str | None = None
 
     @default("url")
     def _default_url(self) -> str:
-        return "file://" + str(state_dir() / "repository")
+        return "file://" + str(state_dir(self.config) / "repository")
+
+    @default("lock_dir")
+    def _default_lock_dir(self) -> str:
+        return str(state_dir(self.config) / "locks")
 
     @validate("url")
     def _validate_url(self, proposal: dict[str, Any]) -> str:

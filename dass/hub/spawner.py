@@ -1,10 +1,12 @@
 """The dass spawner layer.
 
 :class:`DassSpawnerMixin` holds everything that does not depend on where a session runs: the
-spawn form, the turning of form data into ``user_options``, their validation and the access
-checks (through :mod:`dass.hub.options`). A back end combines it with a JupyterHub spawner
-and only turns the validated :class:`~dass.hub.options.Selection` into a process or a pod:
-:class:`DassLocalSpawner` (processes on this machine) now, a KubeSpawner back end later.
+spawn form, the turning of form data into ``user_options``, their validation (through
+:mod:`dass.stacks.selection`), the access check again at start, the building of the one
+:class:`~dass.stacks.session.SessionSpec` and the session's environment. A back end combines
+it with a JupyterHub spawner and only *renders and launches* the spec in
+:meth:`DassSpawnerMixin.render_session`: :class:`DassLocalSpawner` (processes on this machine)
+is the first; containers, Slurm and Kubernetes are further back ends on the same seam.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Configurable
 
 from ..data.access import Identity
-from ..jobs.spec import THREAD_ENV
-from .options import Selection, SpawnOptionsError, options_from_form, validate_selection
-from .stacks import StackRegistry
+from ..stacks.registry import StackRegistry
+from ..stacks.runtime import address_space_limit
+from ..stacks.selection import Selection, SelectionError, options_from_form, validate_selection
+from ..stacks.session import SessionSpec, build_session_spec, landing_url
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dass.hub", "templates"),
@@ -55,7 +58,7 @@ def apply_dass_user_options(spawner: "DassSpawnerMixin", user_options: dict) -> 
     """``Spawner.apply_user_options`` hook: validate and apply the choices (form and REST)."""
     try:
         selection = spawner.validate_options(user_options)
-    except SpawnOptionsError as e:
+    except SelectionError as e:
         spawner.log.warning("Refused spawn for %s: %s", spawner._log_name, e)
         raise _reject(str(e)) from None
     spawner.apply_selection(selection)
@@ -77,15 +80,12 @@ class DassSpawnerMixin(Configurable):
     ).tag(config=True)
 
     service_url = Unicode(
-        help="""URL of the dass service as sessions reach it (``dass.jobs`` uses it, with the
-        session's own hub token). Default: the local service of ``c.Platform.service_port``.""",
+        help="""URL of the dass service (REST API and data gateway) as sessions reach it
+        (``dass.jobs`` and ``dass.data`` use it, with the session's own hub token).
+
+        Default: set by the platform's hub defaults to its local service
+        (``c.Platform.service_port``); required when the hub runs without them.""",
     ).tag(config=True)
-
-    @default("service_url")
-    def _default_service_url(self) -> str:
-        from ..platform import Platform
-
-        return f"http://127.0.0.1:{Platform(config=self.config).service_port}/services/dass/"
 
     catalog_url = Unicode(
         help="""SQLAlchemy URL of the dataset catalogue the spawn form reads.
@@ -145,7 +145,7 @@ class DassSpawnerMixin(Configurable):
         return datetime.date.today()
 
     def validate_options(self, user_options) -> Selection:
-        """Validate ``user_options`` for this user (raises SpawnOptionsError)."""
+        """Validate ``user_options`` for this user (raises SelectionError)."""
         return validate_selection(
             user_options,
             self.identity,
@@ -162,7 +162,7 @@ class DassSpawnerMixin(Configurable):
         self.user_options = selection.to_user_options()
         self.mem_limit = selection.size.mem_bytes
         self.cpu_limit = selection.size.cpu
-        self.default_url = f"/lab/tree/notebooks/{selection.stack.landing_notebook}"
+        self.default_url = landing_url(selection.stack)
         self.log.info(
             "Spawn choices for %s: stack=%s size=%s datasets=%s",
             self._log_name,
@@ -170,6 +170,47 @@ class DassSpawnerMixin(Configurable):
             selection.size.name,
             [d.id for d in selection.datasets],
         )
+
+    session_spec: SessionSpec | None = None
+
+    def build_spec(self, selection: Selection) -> SessionSpec:
+        """The :class:`SessionSpec` of this spawn (pure; no credentials in it)."""
+        if not self.service_url:
+            raise _reject("the platform is misconfigured: c.DassSpawnerMixin.service_url is not set")
+        return build_session_spec(
+            selection,
+            user=self.user.name,
+            server_name=getattr(self, "name", "") or "",
+            service_url=self.service_url,
+            token=getattr(self, "api_token", "") or "",
+        )
+
+    async def render_session(self, spec: SessionSpec) -> None:
+        """Turn ``spec`` into this back end's settings (a process, a pod…) before it starts.
+
+        Back ends override this; it runs in :meth:`start` after the access check, and the
+        JupyterHub spawner's own ``start`` then launches what it set up.
+        """
+
+    async def start(self):
+        # check access again at start: the catalogue may have changed since the choice
+        options = self.dass_selection.to_user_options() if self.dass_selection else self.user_options
+        try:
+            selection = self.validate_options(options)
+        except SelectionError as e:
+            raise _reject(str(e)) from None
+        self.apply_selection(selection)
+        self.session_spec = spec = self.build_spec(selection)
+        await self.render_session(spec)
+        return await super().start()
+
+    def get_env(self):
+        env = super().get_env()
+        if self.session_spec is not None:
+            env.update(self.session_spec.env)
+        else:
+            env["DASS_SERVICE_URL"] = self.service_url
+        return env
 
     async def render_options_form(self) -> str:
         identity = self.identity
@@ -242,7 +283,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
     def _default_home_dir_template(self) -> str:
         from ..data.paths import state_dir
 
-        return str(state_dir() / "homes" / "{username}")
+        return str(state_dir(self.config) / "homes" / "{username}")
 
     @default("cmd")
     def _default_cmd(self):
@@ -260,13 +301,6 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
     def get_env(self):
         env = super().get_env()
         env["DASS_SESSION_MANIFEST"] = str(self.manifest_path)
-        env["DASS_SERVICE_URL"] = self.service_url
-        selection = self.dass_selection
-        if selection is not None:
-            env["DASS_STACK"] = selection.stack.name
-            threads = str(max(1, int(selection.size.cpu)))
-            for key in THREAD_ENV:
-                env[key] = threads
         env["JUPYTER_CONFIG_PATH"] = str(self._lab_config_dir())
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         return env
@@ -275,7 +309,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
         """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet)."""
         from ..data.paths import state_dir
 
-        folder = state_dir() / "jupyter-config"
+        folder = state_dir(self.config) / "jupyter-config"
         page = folder / "labconfig" / "page_config.json"
         if not page.exists():
             page.parent.mkdir(parents=True, exist_ok=True)
@@ -286,9 +320,11 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         prepare = super().make_preexec_fn(name)
-        limit = None
-        if self.enforce_memory_limit and self.mem_limit:
-            limit = int(self.mem_limit) + self.memory_headroom_gib * 1024**3
+        limit = address_space_limit(
+            int(self.mem_limit or 0),
+            headroom_bytes=self.memory_headroom_gib * 1024**3,
+            enforce=self.enforce_memory_limit,
+        )
 
         def preexec():
             prepare()
@@ -297,39 +333,34 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
 
         return preexec
 
-    def _prepare_home(self, selection: Selection) -> None:
+    def _prepare_home(self, spec: SessionSpec) -> None:
         from ..data.mount import mount_datasets, write_manifest
 
         home = Path(self.home_dir)
         home.mkdir(parents=True, exist_ok=True)
+        records = list(self.dass_selection.datasets) if self.dass_selection else []
         # mounts of earlier sessions not chosen now are removed; anything a user put there stays
-        entries = mount_datasets(self.storage, list(selection.datasets), home)
+        entries = mount_datasets(self.storage, records, home)
         write_manifest(
             self.manifest_path,
-            stack=selection.stack.name,
-            size=selection.size.name,
+            stack=spec.stack,
+            size=spec.size,
             storage_url=self.storage.url,
             storage_options=self.storage.storage_options,
             entries=entries,
         )
-        source = self.registry.landing_notebook_path(selection.stack).parent
-        target = home / "notebooks" / selection.stack.name
+        stack = self.registry.get(spec.stack)
+        source = self.registry.landing_notebook_path(stack).parent
+        target = home / "notebooks" / spec.stack
         if source.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             for nb in source.glob("*.ipynb"):
                 if not (target / nb.name).exists():
                     shutil.copy2(nb, target / nb.name)
 
-    async def start(self):
-        # check access again at start: the catalogue may have changed since the choice
-        options = self.dass_selection.to_user_options() if self.dass_selection else self.user_options
-        try:
-            selection = self.validate_options(options)
-        except SpawnOptionsError as e:
-            raise _reject(str(e)) from None
-        self.apply_selection(selection)
-        await asyncio.to_thread(self._prepare_home, selection)
-        if selection.stack.environment:  # a stack with an environment of its own
-            self.cmd = [str(Path(selection.stack.python).parent / "jupyterhub-singleuser")]
-        return await super().start()
-
+    async def render_session(self, spec: SessionSpec) -> None:
+        """Mount the datasets into the home, write the manifest, copy the notebooks, and run
+        the stack's own environment when it has one."""
+        await asyncio.to_thread(self._prepare_home, spec)
+        if spec.environment:  # a stack with an environment of its own
+            self.cmd = [str(Path(spec.environment) / "bin" / "jupyterhub-singleuser")]

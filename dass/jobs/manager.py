@@ -5,6 +5,11 @@ a scheduling loop starts queued jobs up to ``max_concurrency``, polls running on
 timeouts and cancellations, and records results. After a restart it re-adopts runs whose
 process is still alive, finishes those that ended while it was away from their
 ``result.json``, and re-queues only jobs whose process never started, so nothing runs twice.
+
+Why one module: submission, reading, cancelling and the scheduling loop all change one job row
+under the same status rules (:class:`~.model.Status`); split, each part would need the others'
+private state. The pure parts live beside it: :mod:`.spec` (builders), :mod:`.params`
+(parameters), :mod:`.executor` (where runs happen), :mod:`.runner` (the run itself).
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..errors import DassError
 from ..data.access import Identity
 from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
+from ..data.metadata_writer import reindex_dataset
 from ..data.paths import state_dir
 from ..data.storage import Storage
-from ..hub.options import SpawnOptionsError, validate_selection
-from ..hub.stacks import StackRegistry
+from ..stacks.registry import StackRegistry
+from ..stacks.selection import SelectionError, validate_selection
 from .executor import Executor, Handle, LocalExecutor
 from .model import Job, Status, utcnow
 from .spec import build_execution_spec, build_runner_spec
@@ -41,7 +48,7 @@ REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout"
 NAME_OK = re.compile(r"^[\w. ()-]+\.ipynb$")
 
 
-class JobRequestError(Exception):
+class JobRequestError(DassError):
     """A refused request: HTTP ``status``, the ``field`` at fault and a message saying what to fix."""
 
     def __init__(self, status: int, message: str, field: str = "") -> None:
@@ -102,11 +109,11 @@ class JobManager(LoggingConfigurable):
 
     @default("jobs_dir")
     def _default_jobs_dir(self) -> str:
-        return str(state_dir() / "jobs")
+        return str(state_dir(self.config) / "jobs")
 
     @default("home_dir_template")
     def _default_home_dir_template(self) -> str:
-        return str(state_dir() / "homes" / "{username}")
+        return str(state_dir(self.config) / "homes" / "{username}")
 
     def __init__(
         self,
@@ -146,7 +153,8 @@ class JobManager(LoggingConfigurable):
         return Path(self.jobs_dir) / job_id
 
     def service_notebooks(self, identity: Identity | None = None) -> list[dict[str, Any]]:
-        """The stacks' registered service notebooks (``notebooks/<stack>/service/*.ipynb``),
+        """The stacks' registered service notebooks (``<stack>/service/*.ipynb`` below
+        ``StackRegistry.notebooks_dir``, by default ``dass/notebooks/``),
         of the stacks ``identity`` may use (all when None)."""
         from .params import inspect_parameters
 
@@ -242,10 +250,11 @@ class JobManager(LoggingConfigurable):
                 422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_KEYS)}", unknown[0]
             )
         key = body.get("idempotency_key")
+        request_sha = _request_sha256(body)
         if key is not None:
             if not isinstance(key, str) or not 0 < len(key) <= 255:
                 raise JobRequestError(422, "idempotency_key must be a string of 1 to 255 characters", "idempotency_key")
-            existing = self._by_key(identity.name, key)
+            existing = self._by_key(identity.name, key, request_sha)
             if existing is not None:
                 return existing, False
         if "notebook" not in body:
@@ -258,9 +267,12 @@ class JobManager(LoggingConfigurable):
             raise JobRequestError(422, f"notebook is not a valid Jupyter notebook: {str(e).splitlines()[0]}", "notebook") from None
         declared = inspect_parameters(nb)
         today = dt.date.today()
+        seen: dict[str, Any] = {}  # dataset records found visible, so each id is checked once
 
         def visible(dataset_id: str) -> bool:
-            return dataset_id in self.catalog.visible(identity, [dataset_id], today=today)
+            if dataset_id not in seen:
+                seen.update(self.catalog.visible(identity, [dataset_id], today=today))
+            return dataset_id in seen
 
         try:
             values, param_datasets = validate_parameters(body.get("parameters") or {}, declared, visible_dataset=visible)
@@ -278,8 +290,9 @@ class JobManager(LoggingConfigurable):
                 self.catalog,
                 max_datasets=self.max_datasets,
                 today=today,
+                known=seen,
             )
-        except SpawnOptionsError as e:
+        except SelectionError as e:
             raise JobRequestError(403 if e.forbidden else 422, str(e), e.field) from None
         timeout = body.get("timeout", self.default_timeout)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= self.max_timeout:
@@ -305,6 +318,7 @@ class JobManager(LoggingConfigurable):
             size=selection.size.name,
             timeout_seconds=timeout,
             idempotency_key=key,
+            request_sha256=request_sha,
             created_at=utcnow(),
             workdir=str(workdir),
             outputs=[],
@@ -314,7 +328,7 @@ class JobManager(LoggingConfigurable):
                 db.add(job)
         except IntegrityError:  # the same key, submitted twice at the same moment
             shutil.rmtree(workdir, ignore_errors=True)
-            existing = self._by_key(identity.name, key)
+            existing = self._by_key(identity.name, key, request_sha)
             if existing is None:
                 raise
             return existing, False
@@ -322,10 +336,21 @@ class JobManager(LoggingConfigurable):
         self._wake.set()
         return job.to_json(), True
 
-    def _by_key(self, owner: str, key: str) -> dict[str, Any] | None:
+    def _by_key(self, owner: str, key: str, request_sha: str) -> dict[str, Any] | None:
+        """The job ``owner`` created with ``key``; a reuse of the key with another request is
+        refused (422), as the IETF Idempotency-Key draft answers."""
         with self._db() as db:
             job = db.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
-            return job.to_json() if job else None
+            if job is None:
+                return None
+            if job.request_sha256 and job.request_sha256 != request_sha:
+                raise JobRequestError(
+                    422,
+                    f"idempotency_key {key!r} was already used for a different request (job {job.id}); "
+                    "send the same request again, or use a new key for a new job",
+                    "idempotency_key",
+                )
+            return job.to_json()
 
     # ------------------------------------------------------------------------------ read
 
@@ -364,13 +389,10 @@ class JobManager(LoggingConfigurable):
         with self._db() as db:
             job = self._visible_job(db, identity, job_id)
             data = job.to_json()
-        path = Path(job.workdir) / "job.log"
-        if not path.exists():
+        handle = self._stored_handle(job)
+        if handle is None:  # not started yet
             return "", offset, data
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = f.read(limit)
-        chunk = _whole_utf8(chunk)  # a character cut at the end is sent with the next chunk
+        chunk = _whole_utf8(self.executor.read_log(handle, offset, limit))  # a character cut at the end is sent with the next chunk
         return chunk.decode("utf-8", "replace"), offset + len(chunk), data
 
     def open_output(self, identity: Identity, job_id: str, path: str):
@@ -414,6 +436,7 @@ class JobManager(LoggingConfigurable):
 
     async def stop(self) -> None:
         """Stop scheduling; running jobs go on (they are re-adopted at the next start)."""
+        self.executor.close()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -439,29 +462,35 @@ class JobManager(LoggingConfigurable):
         """After a (re)start: adopt live runs, finish ended ones, re-queue never-started ones."""
         with self._db() as db, db.begin():
             for job in db.scalars(select(Job).where(Job.status.in_((Status.IN_PROGRESS.value, Status.STOPPING.value)))):
-                pid = job.pid or _runner_pid(job.workdir)
-                if pid is None:
+                handle = self.executor.adopt(job.id, job.workdir, self._stored_handle(job))
+                if handle is None:
                     self.log.warning("job %s: was starting when the service stopped; queued again", job.id)
                     job.status, job.started_at = Status.QUEUED.value, None
                     continue
-                job.pid = pid
-                handle = Handle(job_id=job.id, pid=pid, workdir=job.workdir)
-                if self.executor.poll(handle) is None:
-                    self.log.info("job %s: re-adopted running process %s", job.id, pid)
+                job.executor_handle = handle.to_json()
+                if self.executor.status(handle) is None:
+                    self.log.info("job %s: re-adopted its running %s run %s", job.id, handle.executor, handle.state)
                     self._running[job.id] = handle
                 else:
-                    self._finish(db, job, -1)
+                    self._finish(db, job, -1, handle)
+
+    def _stored_handle(self, job: Job) -> Handle | None:
+        """The handle kept in the job's row (rows of older versions kept only a pid)."""
+        handle = Handle.from_json(job.id, job.executor_handle)
+        if handle is None and job.pid:
+            handle = Handle(job_id=job.id, executor="local", state={"pid": job.pid, "workdir": job.workdir})
+        return handle
 
     async def tick(self) -> None:
         for job_id, handle in list(self._running.items()):
-            code = self.executor.poll(handle)
+            code = self.executor.status(handle)
             with self._db() as db, db.begin():
                 job = db.get(Job, job_id)
                 if code is None:
                     await self._watch(job, handle)
                     continue
                 self._running.pop(job_id, None)
-                self._finish(db, job, code)
+                self._finish(db, job, code, handle)
         while len(self._running) < self.max_concurrency:
             with self._db() as db:
                 job = db.scalar(
@@ -488,7 +517,7 @@ class JobManager(LoggingConfigurable):
 
         async def kill() -> None:
             try:
-                await self.executor.kill(handle)
+                await self.executor.cancel(handle)
             finally:
                 self._killing.discard(job_id)
                 self._wake.set()
@@ -508,14 +537,14 @@ class JobManager(LoggingConfigurable):
                 return True
             try:
                 exec_spec = self._prepare(job, identity)
-            except (JobRequestError, SpawnOptionsError, DassDataError, OSError) as e:
+            except (JobRequestError, SelectionError, DassDataError, OSError) as e:
                 job.status, job.reason, job.finished_at = Status.FAILED.value, _one_line(str(e)), utcnow()
                 self.log.warning("job %s: cannot start: %s", job.id, e)
                 return True
             job.status, job.started_at = Status.IN_PROGRESS.value, utcnow()
         handle = await self.executor.start(exec_spec)
         with self._db() as db, db.begin():
-            db.get(Job, job.id).pid = handle.pid
+            db.get(Job, job.id).executor_handle = handle.to_json()
         self._running[job.id] = handle
         return True
 
@@ -529,7 +558,7 @@ class JobManager(LoggingConfigurable):
                 self.catalog,
                 max_datasets=max(self.max_datasets, len(job.datasets)),
             )
-        except SpawnOptionsError as e:
+        except SelectionError as e:
             raise JobRequestError(403, f"access checked again at start: {e}") from None
         records = list(selection.datasets)
         derived_name = f"job-{job.id}"
@@ -546,6 +575,8 @@ class JobManager(LoggingConfigurable):
             storage_url=self.storage.url,
             storage_options=self.storage.storage_options,
             results_url=self.storage.url_of(results_path),
+            result_url=self.storage.url_of(self._result_path(job.id)),
+            stack_url=selection.stack.url,
             derived={
                 "proposal": self.results_prefix,
                 "name": derived_name,
@@ -573,10 +604,28 @@ class JobManager(LoggingConfigurable):
             enforce_memory_limit=self.enforce_memory_limit,
         )
 
-    def _finish(self, db: Session, job: Job, code: int) -> None:
-        from .runner import load_result
+    def _result_path(self, job_id: str) -> str:
+        """Where the runner writes the run's ``result.json`` in repository storage (a hidden
+        folder beside the results, which the catalogue does not index)."""
+        return self.storage.join(self.results_prefix, ".runs", f"job-{job_id}.json")
 
-        result = load_result(job.workdir)
+    def load_result(self, job: Job, handle: Handle | None) -> dict[str, Any] | None:
+        """The run's result: read from repository storage, wherever the run ran; else what the
+        executor kept when the runner could not write to storage (its reason is in there)."""
+        path = self._result_path(job.id)
+        try:
+            fs = self.storage.fs
+            fs.invalidate_cache(path.rsplit("/", 1)[0])
+            doc = json.loads(fs.cat_file(path)) if fs.exists(path) else None
+        except (OSError, ValueError) as e:
+            self.log.warning("job %s: result in storage unreadable (%s)", job.id, e)
+            doc = None
+        if not isinstance(doc, dict):
+            doc = self.executor.local_result(handle, job.workdir)
+        return doc
+
+    def _finish(self, db: Session, job: Job, code: int, handle: Handle | None = None) -> None:
+        result = self.load_result(job, handle)
         if job.status == Status.STOPPING.value:
             job.status = Status.STOPPED.value
             job.reason = f"cancelled by {job.cancelled_by or 'an administrator'}"
@@ -601,14 +650,13 @@ class JobManager(LoggingConfigurable):
         """Index the job's results in the catalogue as a derived dataset."""
         dataset_id = f"{self.results_prefix}/job-{job.id}"
         try:
-            report = self.catalog.index_dataset(self.storage, self.results_prefix, f"job-{job.id}")
+            report = reindex_dataset(self.storage, self.catalog, self.results_prefix, f"job-{job.id}")
         except DassDataError as e:
             self.log.error("job %s: results not indexed: %s", job.id, e)
             return None
-        for err in report.errors:
-            if dataset_id in err.path:
-                self.log.error("job %s: results metadata rejected: %s", job.id, err)
-                return None
+        for err in report.errors:  # only this dataset's
+            self.log.error("job %s: results metadata rejected: %s", job.id, err)
+            return None
         return dataset_id if self.catalog.get(dataset_id) else None
 
 
@@ -625,11 +673,13 @@ def _whole_utf8(chunk: bytes) -> bytes:
     return chunk
 
 
-def _runner_pid(workdir: str) -> int | None:
-    try:
-        return int(json.loads((Path(workdir) / "runner.json").read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _request_sha256(body: Any) -> str:
+    """Checksum of a job request, its idempotency key left out (canonical JSON)."""
+    import hashlib
+
+    doc = {k: v for k, v in body.items() if k != "idempotency_key"} if isinstance(body, dict) else body
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _one_line(text: str) -> str:

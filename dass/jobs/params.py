@@ -1,5 +1,8 @@
 """Typed notebook parameters: what a job notebook declares, and checking what a user submits.
 
+Why one module: the rules below are one contract (declared types, JSON and form coercion,
+dataset parameters); half of the file is the docstring and examples that document it.
+
 A job notebook declares its parameters in the cell tagged ``parameters``, as papermill reads
 it::
 
@@ -68,6 +71,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import DassError
 from ..data.metadata import NAME_RE
 
 __all__ = [
@@ -114,7 +118,7 @@ _FALSE = frozenset({"false", "off", "no", "0"})
 _ID_FORMAT = '"<proposal>/<name>"'
 
 
-class ParameterError(ValueError):
+class ParameterError(DassError, ValueError, status=422):
     """A submitted parameter is wrong; the message names the field and what to fix.
 
     Attributes
@@ -549,7 +553,7 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(item)
 
 
-class _NotPlain(ValueError):
+class _NotPlain(DassError, ValueError, status=422):
     pass
 
 

@@ -116,6 +116,21 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def software_url(name: str, version: str) -> str:
+    """Where a recorded piece of software is described: its release page.
+
+    Examples
+    --------
+    >>> software_url("papermill", "2.7.0")
+    'https://pypi.org/project/papermill/2.7.0/'
+    >>> software_url("python", "3.11.9")
+    'https://www.python.org/downloads/release/python-3119/'
+    """
+    if name == "python":
+        return f"https://www.python.org/downloads/release/python-{version.replace('.', '')}/"
+    return f"https://pypi.org/project/{quote(name)}/{quote(version)}/"
+
+
 def _iso(value: str | dt.datetime | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -233,7 +248,7 @@ def build_crate(
             SoftwareApplication(
                 crate,
                 f"#software-{quote(name)}",
-                properties={"name": name, "version": str(version)},
+                properties={"name": name, "version": str(version), "url": software_url(name, str(version))},
             )
         )
         for name, version in sorted(packages.items())
@@ -242,7 +257,13 @@ def build_crate(
         SoftwareApplication(
             crate,
             f"#stack-{quote(stack)}",
-            properties={"name": f"dass stack {stack}", "identifier": stack},
+            properties={
+                "name": f"dass stack {stack}",
+                "identifier": stack,
+                # a stack is defined by the dass release that ships it (or the deployer's image)
+                "version": str(spec.get("stack_version") or packages.get("dass") or "unknown"),
+                "url": str(spec.get("stack_url") or f"urn:dass:stack:{quote(stack)}"),
+            },
         )
     )
     if apps:

@@ -1,5 +1,9 @@
 """Run one headless job: ``python -m dass.jobs.runner WORKDIR``.
 
+Why one module: this is the whole life of one job process, read top to bottom in the order it
+happens (the steps below); it imports only the data layer and papermill, so every executor
+(local, container, Slurm, Kubernetes) runs the same file.
+
 The dass service's executor starts this module as a process of its own (its own session and
 process group, ``cwd=WORKDIR``) after writing ``WORKDIR/spec.json`` and the notebook. The
 runner then:
@@ -17,8 +21,9 @@ runner then:
    ``input.ipynb``, ``executed.ipynb``, ``executed.html``, ``output/…``, ``job.log``, then
    ``ro-crate-metadata.json`` (:mod:`dass.jobs.provenance`), then ``dataset.json`` last (its
    presence marks a complete dataset for the catalogue); then removes the dataset mounts;
-7. writes ``result.json`` last of all, atomically, and exits 0 (``COMPLETED``) or 1
-   (``FAILED``).
+7. writes ``result.json`` to repository storage (``result_url`` of the spec, where the
+   service reads it wherever the run ran), then last of all into ``WORKDIR``, atomically, and
+   exits 0 (``COMPLETED``) or 1 (``FAILED``).
 
 ``result.json``::
 
@@ -59,6 +64,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from .kernels import hand_over, kernel_manager_class
+
+from ..errors import DassError
+
 __all__ = [
     "COMPLETED",
     "FAILED",
@@ -95,7 +104,7 @@ _MAX_REASON = 500
 _QUIET_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "asyncio", "traitlets", "PIL")
 
 
-class JobFailed(Exception):
+class JobFailed(DassError):
     """A run failed for a reason that is already worded for the job's owner."""
 
     def __init__(self, reason: str, failed_cell: int | None = None) -> None:
@@ -118,7 +127,11 @@ def _one_line(text: Any) -> str:
 
 
 def describe_failure(
-    exc: BaseException, *, cell: int | None = None, cell_timeout: float | None = None
+    exc: BaseException,
+    *,
+    cell: int | None = None,
+    cell_timeout: float | None = None,
+    kernel_exit: int | None = None,
 ) -> str:
     """The one-line, user-facing reason of a failed run.
 
@@ -143,10 +156,23 @@ def describe_failure(
     >>> describe_failure(DeadKernelError("Kernel died"), cell=4)
     'the kernel died while running cell 4 (out of memory or killed)'
     """
-    return _one_line(_reason(exc, cell, cell_timeout))
+    return _one_line(_reason(exc, cell, cell_timeout, kernel_exit))
 
 
-def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None) -> str:
+def _kernel_death(kernel_exit: int | None) -> str:
+    """Why a kernel ended, from its exit status (negative: the signal that killed it)."""
+    if kernel_exit is None or kernel_exit == -signal.SIGKILL:
+        return "out of memory or killed"
+    if kernel_exit < 0:
+        try:
+            name = signal.Signals(-kernel_exit).name
+        except ValueError:
+            name = f"signal {-kernel_exit}"
+        return f"killed by {name}"
+    return f"the kernel process exited by itself with status {kernel_exit}, e.g. os._exit() or sys.exit() in the notebook"
+
+
+def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None, kernel_exit: int | None = None) -> str:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
@@ -160,8 +186,8 @@ def _reason(exc: BaseException, cell: int | None, cell_timeout: float | None) ->
         return f"{where} raised {exc.ename}: {value}" if value else f"{where} raised {exc.ename}"
     if isinstance(exc, DeadKernelError):
         if cell:
-            return f"the kernel died while running cell {cell} (out of memory or killed)"
-        return "the kernel died before running any cell (out of memory or killed)"
+            return f"the kernel died while running cell {cell} ({_kernel_death(kernel_exit)})"
+        return f"the kernel died before running any cell ({_kernel_death(kernel_exit)})"
     if isinstance(exc, CellTimeoutError):
         if "IOPub" in str(exc):
             return f"{where} timed out waiting for the kernel's output"
@@ -332,7 +358,7 @@ class CellProgress:
 class JobRun:
     """One run of a job in its working directory (the stateful part of the runner)."""
 
-    def __init__(self, workdir: Path, spec: Mapping[str, Any], started: dt.datetime) -> None:
+    def __init__(self, workdir: Path, spec: Mapping[str, Any], started: dt.datetime, kernel: Any = None) -> None:
         self.workdir = workdir
         self.spec = spec
         self.started = started
@@ -346,6 +372,8 @@ class JobRun:
         self.progress = CellProgress(self.job_id)
         self.written: list[dict[str, Any]] = []
         self._mounted: Any = None
+        self._km_class: Any = None
+        self._kernel = kernel  # a kernel started ahead of the job, or None
 
     def _inside(self, rel: str) -> Path:
         path = (self.workdir / rel).resolve()
@@ -419,8 +447,43 @@ class JobRun:
 
     # -- 4. the notebook ------------------------------------------------------------------------
 
+    @property
+    def kernel_exit(self) -> int | None:
+        """Exit status of the notebook's kernel when it died (None: alive, or unknown)."""
+        km = getattr(self._km_class, "last", None)
+        return None if km is None else km.exit_status
+
+    def _warm_kernel(self) -> Any:
+        """The kernel started ahead of the job, given the job's environment and folder; None
+        when there is none or it did not survive the wait (papermill then starts one)."""
+        from jupyter_core.utils import run_sync
+
+        km, self._kernel = self._kernel, None
+        if km is None:
+            return None
+
+        try:
+            if not run_sync(km.is_alive)():
+                raise RuntimeError("the kernel started ahead has ended")
+            hand_over(km, str(self.workdir), dict(os.environ))
+        except Exception as e:
+            log.warning("job %s: not using the kernel started ahead (%s); starting one", self.job_id, e)
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:
+                pass
+            return None
+        log.info("job %s: using the kernel started ahead of the job", self.job_id)
+        return km
+
     def execute(self) -> None:
         import papermill
+        from jupyter_core.utils import run_sync
+
+        self._km_class = kernel_manager_class()
+        km = self._warm_kernel()
+        if km is not None:
+            type(km).last = km
 
         timeout = self.spec.get("cell_timeout")
         log.info(
@@ -430,20 +493,30 @@ class JobRun:
             self.spec.get("kernel_name"),
             f"{timeout} s" if timeout else "none",
         )
-        papermill.execute_notebook(
-            _format_safe(self.input),
-            _format_safe(self.executed),
-            parameters=dict(self.spec.get("parameters") or {}),
-            kernel_name=self.spec.get("kernel_name") or None,
-            language=_notebook_language(self.input),
-            cwd=str(self.workdir),
-            log_output=True,
-            progress_bar=False,
-            execution_timeout=timeout or None,
-            request_save_on_cell_execute=True,
-            on_notebook_start=self.progress.on_notebook_start,
-            on_cell_start=self.progress.on_cell_start,
-        )
+        try:
+            papermill.execute_notebook(
+                _format_safe(self.input),
+                _format_safe(self.executed),
+                parameters=dict(self.spec.get("parameters") or {}),
+                kernel_name=self.spec.get("kernel_name") or None,
+                language=_notebook_language(self.input),
+                cwd=str(self.workdir),
+                log_output=True,
+                progress_bar=False,
+                execution_timeout=timeout or None,
+                request_save_on_cell_execute=True,
+                on_notebook_start=self.progress.on_notebook_start,
+                on_cell_start=self.progress.on_cell_start,
+                kernel_manager_class=self._km_class,
+                **({"km": km} if km is not None else {}),
+            )
+        finally:
+            if km is not None:  # papermill leaves running a kernel it did not start
+                try:
+                    if run_sync(km.is_alive)():
+                        run_sync(km.shutdown_kernel)(now=False)
+                except Exception:  # a dead kernel: the leftovers are ended after the run
+                    log.debug("job %s: kernel shutdown failed", self.job_id, exc_info=True)
         log.info("job %s: notebook completed", self.job_id)
 
     def failed_cell(self, exc: BaseException) -> int | None:
@@ -491,7 +564,7 @@ class JobRun:
         return files
 
     def publish(self, status: str, reason: str | None, finished: dt.datetime) -> None:
-        from ..data.metadata import dump_metadata
+        from ..data.metadata_writer import write_metadata
         from .provenance import CRATE_FILE, build_crate, package_versions
 
         results_url = str(self.spec["results_url"])
@@ -539,8 +612,25 @@ class JobRun:
         )
         pipe(CRATE_FILE, (json.dumps(crate, indent=2, ensure_ascii=False) + "\n").encode())
         metadata = build_derived_metadata(self.spec, self.written, finished.date(), status=status, reason=reason)
-        pipe(METADATA_FILE, dump_metadata(metadata).encode())
+        # validated against dass.dataset/1 before it is written, atomically (the service, which
+        # has the catalogue, indexes it under the dataset's lock: metadata_writer.reindex_dataset)
+        proposal = str((self.spec.get("derived") or {}).get("proposal") or "")
+        data = write_metadata(storage, root, metadata, proposal=proposal)
+        self.written.append({"path": METADATA_FILE, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
         log.info("job %s: derived dataset %s written", self.job_id, results_url)
+
+
+    def publish_result(self, result_url: str, result: Mapping[str, Any]) -> None:
+        """Write ``result.json`` to repository storage, where the service reads it wherever
+        the run ran; a failure is logged (the local copy still tells what happened)."""
+        try:
+            storage = self._storage(result_url)
+            with storage.translate_errors(f"writing {result_url}"):
+                if storage.is_local:
+                    storage.fs.makedirs(storage.root.rsplit("/", 1)[0], exist_ok=True)
+                storage.fs.pipe_file(storage.root, json.dumps(dict(result), indent=2, default=str).encode())
+        except Exception:
+            log.exception("job %s: could not write its result to %s", self.job_id, result_url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,6 +666,33 @@ def _setup_logging(path: Path) -> logging.Handler:
     return handler
 
 
+def _become_subreaper() -> None:
+    """Adopt every orphan of the job (a process the notebook starts in a session of its own
+    is reparented to the runner, not to init), so that the end of the job can end them too."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            log.warning("cannot become the subreaper of the job's processes (errno %d)", ctypes.get_errno())
+    except (OSError, AttributeError):  # not Linux
+        log.warning("cannot become the subreaper of the job's processes on this system")
+
+
+def _end_leftovers(job_id: str) -> None:
+    """End every process the job left behind (the kernel is shut down by then)."""
+    import psutil
+
+    try:
+        left = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    if left:
+        log.info("job %s: ending %d process(es) the notebook left running", job_id, len(left))
+        _kill_children()
+
+
 def _kill_children() -> None:
     """Kill the kernel (and anything else this process started)."""
     import psutil
@@ -605,11 +722,16 @@ def _install_signal_handlers(job: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def run(workdir: str | os.PathLike[str]) -> int:
-    """Run the job of ``workdir`` (see the module docstring); returns the exit status."""
+def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
+    """Run the job of ``workdir`` (see the module docstring); returns the exit status.
+
+    ``kernel``: a kernel manager with a kernel already running (a standby runner's, see
+    :mod:`dass.jobs.standby`), used instead of starting one.
+    """
     workdir = Path(workdir).resolve()
     started = _now()
     _write_json_atomic(workdir / RUNNER_FILE, {"pid": os.getpid(), "started": started.isoformat()})
+    _become_subreaper()
     current: dict[str, str] = {}
     _install_signal_handlers(current)
     _setup_logging(workdir / LOG_FILE)
@@ -620,7 +742,7 @@ def run(workdir: str | os.PathLike[str]) -> int:
         spec = json.loads((workdir / SPEC_FILE).read_text(encoding="utf-8"))
         current["id"] = str(spec["job_id"])
         log.info("job %s: runner started (pid %d) in %s", spec["job_id"], os.getpid(), workdir)
-        job_run = JobRun(workdir, spec, started)
+        job_run = JobRun(workdir, spec, started, kernel=kernel)
     except Exception as e:
         log.exception("job %s: cannot start from %s", current.get("id", "?"), SPEC_FILE)
         status = FAILED
@@ -638,12 +760,15 @@ def run(workdir: str | os.PathLike[str]) -> int:
         except Exception as e:
             status = FAILED
             failed_cell = job_run.failed_cell(e)
-            reason = describe_failure(e, cell=failed_cell, cell_timeout=spec.get("cell_timeout"))
+            reason = describe_failure(
+                e, cell=failed_cell, cell_timeout=spec.get("cell_timeout"), kernel_exit=job_run.kernel_exit
+            )
             if reason.startswith("internal error"):
                 log.exception("job %s: failed: %s", job_run.job_id, reason)
             else:
                 log.error("job %s: failed: %s\n%s", job_run.job_id, reason, _details(e))
         job_run.render_html()
+        _end_leftovers(job_run.job_id)
 
     finished = _now()
     results_url = None
@@ -669,6 +794,8 @@ def run(workdir: str | os.PathLike[str]) -> int:
     log.info("job %s: %s%s", current.get("id", "?"), status, f" ({reason})" if reason else "")
     for handler in logging.getLogger().handlers:
         handler.flush()
+    if job_run is not None and spec.get("result_url"):
+        job_run.publish_result(str(spec["result_url"]), result)
     _write_json_atomic(workdir / RESULT_FILE, result)
     # the result is out: skip the final collection over everything papermill and nbconvert
     # loaded (about 0.3 s of a process exit)

@@ -9,19 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..hub.stacks import Size, Stack
+from ..stacks.registry import Size, Stack
+from ..stacks.runtime import address_space_limit, thread_env
 
 RUNNER_MODULE = "dass.jobs.runner"
-
-#: thread-pool sizes set to the size's CPUs (cooperative CPU limit, as for sessions)
-THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_MAX_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "TORCH_NUM_THREADS",
-)
 
 
 @dataclass(frozen=True)
@@ -54,9 +45,8 @@ def build_execution_spec(
     ``LANG``), never from the service's own environment: the service's hub token must not
     reach user code.
     """
-    threads = str(max(1, int(size.cpu)))
     env = dict(base_env)
-    env.update({k: threads for k in THREAD_ENV})
+    env.update(thread_env(size))
     env.update(
         {
             "HOME": workdir,
@@ -72,7 +62,9 @@ def build_execution_spec(
         cwd=workdir,
         env=env,
         cpu=size.cpu,
-        mem_limit_bytes=(size.mem_bytes + memory_headroom_bytes) if enforce_memory_limit else None,
+        mem_limit_bytes=address_space_limit(
+            size.mem_bytes, headroom_bytes=memory_headroom_bytes, enforce=enforce_memory_limit
+        ),
         timeout_seconds=timeout_seconds,
     )
 
@@ -86,6 +78,8 @@ def build_runner_spec(
     storage_options: dict[str, Any],
     results_url: str,
     derived: dict[str, Any],
+    result_url: str | None = None,
+    stack_url: str = "",
     size: Size,
     cell_timeout: int | None,
     kernel_name: str = "python3",
@@ -100,8 +94,10 @@ def build_runner_spec(
         "datasets": datasets,
         "storage": {"url": storage_url, "options": storage_options},
         "results_url": results_url,
+        "result_url": result_url,
         "derived": derived,
         "stack": job["stack"],
+        "stack_url": stack_url,
         "size": {"name": size.name, "cpu": size.cpu, "mem_gib": size.mem_gib},
         "kernel_name": kernel_name,
         "cell_timeout": cell_timeout,

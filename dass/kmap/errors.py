@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import DassError
 
-class KmapInputError(ValueError):
+
+class KmapInputError(DassError, ValueError, status=422):
     """A KMAP input (master file, entry, field, parameter) that cannot be processed.
 
     Parameters
@@ -49,7 +51,7 @@ class KmapInputError(ValueError):
         super().__init__(prefix + message)
 
 
-class KmapProcessingError(RuntimeError):
+class KmapProcessingError(DassError, RuntimeError):
     """xsocs accepted the input but its conversion or fit did not finish (status not DONE).
 
     The message carries xsocs' own status message; ``file`` names the input processed.

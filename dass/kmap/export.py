@@ -32,14 +32,14 @@ import numpy as np
 
 from .. import __version__
 from .errors import KmapInputError
-from .maps import MAP_LONG_NAMES, MAP_NAMES, MAP_UNITS, MASK_REASONS, Maps, Reference
+from .maps import MAP_LONG_NAMES, MAP_NAMES, MAP_UNITS, MASK_REASON_TEXT, MASK_REASONS, Maps, Reference, robust_limits
 
 __all__ = ["CSV_COLUMNS", "PNG_MAPS", "export_all", "read_hdf5", "write_csv", "write_hdf5", "write_png", "write_pngs"]
 
 log = logging.getLogger(__name__)
 
 #: Columns of :func:`write_csv`.
-CSV_COLUMNS: tuple[str, ...] = ("x", "y", "qx", "qy", "qz", "q_norm", "strain", "pitch", "roll", "ok")
+CSV_COLUMNS: tuple[str, ...] = ("x", "y", "qx", "qy", "qz", "q_norm", "strain", "pitch", "roll", "ok", "reason")
 #: Maps drawn by :func:`write_pngs` by default.
 PNG_MAPS: tuple[str, ...] = ("strain", "pitch", "roll")
 
@@ -95,7 +95,8 @@ def write_hdf5(
           strain/ pitch/ roll/ q_norm/ qx/ qy/ qz/   NXdata: signal=<name>, axes=["y","x"]
             <name>             (ny, nx) float64, units, long_name (NaN where masked)
             x, y               (nx,), (ny,) µm, units="um", long_name
-          mask/                NXdata: signal="ok" (uint8, 1 = good), one dataset per reason
+          mask/                NXdata: signal="ok" (uint8, 1 = good), one dataset per reason,
+                               reason (int8 reason map, 0 = ok; attribute legend)
           reference/           NXparameters: q0 (1/angstrom), q0_norm, d_spacing, source, …
           statistics/          NXcollection: one group per map, one scalar per statistic
           process/             NXprocess: program, version, date, settings (NXnote JSON),
@@ -144,6 +145,9 @@ def write_hdf5(
             ds = mask.create_dataset(reason, data=values.astype(np.uint8))
             ds.attrs["long_name"] = f"masked: {reason}"
         mask.create_dataset("index", data=maps.index).attrs["long_name"] = "index of the fit point of each cell (-1: none)"
+        codes = mask.create_dataset("reason", data=maps.reason_map())
+        codes.attrs["long_name"] = "first reason masked (0: ok, k: reason k of 'legend')"
+        codes.attrs["legend"] = _dumps({str(i): f"{n}: {MASK_REASON_TEXT[n]}" for i, n in enumerate(MASK_REASONS, start=1)})
 
         ref = entry.create_group("reference")
         ref.attrs["NX_class"] = "NXparameters"
@@ -292,7 +296,8 @@ def write_png(
     cmap : str, optional
         Matplotlib colour map (default ``"RdBu_r"`` for strain and tilts, else ``"viridis"``).
     vmin, vmax : float, optional
-        Colour range; default the 1st and 99th percentiles of the good values.
+        Colour range; default :func:`dass.kmap.maps.robust_limits` of the good values
+        (outliers cannot take the scale over).
     size_px : (int, int)
         Picture width and height in pixels (exact).
     dpi : int
@@ -334,11 +339,11 @@ def figure(
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     values = maps.map(name)
-    good = values[np.isfinite(values)]
-    if vmin is None and good.size:
-        vmin = float(np.percentile(good, 1))
-    if vmax is None and good.size:
-        vmax = float(np.percentile(good, 99))
+    limits = robust_limits(values, maps.ok)
+    if vmin is None and limits is not None:
+        vmin = limits[0]
+    if vmax is None and limits is not None:
+        vmax = limits[1]
     if vmin is not None and vmax is not None and vmin == vmax:
         vmin, vmax = vmin - 0.5 * (abs(vmin) or 1e-12), vmax + 0.5 * (abs(vmax) or 1e-12)
     cmap_name = cmap or ("RdBu_r" if name in ("strain", "pitch", "roll") else "viridis")
@@ -388,7 +393,9 @@ def write_pngs(
 def write_csv(maps: Maps, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """One row per scan position (in the fit's point order): :data:`CSV_COLUMNS`.
 
-    Masked values are written as ``nan``; ``ok`` is 1 for a good fit, 0 for a masked one.
+    Masked values are written as ``nan``; ``ok`` is 1 for a good fit, 0 for a masked one;
+    ``reason`` is empty where ok, else the first reason the position is masked for
+    (:data:`dass.kmap.maps.MASK_REASONS`).
     Positions are the grid positions (µm), q in Å⁻¹, tilts in degrees.
     """
     maps = _check_maps(maps)
@@ -396,6 +403,7 @@ def write_csv(maps: Maps, path: str | os.PathLike[str], *, overwrite: bool = Fal
     iy, ix = np.nonzero(maps.index >= 0)
     order = np.argsort(maps.index[iy, ix], kind="stable")
     iy, ix = iy[order], ix[order]
+    codes = maps.reason_map()
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
@@ -404,7 +412,7 @@ def write_csv(maps: Maps, path: str | os.PathLike[str], *, overwrite: bool = Fal
             writer.writerow(
                 [repr(float(v)) for v in (maps.x[c], maps.y[r], q[0], q[1], q[2], maps.q_norm[r, c],
                                           maps.strain[r, c], maps.pitch[r, c], maps.roll[r, c])]
-                + [int(maps.ok[r, c])]
+                + [int(maps.ok[r, c]), MASK_REASONS[codes[r, c] - 1] if codes[r, c] else ""]
             )
     return out
 

@@ -53,11 +53,18 @@ class FitResult:
     status: np.ndarray
     """(n, 3) int8: 0 = ok, 1 = failed."""
     method: str
-    """"gaussian" or "centroid"."""
+    """"gaussian" or "centroid" (xsocs' fits), or "direct" (:mod:`dass.kmap.direct`)."""
     background: str
     """"none", "constant" or "snip"."""
     axis_names: tuple[str, str, str] = ("qx", "qy", "qz")
     raw: dict[str, np.ndarray] | None = None
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """The q axes (bin centres, Å⁻¹) the fit saw (the q-space ROI when one was given):
+    a centre outside them is masked by :func:`dass.kmap.maps.strain_tilt`."""
+    center_err: np.ndarray | None = None
+    """(n, 3) 1 σ uncertainty of the centre, Å⁻¹ (engine "direct" only; xsocs gives none)."""
+    q_norm_err: np.ndarray | None = None
+    """(n,) 1 σ uncertainty of |q|, Å⁻¹ (engine "direct" only)."""
 
     def ok_mask(self) -> np.ndarray:
         """(n,) bool: True where the fit succeeded on all three axes and the centre is finite."""
@@ -120,6 +127,7 @@ def from_xsocs(result: Any, path: str | Path) -> FitResult:
         axis_names=tuple(n.decode() if isinstance(n, bytes) else str(n)
                          for n in result.qspace_dimension_names),
         raw=raw,
+        axes=tuple(np.asarray(a, dtype=np.float64) for a in result.qspace_dimension_values),
     )
 
 
@@ -255,4 +263,20 @@ def read_fit(path: str | Path) -> FitResult:
     except (KeyError, RuntimeError, TypeError, IndexError) as exc:
         raise KmapInputError(f"not an xsocs fit file ({exc}): write it with dass.kmap.fit.fit",
                              file=p) from None
-    return from_xsocs(result, p)
+    with h5py.File(p, "r") as h5:
+        engine = h5.attrs.get("dass_engine")
+    out = from_xsocs(result, p)
+    if engine in ("direct", b"direct"):
+        out = _labelled(out)
+    return out
+
+
+def _labelled(result: FitResult) -> FitResult:
+    """A FitResult from a direct fit file: method "direct", uncertainties filled in."""
+    raw = result.raw or {}
+    result.method = "direct"
+    if "Center_err" in raw:
+        result.center_err = raw["Center_err"]
+    if "Qnorm_err" in raw:
+        result.q_norm_err = raw["Qnorm_err"][:, 0]
+    return result

@@ -15,6 +15,7 @@ check what they wrote.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,10 @@ import numpy as np
 
 from .errors import KmapInputError
 
-__all__ = ["ScanInfo", "check_master", "from_spec", "from_bliss"]
+__all__ = ["ScanInfo", "check_master", "check_normalizer", "from_spec", "from_bliss",
+           "load_mask", "normalizer_values"]
+
+log = logging.getLogger(__name__)
 
 # xsocs.io.XsocsH5.MOTORCOLS: the measurement counter that holds each piezo motor's positions
 MOTOR_COUNTERS = {"pix": "adcY", "piy": "adcX", "piz": "adcZ"}
@@ -106,8 +110,14 @@ def check_master(path: str | Path) -> ScanInfo:
 
     Examples
     --------
-    >>> info = check_master("scan/kmap_master.h5")  # doctest: +SKIP
-    >>> info.n_positions, info.frame_shape, info.eta[:2]
+    >>> import tempfile
+    >>> from dass.kmap.synthetic import generate
+    >>> master, _ = generate(tempfile.mkdtemp(), shape=(4, 5), n_angles=3, eta_step=0.5)
+    >>> info = check_master(master)
+    >>> info.n_positions, info.frame_shape, info.scan_shape
+    (20, (32, 32), (4, 5))
+    >>> [round(float(eta), 2) for eta in info.eta[:2]]  # the rocking angles, 0.5° apart
+    [34.3, 34.8]
     """
     import h5py
 
@@ -202,6 +212,12 @@ def _check_entry(grp: Any, p: Path, name: str) -> dict[str, Any]:
         return grp[sub]
 
     data = need("measurement/image/data", "the detector frames")
+    if isinstance(data, h5py.Dataset) and data.ndim == 3 and data.shape[0] == 0:
+        raise KmapInputError(
+            "no frames: the entry's frame dataset is empty (0 frames); the scan was not "
+            "recorded or not copied: remove the entry or re-merge the scan",
+            file=p, entry=name, field="measurement/image/data",
+        )
     if not isinstance(data, h5py.Dataset) or data.ndim != 3 or 0 in data.shape:
         raise KmapInputError(
             f"frames must be a 3-D (n, rows, cols) dataset, got shape "
@@ -210,6 +226,7 @@ def _check_entry(grp: Any, p: Path, name: str) -> dict[str, Any]:
     if data.dtype.kind not in "iuf":
         raise KmapInputError(f"frames must be numbers, got dtype {data.dtype}",
                              file=p, entry=name, field="measurement/image/data")
+    _check_first_chunk(data, p, name)
     n = int(data.shape[0])
     imgnr = need("measurement/imgnr", "measurement/imgnr (the image number of each frame)")
     if not isinstance(imgnr, h5py.Dataset) or imgnr.ndim != 1 or imgnr.shape[0] != n:
@@ -266,6 +283,86 @@ def _check_entry(grp: Any, p: Path, name: str) -> dict[str, Any]:
         "phi": angles["phi"], "motors": motors, "scan_shape": (steps[1], steps[0]),
         "x": coords[0], "y": coords[1], "normalizers": normalizers,
     }
+
+
+def _check_first_chunk(data: Any, master: Path, entry: str) -> None:
+    """Read the first chunk (or frame) of a frame dataset: corrupt compressed data shows here.
+
+    A damaged chunk whose header is intact passes every metadata check and fails only when
+    the conversion decompresses it; reading the first one costs one chunk per entry.
+    """
+    stop = min(int(data.shape[0]), int(data.chunks[0]) if data.chunks else 1)
+    try:
+        data[0:stop]
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise KmapInputError(
+            f"frames 0..{stop - 1} cannot be read ({exc}): the file is damaged (a corrupt or "
+            f"truncated chunk); copy it again from the source (its entry is linked from "
+            f"{master.name})", file=data.file.filename, entry=entry,
+            field="measurement/image/data",
+        ) from None
+
+
+def frame_reader_error(exc: BaseException, data: Any, entry: str, start: int, stop: int) -> KmapInputError:
+    """The error for frames ``start..stop-1`` of an entry that could not be read mid-way."""
+    return KmapInputError(
+        f"frames {start}..{stop - 1} cannot be read ({exc}): the file is damaged (a corrupt "
+        "or truncated chunk); copy it again from the source", file=data.file.filename,
+        entry=entry, field="measurement/image/data",
+    )
+
+
+def normalizer_values(info: ScanInfo, normalizer: str) -> np.ndarray:
+    """The values of a normalizer counter, ``(n_entries, n_positions)`` float64.
+
+    Raises :class:`KmapInputError` (file, entry, field) when the counter is missing from an
+    entry or has another length.
+    """
+    import h5py
+
+    out = np.empty((info.n_angles, info.n_positions), dtype=np.float64)
+    with h5py.File(info.path, "r") as h5:
+        for k, entry in enumerate(info.entries):
+            fld = f"measurement/{normalizer}"
+            ds = h5[entry].get(fld)
+            if not isinstance(ds, h5py.Dataset) or ds.shape != (info.n_positions,):
+                raise KmapInputError(
+                    f"normalizer {normalizer!r} needs one value per frame "
+                    f"({info.n_positions}) in every entry, got "
+                    f"{'none' if ds is None else getattr(ds, 'shape', None)}; choose another "
+                    "normalizer or none", file=info.path, entry=entry, field=fld,
+                )
+            out[k] = np.asarray(ds[()], dtype=np.float64)
+    return out
+
+
+def check_normalizer(info: ScanInfo, normalizer: str) -> np.ndarray:
+    """Positions whose normalizer value is <= 0 or not finite in any entry, ``(n,)`` bool.
+
+    xsocs divides each frame by it: a zero gives inf/NaN cubes that its fit still calls
+    "ok". Raises :class:`KmapInputError` when no position is usable; otherwise the bad
+    positions are logged (file, entry, field) and returned, to be masked in the maps.
+    """
+    values = normalizer_values(info, normalizer)
+    with np.errstate(invalid="ignore"):
+        bad_each = ~(np.isfinite(values) & (values > 0))
+    bad = bad_each.any(axis=0)
+    for k, entry in enumerate(info.entries):
+        if bad_each[k].all():
+            raise KmapInputError(
+                f"normalizer {normalizer!r} is <= 0 or not finite at every position "
+                f"(e.g. {values[k, 0]!r}): the counter is not a monitor; choose another "
+                "normalizer or none", file=info.path, entry=entry,
+                field=f"measurement/{normalizer}",
+            )
+    if bad.any():
+        entries = [e for e, row in zip(info.entries, bad_each) if row.any()]
+        log.warning(
+            "kmap %s field measurement/%s: %d position(s) with a value <= 0 or not finite "
+            "(positions %s, entries %s); they are masked in the maps",
+            info.path, normalizer, int(bad.sum()), np.nonzero(bad)[0][:10].tolist(), entries[:10],
+        )
+    return bad
 
 
 def from_spec(
@@ -431,3 +528,79 @@ def from_bliss(
     except (KeyError, ValueError, IndexError, Exception) as exc:  # noqa: BLE001 - xsocs raises bare Exception
         raise KmapInputError(f"xsocs make_xsocs_links failed: {exc}", file=src) from None
     return Path(check_master(master).path)
+
+
+MASK_SUFFIXES = (".npy", ".edf", ".tif", ".tiff", ".h5", ".hdf5")
+
+
+def load_mask(mask: Any, frame_shape: Sequence[int] | None = None) -> np.ndarray | None:
+    """A detector mask (non-zero = pixel left out) from an array or a file; None stays None.
+
+    Parameters
+    ----------
+    mask
+        None, a 2-D array, or the path of a ``.npy``, ``.edf`` or ``.tif`` image, or of an
+        HDF5 file with the dataset after ``::`` (``"mask.h5::/entry/mask"``; without it, the
+        only 2-D dataset of the file).
+    frame_shape
+        When given, the mask must have this (rows, cols) shape.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``uint8`` array, 1 where a pixel is masked. The input is not modified.
+    """
+    if mask is None:
+        return None
+    where = None
+    if isinstance(mask, (str, Path)):
+        text = str(mask)
+        path_text, _, dset = text.partition("::")
+        path = Path(path_text).expanduser()
+        where = path
+        if not path.is_file():
+            raise KmapInputError("mask file not found: give the path of a .npy, .edf, .tif or "
+                                 ".h5 mask (non-zero = masked pixel)", file=path, field="mask")
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".npy":
+                arr = np.load(path, allow_pickle=False)
+            elif suffix in (".edf", ".tif", ".tiff"):
+                import fabio
+
+                with fabio.open(str(path)) as img:
+                    arr = np.asarray(img.data)
+            elif suffix in (".h5", ".hdf5"):
+                import h5py
+
+                with h5py.File(path, "r") as h5:
+                    if not dset:
+                        found: list[str] = []
+                        h5.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset)
+                                      and o.ndim == 2 else None)
+                        if len(found) != 1:
+                            raise KmapInputError(
+                                f"the file holds {len(found)} 2-D datasets {found[:5]}: name the "
+                                "mask as 'file.h5::/path/to/mask'", file=path, field="mask")
+                        dset = found[0]
+                    if dset not in h5:
+                        raise KmapInputError(f"no dataset {dset!r} in the file", file=path,
+                                             field="mask")
+                    arr = np.asarray(h5[dset][()])
+            else:
+                raise KmapInputError(f"unknown mask file type {suffix!r}: use one of "
+                                     f"{', '.join(MASK_SUFFIXES)}", file=path, field="mask")
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, KmapInputError):
+                raise
+            raise KmapInputError(f"cannot read the mask ({exc})", file=path, field="mask") from None
+    else:
+        arr = np.asarray(mask)
+    if arr.ndim != 2 or arr.dtype.kind not in "biuf":
+        raise KmapInputError(f"a mask must be a 2-D array of numbers (non-zero = masked pixel), "
+                             f"got shape {arr.shape} dtype {arr.dtype}", file=where, field="mask")
+    if frame_shape is not None and arr.shape != tuple(frame_shape):
+        raise KmapInputError(f"mask must have the frame shape {tuple(frame_shape)} (rows, cols), "
+                             f"got {arr.shape}", file=where, field="mask")
+    with np.errstate(invalid="ignore"):
+        return (np.nan_to_num(arr, nan=1.0) != 0).astype(np.uint8)

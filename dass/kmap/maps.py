@@ -50,15 +50,19 @@ __all__ = [
     "HC_KEV_ANGSTROM",
     "MAP_NAMES",
     "MAP_UNITS",
+    "MASK_REASONS",
+    "MASK_REASON_TEXT",
     "Maps",
     "Reference",
     "edge_positions",
     "position_grid",
+    "robust_limits",
     "strain_tilt",
     "strain_tilt_arrays",
     "summary",
     "tilt_angles",
     "tilt_frame",
+    "validity",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,8 +93,25 @@ MAP_LONG_NAMES: dict[str, str] = {
     "qz": "qz / Å⁻¹",
 }
 
-# Reasons a position is masked, in the order they are checked.
-MASK_REASONS: tuple[str, ...] = ("no_data", "fit_status", "not_finite", "height", "width", "q_range", "strain_range")
+#: Reasons a position is masked, in the order they are checked (the code of a reason in
+#: :meth:`Maps.reason_map` is its index + 1; 0 = ok).
+MASK_REASONS: tuple[str, ...] = (
+    "no_data", "normalizer", "fit_status", "not_finite", "outside_grid", "peak", "height", "width",
+    "q_range", "strain_range",
+)
+#: What each reason means (legend of the reason map, summary and exports).
+MASK_REASON_TEXT: dict[str, str] = {
+    "no_data": "no scan position at this grid cell",
+    "normalizer": "normalizer (monitor) value <= 0 or not finite",
+    "fit_status": "the fit reported a failure",
+    "not_finite": "fitted q is not finite or zero",
+    "outside_grid": "fitted centre outside the q-space grid",
+    "peak": "fitted peak height or width not finite or not positive",
+    "height": "peak height below min_height",
+    "width": "peak width above max_width",
+    "q_range": "|q| outside q_range",
+    "strain_range": "strain outside strain_range",
+}
 
 _PERCENTILES = (1, 5, 25, 75, 95, 99)
 
@@ -263,7 +284,8 @@ class Reference:
             When the region is malformed or holds no well-fitted point.
         """
         x, y, centers, ok = _fit_arrays(fit)
-        ok = ok & _quality_mask(fit, centers, min_height, max_width)[0]
+        outside, bad_peak = validity(fit, centers)
+        ok = ok & _quality_mask(fit, centers, min_height, max_width)[0] & ~outside & ~bad_peak
         selected = _region_mask(region, x, y, tol)
         use = selected & ok
         if not use.any():
@@ -486,6 +508,30 @@ def summary(values: np.ndarray, mask: np.ndarray | None = None) -> dict[str, flo
     return out
 
 
+def robust_limits(values: np.ndarray, mask: np.ndarray | None = None, *, k: float = 5.0) -> tuple[float, float] | None:
+    """Colour limits of a map that a few outliers cannot take over.
+
+    The 2nd and 98th percentiles of the finite values (where ``mask`` is True), narrowed to
+    ``median ± k · 1.4826 · MAD`` when that is narrower (for Gaussian values the MAD band
+    holds ± k σ, so the real field keeps its full range). None when no value is left.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    use = np.isfinite(arr)
+    if mask is not None:
+        use &= np.asarray(mask, dtype=bool)
+    data = arr[use]
+    if not data.size:
+        return None
+    lo, hi = (float(v) for v in np.percentile(data, (2, 98)))
+    med = float(np.median(data))
+    mad = float(np.median(np.abs(data - med))) * 1.4826
+    if mad > 0:
+        lo, hi = max(lo, med - k * mad), min(hi, med + k * mad)
+    if not lo < hi:
+        lo, hi = float(data.min()), float(data.max())
+    return lo, hi
+
+
 def edge_positions(
     values: np.ndarray, threshold: float, *, coords: Sequence[float] | None = None, axis: int = -1
 ) -> np.ndarray | list[np.ndarray]:
@@ -606,6 +652,15 @@ class Maps:
         """Number of cells masked for each reason (a cell may have several)."""
         return {k: int(v.sum()) for k, v in self.reasons.items()}
 
+    def reason_map(self) -> np.ndarray:
+        """``(ny, nx)`` int8: 0 where ok, else 1 + the index in :data:`MASK_REASONS` of the
+        first reason the cell is masked for."""
+        out = np.zeros(self.shape, dtype=np.int8)
+        for code, name in reversed(list(enumerate(MASK_REASONS, start=1))):
+            if name in self.reasons:
+                out[self.reasons[name]] = code
+        return out
+
 
 def _fit_arrays(fit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """x, y, centres (n, 3) and the fit-status mask (n,) of a FitResult, checked."""
@@ -627,6 +682,38 @@ def _fit_arrays(fit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     if ok.shape != x.shape:
         raise KmapInputError(f"{where}: ok_mask() has shape {ok.shape}, expected ({x.size},)")
     return x, y, centers, ok
+
+
+def validity(fit: Any, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point: (centre outside the q grid, peak height or width not finite or not positive).
+
+    These are always applied: xsocs' fit reports "ok" for positions without a peak (an
+    all-zero cube gives the grid corner and NaN widths; a flat background gives centres far
+    outside the grid). The grid is the fit's q axes (``fit.axes``, bin centres); the width is
+    ``|σ|`` (a Gaussian fit may return a negative σ with a negative area: the same curve);
+    the centroid has no width, so only its height (``I_max``) is checked.
+    """
+    n = centers.shape[0]
+    outside = np.zeros(n, bool)
+    axes = getattr(fit, "axes", None)
+    if axes is not None:
+        with np.errstate(invalid="ignore"):
+            for d, axis in enumerate(axes):
+                a = np.asarray(axis, dtype=np.float64)
+                if a.size:
+                    outside |= (centers[:, d] < a.min()) | (centers[:, d] > a.max())
+    bad = np.zeros(n, bool)
+    height = getattr(fit, "height", None)
+    if height is not None:
+        h = np.asarray(height, dtype=np.float64).reshape(n, -1)
+        with np.errstate(invalid="ignore"):
+            bad |= ~np.all(np.isfinite(h) & (h > 0), axis=1)
+    width = getattr(fit, "width", None)
+    if width is not None and getattr(fit, "method", "gaussian") != "centroid":
+        w = np.abs(np.asarray(width, dtype=np.float64).reshape(n, -1))
+        with np.errstate(invalid="ignore"):
+            bad |= ~np.all(np.isfinite(w) & (w > 0), axis=1)
+    return outside, bad
 
 
 def _quality_mask(
@@ -655,10 +742,16 @@ def strain_tilt(
     max_width: float | None = None,
     q_range: tuple[float, float] | None = None,
     strain_range: tuple[float, float] | None = None,
+    normalizer_bad: np.ndarray | None = None,
     tol: float | tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Maps:
     """Strain and tilt maps from a fit, relative to a reference.
+
+    Whatever the options, a position is masked (with its reason, :data:`MASK_REASONS`) when
+    the fit failed, its q is not finite, its centre lies outside the q grid, its peak height
+    or width is not finite or not positive (:func:`validity`), or its normalizer value was
+    <= 0 or not finite (``normalizer_bad``). Statistics use the remaining positions only.
 
     Parameters
     ----------
@@ -676,6 +769,9 @@ def strain_tilt(
         Mask positions whose ``|q|`` lies outside ``[min, max]`` (Å⁻¹).
     strain_range : (float, float), optional
         Mask positions whose strain lies outside ``[min, max]``.
+    normalizer_bad : array of bool, optional
+        ``(n,)``: True where the position's normalizer value was <= 0 or not finite
+        (:func:`dass.kmap.inputs.check_normalizer`, restricted to the fitted positions).
     tol : float or (float, float), optional
         Position tolerance (µm) of :func:`position_grid`.
     progress : callable, optional
@@ -692,6 +788,7 @@ def strain_tilt(
     """
     x, y, centers, status_ok = _fit_arrays(fit)
     quality_ok, low, wide = _quality_mask(fit, centers, min_height, max_width)
+    outside, bad_peak = validity(fit, centers)
     settings = {
         "min_height": min_height,
         "max_width": max_width,
@@ -703,8 +800,8 @@ def strain_tilt(
     }
     return strain_tilt_arrays(
         x, y, centers, reference,
-        status_ok=status_ok, low_height=low, wide=wide,
-        q_range=q_range, strain_range=strain_range, tol=tol, settings=settings, progress=progress,
+        status_ok=status_ok, low_height=low, wide=wide, outside_grid=outside,
+        bad_peak=bad_peak, normalizer_bad=normalizer_bad, q_range=q_range, strain_range=strain_range, tol=tol, settings=settings, progress=progress,
     )
 
 
@@ -717,6 +814,9 @@ def strain_tilt_arrays(
     status_ok: np.ndarray | None = None,
     low_height: np.ndarray | None = None,
     wide: np.ndarray | None = None,
+    outside_grid: np.ndarray | None = None,
+    bad_peak: np.ndarray | None = None,
+    normalizer_bad: np.ndarray | None = None,
     q_range: tuple[float, float] | None = None,
     strain_range: tuple[float, float] | None = None,
     tol: float | tuple[float, float] | None = None,
@@ -725,8 +825,10 @@ def strain_tilt_arrays(
 ) -> Maps:
     """:func:`strain_tilt` on plain arrays: positions (n,), q centres (n, 3).
 
-    ``status_ok``, ``low_height`` and ``wide`` are per-point booleans (the fit status is good;
-    the peak is too low; too wide); the others are as in :func:`strain_tilt`.
+    ``status_ok``, ``low_height``, ``wide``, ``outside_grid``, ``bad_peak`` and
+    ``normalizer_bad`` are per-point booleans (the fit status is good; the peak is too low;
+    too wide; its centre is outside the q grid; its height or width is not finite or not
+    positive; its normalizer value is bad); the others are as in :func:`strain_tilt`.
     """
     xa = np.asarray(x, dtype=np.float64).reshape(-1)
     ya = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -760,8 +862,11 @@ def strain_tilt_arrays(
         progress(2, total)
 
     point_reasons = {
+        "normalizer": flag(normalizer_bad, "normalizer_bad"),
         "fit_status": ~flag(status_ok if status_ok is not None else np.ones(n, bool), "status_ok"),
         "not_finite": ~(np.all(np.isfinite(q), axis=1) & (norm > 0)),
+        "outside_grid": flag(outside_grid, "outside_grid"),
+        "peak": flag(bad_peak, "bad_peak"),
         "height": flag(low_height, "low_height"),
         "width": flag(wide, "wide"),
         "q_range": np.zeros(n, bool),

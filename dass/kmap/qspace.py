@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import KmapInputError, KmapProcessingError
-from .inputs import ScanInfo, check_master
+from .inputs import ScanInfo, check_master, check_normalizer, load_mask
 
 __all__ = ["convert", "check_parameters"]
 
@@ -50,7 +50,8 @@ def check_parameters(
         raise KmapInputError(f"grid must be three integers >= 2 (bins along qx, qy, qz), got "
                              f"{grid!r}", file=info.path, field="grid")
     out: dict[str, Any] = {"grid": g, "roi": None, "mask": None, "normalizer": None,
-                           "medfilt": None}
+                           "normalizer_bad": np.zeros(info.n_positions, bool), "medfilt": None,
+                           "indices": np.arange(info.n_positions)}
     if roi is not None:
         try:
             r = [float(v) for v in roi]
@@ -69,8 +70,11 @@ def check_parameters(
                 file=info.path, field="roi",
             )
         out["roi"] = r
+        out["indices"] = np.nonzero(sel)[0]  # xsocs' own rule (QSpaceConverter roi)
     if mask is not None:
-        m = np.asarray(mask)
+        m = mask if isinstance(mask, (str, os.PathLike)) else np.asarray(mask)
+        if not isinstance(m, np.ndarray):
+            m = load_mask(m)
         if m.shape != info.frame_shape:
             raise KmapInputError(
                 f"mask must have the frame shape {info.frame_shape} (non-zero = masked pixel), "
@@ -88,6 +92,7 @@ def check_parameters(
                 entry=info.entries[0], field="normalizer",
             )
         out["normalizer"] = str(normalizer)
+        out["normalizer_bad"] = check_normalizer(info, str(normalizer))
     if medfilt is not None:
         try:
             mf = [int(v) for v in medfilt]

@@ -1,11 +1,13 @@
 """The whole KMAP path in one call, for the service notebook (dass jobs) and the widget app.
 
-:func:`process_scan` runs check → q-space conversion (xsocs) → peak fit (xsocs) → strain and
-tilt maps → exports, writing everything into one output folder (the derived dataset):
+:func:`process_scan` runs check → q-space conversion + peak fit (engine "dass", "xsocs" or
+"direct", see :data:`ENGINES`) → strain and tilt maps → exports, writing everything into one
+output folder (the derived dataset):
 
 ============================  =====================================================
-``<stem>_qspace.h5``          xsocs QSpace HDF5 (:func:`dass.kmap.qspace.convert`)
-``<stem>_fit.h5``             xsocs fit HDF5 (:func:`dass.kmap.fit.fit`)
+``<stem>_qspace.h5``          xsocs QSpace HDF5 (engines "dass" and "xsocs"; not with
+                              ``write_qspace=False`` or the "direct" engine)
+``<stem>_fit.h5``             fit HDF5 in xsocs' layout (every engine)
 ``<stem>_maps.h5``            NeXus-style maps (:func:`dass.kmap.export.write_hdf5`)
 ``<stem>_maps.csv``           one row per position (:func:`dass.kmap.export.write_csv`)
 ``<stem>_<map>.png``          strain, pitch and roll pictures
@@ -26,15 +28,29 @@ import json
 import logging
 import os
 import time
+
+import numpy as np
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..jobs.provenance import package_versions
 from .errors import KmapInputError
-from .maps import Maps, Reference
+from .maps import MASK_REASON_TEXT, MASK_REASONS, Maps, Reference
 
-__all__ = ["STAGES", "make_reference", "process_scan"]
+__all__ = ["ENGINES", "STAGES", "job_options", "make_reference", "process_scan"]
+
+#: Conversion + fit engines of :func:`process_scan`: ``"dass"`` (:mod:`dass.kmap.fast`, the
+#: same numbers as xsocs, faster), ``"xsocs"`` (xsocs' own QSpaceConverter and PeakFitter,
+#: the reference) and ``"direct"`` (:mod:`dass.kmap.direct`, a 3-D fit to the pixels, beyond
+#: xsocs' method; its numbers differ from xsocs by design).
+ENGINES: tuple[str, ...] = ("dass", "xsocs", "direct")
+#: What each engine is, as the summary says it.
+ENGINE_LABELS: dict[str, str] = {
+    "dass": "dass engine: xsocs' binned q-space conversion and 1-D fits, identical numbers, one pass",
+    "xsocs": "xsocs QSpaceConverter + PeakFitter (reference)",
+    "direct": "direct 3-D Gaussian fit to the pixels (dass; not xsocs' binned method)",
+}
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +145,12 @@ def process_scan(
     min_height: float | None = None,
     max_width: float | None = None,
     strain_range: tuple[float, float] | None = None,
+    q_range: tuple[float, float] | None = None,
     mask: Any = None,
     normalizer: str | None = None,
     medfilt: Sequence[int] | None = None,
+    engine: str = "dass",
+    write_qspace: bool = True,
     stem: str | None = None,
     overwrite: bool = False,
     progress: Callable[[float, str], None] | None = None,
@@ -154,10 +173,20 @@ def process_scan(
         See :func:`make_reference`; a reflection without energy takes the scan's energy.
     n_proc : int
         Processes for conversion and fit.
-    min_height, max_width, strain_range
-        Masking thresholds of :func:`dass.kmap.maps.strain_tilt`.
+    min_height, max_width, strain_range, q_range
+        Masking thresholds of :func:`dass.kmap.maps.strain_tilt` (on top of the rules it
+        always applies: failed fit, centre outside the q grid, height or width not finite or
+        not positive, normalizer value <= 0 or not finite).
     mask, normalizer, medfilt
-        Passed to :func:`dass.kmap.qspace.convert`.
+        As :func:`dass.kmap.qspace.convert`; ``mask`` may be an array or the path of a mask
+        file (:func:`dass.kmap.inputs.load_mask`).
+    engine : str
+        ``"dass"`` (default: :func:`dass.kmap.fast.convert_fit`, xsocs' numbers, faster),
+        ``"xsocs"`` (xsocs' converter and fitter, the reference) or ``"direct"``
+        (:func:`dass.kmap.direct.fit_direct`: a 3-D Gaussian fitted to the pixels; not
+        xsocs' method, see that module).
+    write_qspace : bool
+        Write the 4-D q-space file (engine "dass"; "xsocs" always writes it, "direct" never).
     stem : str, optional
         File name prefix; default the master's name without ``_master.h5``.
     overwrite : bool
@@ -181,7 +210,7 @@ def process_scan(
         Before any work, for a bad master file or parameter.
     """
     from . import export, fit as kfit, qspace
-    from .inputs import check_master
+    from .inputs import check_master, load_mask
     from .maps import strain_tilt
 
     master = Path(master_path)
@@ -203,6 +232,18 @@ def process_scan(
     start["check"] = time.perf_counter()
     report("check", 0.0)
     info = check_master(master)
+    if engine not in ENGINES:
+        raise KmapInputError(f"unknown engine {engine!r}: use one of {ENGINES}", field="engine")
+    if mask is not None and not hasattr(mask, "shape"):
+        mask = load_mask(mask, info.frame_shape)
+    checked = qspace.check_parameters(info, grid=grid, roi=roi, mask=mask, normalizer=normalizer,
+                                      medfilt=medfilt, n_proc=n_proc)
+    normalizer_bad = checked["normalizer_bad"][checked["indices"]]
+    for what, value in (("strain_range", strain_range), ("q_range", q_range)):
+        if value is not None:
+            from .maps import _range
+
+            _range(value, what)
     if method not in kfit.METHODS:
         raise KmapInputError(f"unknown fit method {method!r}: use one of {kfit.METHODS}", field="method")
     if background not in kfit.BACKGROUNDS:
@@ -223,21 +264,66 @@ def process_scan(
     fit_path = out / f"{stem}_fit.h5"
     stage_done("check")
 
-    start["convert"] = time.perf_counter()
-    qspace.convert(master, qspace_path, grid=grid, roi=roi, mask=mask, normalizer=normalizer, medfilt=medfilt,
-                   n_proc=n_proc, overwrite=overwrite, progress=lambda f: report("convert", f))
-    stage_done("convert")
+    if engine == "xsocs":
+        start["convert"] = time.perf_counter()
+        qspace.convert(master, qspace_path, grid=grid, roi=roi, mask=mask, normalizer=normalizer,
+                       medfilt=medfilt, n_proc=n_proc, overwrite=overwrite,
+                       progress=lambda f: report("convert", f))
+        stage_done("convert")
+        start["fit"] = time.perf_counter()
+        result = kfit.fit(qspace_path, fit_path, method=method, background=background, n_proc=n_proc,
+                          overwrite=overwrite, progress=lambda f: report("fit", f))
+        stage_done("fit")
+    else:
+        # one pass: conversion and fit together; the time goes to "convert", "fit" is 0
+        start["convert"] = time.perf_counter()
+        if engine == "dass":
+            from .fast import convert_fit
 
-    start["fit"] = time.perf_counter()
-    result = kfit.fit(qspace_path, fit_path, method=method, background=background, n_proc=n_proc,
-                      overwrite=overwrite, progress=lambda f: report("fit", f))
-    stage_done("fit")
+            if not write_qspace:
+                qspace_path = None
+            result = convert_fit(master, qspace_path, fit_path, grid=grid, roi=roi, mask=mask,
+                                 normalizer=normalizer, medfilt=medfilt, method=method,
+                                 background=background, n_proc=n_proc, overwrite=overwrite,
+                                 progress=lambda f: report("convert", f))
+        else:
+            from .direct import fit_direct
+
+            qspace_path = None
+            result = fit_direct(master, fit_path, roi=roi, mask=mask, normalizer=normalizer,
+                                n_proc=n_proc, overwrite=overwrite,
+                                progress=lambda f: report("convert", f))
+        stage_done("convert")
+        start["fit"] = time.perf_counter()
+        stage_done("fit")
 
     start["maps"] = time.perf_counter()
     if ref_obj is None:
         ref_obj = make_reference(reference, energy_kev=energy_kev, fit=result)
-    maps = strain_tilt(result, ref_obj, min_height=min_height, max_width=max_width, strain_range=strain_range)
+    maps = strain_tilt(result, ref_obj, min_height=min_height, max_width=max_width, strain_range=strain_range,
+                       q_range=q_range, normalizer_bad=normalizer_bad)
     maps.settings["synthetic"] = bool(info.synthetic)
+    warnings = []
+    if normalizer_bad.any():
+        warnings.append(
+            f"normalizer {normalizer!r}: {int(normalizer_bad.sum())} position(s) have a value <= 0 or not "
+            "finite in some entry (field measurement/" + str(normalizer) + "); they are masked (reason 'normalizer')"
+        )
+    n_masked = int(maps.index.size - maps.ok.sum())
+    if n_masked:
+        counts = {k: v for k, v in maps.mask_counts().items() if v}
+        warnings.append(f"{n_masked} of {maps.index.size} map cells are masked: {counts}")
+    for text in warnings:
+        log.warning("kmap %s: %s", master, text)
+    uncertainty = None
+    if getattr(result, "q_norm_err", None) is not None:
+        from .maps import summary as map_summary
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            strain_err = ref_obj.q0_norm / result.q_norm**2 * result.q_norm_err
+        cells = np.full(maps.shape, np.nan)
+        cells[maps.index >= 0] = strain_err[maps.index[maps.index >= 0]]
+        uncertainty = {"strain_1sigma": map_summary(cells, maps.ok)}
     stage_done("maps")
 
     start["export"] = time.perf_counter()
@@ -250,9 +336,13 @@ def process_scan(
         "min_height": min_height,
         "max_width": max_width,
         "strain_range": list(strain_range) if strain_range is not None else None,
+        "q_range": list(q_range) if q_range is not None else None,
         "normalizer": normalizer,
         "medfilt": list(medfilt) if medfilt is not None else None,
         "mask": mask is not None,
+        "masked_pixels": int(np.count_nonzero(mask)) if mask is not None else 0,
+        "engine": engine,
+        "write_qspace": qspace_path is not None,
     }
     scan = {
         "n_positions": int(info.n_positions),
@@ -266,7 +356,7 @@ def process_scan(
     }
     provenance = {
         "master": str(master),
-        "qspace": qspace_path.name,
+        "qspace": qspace_path.name if qspace_path is not None else None,
         "fit": fit_path.name,
         "scan": scan,
         "parameters": parameters,
@@ -288,8 +378,12 @@ def process_scan(
         "statistics": maps.stats,
         "ok_positions": int(maps.ok.sum()),
         "masked": maps.mask_counts(),
+        "mask_reasons": {name: MASK_REASON_TEXT[name] for name in MASK_REASONS},
+        "engine": ENGINE_LABELS[engine],
+        "uncertainty": uncertainty,
+        "warnings": warnings,
         "files": {
-            "qspace": qspace_path.name,
+            **({"qspace": qspace_path.name} if qspace_path is not None else {}),
             "fit": fit_path.name,
             **{k: p.name for k, p in files.items()},
             "summary": f"{stem}_summary.json",
@@ -304,6 +398,77 @@ def process_scan(
     summary_path.write_text(json.dumps(summary, indent=2, default=_jsonable, allow_nan=False) + "\n", encoding="utf-8")
     log.info("kmap %s: %d/%d positions ok, outputs in %s", master, summary["ok_positions"], info.n_positions, out)
     return summary
+
+
+def job_options(
+    *,
+    dataset_path: str | os.PathLike[str] | None = None,
+    mask_file: str = "",
+    normalizer: str = "",
+    min_height: float = 0.0,
+    max_width: float = 0.0,
+    strain_range: Sequence[float] = (),
+    engine: str = "dass",
+    write_qspace: bool = True,
+) -> dict[str, Any]:
+    """The :func:`process_scan` keywords from a job notebook's typed parameters.
+
+    Notebook parameters cannot be None, so "not set" is spelled: ``""`` (mask file,
+    normalizer), ``0`` (thresholds), ``[]`` (strain range).
+
+    Parameters
+    ----------
+    dataset_path : path-like, optional
+        Folder of the input dataset: a relative ``mask_file`` is looked up there.
+    mask_file : str
+        Detector mask (:func:`dass.kmap.inputs.load_mask`), absolute or inside the dataset.
+    normalizer : str
+        Counter to divide each frame by (for example ``"mon"``).
+    min_height, max_width : float
+        Mask positions whose peak is lower / wider (Å⁻¹); 0: no threshold.
+    strain_range : [min, max] or []
+        Mask positions whose strain lies outside.
+    engine : str
+        One of :data:`ENGINES`.
+    write_qspace : bool
+        Keep the 4-D q-space file (engine "dass").
+
+    Raises
+    ------
+    KmapInputError
+        Naming the parameter and what to give.
+    """
+    out: dict[str, Any] = {"engine": engine, "write_qspace": bool(write_qspace)}
+    if engine not in ENGINES:
+        raise KmapInputError(f"unknown engine {engine!r}: use one of {ENGINES}", field="engine")
+    out["mask"] = None
+    if mask_file:
+        path = Path(mask_file).expanduser()
+        if not path.is_absolute() and dataset_path is not None:
+            path = Path(dataset_path) / path
+        out["mask"] = str(path)
+    out["normalizer"] = normalizer or None
+    for name, value in (("min_height", min_height), ("max_width", max_width)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise KmapInputError(f"{name} is {value!r}: give a number (0: no threshold)", field=name) from None
+        if number < 0 or number != number:
+            raise KmapInputError(f"{name} is {value!r}: give a number >= 0 (0: no threshold)", field=name)
+        out[name] = number or None
+    if strain_range:
+        try:
+            lo, hi = (float(v) for v in strain_range)
+        except (TypeError, ValueError):
+            raise KmapInputError(f"strain_range is {strain_range!r}: give [min, max] or []",
+                                 field="strain_range") from None
+        if not lo < hi:
+            raise KmapInputError(f"strain_range is {strain_range!r}: min must be below max",
+                                 field="strain_range")
+        out["strain_range"] = (lo, hi)
+    else:
+        out["strain_range"] = None
+    return out
 
 
 def _finite(value: Any) -> Any:

@@ -85,6 +85,16 @@ class KmapTruth:
     delta_deg: float = 0.0
     peak_sigma: float = 0.0
     """Isotropic width (σ) of the 3-D Gaussian peak, Å⁻¹."""
+    nu_deg: float = 0.0
+    center_chan: tuple[float, float] = (0.0, 0.0)
+    """Direct beam (row, col), pixels."""
+    chan_per_deg: tuple[float, float] = (0.0, 0.0)
+    no_peak: list[int] = field(default_factory=list)
+    """Positions (flat, x fast) without a Bragg peak (background only or all-zero frames)."""
+    zero_monitor: list[int] = field(default_factory=list)
+    """Positions whose monitor value is 0."""
+    dead_pixels: np.ndarray | None = None
+    """(rows, cols) bool: pixels that always read 0."""
     synthetic: bool = True
 
     @property
@@ -193,7 +203,13 @@ def generate(
     peak_sigma: float = 0.0025,
     step: float = 0.5,
     distance_m: float = DEFAULT_DISTANCE_M,
-    pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
+    pixel_size_m: float | tuple[float, float] = DEFAULT_PIXEL_SIZE_M,
+    center_chan: tuple[float, float] | None = None,
+    no_peak: Sequence[int] = (),
+    empty: Sequence[int] = (),
+    zero_monitor: Sequence[int] = (),
+    dead_pixels: Any = None,
+    compression: str | None = None,
     seed: int = 0,
     name: str = "kmap",
     chunk: int = 2048,
@@ -233,7 +249,22 @@ def generate(
     step
         Scan step in µm (positions start at 0).
     distance_m, pixel_size_m
-        Detector distance and pixel size; channels per degree = tan(1°)·distance/pixel.
+        Detector distance and pixel size (one value, or (rows, cols) for anisotropic
+        channels per degree); channels per degree = tan(1°)·distance/pixel.
+    center_chan
+        Direct beam (row, col) in pixels; default the frame centre. The rocking angles are
+        chosen so that the peak falls near the centre of the frame whatever the direct beam.
+    no_peak
+        Positions (flat indices, x fast) whose frames hold the background only.
+    empty
+        Positions whose frames are all zero (the detector saw nothing).
+    zero_monitor
+        Positions whose monitor (``mon``) value is 0 (their frames are unchanged).
+    dead_pixels
+        Pixels that always read 0: a (rows, cols) bool array, or an int (that many pixels
+        chosen at random with ``seed``). Written to the truth (``dead_pixels``).
+    compression
+        h5py compression of the frames (``"gzip"``, ``"lzf"``; None: uncompressed, chunked).
     seed
         Seed of the noise.
     name
@@ -252,9 +283,10 @@ def generate(
 
     Examples
     --------
-    >>> master, truth = generate(tmp_path, shape=(4, 5), n_angles=5)  # doctest: +SKIP
-    >>> truth.strain.shape
-    (4, 5)
+    >>> import tempfile
+    >>> master, truth = generate(tempfile.mkdtemp(), shape=(4, 5), n_angles=5)
+    >>> master.name, truth.strain.shape
+    ('kmap_master.h5', (4, 5))
     """
     import h5py
     from xsocs.io.XsocsH5 import XsocsH5MasterWriter, XsocsH5Writer
@@ -291,6 +323,21 @@ def generate(
             "center": [cx, cy], "radius": radius, "strain": extra,
             "edge_x": [cx - radius, cx + radius],
         }
+    n_all = nx * ny
+    for what, positions in (("no_peak", no_peak), ("empty", empty), ("zero_monitor", zero_monitor)):
+        bad = [int(i) for i in positions if not 0 <= int(i) < n_all]
+        if bad:
+            raise KmapInputError(f"{what} positions {bad} are outside 0..{n_all - 1}", field=what)
+    dead = np.zeros((rows, cols), dtype=bool)
+    if dead_pixels is not None:
+        if np.ndim(dead_pixels) == 0:
+            flat = rng.choice(rows * cols, size=int(dead_pixels), replace=False)
+            dead.reshape(-1)[flat] = True
+        else:
+            dead = np.asarray(dead_pixels, dtype=bool)
+            if dead.shape != (rows, cols):
+                raise KmapInputError(f"dead_pixels must have the frame shape {(rows, cols)}, got {dead.shape}",
+                                     field="dead_pixels")
     pitch = _field(tilt[0], xx, yy, "tilt[0] (pitch)")
     roll = _field(tilt[1], xx, yy, "tilt[1] (roll)")
     q0 = bragg_q0(hkl, lattice_a)
@@ -298,11 +345,16 @@ def generate(
 
     energy_ev = energy_kev * 1000.0
     theta = _theta_deg(float(np.median(np.linalg.norm(q_peak, axis=-1))), energy_kev)
-    delta = 2.0 * theta
+    pix = (pixel_size_m, pixel_size_m) if np.ndim(pixel_size_m) == 0 else tuple(pixel_size_m)
+    chan_per_deg = tuple(math.tan(math.radians(1.0)) * distance_m / float(v) for v in pix)
+    mid = ((rows - 1) / 2.0, (cols - 1) / 2.0)
+    center_chan = mid if center_chan is None else (float(center_chan[0]), float(center_chan[1]))
+    # detector circles: the frame centre sees 2θ when the direct beam is off-centre
+    # (delta moves rows: "z-" is dim 0; nu moves columns: "y+" is dim 1)
+    # (nu turns the arm about the vertical: a column offset needs nu / cos(delta))
+    delta = 2.0 * theta - (center_chan[0] - mid[0]) / chan_per_deg[0]
+    nu = -(center_chan[1] - mid[1]) / chan_per_deg[1] / math.cos(math.radians(delta)) + 0.0
     etas = theta + eta_step * (np.arange(n_angles) - (n_angles - 1) / 2.0)
-    cpd = math.tan(math.radians(1.0)) * distance_m / pixel_size_m
-    chan_per_deg = (cpd, cpd)
-    center_chan = ((rows - 1) / 2.0, (cols - 1) / 2.0)
 
     n = nx * ny
     qp = q_peak.reshape(n, 3)
@@ -312,6 +364,12 @@ def generate(
     # incident-beam monitor: frames scale with it, so normalising by "mon" is meaningful
     monitor = MONITOR_MEAN * (1.0 + 0.05 * np.sin(np.arange(n) * 0.37))
     scale = (monitor / MONITOR_MEAN)[:, None]
+    monitor[list(zero_monitor)] = 0.0
+    peak_scale = np.ones((n, 1))
+    peak_scale[list(no_peak)] = 0.0
+    peak_scale[list(empty)] = 0.0
+    frame_scale = scale.copy()
+    frame_scale[list(empty)] = 0.0
     title = f"kmap piy {x[0]:g} {x[-1]:g} {nx} pix {y[0]:g} {y[-1]:g} {ny} 0.01 (SYNTHETIC)"
     dtype = np.uint16 if noise else np.float32
     inv2s2 = 1.0 / (2.0 * peak_sigma**2)
@@ -324,7 +382,7 @@ def generate(
     for k, eta in enumerate(etas, start=1):
         entry = f"{k}.1"
         fname = f"{name}_{entry}.h5"
-        qpix = pixel_q((rows, cols), center_chan, chan_per_deg, energy_ev, float(eta), delta)
+        qpix = pixel_q((rows, cols), center_chan, chan_per_deg, energy_ev, float(eta), delta, nu=nu)
         qpix = qpix.reshape(-1, 3)
         qpix2 = np.einsum("ij,ij->i", qpix, qpix)
         with XsocsH5Writer(str(out / fname), mode="w") as writer:
@@ -338,15 +396,17 @@ def generate(
             writer.set_image_roi_offset((0, 0), entry)
             with writer.image_dset_ctx(
                 entry=entry, create=True, shape=(n, rows, cols), dtype=dtype,
-                chunks=(1, rows, cols),
+                chunks=(1, rows, cols), compression=compression,
             ) as dset:
                 for start in range(0, n, chunk):
                     stop = min(n, start + chunk)
                     # |qpix - qp|^2 = |qpix|^2 - 2 qpix.qp + |qp|^2, vectorised over positions
                     d2 = qpix2[None, :] - 2.0 * (qp[start:stop] @ qpix.T) + qp2[start:stop, None]
-                    expected = scale[start:stop] * (
-                        peak_counts * np.exp(-np.maximum(d2, 0.0) * inv2s2) + background
+                    expected = frame_scale[start:stop] * (
+                        peak_scale[start:stop] * peak_counts * np.exp(-np.maximum(d2, 0.0) * inv2s2)
+                        + background
                     )
+                    expected[:, dead.reshape(-1)] = 0.0
                     if noise:
                         frames = np.minimum(rng.poisson(expected), 65535).astype(np.uint16)
                     else:
@@ -363,7 +423,7 @@ def generate(
             pos = grp["instrument/positioners"]
             pos["eta"] = float(eta)
             pos["phi"] = 0.0
-            pos["nu"] = 0.0
+            pos["nu"] = float(nu)
             pos["del"] = float(delta)  # the name xsocs reads
             pos["delta"] = h5py.SoftLink(f"/{entry}/instrument/positioners/del")
             meas = grp["measurement"]
@@ -379,13 +439,16 @@ def generate(
         hkl=tuple(int(i) for i in hkl), lattice_a=float(lattice_a),
         energy_kev=float(energy_kev), q0=q0, island=island_info, step=float(step),
         eta_deg=[float(e) for e in etas], delta_deg=float(delta),
-        peak_sigma=float(peak_sigma),
+        peak_sigma=float(peak_sigma), nu_deg=float(nu), center_chan=tuple(center_chan),
+        chan_per_deg=tuple(chan_per_deg), no_peak=sorted({int(i) for i in (*no_peak, *empty)}),
+        zero_monitor=sorted(int(i) for i in zero_monitor), dead_pixels=dead,
     )
     with h5py.File(master, "r+") as h5:
         h5.attrs["synthetic"] = True
         h5.attrs["title"] = f"SYNTHETIC KMAP scan {name} ({ny} x {nx} positions, {n_angles} angles)"
         h5.attrs["dass_truth"] = json.dumps(
-            {k: v for k, v in truth.to_json().items() if k not in ("strain", "pitch_deg", "roll_deg", "q")}
+            {k: v for k, v in truth.to_json().items()
+             if k not in ("strain", "pitch_deg", "roll_deg", "q", "dead_pixels")}
         )
     return master, truth
 

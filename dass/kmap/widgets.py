@@ -198,6 +198,17 @@ class KmapApp:
         self.lattice_a = w.FloatText(value=5.431, description="a (Å)", layout=w.Layout(width="160px"), style=style)
         self.n_proc = w.BoundedIntText(value=int(n_proc), min=1, max=max(1, os.cpu_count() or 1),
                                        description="processes", layout=w.Layout(width="160px"), style=style)
+        self.engine = w.Dropdown(options=[("dass (xsocs' numbers, faster)", "dass"), ("xsocs (reference)", "xsocs"),
+                                          ("direct 3-D fit (beyond xsocs)", "direct")],
+                                 value="dass", description="Engine", style=style)
+        self.mask_path = w.Text(value="", placeholder="detector mask .npy/.edf/.tif/.h5 (non-zero = masked)",
+                                description="mask file", layout=w.Layout(width="60%"), style=style)
+        self.normalizer = w.Dropdown(options=[("(none)", "")], value="", description="normalizer", style=style)
+        small = w.Layout(width="170px")
+        self.min_height = w.Text(value="", placeholder="none", description="min height", layout=small, style=style)
+        self.max_width = w.Text(value="", placeholder="none", description="max width (1/Å)", layout=small, style=style)
+        self.strain_min = w.Text(value="", placeholder="none", description="strain min", layout=small, style=style)
+        self.strain_max = w.Text(value="", placeholder="none", description="strain max", layout=small, style=style)
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.progress = w.IntProgress(value=0, min=0, max=100, description="", layout=w.Layout(width="40%"))
         self.status = w.HTML(value="Choose a scan and press Run.")
@@ -217,6 +228,9 @@ class KmapApp:
             button.on_click(lambda _, k=kind: self._safe(self.export, k))
         self.x_slider.observe(self._on_slider, names="value")
         self.y_slider.observe(self._on_slider, names="value")
+        self.scan.observe(lambda _: self._safe(self.update_normalizers), names="value")
+        self.path_text.observe(lambda _: self._safe(self.update_normalizers), names="value")
+        self._safe(self.update_normalizers)
 
         self.widget = w.VBox([
             w.HTML("<b>KMAP: strain and tilt maps (X-SOCS through dass)</b>"),
@@ -225,6 +239,8 @@ class KmapApp:
             w.HBox([self.use_roi, *self.roi]),
             w.HBox([self.method, self.background]),
             w.HBox([self.ref_kind, self.hkl, self.lattice_a, self.n_proc]),
+            w.HBox([self.engine, self.normalizer]), self.mask_path,
+            w.HBox([self.min_height, self.max_width, self.strain_min, self.strain_max]),
             w.HBox([self.run_button, self.progress]),
             self.status,
             self.maps_image,
@@ -259,6 +275,25 @@ class KmapApp:
             raise KmapInputError("no scan chosen: pick a master file from the list or type its path", field="scan")
         return Path(chosen).expanduser()
 
+    def update_normalizers(self) -> list[str]:
+        """Offer the chosen scan's counters (one value per frame) as normalizers."""
+        from .inputs import check_master
+
+        names: list[str] = []
+        try:
+            path = self.master_path()
+        except KmapInputError:
+            path = None
+        if path is not None and path.is_file():
+            try:
+                names = check_master(path).normalizers
+            except KmapInputError as exc:
+                self.log.info("kmap app: %s", exc)
+        keep = self.normalizer.value if self.normalizer.value in names else ""
+        self.normalizer.options = [("(none)", ""), *((n, n) for n in names)]
+        self.normalizer.value = keep
+        return names
+
     def parameters(self) -> dict[str, Any]:
         """The keyword arguments of :func:`dass.kmap.service.process_scan` the controls give."""
         reference: Any = None
@@ -269,6 +304,9 @@ class KmapApp:
                 raise KmapInputError(f"hkl is {self.hkl.value!r}: type three integers such as '0 0 4'", field="hkl") from None
             reference = {"hkl": hkl, "lattice_a": float(self.lattice_a.value)}
         roi = [float(c.value) for c in self.roi] if self.use_roi.value else None
+        smin, smax = _optional_float(self.strain_min, "strain min"), _optional_float(self.strain_max, "strain max")
+        if (smin is None) != (smax is None):
+            raise KmapInputError("give both strain min and strain max, or neither", field="strain_range")
         return {
             "grid": [int(c.value) for c in self.grid],
             "roi": roi,
@@ -276,6 +314,12 @@ class KmapApp:
             "background": self.background.value,
             "reference": reference,
             "n_proc": int(self.n_proc.value),
+            "engine": self.engine.value,
+            "mask": self.mask_path.value.strip() or None,
+            "normalizer": self.normalizer.value or None,
+            "min_height": _optional_float(self.min_height, "min height"),
+            "max_width": _optional_float(self.max_width, "max width"),
+            "strain_range": (smin, smax) if smin is not None else None,
         }
 
     # -- actions --------------------------------------------------------------------------
@@ -311,11 +355,13 @@ class KmapApp:
         self.summary = summary
         self.maps = maps_of(summary)
         self.fit = read_fit(self.output_dir / summary["files"]["fit"])
-        self.qspace_path = self.output_dir / summary["files"]["qspace"]
+        qfile = summary["files"].get("qspace")
+        self.qspace_path = self.output_dir / qfile if qfile else None
         st = summary["statistics"]["strain"]
         self.status.value = (
             f"{summary['ok_positions']}/{summary['scan']['n_positions']} positions ok; strain median "
-            f"{st['median']:.3g}, rms {st['rms']:.3g}" + (" — <b>SYNTHETIC data</b>" if summary["synthetic"] else "")
+            f"{_g(st['median'])}, rms {_g(st['rms'])}" + (" — <b>SYNTHETIC data</b>" if summary["synthetic"] else "")
+            + "".join(f"<br>⚠ {_escape(text)}" for text in summary.get("warnings", []))
         )
         self.maps_image.value = self.render_maps()
         self._set_sliders()
@@ -358,8 +404,11 @@ class KmapApp:
             ``curves`` (:func:`fit_curves`), ``center`` (fitted q), ``strain``, ``pitch``,
             ``roll``, ``ok``, ``image`` (PNG bytes).
         """
-        if self.maps is None or self.fit is None or self.qspace_path is None:
+        if self.maps is None or self.fit is None:
             raise KmapInputError("no maps yet: press Run first")
+        if self.qspace_path is None:
+            raise KmapInputError("this run kept no q-space file (engine 'direct' fits the pixels): "
+                                 "no projections to show; run with engine 'dass' or 'xsocs'")
         ny, nx = self.maps.shape
         if not (0 <= ix < nx and 0 <= iy < ny):
             raise KmapInputError(f"cell ({iy}, {ix}) is outside the {ny} x {nx} map")
@@ -435,6 +484,20 @@ class KmapApp:
             raise KmapInputError(f"unknown export {kind!r}: use hdf5, png or csv", field="kind")
         self.export_status.value = "wrote " + ", ".join(_escape(str(p)) for p in paths)
         return paths
+
+
+def _optional_float(control: Any, what: str) -> float | None:
+    text = str(control.value).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise KmapInputError(f"{what} is {text!r}: type a number or leave it empty", field=what) from None
+
+
+def _g(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _escape(text: str) -> str:

@@ -15,7 +15,8 @@ Classification (these import torch, so they are not imported here):
 - :mod:`dass.sem.classify` -- :class:`~dass.sem.classify.Classifier`, batch inference.
 - :mod:`dass.sem.registry` -- :class:`~dass.sem.registry.ModelRegistry` under ``models/`` in storage.
 - :mod:`dass.sem.demo` -- the demo model trained on synthetic images, cached per machine.
-- :mod:`dass.sem.cli` -- ``dass sem train|models|classify``.
+- :mod:`dass.sem.cli` -- ``dass sem train|models|classify`` (registered through ``stacks.yaml``).
+- :mod:`dass.sem.web` -- the stack's part of the dass service: ``api/classify…`` and the ``sem`` page.
 """
 
 from dass.sem.categories import CATEGORIES, Category, category, display_name

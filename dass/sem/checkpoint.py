@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from dass.sem.categories import CATEGORY_IDS, display_name
 
+from ..errors import DassError
+
 if TYPE_CHECKING:
     import torch
 
@@ -44,7 +46,7 @@ FORMAT_VERSION = 1
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
 
 
-class CheckpointError(Exception):
+class CheckpointError(DassError):
     """A file is not a usable dass SEM checkpoint; the message names the file and the problem."""
 
 

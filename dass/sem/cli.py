@@ -1,8 +1,12 @@
 """``dass sem`` sub-commands: train, models list|register|default, classify, export-nexus.
 
-Only :mod:`argparse` is imported at module level, so ``dass --help`` never loads torch.
-Every expected failure (bad data, unknown model, unreadable checkpoint, ...) becomes one
-line on stderr and exit status 2, through :class:`dass.cli.CLIError`.
+The SEM stack's command group: ``stacks.yaml`` names :func:`register`
+(``cli: dass.sem.cli:register``) and ``dass`` loads it through the stack registry, so this
+module needs nothing from :mod:`dass.cli`. Only :mod:`argparse` is imported at module level,
+so ``dass --help`` never loads torch. Every expected failure (bad data, unknown model,
+unreadable checkpoint, ...) is a :class:`~dass.errors.DassError` (``TrainError``,
+``RegistryError``, ``CheckpointError``…), which ``dass`` prints as one line on stderr with exit
+status 2.
 
 Examples
 --------
@@ -22,24 +26,7 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["add_parser", "main"]
-
-
-def _error(exc: BaseException):
-    from dass.cli import CLIError
-
-    return CLIError(str(exc))
-
-
-def _sem_errors() -> tuple[type[BaseException], ...]:
-    from dass.sem.checkpoint import CheckpointError
-    from dass.sem.io import SemReadError
-    from dass.sem.models import ModelError
-    from dass.sem.registry import RegistryError
-    from dass.sem.nexus import NexusExportError
-    from dass.sem.train import TrainError
-
-    return (CheckpointError, ModelError, RegistryError, SemReadError, TrainError, NexusExportError)
+__all__ = ["register"]
 
 
 def _registry(args):
@@ -174,31 +161,18 @@ def _cmd_classify(args) -> int:
 def _cmd_export_nexus(args) -> int:
     from dass.config import load_config
     from dass.data.catalog import Catalog
-    from dass.data.errors import DassDataError
     from dass.data.storage import Storage
     from dass.sem.nexus import export_dataset
 
     config = load_config(getattr(args, "config", None))
-    try:
-        where = export_dataset(Storage(config=config), Catalog(config=config), args.dataset, out=args.out,
-                               atom_types=args.atom_types, preparation_date=args.preparation_date)
-    except DassDataError as exc:
-        raise _error(exc) from None
+    where = export_dataset(Storage(config=config), Catalog(config=config), args.dataset, out=args.out,
+                           atom_types=args.atom_types, preparation_date=args.preparation_date)
     print(f"NXem labels of {args.dataset} written to {where}")
     return 0
 
 
-def _run(func):
-    def run(args) -> int:
-        try:
-            return func(args)
-        except _sem_errors() as exc:
-            raise _error(exc) from None
-    return run
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add the ``sem`` command group to a sub-parsers object of the ``dass`` parser."""
+def register(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``sem`` command group to the sub-parsers of the ``dass`` parser."""
     sem = sub.add_parser("sem", help="SEM image classification: train, manage and use models")
     ssub = sem.add_subparsers(dest="sem_sub", required=True)
 
@@ -227,22 +201,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--default", action="store_true", help="with --register: make it the default model")
     p.add_argument("--overwrite", action="store_true", help="with --register: replace a model of that name")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run(_cmd_train))
+    p.set_defaults(func=_cmd_train)
 
     models = ssub.add_parser("models", help="the model registry in the repository (models/)")
     msub = models.add_subparsers(dest="models_sub", required=True)
     p = msub.add_parser("list", help="registered models (* marks the default)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_run(_cmd_models))
+    p.set_defaults(func=_cmd_models)
     p = msub.add_parser("register", help="copy a checkpoint into the registry and write its model card")
     p.add_argument("checkpoint", help="checkpoint file or URL (model.pt)")
     p.add_argument("--name", help="registry name (default: the checkpoint's)")
     p.add_argument("--default", action="store_true", help="make it the default model")
     p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
-    p.set_defaults(func=_run(_cmd_models))
+    p.set_defaults(func=_cmd_models)
     p = msub.add_parser("default", help="set the default model")
     p.add_argument("name")
-    p.set_defaults(func=_run(_cmd_models))
+    p.set_defaults(func=_cmd_models)
 
     p = ssub.add_parser("classify", help="classify image files (exit 1 when a file could not be read)")
     p.add_argument("files", nargs="+", metavar="FILE", help="images: paths or fsspec URLs")
@@ -251,7 +225,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_run(_cmd_classify))
+    p.set_defaults(func=_cmd_classify)
 
     p = ssub.add_parser("export-nexus", help="export a dataset's SEM labels and classifier outputs as NeXus NXem")
     p.add_argument("dataset", metavar="DATASET", help="<proposal>/<name>")
@@ -260,16 +234,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                         "default: the dataset's domain.sample.atom_types)")
     p.add_argument("--preparation-date", help="ISO 8601 date the specimen was prepared (NXem requires it; "
                                               "default: the dataset's domain.sample.preparation_date)")
-    p.set_defaults(func=_run(_cmd_export_nexus))
+    p.set_defaults(func=_cmd_export_nexus)
     return sem
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dass.sem.cli ...``: the same as ``dass sem ...``."""
-    from dass.cli import main as dass_main
-
-    return dass_main(["sem", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -55,6 +55,8 @@ from typing import IO, Any, Union
 
 import numpy as np
 
+from ..errors import DassError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["SemImage", "SemReadError", "read_sem", "to_grayscale"]
@@ -69,7 +71,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class SemReadError(ValueError):
+class SemReadError(DassError, ValueError, status=422):
     """A file could not be read as an SEM image; the message names the file."""
 
 

@@ -1,6 +1,6 @@
 """Store uploaded SEM images, remember classifier suggestions, and confirm labels.
 
-Torch-free: the service (:mod:`dass.service.sem_handlers`) classifies, this module keeps the
+Torch-free: the service (:mod:`dass.sem.web`) classifies, this module keeps the
 data. Three things live here:
 
 - **uploads**: :func:`store_upload` writes the uploaded images as a new dataset
@@ -14,7 +14,9 @@ data. Three things live here:
   metadata, ``domain.labels[<path>]`` plus the searchable ``domain.categories`` list
   (:func:`apply_label`), and in a sidecar file ``<image>.label.json`` beside the image (the
   image itself is never touched); the dataset is then re-indexed, so
-  ``Catalog.search(category=...)`` finds it.
+  ``Catalog.search(category=...)`` finds it. The metadata is written through
+  :func:`dass.data.metadata_writer.update_dataset` (the dataset's lock, validation before
+  writing, an atomic write, re-indexing), like every other writer of ``dataset.json``.
 
 Only members of a dataset's proposal (a hub group of that name) and administrators may label
 it; everyone else gets :class:`LabelError` 404 when they cannot see the dataset, 403 when they
@@ -28,20 +30,20 @@ import json
 import logging
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String, Text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Mapped, mapped_column
 
+from ..errors import DassError
 from ..data.access import Identity, can_see
-from ..data.catalog import Base, Catalog, as_utc
-from ..data.errors import DassDataError, MetadataError
-from ..data.metadata import MAX_METADATA_BYTES, METADATA_FILE, NAME_RE, dump_metadata, parse_metadata, sha256_bytes
+from ..data.catalog import Catalog
+from ..data.errors import DassDataError
+from ..data.metadata import METADATA_FILE, NAME_RE, sha256_bytes
+from ..data.metadata_writer import MetadataUpdateError, publish_dataset, update_dataset
+from ..data.orm import SemClassification
 from ..data.storage import Storage
 from .categories import CATEGORY_IDS, display_name
 
@@ -76,11 +78,9 @@ SIDECAR_SUFFIX = ".label.json"
 UPLOAD_PREFIX = "sem-upload"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 
-class LabelError(Exception):
+class LabelError(DassError):
     """A request about uploads or labels that cannot be done; ``status`` is the HTTP status.
 
     ``message`` is for the user: it says what is wrong and what to do.
@@ -90,48 +90,6 @@ class LabelError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class SemClassification(Base):
-    """One classified image: the suggestion, and the confirmed label once there is one."""
-
-    __tablename__ = "sem_classifications"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(255), index=True)
-    dataset_id: Mapped[str] = mapped_column(String(129), index=True)
-    path: Mapped[str] = mapped_column(Text)
-    filename: Mapped[str] = mapped_column(Text)
-    model: Mapped[str] = mapped_column(String(255))
-    architecture: Mapped[str] = mapped_column(String(64))
-    suggested: Mapped[str] = mapped_column(String(255))
-    certainty: Mapped[float] = mapped_column(Float)
-    scores: Mapped[dict[str, float]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    category: Mapped[str | None] = mapped_column(String(255))
-    confirmed_by: Mapped[str | None] = mapped_column(String(255))
-    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able dict (datetimes as ISO strings in UTC)."""
-        created = as_utc(self.created_at)
-        confirmed = as_utc(self.confirmed_at)
-        return {
-            "id": self.id,
-            "owner": self.owner,
-            "dataset": self.dataset_id,
-            "path": self.path,
-            "file": self.filename,
-            "model": self.model,
-            "architecture": self.architecture,
-            "suggested": self.suggested,
-            "certainty": self.certainty,
-            "scores": dict(self.scores or {}),
-            "created": created.isoformat() if created else None,
-            "category": self.category,
-            "confirmed_by": self.confirmed_by,
-            "confirmed_at": confirmed.isoformat() if confirmed else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -144,11 +102,6 @@ class Upload:
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _lock(dataset_id: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(dataset_id, threading.Lock())
 
 
 def is_member(identity: Identity, proposal: str) -> bool:
@@ -327,11 +280,8 @@ def store_upload(
     for rel, data in contents.items():
         _write(storage, f"{folder}/{rel}", data)
     doc = upload_metadata(proposal, user, contents, today=now.date(), instrument_metadata=meta)
-    # dataset.json last: a scan never sees the metadata of a half-written dataset
-    _write(storage, f"{folder}/{METADATA_FILE}", dump_metadata(doc).encode("utf-8"))
-    report = catalog.index_dataset(storage, proposal, name)
-    if report.errors:  # our own metadata: a bug, not the user's fault
-        raise DassDataError(f"the upload {proposal}/{name} could not be indexed: {report.errors[0]}")
+    # dataset.json last (validated, atomic, indexed): a scan never sees a half-written dataset
+    publish_dataset(storage, catalog, proposal, name, doc)
     log.info("user %s stored %d uploaded SEM image(s) as %s/%s", user, len(paths), proposal, name)
     return Upload(dataset=f"{proposal}/{name}", paths=tuple(paths))
 
@@ -522,27 +472,27 @@ def confirm(
     }
     folder = storage.dataset_path(proposal, name)
     image = f"{folder}/{record['path']}"
-    meta_path = f"{folder}/{METADATA_FILE}"
-    with _lock(dataset):
-        if not storage.exists(image):
+    sidecar = {"schema": LABEL_SCHEMA, "dataset": dataset, "image": record["path"], **label,
+               "scores": record["scores"]}
+
+    def add_label(doc: dict[str, Any]) -> dict[str, Any]:
+        if not storage.exists(image):  # under the dataset's lock: nothing is written then
             raise LabelError(409, f"the image {record['path']} is no longer in dataset {dataset}")
-        raw = storage.read_bytes(meta_path, MAX_METADATA_BYTES)
-        meta_url = storage.url_of(meta_path)
-        try:
-            parse_metadata(raw, path=meta_url, proposal=proposal)
-            doc = json.loads(raw)
-        except (MetadataError, ValueError) as e:
-            raise LabelError(409, f"the metadata of dataset {dataset} is invalid, so it cannot be labelled: {e}") \
-                from None
-        new_doc = apply_label(doc, record["path"], label)
-        new_raw = dump_metadata(new_doc).encode("utf-8")
-        parse_metadata(new_raw, path=meta_url, proposal=proposal)  # never write a file the scan refuses
-        sidecar = {"schema": LABEL_SCHEMA, "dataset": dataset, "image": record["path"], **label,
-                   "scores": record["scores"]}
+        return apply_label(doc, record["path"], label)
+
+    def write_sidecar(_doc: dict[str, Any]) -> None:
         _write(storage, f"{folder}/{sidecar_path(record['path'])}",
                (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        _write(storage, meta_path, new_raw)
-        catalog.index_dataset(storage, proposal, name)
+
+    # lock, read, label, validate, sidecar, dataset.json, re-index: dass.data.metadata_writer
+    try:
+        update_dataset(catalog=catalog, storage=storage, dataset_id=dataset, change=add_label,
+                       also_write=write_sidecar)
+    except MetadataUpdateError as e:
+        if e.stage == "current":
+            raise LabelError(409, f"the metadata of dataset {dataset} is invalid, so it cannot be labelled: {e}") \
+                from None
+        raise LabelError(409, f"the label cannot be stored in dataset {dataset}: {e}") from None
     try:
         with catalog._session() as session, session.begin():
             row = session.get(SemClassification, record["id"])

@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DassError
+
 if TYPE_CHECKING:  # torch is imported inside the functions: `import dass.sem` stays light
     import torch
 
@@ -50,7 +52,7 @@ IMAGENET_GRAY_MEAN = 0.449
 IMAGENET_GRAY_STD = 0.226
 
 
-class ModelError(ValueError):
+class ModelError(DassError, ValueError, status=422):
     """An architecture name, weights file or device is unusable; the message says what to fix."""
 
 

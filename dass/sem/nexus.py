@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from dass.errors import DassError
+
 __all__ = ["NexusExportError", "export_dataset", "export_filename", "nxem_tree", "write_nxem"]
 
 #: File written into the dataset by default.
@@ -38,7 +40,7 @@ EXPORT_NAME = "labels.nxs"
 _ISO_TZ = re.compile(r"(Z|[+-]\d\d:\d\d)$")
 
 
-class NexusExportError(ValueError):
+class NexusExportError(DassError, ValueError, status=422):
     """The labels cannot be exported as valid NXem; the message says what to give."""
 
 

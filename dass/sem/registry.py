@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from dass.sem.checkpoint import CheckpointError, ModelInfo
 
+from ..errors import DassError
+
 if TYPE_CHECKING:
     from dass.sem.classify import Classifier
 
@@ -42,7 +44,7 @@ SCHEMA = "dass.sem.registry/1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class RegistryError(Exception):
+class RegistryError(DassError):
     """The registry cannot do what was asked; the message names the model or file and the fix."""
 
 

@@ -43,6 +43,8 @@ import numpy as np
 from dass.sem.categories import CATEGORY_IDS, display_name
 from dass.sem.checkpoint import ModelInfo
 
+from ..errors import DassError
+
 if TYPE_CHECKING:
     import torch
 
@@ -66,7 +68,7 @@ Progress = Callable[[int, int, str], None]
 REPRESENTATIVE_SIZE = 128
 
 
-class TrainError(ValueError):
+class TrainError(DassError, ValueError, status=422):
     """The training data or settings are unusable; the message says what to fix."""
 
 

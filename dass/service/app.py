@@ -35,17 +35,17 @@ from traitlets.config import Application, catch_config_error
 
 import dass
 
-from ..config import ConfigFileError, config_path, load_config
+from ..errors import DassError
+from ..config import config_path, load_config
 from ..data.catalog import Catalog
-from ..data.errors import DassDataError, StorageError
+from ..data.errors import StorageError
 from ..data.storage import Storage
-from ..hub.stacks import StackConfigError, StackRegistry
+from ..stacks.registry import StackRegistry
 from .auth import IdentityResolver
 from .handlers import NotFoundHandler, default_handlers
 from .jobs_handlers import default_handlers as jobs_handlers
 from .pages import default_handlers as pages_handlers
-from .sem_handlers import SemClassifyService
-from .sem_handlers import default_handlers as sem_handlers
+from .extensions import ServiceExtension, extension_classes, load_extensions
 
 __all__ = ["DassService", "main"]
 
@@ -54,7 +54,7 @@ OPENAPI_FILE = HERE / "openapi.yaml"
 TEMPLATES = HERE / "templates"
 
 
-class ServiceStartError(Exception):
+class ServiceStartError(DassError):
     """The service cannot start (a configuration or environment problem, said how to fix)."""
 
 
@@ -191,13 +191,19 @@ class DassService(Application):
     http_server: HTTPServer | None = None
     bound_port: int | None = None
 
+    #: the stacks' parts of the service (routes, pages, links), set by :meth:`init_extensions`
+    extensions: list[ServiceExtension]
+
     @property
     def classes(self) -> list:  # shown by --help-all
         from ..jobs.executor import LocalExecutor
         from ..jobs.manager import JobManager
 
-        return [DassService, Storage, Catalog, StackRegistry, HubOAuth, JobManager, LocalExecutor,
-                SemClassifyService]
+        try:
+            stacks = [c for ext in extension_classes(StackRegistry(config=self.config)) for c in ext.classes]
+        except DassError:  # a bad stack definition is reported by initialize(), not by --help
+            stacks = []
+        return [DassService, Storage, Catalog, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -208,7 +214,7 @@ class DassService(Application):
         self.init_data()
         self.init_hub_auth()
         self.init_jobs()
-        self.init_sem()
+        self.init_extensions()
         self.init_webapp()
 
     def load_config_file_(self) -> None:
@@ -292,17 +298,23 @@ class DassService(Application):
             identity_for=identity_for,
         )
 
-    def init_sem(self) -> None:
-        """The SEM classifier of ``api/classify`` (its model is loaded lazily, see ``preload``)."""
-        self.sem_service = SemClassifyService(parent=self, storage=self.storage, catalog=self.catalog)
+    def init_extensions(self) -> None:
+        """The stacks' parts of the service (``web:`` of each stack, see :mod:`.extensions`)."""
+        self.extensions = load_extensions(self)
+        if self.extensions:
+            self.log.info("dass service: stack extensions %s",
+                          ", ".join(type(ext).__name__ for ext in self.extensions))
 
     def init_webapp(self) -> None:
+        template_paths = [str(TEMPLATES)] + [p for ext in self.extensions for p in ext.template_paths()]
         jinja_env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            loader=jinja2.FileSystemLoader(template_paths),
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
-        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers) + list(sem_handlers)
+        routes = list(default_handlers) + list(jobs_handlers) + list(pages_handlers)
+        for ext in self.extensions:
+            routes += ext.handlers()
         handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
         if self.base_url != "/":
             handlers.append((self.base_url.rstrip("/"), web.RedirectHandler, {"url": self.base_url}))
@@ -315,7 +327,9 @@ class DassService(Application):
             storage=self.storage,
             stack_registry=self.stack_registry,
             job_manager=self.job_manager,
-            sem_service=self.sem_service,
+            dass_extensions=self.extensions,
+            nav_links=[link for ext in self.extensions for link in ext.nav_links()],
+            header_templates=[name for ext in self.extensions for name in ext.header_templates()],
             jinja2_env=jinja_env,
             openapi=load_openapi(),
             cookie_secret=self.cookie_secret,
@@ -323,6 +337,12 @@ class DassService(Application):
             default_handler_class=NotFoundHandler,
             log_function=self.log_request,
         )
+        for ext in self.extensions:
+            for key, value in ext.settings().items():
+                if key in settings:
+                    raise ServiceStartError(f"{type(ext).__name__} sets the application setting {key!r} "
+                                            "that another part of the service already sets")
+                settings[key] = value
         self.web_app = web.Application(handlers, **settings)
 
     def log_request(self, handler: web.RequestHandler) -> None:
@@ -367,12 +387,14 @@ class DassService(Application):
         self.http_server.add_sockets(sockets)
         self.log.info("dass service %s listening on http://%s:%s%s", dass.__version__, self.ip, self.bound_port, self.base_url)
         self.job_manager.start()
-        self.sem_service.start()
+        for ext in self.extensions:
+            ext.start()
         try:
             await self._stopping.wait()
         finally:
             await self.job_manager.stop()
-            self.sem_service.stop()
+            for ext in self.extensions:
+                await ext.stop()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             self.http_server.stop()
@@ -404,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     app = DassService()
     try:
         app.initialize(argv)
-    except (ServiceStartError, ConfigFileError, DassDataError, StackConfigError) as e:
-        app.log.critical("dass service cannot start: %s", e)
+    except DassError as e:  # configuration, storage, catalogue, stacks: said how to fix
+        app.log.critical("dass service cannot start: %s", e.log_message)
         raise SystemExit(1) from None
     app.start()

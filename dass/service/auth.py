@@ -24,6 +24,7 @@ from jupyterhub.services.auth import HubAuth
 from jupyterhub.utils import make_ssl_context, url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from ..errors import DassError
 from ..data.access import Identity
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class HubLookupError(Exception):
+class HubLookupError(DassError, status=503):
     """The hub could not tell the service who a user is.
 
     ``str(err)`` is written for the caller of the API (what failed, what to do).
@@ -49,11 +50,11 @@ class HubUnavailable(HubLookupError):
     """The hub cannot be reached or answered with a server error (HTTP 503 to the caller)."""
 
 
-class HubPermissionError(HubLookupError):
+class HubPermissionError(HubLookupError, status=500):
     """The hub refused the service's own token: the service's role lacks ``read:users``."""
 
 
-class UnknownUser(HubLookupError):
+class UnknownUser(HubLookupError, status=401):
     """The token is valid but the hub no longer knows its user (deleted meanwhile)."""
 
 

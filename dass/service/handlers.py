@@ -21,12 +21,11 @@ from tornado import web
 import dass
 
 from ..data.access import Identity
-from ..data.errors import DassDataError
-from .auth import HubLookupError, HubPermissionError, HubUnavailable, UnknownUser
+from ..errors import INTERNAL_ERROR, DassError
 
 if TYPE_CHECKING:
     from ..data.catalog import Catalog
-    from ..hub.stacks import StackRegistry
+    from ..stacks.registry import StackRegistry
 
 __all__ = ["ApiError", "BaseHandler", "default_handlers"]
 
@@ -35,24 +34,27 @@ log = logging.getLogger(__name__)
 #: Largest ``limit`` of ``GET api/datasets``.
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
-INTERNAL_ERROR = "internal error; see the service log"
 
 
-class ApiError(web.HTTPError):
+class ApiError(DassError, web.HTTPError):
     """An error answered to the caller as ``{"status": status, "message": message}``.
 
+    For refusals decided by a handler itself; errors of the layers below (a
+    :class:`~dass.errors.DassError` with its ``status``) need no translation into it.
     ``message`` is shown as it is (no ``%`` formatting), so it may quote user input.
     """
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, "%s", message)
+        web.HTTPError.__init__(self, status, "%s", message)
+        self.status = status
         self.message = message
+        self._user_message = message
 
 
 def _error_message(exc: BaseException | None) -> str | None:
-    """The user-facing text of an ``HTTPError`` (ours or JupyterHub's), if it has one."""
-    if isinstance(exc, ApiError):
-        return exc.message
+    """The user-facing text of a ``DassError`` or an ``HTTPError`` (JupyterHub's), if it has one."""
+    if isinstance(exc, DassError):
+        return exc.user_message
     if isinstance(exc, web.HTTPError) and exc.log_message:
         try:
             return exc.log_message % exc.args if exc.args else exc.log_message
@@ -162,16 +164,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 return
             raise ApiError(401, self.unauthenticated_message())
         self.current_user = model
-        try:
-            self.identity = await self.settings["identity_resolver"].identity(model)
-        except HubUnavailable as e:
-            raise ApiError(503, str(e)) from e
-        except UnknownUser as e:
-            raise ApiError(401, str(e)) from e
-        except HubPermissionError as e:
-            raise ApiError(500, str(e)) from e
-        except HubLookupError as e:  # any other lookup failure
-            raise ApiError(503, str(e)) from e
+        # a HubLookupError answers with its own status: 503 hub unavailable, 401 unknown user
+        self.identity = await self.settings["identity_resolver"].identity(model)
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -189,25 +183,45 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         namespace.setdefault("base_url", self.base_url)
         namespace.setdefault("version", dass.__version__)
         namespace.setdefault("identity", self.identity)
-        sem = self.settings.get("sem_service")
-        namespace.setdefault("sem_model", sem.banner() if sem is not None else None)
+        # what the stacks add to every page (see dass.service.extensions)
+        namespace.setdefault("nav_links", self.settings.get("nav_links", []))
+        namespace.setdefault("header_templates", self.settings.get("header_templates", []))
+        for ext in self.settings.get("dass_extensions", []):
+            for key, value in ext.template_vars(self).items():
+                namespace.setdefault(key, value)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(template.render(**namespace))
 
     def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
+        user = self.identity.name if self.identity is not None else "-"
         if isinstance(value, web.HTTPError):
             # answered on purpose; the access log has the status, this line the reason
             level = logging.WARNING if value.status_code >= 500 else logging.DEBUG
             self.log.log(level, "%s %s: %s", value.status_code, self.request.path, _error_message(value))
+        elif isinstance(value, DassError):
+            # raised on purpose below the handlers; the log gets the full text (it may name
+            # databases and locations the caller is not told), a 5xx with its traceback
+            if value.status >= 500:
+                self.log.error("%s %s %s (user %s): %s", value.status, self.request.method, self.request.path,
+                               user, value.log_message, exc_info=(typ, value, tb))
+            else:
+                self.log.debug("%s %s (user %s): %s", value.status, self.request.path, user, value.log_message)
         else:
-            self.log.error("uncaught exception in %s %s", self.request.method, self.request.uri,
+            self.log.error("uncaught exception in %s %s (user %s)", self.request.method, self.request.uri, user,
                            exc_info=(typ, value, tb))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The one place an error becomes an answer: ``{"status", "message"}`` JSON under
+        ``api/``, the error page elsewhere. A :class:`~dass.errors.DassError` answers with its
+        ``status`` and ``user_message``; any other exception is a 500 whose traceback went to
+        the log (:meth:`log_exception`)."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DassError) and exc.status != status_code:
+            status_code = exc.status
+            self.set_status(status_code)
         message = _error_message(exc)
-        if status_code >= 500 and not isinstance(exc, web.HTTPError):
-            message = INTERNAL_ERROR  # the traceback went to the log (log_exception)
+        if status_code >= 500 and not isinstance(exc, (web.HTTPError, DassError)):
+            message = INTERNAL_ERROR
         if not message:
             message = self._default_message(status_code)
         if self.is_api:
@@ -337,10 +351,14 @@ class MeHandler(BaseHandler):
 DATASET_QUERY = ("q", "proposal", "instrument", "technique", "stack", "category", "limit", "offset")
 
 
-def _catalog_error(handler: BaseHandler, e: DassDataError) -> ApiError:
-    # the data layer's message names the database; it goes to the log, not to the caller
-    handler.log.error("user %s: catalogue query failed: %s", handler.identity.name, e, exc_info=True)
-    return ApiError(503, "the dataset catalogue is unavailable right now; try again later or see the service log")
+def _catalog_error(handler: BaseHandler, e: DassError) -> DassError:
+    """The error to raise for a failed catalogue call: the error itself.
+
+    A :class:`~dass.data.errors.DassDataError` answers 503 with its ``public_message``
+    (:meth:`BaseHandler.write_error`), its full text going to the log; this stays for callers
+    written before that mapping (``raise _catalog_error(self, e)`` is ``raise e``).
+    """
+    return e
 
 
 class DatasetsHandler(BaseHandler):
@@ -354,10 +372,7 @@ class DatasetsHandler(BaseHandler):
             ("text", "q"), ("proposal", "proposal"), ("instrument", "instrument"),
             ("technique", "technique"), ("stack", "stack"), ("category", "category"),
         )}
-        try:
-            records, total = self.catalog.search(self.identity, limit=limit, offset=offset, **filters)
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        records, total = self.catalog.search(self.identity, limit=limit, offset=offset, **filters)
         self.write_json(
             {"datasets": [r.to_json() for r in records], "total": total, "limit": limit, "offset": offset}
         )
@@ -369,10 +384,7 @@ class DatasetHandler(BaseHandler):
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())
         dataset_id = f"{proposal}/{dataset}"
-        try:
-            visible = self.catalog.visible(self.identity, [dataset_id])
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        visible = self.catalog.visible(self.identity, [dataset_id])
         record = visible.get(dataset_id)
         if record is None:
             # the same answer whether it is missing or hidden: never reveal existence
@@ -409,11 +421,8 @@ class HomeHandler(BaseHandler):
 
     def get(self) -> None:
         q = (self.get_query_argument("q", "") or "").strip()
-        try:
-            records, total = self.catalog.search(self.identity, text=q or None, limit=HOME_LIMIT)
-            proposal_info = {p["id"]: p for p in self.catalog.proposals(self.identity)}
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        records, total = self.catalog.search(self.identity, text=q or None, limit=HOME_LIMIT)
+        proposal_info = {p["id"]: p for p in self.catalog.proposals(self.identity)}
         groups: OrderedDict[str, dict[str, Any]] = OrderedDict()
         for record in sorted((r.to_json() for r in records), key=lambda r: (r["proposal"], r["name"])):
             info = proposal_info.get(record["proposal"]) or {}

@@ -1,7 +1,9 @@
 """REST handlers of headless jobs (``api/jobs…``, ``api/notebooks``).
 
 Every handler authorizes through :class:`~dass.jobs.manager.JobManager`: a user sees, follows,
-cancels and downloads only their own jobs (admins all); another user's job answers 404.
+cancels and downloads only their own jobs (admins all); another user's job answers 404. The
+manager's refusals (:class:`~dass.jobs.manager.JobRequestError`, a ``DassError``) answer with
+their own status and message through :meth:`BaseHandler.write_error`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,6 @@ class JobsBase(BaseHandler):
     def jobs(self):
         return self.settings["job_manager"]
 
-    def call(self, method, *args, **kwargs) -> Any:
-        from ..jobs.manager import JobRequestError
-
-        try:
-            return method(*args, **kwargs)
-        except JobRequestError as e:
-            raise ApiError(e.status, e.message) from None
-
     def json_body(self) -> Any:
         limit = self.jobs.max_notebook_bytes + 256 * 1024
         if len(self.request.body) > limit:
@@ -48,13 +42,12 @@ class JobsHandler(JobsBase):
         args = self.query_args(("status", "limit", "offset"))
         limit = self.int_arg(args, "limit", 100, 1, 500)
         offset = self.int_arg(args, "offset", 0, 0)
-        jobs, total = self.call(self.jobs.list_jobs, self.identity, status=args.get("status"),
-                                limit=limit, offset=offset)
+        jobs, total = self.jobs.list_jobs(self.identity, status=args.get("status"), limit=limit, offset=offset)
         self.write_json({"jobs": jobs, "total": total, "limit": limit, "offset": offset})
 
     def post(self) -> None:
         self.query_args(())
-        job, created = self.call(self.jobs.submit, self.identity, self.json_body())
+        job, created = self.jobs.submit(self.identity, self.json_body())
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")
         self.write_json(job, 201 if created else 200)
 
@@ -62,13 +55,13 @@ class JobsHandler(JobsBase):
 class JobHandler(JobsBase):
     def get(self, job_id: str) -> None:
         self.query_args(())
-        self.write_json(self.call(self.jobs.get, self.identity, job_id))
+        self.write_json(self.jobs.get(self.identity, job_id))
 
 
 class JobCancelHandler(JobsBase):
     def post(self, job_id: str) -> None:
         self.query_args(())
-        job = self.call(self.jobs.cancel, self.identity, job_id)
+        job = self.jobs.cancel(self.identity, job_id)
         self.write_json(job, 202 if job["status"] == "STOPPING" else 200)
 
 
@@ -79,7 +72,7 @@ class JobLogHandler(JobsBase):
         args = self.query_args(("offset", "follow"))
         offset = self.int_arg(args, "offset", 0, 0)
         follow = args.get("follow", "0") not in ("", "0", "false", "no")
-        text, offset, job = self.call(self.jobs.log_chunk, self.identity, job_id, offset)
+        text, offset, job = self.jobs.log_chunk(self.identity, job_id, offset)
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.set_header("X-Dass-Job-Status", job["status"])
         self.set_header("X-Dass-Next-Offset", str(offset))
@@ -94,10 +87,10 @@ class JobLogHandler(JobsBase):
             await asyncio.sleep(POLL_SECONDS)
             if self.request.connection.stream is None or self.request.connection.stream.closed():
                 return
-            text, offset, job = self.call(self.jobs.log_chunk, self.identity, job_id, offset)
+            text, offset, job = self.jobs.log_chunk(self.identity, job_id, offset)
             if text:
                 self.write(text)
-        text, offset, job = self.call(self.jobs.log_chunk, self.identity, job_id, offset)
+        text, offset, job = self.jobs.log_chunk(self.identity, job_id, offset)
         self.write(text)
         self.write(f"\n[dass] job {job_id} {job['status']}" + (f": {job['reason']}" if job["reason"] else "") + "\n")
         self.finish()
@@ -106,7 +99,7 @@ class JobLogHandler(JobsBase):
 class JobOutputsHandler(JobsBase):
     def get(self, job_id: str) -> None:
         self.query_args(())
-        job = self.call(self.jobs.get, self.identity, job_id)
+        job = self.jobs.get(self.identity, job_id)
         base = f"{self.base_url}api/jobs/{job_id}/outputs/"
         self.write_json({"outputs": [dict(o, url=base + quote(o["path"])) for o in job["outputs"]]})
 
@@ -114,7 +107,7 @@ class JobOutputsHandler(JobsBase):
 class JobOutputHandler(JobsBase):
     async def get(self, job_id: str, path: str) -> None:
         self.query_args(())
-        f = self.call(self.jobs.open_output, self.identity, job_id, path)
+        f = self.jobs.open_output(self.identity, job_id, path)
         name = path.rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         self.set_header("Content-Type", ctype)
@@ -135,7 +128,7 @@ class JobNotebookHandler(JobsBase):
 
     async def get(self, job_id: str) -> None:
         self.query_args(())
-        f = self.call(self.jobs.open_output, self.identity, job_id, "executed.html")
+        f = self.jobs.open_output(self.identity, job_id, "executed.html")
         with f:
             body = await asyncio.to_thread(f.read)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -147,7 +140,7 @@ class JobNotebookHandler(JobsBase):
 class JobVerifyHandler(JobsBase):
     async def post(self, job_id: str) -> None:
         self.query_args(())
-        job = self.call(self.jobs.get, self.identity, job_id)
+        job = self.jobs.get(self.identity, job_id)
         if not job["results_url"]:
             raise ApiError(409, f"job {job_id} is {job['status']} and has no results to verify")
         from ..jobs.provenance import verify_results

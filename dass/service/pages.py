@@ -32,11 +32,10 @@ import markupsafe
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ..data.errors import DassDataError
 from ..jobs.manager import JobRequestError
 from ..jobs.model import Status
 from ..jobs.params import ParameterError, form_fields, inspect_parameters, validate_parameters
-from .handlers import ApiError, BaseHandler, _catalog_error
+from .handlers import ApiError, BaseHandler
 
 __all__ = ["default_handlers"]
 
@@ -90,10 +89,7 @@ class PageHandler(BaseHandler):
 
     def visible_datasets(self) -> tuple[list[dict[str, Any]], int]:
         """The datasets the caller may see, grouped by proposal: ``[{"name", "datasets"}]``."""
-        try:
-            records, total = self.catalog.search(self.identity, limit=DATASET_LIMIT)
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        records, total = self.catalog.search(self.identity, limit=DATASET_LIMIT)
         groups: OrderedDict[str, dict[str, Any]] = OrderedDict()
         for r in records:
             groups.setdefault(r.proposal, {"name": r.proposal, "datasets": []})["datasets"].append(
@@ -102,10 +98,7 @@ class PageHandler(BaseHandler):
         return list(groups.values()), total
 
     def dataset_visible(self, dataset_id: str) -> bool:
-        try:
-            return dataset_id in self.catalog.visible(self.identity, [dataset_id])
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        return dataset_id in self.catalog.visible(self.identity, [dataset_id])
 
 
 # -- the jobs page ------------------------------------------------------------------------------
@@ -280,14 +273,9 @@ class JobsPage(PageHandler):
                         422, f"timeout must be a whole number of seconds from 1 to {self.jobs.max_timeout}, "
                              f"got {form['timeout']!r}", "timeout") from None
             job, _created = self.jobs.submit(self.identity, body)
-        except ParameterError as e:
+        except (ParameterError, JobRequestError) as e:
             self._refuse(form, e.status, e.message, e.field, upload_fields)
             return
-        except JobRequestError as e:
-            self._refuse(form, e.status, e.message, e.field, upload_fields)
-            return
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
         self.redirect(url_path_join(self.base_url, "jobs", job["id"]), status=303)
 
     def _refuse(self, form: dict[str, Any], status: int, message: str, field: str,
@@ -415,11 +403,8 @@ class JobPage(PageHandler):
     """``GET jobs/{id}``: one job of the caller (404 for anyone else's)."""
 
     def get(self, job_id: str) -> None:
-        try:
-            job = self.jobs.get(self.identity, job_id)
-            log_text, log_offset, _ = self.jobs.log_chunk(self.identity, job_id, 0)
-        except JobRequestError as e:
-            raise ApiError(e.status, e.message) from None
+        job = self.jobs.get(self.identity, job_id)
+        log_text, log_offset, _ = self.jobs.log_chunk(self.identity, job_id, 0)
         api = url_path_join(self.base_url, "api/jobs", job["id"]) + "/"
         outputs = [
             dict(o, url=api + "outputs/" + quote(o["path"]), size_text=_bytes(o.get("size")))

@@ -13,6 +13,11 @@ dataset's ``dataset.json`` (then re-indexes it):
 With ``write_h5`` the matched steps are also written into each FAST file as attributes of a
 separate ``/dass_logbook`` group (the raw ``/data`` is never touched), and the file's checksum in
 ``dataset.json`` is updated. The command line is ``dass stm annotate PROPOSAL/DATASET``.
+
+The metadata is written through :func:`dass.data.metadata_writer.update_dataset`: under the
+dataset's lock (the service may label the same dataset meanwhile), validated against the
+``dass.dataset/1`` schema before anything is written (FAST files included), atomically, then
+re-indexed.
 """
 
 from __future__ import annotations
@@ -100,18 +105,21 @@ def annotate_dataset(
     ------
     ValueError
         A malformed dataset id, or a dataset without ``dataset.json`` or without STM files.
+    dass.data.metadata_writer.MetadataUpdateError
+        The dataset's ``dataset.json`` breaks the ``dass.dataset/1`` schema, or would with the
+        new metadata (e.g. over 1 MiB): nothing is written, FAST files included.
+    dass.data.errors.DassDataError
+        The repository, the lock or the catalogue failed.
     """
+    from ..data.metadata_writer import split_dataset_id, update_dataset
     from .logbook import match_preparation, write_preparation_h5
 
-    proposal, sep, name = dataset_id.partition("/")
-    if not sep or not proposal or not name or "/" in name:
-        raise ValueError(f"dataset id {dataset_id!r} must be <proposal>/<dataset>")
+    proposal, name = split_dataset_id(dataset_id)
     fs = storage.fs
     folder = storage.dataset_path(proposal, name)
     meta_path = posixpath.join(folder, "dataset.json")
     if not fs.exists(meta_path):
         raise ValueError(f"{dataset_id}: no such dataset (no {meta_path})")
-    metadata = json.loads(fs.cat_file(meta_path))
     names = sorted(
         posixpath.relpath(p, folder) for p in fs.find(folder)
         if p.lower().endswith(STM_SUFFIXES)
@@ -122,8 +130,7 @@ def annotate_dataset(
     described: dict[str, Any] = {}
     unreadable: dict[str, str] = {}
     preparation: dict[str, list[dict[str, Any]]] = {}
-    written: list[str] = []
-    checksums = dict(metadata.get("checksums") or {})
+    written: dict[str, Path] = {}  # FAST files with /dass_logbook, uploaded once the metadata is valid
     with tempfile.TemporaryDirectory(prefix="dass-stm-annotate-") as tmp:
         for n, rel in enumerate(names, 1):
             local = Path(tmp) / rel
@@ -134,39 +141,51 @@ def annotate_dataset(
             except (StmFileError, OSError) as e:
                 unreadable[rel] = getattr(e, "problem", None) or str(e)
             else:
-                described[rel] = md
+                described[rel] = _json_safe(md)
                 if logbook:
                     steps = match_preparation(logbook, md, by=by)
                     if steps:
-                        preparation[rel] = [s.to_dict() for s in steps]
+                        preparation[rel] = _json_safe([s.to_dict() for s in steps])
                         if write_h5 and rel.lower().endswith(".h5"):
                             write_preparation_h5(local, steps, source="dass stm annotate")
-                            fs.put_file(str(local), posixpath.join(folder, rel))
-                            checksums[rel] = _sha256(local)
-                            written.append(rel)
+                            written[rel] = local
             if progress is not None:
                 progress(n, len(names), rel)
 
-    domain = dict(metadata.get("domain") or {})
-    domain["stm_files"] = described
-    if unreadable:
-        domain["stm_unreadable"] = unreadable
-    else:
-        domain.pop("stm_unreadable", None)
-    if logbook is not None:
-        domain["preparation"] = preparation
-    metadata["domain"] = domain
-    if written:
-        metadata["checksums"] = checksums
-    fs.pipe_file(meta_path, (json.dumps(metadata, indent=2, default=str) + "\n").encode())
-    if catalog is not None:
-        report = catalog.index_dataset(storage, proposal, name)
-        if report.errors:
-            raise ValueError(f"{dataset_id}: the catalogue refused the new metadata: {report}")
+        new_checksums = {rel: _sha256(local) for rel, local in written.items()}
+
+        def annotate(metadata: dict[str, Any]) -> dict[str, Any]:
+            domain = dict(metadata.get("domain") or {})
+            domain["stm_files"] = described
+            if unreadable:
+                domain["stm_unreadable"] = unreadable
+            else:
+                domain.pop("stm_unreadable", None)
+            if logbook is not None:
+                domain["preparation"] = preparation
+            metadata["domain"] = domain
+            if written:
+                checksums = dict(metadata.get("checksums") or {})
+                checksums.update(new_checksums)
+                metadata["checksums"] = checksums
+            return metadata
+
+        def upload_h5(_metadata: dict[str, Any]) -> None:
+            for rel, local in written.items():
+                with storage.translate_errors(f"writing {storage.url_of(posixpath.join(folder, rel))}"):
+                    fs.put_file(str(local), posixpath.join(folder, rel))
+
+        # the dataset's lock, validation before anything is written, atomic write, re-index
+        update_dataset(storage, catalog, dataset_id, annotate, also_write=upload_h5)
     return {
         "dataset": dataset_id,
         "described": sorted(described),
         "unreadable": unreadable,
         "matched": {k: len(v) for k, v in preparation.items()},
-        "written_h5": written,
+        "written_h5": sorted(written),
     }
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types (dates, NumPy numbers and the like as their text)."""
+    return json.loads(json.dumps(value, default=str))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 
+from ..errors import DassError
+
 __all__ = ["StmFileError", "NanonisFileError", "MatrixFileError", "LogbookError", "StepError"]
 
 
-class StmFileError(ValueError):
+class StmFileError(DassError, ValueError, status=422):
     """A file of the STM stack is unreadable, truncated, of the wrong kind, or lacks a field.
 
     Parameters
@@ -42,6 +44,6 @@ class LogbookError(StmFileError):
     """A sample-preparation logbook (CSV or YAML) with a malformed row or field."""
 
 
-class StepError(ValueError):
+class StepError(DassError, ValueError, status=422):
     """An invalid processing step list for :func:`dass.stm.still.apply` (unknown step, unknown
     or ill-typed parameter); the message names the step by its position."""

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ..errors import DassError
 from .process import ProcessedMovie
 
 __all__ = [
@@ -50,7 +51,7 @@ DEFAULT_CONTRAST: tuple[float, float] = (0.01, 0.99)
 PROCESSED_GROUP = "processed"
 
 
-class ExportError(ValueError):
+class ExportError(DassError, ValueError, status=422):
     """An export that cannot be written; names the target and what to fix."""
 
     def __init__(self, target: str, problem: str) -> None:

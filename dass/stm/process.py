@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DassError
 from .fast import CHANNELS, FastFile, open_fast
 
 __all__ = [
@@ -99,7 +100,7 @@ STREAK_KERNEL: tuple[tuple[float], ...] = ((-1 / 12,), (3 / 12,), (8 / 12,), (3 
 ProgressCallback = Callable[[int, int], None]
 
 
-class RecipeError(ValueError):
+class RecipeError(DassError, ValueError, status=422):
     """A processing recipe that cannot be run; names the step and the field.
 
     Attributes
@@ -125,7 +126,7 @@ class RecipeError(ValueError):
         super().__init__(prefix + problem)
 
 
-class ProcessingError(RuntimeError):
+class ProcessingError(DassError, RuntimeError):
     """A pyfastspm step failed on a file; names the file and the step, keeps the cause."""
 
     def __init__(self, path: str, step: str, problem: str) -> None:

@@ -25,7 +25,7 @@ from .export import _is_url, _join, _makedirs, _write_bytes, export_frames, expo
 from .fast import FastFileError, open_fast
 from .process import Recipe, as_recipe, process
 
-__all__ = ["find_fast_files", "process_fast_dataset"]
+__all__ = ["find_fast_files", "process_fast_dataset", "process_with_fallback"]
 
 log = logging.getLogger(__name__)
 
@@ -185,3 +185,28 @@ def process_fast_dataset(
     }
     _write_bytes(_join(base, "summary.json"), json.dumps(summary, indent=2, default=str).encode())
     return summary
+
+
+def process_with_fallback(
+    folder: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    recipe: Mapping[str, Any] | None = None,
+    say: Callable[[str], None] = print,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`process_fast_dataset` with ``recipe`` (the standard recipe when empty); when the
+    standard recipe's creep correction is impossible (pyfastspm's creep fit needs a visible
+    up/down shift), the standard recipe without creep correction, after saying so with ``say``.
+    The summary records the recipe used. A given recipe that fails raises as it is.
+    """
+    from .process import ProcessingError
+
+    try:
+        return process_fast_dataset(folder, output_dir, recipe=recipe or None, **options)
+    except ProcessingError as e:
+        if recipe or e.step != "creep":
+            raise
+        say(f"creep correction is not possible here ({e.problem.split('.')[0]}); "
+            "processing with the standard recipe without creep correction")
+        return process_fast_dataset(folder, output_dir, recipe=Recipe.standard().without("creep"), **options)

@@ -84,12 +84,13 @@ def runner_spec(
 
 def start_runner(workdir: Path) -> subprocess.Popen:
     """Start the runner exactly as the local executor does (same builder, same launch)."""
-    from dass.hub.stacks import StackRegistry
+    from dass.stacks.registry import StackRegistry
     from dass.jobs.executor import launch
     from dass.jobs.spec import build_execution_spec
 
     registry = StackRegistry()
-    base_env = {k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ}
+    # PYTHONPATH: a developer running the tests of another checkout runs its runner too
+    base_env = {k: os.environ[k] for k in ("PATH", "LANG", "PYTHONPATH") if k in os.environ}
     spec = build_execution_spec(
         job_id=json.loads((workdir / "spec.json").read_text())["job_id"],
         workdir=str(workdir),

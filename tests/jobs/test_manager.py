@@ -18,7 +18,7 @@ from dass.data.access import Identity
 from dass.data.catalog import Catalog
 from dass.data.storage import Storage
 from dass.demo import seed
-from dass.hub.stacks import StackRegistry
+from dass.stacks.registry import StackRegistry
 from dass.jobs.manager import JobManager, JobRequestError
 from dass.jobs.model import Job, Status
 from dass.jobs.spec import build_execution_spec
@@ -62,6 +62,22 @@ def test_idempotency_key_returns_the_first_job(manager):
     first, created = manager.submit(ALICE, {"notebook": SEM, "idempotency_key": "k1"})
     again, created_again = manager.submit(ALICE, {"notebook": SEM, "idempotency_key": "k1"})
     assert created and not created_again and again["id"] == first["id"]
+    assert manager.list_jobs(ALICE)[1] == 1
+
+
+def test_idempotency_key_reused_with_another_request_is_refused(manager):
+    first, _ = manager.submit(ALICE, {"notebook": SEM, "idempotency_key": "k2", "parameters": {"max_images": 2}})
+    for other in ({"notebook": SEM, "idempotency_key": "k2", "parameters": {"max_images": 3}},
+                  {"notebook": "no/such.ipynb", "idempotency_key": "k2"}):
+        with pytest.raises(JobRequestError) as e:
+            manager.submit(ALICE, other)
+        assert e.value.status == 422 and e.value.field == "idempotency_key"
+        assert "different request" in str(e.value) and first["id"] in str(e.value)
+    # the same request again still answers with the first job; another user's key is theirs
+    again, created = manager.submit(ALICE, {"notebook": SEM, "parameters": {"max_images": 2}, "idempotency_key": "k2"})
+    assert not created and again["id"] == first["id"]
+    _, created_bob = manager.submit(Identity("bob", frozenset({"p-2026-002"})), {"notebook": SEM, "idempotency_key": "k2"})
+    assert created_bob
     assert manager.list_jobs(ALICE)[1] == 1
 
 
@@ -130,3 +146,41 @@ def test_the_service_token_never_reaches_a_job(manager, monkeypatch):
         row = db.get(Job, job["id"])
         spec = manager._prepare(row, ALICE)
     assert "JUPYTERHUB_API_TOKEN" not in spec.env and "service-secret" not in json.dumps(spec.env)
+
+
+def test_restart_reads_the_result_from_repository_storage(manager):
+    """A run's result.json is read from repository storage, wherever the run ran: the job's
+    working folder need not hold it."""
+    job, _ = manager.submit(ALICE, {"notebook": SEM})
+    now = dt.datetime.now(dt.timezone.utc)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    handle = {"executor": "local", "state": {"pid": int(dead.stdout), "workdir": str(manager.workdir(job["id"]))}}
+    _set(manager, job["id"], status=Status.IN_PROGRESS.value, started_at=now, executor_handle=handle)
+    path = manager._result_path(job["id"])
+    manager.storage.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    manager.storage.fs.pipe_file(path, json.dumps({"status": "FAILED", "reason": "cell 3 raised KeyError: 'x'",
+                                                   "results_url": None, "outputs": []}).encode())
+    assert not (manager.workdir(job["id"]) / "result.json").exists()
+    manager.reconcile()
+    done = manager.get(ALICE, job["id"])
+    assert done["status"] == "FAILED" and done["reason"] == "cell 3 raised KeyError: 'x'"
+
+
+def test_restart_adopts_a_runner_that_had_no_time_to_write_its_pid(manager):
+    """The service died between launching a runner and storing its handle, and the runner had
+    not yet written runner.json: it is found by its command line, adopted, not run twice."""
+    job, _ = manager.submit(ALICE, {"notebook": SEM})
+    wd = manager.workdir(job["id"])
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(120)", "dass.jobs.runner", str(wd)])
+    try:
+        _set(manager, job["id"], status=Status.IN_PROGRESS.value, started_at=dt.datetime.now(dt.timezone.utc))
+        manager.reconcile()
+        assert manager.get(ALICE, job["id"])["status"] == "IN_PROGRESS"
+        handle = manager._running[job["id"]]
+        assert handle.executor == "local" and handle.state["pid"] == proc.pid
+        with manager._db() as db:
+            assert db.get(Job, job["id"]).executor_handle == handle.to_json()
+        asyncio.run(manager.executor.cancel(handle))
+        assert proc.wait(timeout=30) is not None
+    finally:
+        proc.kill()

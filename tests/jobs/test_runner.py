@@ -24,6 +24,7 @@ from dass.jobs.provenance import verify_results
 from dass.jobs.runner import build_derived_metadata, describe_failure, load_result
 
 from .conftest import OWNER, read_log, run_runner, runner_spec, start_runner, stop_tree, wait_for_log
+from .rocrate_check import validate_crate
 
 DATASET = "p-2026-001/sem-nanowires"
 PARAMS = {"n": 5, "scale": 2.5, "label": "hello", "input_dataset": DATASET}
@@ -209,6 +210,30 @@ def test_completed_job_on_s3(runner_moto, tmp_path):
 # failures
 
 
+def test_completed_job_crate_passes_the_reference_validator(completed_job, tmp_path):
+    """roc-validator, profile ro-crate-1.3, every REQUIRED check (software with url and version)."""
+    fs, root = _results(completed_job["result"])
+    assert "file" in fs.protocol
+    report = validate_crate(Path(root), tmp_path)
+    assert report == {"passed": True, "issues": []}
+
+
+def test_the_crate_check_catches_a_crate_without_software_urls(completed_job, tmp_path):
+    """The validator as run here does fail a crate missing what the profile requires."""
+    import shutil
+
+    _, root = _results(completed_job["result"])
+    copy = tmp_path / "crate"
+    shutil.copytree(root, copy)
+    crate = json.loads((copy / "ro-crate-metadata.json").read_text())
+    for entity in crate["@graph"]:
+        if entity.get("@type") == "SoftwareApplication":
+            entity.pop("url", None)
+    (copy / "ro-crate-metadata.json").write_text(json.dumps(crate))
+    report = validate_crate(copy, tmp_path)
+    assert not report["passed"] and any("MUST have a `url`" in i for i in report["issues"])
+
+
 def test_cell_raising_fails_the_job_and_keeps_the_results(runner_repo, tmp_path):
     workdir = tmp_path / "job"
     runner_spec(workdir, notebook="runner_raise.ipynb", storage_url=f"file://{runner_repo}")
@@ -230,6 +255,7 @@ def test_cell_raising_fails_the_job_and_keeps_the_results(runner_repo, tmp_path)
     assert action["actionStatus"]["@id"].endswith("FailedActionStatus")
     assert action["error"] == result["reason"]
     assert verify_results(result["results_url"]).ok
+    assert validate_crate(Path(_results(result)[1]), tmp_path) == {"passed": True, "issues": []}
 
 
 def test_killed_kernel_ends_the_job_promptly(runner_repo, tmp_path):
@@ -405,3 +431,37 @@ def test_load_result(tmp_path):
     assert load_result(tmp_path) is None
     (tmp_path / "result.json").write_text('{"status": "COMPLETED"}')
     assert load_result(tmp_path) == {"status": "COMPLETED"}
+
+
+def test_processes_a_notebook_leaves_behind_end_with_the_job(runner_repo, tmp_path):
+    """A process started in a session of its own does not outlive the finished job."""
+    workdir = tmp_path / "job"
+    runner_spec(workdir, notebook="runner_orphan.ipynb", storage_url=f"file://{runner_repo}")
+    rc, result, _ = run_runner(workdir)
+    assert rc == 0, read_log(workdir)
+    pid = int((workdir / "output" / "child.pid").read_text())
+    try:
+        proc = psutil.Process(pid)
+        assert proc.status() == psutil.STATUS_ZOMBIE or not proc.is_running(), proc.cmdline()
+    except psutil.NoSuchProcess:
+        pass
+    assert "process(es) the notebook left running" in read_log(workdir)
+
+
+def test_a_kernel_that_exits_by_itself_is_not_called_killed(runner_repo, tmp_path):
+    workdir = tmp_path / "job"
+    runner_spec(workdir, notebook="runner_exit.ipynb", storage_url=f"file://{runner_repo}")
+    rc, result, _ = run_runner(workdir)
+    assert rc == 1 and result["status"] == "FAILED", read_log(workdir)
+    assert result["reason"].startswith("the kernel died while running cell 2 (the kernel process exited by itself with status 0")
+    assert "out of memory" not in result["reason"]
+
+
+def test_kernel_death_wording():
+    from nbclient.exceptions import DeadKernelError
+
+    dead = DeadKernelError("Kernel died")
+    assert describe_failure(dead, cell=3) == "the kernel died while running cell 3 (out of memory or killed)"
+    assert describe_failure(dead, cell=3, kernel_exit=-9) == "the kernel died while running cell 3 (out of memory or killed)"
+    assert describe_failure(dead, cell=3, kernel_exit=-15) == "the kernel died while running cell 3 (killed by SIGTERM)"
+    assert "exited by itself with status 1" in describe_failure(dead, cell=1, kernel_exit=1)

@@ -34,3 +34,23 @@ def copy_scan(master: Path, dest: Path) -> Path:
     """Copy the folder of ``master`` (master + per-angle files) to ``dest``; return the copy."""
     shutil.copytree(master.parent, dest)
     return dest / master.name
+
+
+# An independent scan as a beamline user would bring it (issue 14): another material,
+# reflection and energy than the demo, a non-square detector with an off-centre direct beam,
+# different channels per degree on each axis, a 2-D strain field, pitch and roll, Poisson
+# noise, dead pixels, positions without a Bragg peak and one position with a zero monitor.
+BEAMLINE = {
+    "shape": (6, 9), "n_angles": 9, "eta_step": 0.03, "frame_shape": (24, 40),
+    "energy_kev": 9.0, "hkl": (0, 0, 4), "lattice_a": 5.658,  # Ge 004 at 9 keV
+    "strain": (2e-4, 6e-4, -4e-4), "tilt": ((0.0, 0.015, -0.01), (0.005, -0.01, 0.02)),
+    "center_chan": (8.0, 30.0), "pixel_size_m": (55e-6, 75e-6), "dead_pixels": 6,
+    "no_peak": (5,), "empty": (22,), "zero_monitor": (40,), "peak_counts": 3000.0,
+    "background": 1.0, "seed": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def beamline_scan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, synthetic.KmapTruth]:
+    out = tmp_path_factory.mktemp("kmap-beamline")
+    return synthetic.generate(out, **BEAMLINE)

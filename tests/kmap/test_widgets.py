@@ -135,3 +135,31 @@ def test_export_buttons(app):
         assert f["entry/strain/x"].attrs["units"] == "um"
     with pytest.raises(KmapInputError, match="unknown export"):
         app.export("xlsx")
+
+
+def test_mask_normalizer_thresholds_and_engine_controls(dataset, tmp_path):
+    ds, master, truth = dataset
+    app = KmapApp(datasets=[ds], output_dir=tmp_path / "out")
+    assert ("mon", "mon") in app.normalizer.options  # the scan's counters are offered
+    mask = np.zeros((24, 24), np.uint8)
+    mask[0] = 1
+    np.save(tmp_path / "mask.npy", mask)
+    app.mask_path.value = str(tmp_path / "mask.npy")
+    app.normalizer.value = "mon"
+    app.min_height.value = "0.5"
+    app.strain_min.value, app.strain_max.value = "-0.01", "0.01"
+    app.engine.value = "xsocs"
+    params = app.parameters()
+    assert params["mask"] == str(tmp_path / "mask.npy") and params["normalizer"] == "mon"
+    assert params["min_height"] == 0.5 and params["max_width"] is None
+    assert params["strain_range"] == (-0.01, 0.01) and params["engine"] == "xsocs"
+    app.grid[0].value = app.grid[1].value = app.grid[2].value = 20
+    summary = app.run()
+    assert summary["parameters"]["normalizer"] == "mon" and summary["parameters"]["masked_pixels"] == 24
+    assert summary["parameters"]["engine"] == "xsocs" and summary["parameters"]["min_height"] == 0.5
+    app.strain_max.value = ""
+    with pytest.raises(KmapInputError, match="both strain min and strain max"):
+        app.parameters()
+    app.strain_max.value = "big"
+    with pytest.raises(KmapInputError, match="type a number"):
+        app.parameters()

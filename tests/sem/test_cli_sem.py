@@ -122,3 +122,26 @@ def test_dass_help_does_not_import_torch():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
     assert _dass("sem", "--help").returncode == 0
+
+
+def test_train_register_uses_the_configured_state_folder(workspace):
+    """``c.Platform.state_dir`` alone decides where the model is registered (the repository's
+    default place inside it), as for the hub and the service: no ./.dass appears."""
+    tmp, data, _ = workspace
+    work, etc = tmp / "work", tmp / "etc"
+    work.mkdir()
+    etc.mkdir()
+    config = etc / "state_config.py"
+    config.write_text("c.Platform.state_dir = '../state'\n")
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(REPO), DASS_STATE_DIR=str(tmp / "env-state"))
+    env.pop("DASS_CONFIG", None)
+    base = [sys.executable, "-m", "dass", "--config", str(config), "sem"]
+    proc = subprocess.run([*base, "train", str(data), "--architecture", "mobilenet_v3_small", "--epochs", "1",
+                           "--input-size", "32", "--batch-size", "4", "--out", str(tmp / "run-state"), "-q",
+                           "--register", "state-model", "--default"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp / "state" / "repository" / "models" / "state-model" / "model.pt").exists()
+    proc = subprocess.run([*base, "models", "list"], capture_output=True, text=True, timeout=120, env=env, cwd=work)
+    assert proc.returncode == 0 and proc.stdout.startswith("* state-model"), proc.stderr
+    assert not (work / ".dass").exists() and not (tmp / "env-state").exists()

@@ -299,6 +299,7 @@ def start_service(loop_thread: LoopThread, tmp: Path, api_url: str, db_url: str,
             [
                 f"c.Storage.url = {repo_url!r}",
                 f"c.Catalog.db_url = {db_url!r}",
+                f"c.Storage.lock_dir = {str(tmp / 'locks')!r}",  # the dataset.json locks
                 "c.DassService.identity_cache_seconds = 1",
                 # stm only for proposal p-2026-002; an xl size of sem only for staff
                 "c.StackRegistry.stacks = {'stm': {'groups': ['p-2026-002']}, "

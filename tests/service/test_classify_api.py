@@ -21,7 +21,7 @@ import pytest
 
 from dass.data.storage import Storage
 from dass.sem.categories import CATEGORY_IDS
-from dass.service.sem_handlers import default_handlers as sem_handlers
+from dass.sem.web import default_handlers as sem_handlers
 
 from tests.service.service_support import make_repository, start_service
 from tests.sem_support import MODEL, add_sem_dataset, sem_png, write_untrained_checkpoint

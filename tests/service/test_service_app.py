@@ -167,3 +167,25 @@ def test_module_with_missing_config_file_explains_itself(python_env, tmp_path):
     assert proc.returncode == 1
     assert "does not exist" in out and "nope.py" in out
     assert "Traceback" not in out
+
+
+def test_state_folder_comes_from_the_config_file(monkeypatch, hub, tmp_path):
+    """The service reads ``c.Platform.state_dir`` like the hub and the CLI do (over
+    ``$DASS_STATE_DIR``; relative to the file): repository, catalogue and jobs lie in it."""
+    (tmp_path / "etc").mkdir()
+    config = tmp_path / "etc" / "dass_config.py"
+    config.write_text("c.Platform.state_dir = '../state'\n")
+    for key, value in service_env(hub.api_url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DASS_STATE_DIR", str(tmp_path / "env-state"))
+    monkeypatch.delenv("DASS_CONFIG", raising=False)
+    app = DassService()
+    app.initialize([f"--config={config}"])
+    try:
+        state = tmp_path / "state"
+        assert app.storage.url == f"file://{state}/repository"
+        assert app.catalog.db_url == f"sqlite:///{state}/catalog.sqlite"
+        assert app.job_manager.jobs_dir == str(state / "jobs")
+        assert (state / "catalog.sqlite").exists() and not (tmp_path / "env-state").exists()
+    finally:
+        app.catalog.dispose()

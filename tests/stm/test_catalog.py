@@ -16,6 +16,7 @@ import h5py
 import pytest
 
 from dass.data.catalog import Catalog
+from dass.data.metadata_writer import MetadataUpdateError
 from dass.data.storage import Storage
 from dass.stm import open_fast, open_sxm
 from dass.stm.catalog import annotate_dataset
@@ -50,7 +51,7 @@ def repo(tmp_path, old_fast, stm_sxm):
         "STM files for the annotate test", technique="STM", stacks=["stm"],
         checksums={n: sha(folder / n) for n in files})))
     (tmp_path / "logbook.csv").write_text(LOGBOOK)
-    storage = Storage(url=f"file://{root}")
+    storage = Storage(url=f"file://{root}", lock_dir=str(tmp_path / "locks"))
     catalog = Catalog(db_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     catalog.upgrade()
     assert not catalog.scan(storage).errors
@@ -87,7 +88,8 @@ def test_metadata_and_logbook_go_into_dataset_json_and_the_catalogue(repo, old_f
 def test_cli_annotate_and_its_errors(repo, tmp_path):
     storage, catalog, folder, logbook = repo
     config = tmp_path / "dass_config.py"
-    config.write_text(f"c.Storage.url = {storage.url!r}\nc.Catalog.db_url = {catalog.db_url!r}\n")
+    config.write_text(f"c.Storage.url = {storage.url!r}\nc.Storage.lock_dir = {storage.lock_dir!r}\n"
+                      f"c.Catalog.db_url = {catalog.db_url!r}\n")
     env = dict(os.environ, DASS_STATE_DIR=str(tmp_path / "state"))
 
     def dass(*args):
@@ -103,3 +105,23 @@ def test_cli_annotate_and_its_errors(repo, tmp_path):
                         ((DATASET, "--logbook", str(tmp_path / "missing.csv")), "missing.csv")]:
         r = dass(*args)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_metadata_the_schema_refuses_leaves_dataset_json_and_the_fast_file_unchanged(repo, old_fast):
+    """A logbook so long that dataset.json would pass the 1 MiB limit: refused before writing.
+
+    Before the one metadata-writing path, annotate wrote the file first and only then learned
+    that the catalogue refused it (the dataset vanished from the catalogue)."""
+    storage, catalog, folder, _ = repo
+    meta_before = (folder / "dataset.json").read_bytes()
+    fast_before = (folder / old_fast.name).read_bytes()
+    notes = "synthetic test entry " + "x" * 600
+    rows = [f"Gr/Ni(111),step {i},2014-10-02T{10 + i // 60 % 6:02d}:{i % 60:02d},1 min,,{notes}" for i in range(2000)]
+    logbook_file = folder.parent / "long-logbook.csv"
+    logbook_file.write_text("sample,step,start,duration,temperature,notes\n" + "\n".join(rows) + "\n")
+    with pytest.raises(MetadataUpdateError) as info:
+        annotate_dataset(storage, catalog, DATASET, logbook=read_logbook(logbook_file), write_h5=True)
+    assert info.value.stage == "change" and "1 MiB" in str(info.value) and "unchanged" in str(info.value)
+    assert (folder / "dataset.json").read_bytes() == meta_before
+    assert (folder / old_fast.name).read_bytes() == fast_before  # /dass_logbook not uploaded either
+    assert catalog.get(DATASET) is not None  # still catalogued

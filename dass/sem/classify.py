@@ -86,6 +86,7 @@ class Outcome:
     name: str
     prediction: Prediction | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # how the file was read (e.g. 12-bit data scaled)
 
     @property
     def ok(self) -> bool:
@@ -94,7 +95,7 @@ class Outcome:
     def to_json(self) -> dict[str, Any]:
         if self.prediction is None:
             return {"name": self.name, "status": "error", "reason": self.error}
-        return {"name": self.name, "status": "ok", **self.prediction.to_json()}
+        return {"name": self.name, "status": "ok", **self.prediction.to_json(), "notes": list(self.notes)}
 
 
 def item_name(item: Any, index: int) -> str:
@@ -420,7 +421,14 @@ class Classifier:
 
         def produce(i: int) -> np.ndarray | None:
             try:
-                return self.prepare(images[i], name=labels[i])
+                item = images[i]
+                if isinstance(item, (bytes, bytearray, memoryview, str, os.PathLike)):
+                    from dass.sem.io import read_sem
+
+                    item = read_sem(item)
+                if isinstance(item, SemImage):
+                    outcomes[i].notes = list(item.notes)
+                return self.prepare(item, name=labels[i])
             except (SemReadError, ValueError, TypeError) as exc:
                 outcomes[i].error = str(exc).replace("<bytes>", labels[i])
                 log.info("SEM classify: skipping %s: %s", labels[i], exc)

@@ -287,3 +287,24 @@ def test_run_overlaps_preparation_with_the_forward_pass_in_bounded_memory(checkp
     prepared = []
     clf.run(3, lambda i: inputs[i], prepared=lambda: prepared.append(True))
     assert prepared == [True]
+
+
+def test_reading_notes_travel_with_the_outcome(checkpoint, images):
+    import tifffile
+
+    from dass.sem.results import outcome_lines
+
+    clf = Classifier.load(checkpoint, device="cpu")
+    twelve = (images[0].astype(np.int64) * 4095 // 255).astype(np.uint16)
+    twelve[0, 0] = 4095
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, twelve, metadata=None)
+    outcomes = clf.classify_files([buf.getvalue(), _png(images[0])], names=["twelve.tif", "eight.png"])
+    assert len(outcomes[0].notes) == 1 and "12-bit data in a 16-bit TIFF" in outcomes[0].notes[0]
+    assert outcomes[1].notes == []
+    assert outcomes[0].to_json()["notes"] == outcomes[0].notes
+    # scaled by 4095, the 12-bit image classifies like its 8-bit twin
+    np.testing.assert_allclose(list(outcomes[0].prediction.scores.values()),
+                               list(outcomes[1].prediction.scores.values()), atol=2e-3)
+    lines = outcome_lines(outcomes).splitlines()
+    assert "; note: 12-bit data in a 16-bit TIFF" in lines[0] and "note" not in lines[1]

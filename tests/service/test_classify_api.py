@@ -508,7 +508,7 @@ def test_upload_names_and_metadata_are_valid():
 def test_confirm_exports_nxem_where_configured(service, repository, model):
     import h5py
 
-    sem = service.app.sem_service
+    sem = service.app.web_app.settings["sem_service"]  # the SEM stack's part of the service
     r = classify(service, "alice-token", [("wires.png", sem_png("Nanowires", 31))])
     result = r.json()["results"][0]
     sem.export_nexus_on_confirm = True

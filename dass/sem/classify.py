@@ -1,8 +1,9 @@
 """Batch inference: classify SEM images with a trained checkpoint.
 
 The model is loaded once (:meth:`Classifier.load`) and put in its fastest inference form
-(:func:`dass.sem.models.accelerate`: on CPU a frozen, traced, channels-last module; checked
-against the eager model, falling back cleanly). Images are prepared with
+(:func:`dass.sem.models.accelerate`: the fastest of the eager, channels-last and, on CPU,
+frozen traced module, timed on the machine; checked against the eager model, falling back
+cleanly). Images are prepared with
 :func:`dass.sem.databar.preprocess` -- the very function training uses -- one at a time on a
 helper thread while the previous batch runs through the network (:meth:`Classifier.run`):
 decoding and preprocessing overlap the forward pass, only a bounded queue of small model

@@ -397,7 +397,10 @@ def accelerate(model: "torch.nn.Module", *, input_size: int, device: str = "cpu"
       (batch-norm folded into convolutions, oneDNN kernels chosen ahead), channels-last weights.
     - ``"compile"``: ``torch.compile`` (needs a C++ compiler on CPU; compiles on the first
       batch of each new shape, tens of seconds).
-    - ``"auto"``: ``"freeze"`` on CPU, ``"channels_last"`` on a GPU.
+    - ``"auto"``: each of ``"eager"``, ``"channels_last"`` and (on CPU) ``"freeze"`` is timed
+      on a probe batch of 8 and on one image when the model loads (about a second for
+      resnet18 on 2 cores), and the fastest is kept: which one wins depends on the
+      architecture and the machine (``bench/sem.py`` prints the table).
 
     Whatever is chosen is checked: its softmax on a probe batch must match the eager
     model's within 1e-4; a failure of any kind falls back to ``"channels_last"``, then
@@ -434,7 +437,7 @@ def accelerate(model: "torch.nn.Module", *, input_size: int, device: str = "cpu"
     if mode not in ACCELERATIONS:
         raise ModelError(f"unknown acceleration {mode!r}; use one of: {', '.join(ACCELERATIONS)}")
     if mode == "auto":
-        mode = "freeze" if str(device).startswith("cpu") else "channels_last"
+        return _fastest(model, input_size=input_size, device=device, check=check)
     if mode == "eager":
         return model, "eager"
     gen = torch.Generator().manual_seed(0)
@@ -471,3 +474,43 @@ def accelerate(model: "torch.nn.Module", *, input_size: int, device: str = "cpu"
             log.warning("SEM model %s: %s inference is not usable here (%s: %s); falling back",
                         getattr(model, "architecture", "?"), candidate, type(exc).__name__, str(exc)[:200])
     return model, "eager"
+
+
+def _fastest(model: "torch.nn.Module", *, input_size: int, device: str, check: bool) -> "tuple[Any, str]":
+    """``accelerate(mode="auto")``: time the candidates on this machine and keep the fastest."""
+    import statistics
+    import time
+
+    import torch
+
+    candidates = ("eager", "channels_last", "freeze") if str(device).startswith("cpu") else ("eager", "channels_last")
+    x8 = torch.rand(8, 1, input_size, input_size).to(device).contiguous(memory_format=torch.channels_last)
+    x1 = x8[:1].contiguous(memory_format=torch.channels_last)
+
+    def seconds(runner: Any, x: Any) -> float:
+        t = time.perf_counter()
+        runner(x)
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    timings: dict[str, float] = {}
+    built: dict[str, Any] = {}
+    for candidate in candidates:
+        runner, used = accelerate(model, input_size=input_size, device=device, mode=candidate, check=check)
+        if used != candidate:
+            continue
+        try:
+            with torch.inference_mode():
+                runner(x8), runner(x1)  # warm-up: kernels chosen, caches filled
+                per_image = statistics.median(seconds(runner, x8) for _ in range(3)) / 8
+                single = statistics.median(seconds(runner, x1) for _ in range(3))
+        except Exception as exc:  # pragma: no cover - a candidate that fails on other shapes
+            log.warning("SEM model: %s inference failed while timed (%s); not used", candidate, exc)
+            continue
+        timings[candidate], built[candidate] = per_image + single, runner
+    best = min(timings, key=timings.get) if timings else "eager"
+    log.info("SEM model %s: inference timed per image + one image: %s; using %s",
+             getattr(model, "architecture", "?"),
+             ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items()), best)
+    return built.get(best, model), best

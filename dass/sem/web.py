@@ -135,7 +135,8 @@ class SemClassifyService(LoggingConfigurable):
         list(ACCELERATIONS),
         default_value="auto",
         help="""How the classifier is sped up for inference (``dass.sem.models.accelerate``):
-        ``auto`` (a frozen, traced, channels-last module on CPU; channels-last on a GPU),
+        ``auto`` (the fastest of the plain module, channels-last and, on CPU, a frozen traced
+        module, timed on this machine when the model loads),
         ``eager`` (the plain module), ``channels_last``, ``freeze`` or ``compile``
         (``torch.compile``, needs a C++ compiler on CPU). Every speed-up is checked against the
         plain module when the model loads and falls back to it when it fails.""",

@@ -206,7 +206,8 @@ def test_representative(checkpoint):
 def test_every_acceleration_gives_the_eager_scores(checkpoint, images, mode):
     eager = Classifier.load(checkpoint, device="cpu", accelerate="eager")
     fast = Classifier.load(checkpoint, device="cpu", accelerate=mode)
-    assert fast.acceleration == ("freeze" if mode == "auto" else mode)  # auto on CPU: frozen
+    # auto: the fastest of eager, channels_last and freeze, timed on this machine
+    assert fast.acceleration in (("eager", "channels_last", "freeze") if mode == "auto" else (mode,))
     for batch in (1, 2, len(images)):  # the traced module handles every batch size
         a, b = eager.classify(images[:batch]), fast.classify(images[:batch])
         for p, q in zip(a, b):

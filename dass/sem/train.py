@@ -1,5 +1,8 @@
 """Train an SEM classifier on an ImageFolder-layout dataset at any fsspec URL.
 
+Why one module: one training run, in the order it happens (data, split, weights, epochs,
+early stopping, report, registry); each step is a tested function here.
+
 Dataset layout: ``<data_url>/<category id>/<any name>.{png,tif,jpg,...}``, one folder per
 NFFA category id (:data:`dass.sem.categories.CATEGORY_IDS`; a subset of at least two is fine).
 Files at the top level (README, metadata.json) and hidden files/folders are ignored.

@@ -1,5 +1,9 @@
 """SEM image classification in the dass service: ``api/classify…`` and the ``sem`` page.
 
+Why one module: the SEM stack's whole part of the service (its routes, the page, the
+classifier it keeps loaded, uploads, previews, confirm) shares one loaded model and one set of
+limits; it is the stack's plug-in (``web:`` in stacks.yaml), read as one piece.
+
 - ``POST api/classify``: images (multipart ``files``, one or many, or ``.zip`` archives of
   images, and an optional ``proposal``) are first stored as a new dataset of the proposal
   (:func:`dass.sem.labels.store_upload`), then classified; or JSON ``{"dataset", "paths"}``

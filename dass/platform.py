@@ -353,6 +353,9 @@ def _demo_sem_model(storage: Any, out: Any) -> None:
     shown = {"pct": -10}
 
     def progress(done: int, total: int, message: str = "") -> None:
+        if message.startswith("epoch "):  # one line per epoch: "epoch 3/14 done: ..."
+            out(f"  training the demo SEM classifier: {message}")
+            return
         pct = int(100 * done / max(total, 1))
         if pct >= shown["pct"] + 10:
             shown["pct"] = pct

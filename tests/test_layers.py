@@ -23,7 +23,7 @@ LAYERS = ("base", "science", "data", "stacks", "hub/jobs", "front")
 #: modules of the stacks' packages that plug the science into the platform (top layer)
 STACK_PLUGINS = {
     "dass.sem.cli", "dass.sem.client", "dass.sem.widgets", "dass.sem.labels", "dass.sem.web",
-    "dass.sem.nexus_cli",
+    "dass.sem.nexus",
     "dass.kmap.service", "dass.kmap.widgets",
     "dass.stm.catalog", "dass.stm.service", "dass.stm.widgets", "dass.stm.still_widgets", "dass.stm.cli",
 }

@@ -114,6 +114,25 @@ class ModelInfo:
         """True when the model was trained on SYNTHETIC data."""
         return bool(self.trained_on.get("synthetic"))
 
+    def describe_data(self) -> str:
+        """One plain sentence: what the model was trained on and how it did on held-out images.
+
+        Examples
+        --------
+        >>> ModelInfo("m", "resnet18", ["Tips", "Powder"], 64, trained_on={"url": "s3://sem", "n_train": 80,
+        ...           "n_val": 20, "synthetic": False}, metrics={"accuracy": 0.9}).describe_data()
+        'Trained on 80 images from s3://sem; 20 more held out for validation: accuracy 0.900.'
+        """
+        t = self.trained_on or {}
+        n_train = t.get("n_train", t.get("n_images", "an unknown number of"))
+        kind = "SYNTHETIC images (made by a program, not real micrographs)" if self.synthetic else "images"
+        text = f"Trained on {n_train} {kind} from {t.get('url') or 'unknown data'}"
+        if t.get("n_val") is not None:
+            text += f"; {t['n_val']} more held out for validation"
+            if isinstance((self.metrics or {}).get("accuracy"), (int, float)):
+                text += f": accuracy {self.metrics['accuracy']:.3f}"
+        return text + "."
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict of every field (plus ``synthetic`` for convenience)."""
         out = asdict(self)

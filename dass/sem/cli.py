@@ -1,4 +1,4 @@
-"""``dass sem`` sub-commands: train, models list|register|default, classify.
+"""``dass sem`` sub-commands: train, models list|register|default, classify, export-nexus.
 
 The SEM stack's command group: ``stacks.yaml`` names :func:`register`
 (``cli: dass.sem.cli:register``) and ``dass`` loads it through the stack registry, so this
@@ -16,6 +16,8 @@ Examples
         --register nffa-r18 --default
     dass sem models list
     dass sem classify --model nffa-r18 a.tif b.png
+    dass sem export-nexus p-2026-001/sem-upload-20260314-ab12cd34 --atom-types Si,O \
+        --preparation-date 2026-03-14
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class _Bars:
     def __call__(self, done: int, total: int, message: str) -> None:
         from tqdm import tqdm
 
+        if message.startswith("epoch "):  # "epoch 3/14 done: ...": one line per epoch above the bar
+            tqdm.write(message, file=self.stream)
+            return
         phase, _, detail = message.partition(":")
         if phase != self.phase or self.bar is None or self.bar.total != total:
             self.close()
@@ -153,6 +158,19 @@ def _cmd_classify(args) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+def _cmd_export_nexus(args) -> int:
+    from dass.config import load_config
+    from dass.data.catalog import Catalog
+    from dass.data.storage import Storage
+    from dass.sem.nexus import export_dataset
+
+    config = load_config(getattr(args, "config", None))
+    where = export_dataset(Storage(config=config), Catalog(config=config), args.dataset, out=args.out,
+                           atom_types=args.atom_types, preparation_date=args.preparation_date)
+    print(f"NXem labels of {args.dataset} written to {where}")
+    return 0
+
+
 def register(sub: Any) -> argparse.ArgumentParser:
     """Add the ``sem`` command group to the sub-parsers of the ``dass`` parser."""
     sem = sub.add_parser("sem", help="SEM image classification: train, manage and use models")
@@ -208,5 +226,14 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_classify)
+
+    p = ssub.add_parser("export-nexus", help="export a dataset's SEM labels and classifier outputs as NeXus NXem")
+    p.add_argument("dataset", metavar="DATASET", help="<proposal>/<name>")
+    p.add_argument("--out", help="file or fsspec URL to write (default: labels.nxs in the dataset folder)")
+    p.add_argument("--atom-types", help="elements in the sample, comma-separated (NXem requires them; "
+                                        "default: the dataset's domain.sample.atom_types)")
+    p.add_argument("--preparation-date", help="ISO 8601 date the specimen was prepared (NXem requires it; "
+                                              "default: the dataset's domain.sample.preparation_date)")
+    p.set_defaults(func=_cmd_export_nexus)
     return sem
 

@@ -9,6 +9,8 @@ preprocessing shared by training and inference.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["crop_data_bar", "detect_data_bar", "preprocess"]
@@ -155,21 +157,25 @@ def crop_data_bar(image: np.ndarray, *, bar_row: int | None = None) -> np.ndarra
     return a[: int(bar_row)].copy()
 
 
-def preprocess(image: np.ndarray, size: int, *, crop: bool = True) -> np.ndarray:
+def preprocess(image: Any, size: int, *, crop: bool = True, bar_row: int | None = None) -> np.ndarray:
     """Crop the data bar and resize to a square model input.
 
     The one preprocessing used identically by training and inference:
-    grayscale float in [0, 1], bar cropped, resized to ``(size, size)`` with
-    PIL's antialiased bicubic filter (aspect ratio not kept).
+    grayscale float32 in [0, 1], bar cropped, resized to ``(size, size)`` with
+    PIL's antialiased bicubic filter (aspect ratio not kept). No float64 step.
 
     Parameters
     ----------
-    image : ndarray, shape (H, W) or (H, W, 3|4)
-        Any dtype accepted by :func:`dass.sem.io.to_grayscale`; not modified.
+    image : ndarray, shape (H, W) or (H, W, 3|4), or SemImage
+        Any dtype accepted by :func:`dass.sem.io.to_grayscale`; not modified. For a
+        :class:`~dass.sem.io.SemImage` whose file says where its data bar starts
+        (``data_bar_row``, FEI), that row is used instead of detection.
     size : int
         Output side length in pixels.
     crop : bool, optional
-        Detect and remove the data bar first (default True).
+        Remove the data bar first (default True).
+    bar_row : int, optional
+        First row of the data bar, when known; detected when omitted.
 
     Returns
     -------
@@ -182,11 +188,23 @@ def preprocess(image: np.ndarray, size: int, *, crop: bool = True) -> np.ndarray
     """
     from PIL import Image
 
+    from dass.sem.io import SemImage
+
     if int(size) != size or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
-    gray = _as_gray(image).astype(np.float32)
+    if isinstance(image, SemImage):
+        if bar_row is None:
+            bar_row = image.data_bar_row
+        image = image.image
+    gray = _as_gray(image)
     if crop:
-        gray = crop_data_bar(gray)
-    pil = Image.fromarray(gray, mode="F")
+        if bar_row is None:
+            bar_row = detect_data_bar(gray)
+        elif not 0 < int(bar_row) <= gray.shape[0]:
+            raise ValueError(f"bar_row must be in 1..{gray.shape[0]} for an image of height {gray.shape[0]}, "
+                             f"got {bar_row}")
+        if bar_row is not None:
+            gray = gray[: int(bar_row)]
+    pil = Image.fromarray(np.ascontiguousarray(gray), mode="F")
     out = np.asarray(pil.resize((int(size), int(size)), Image.Resampling.BICUBIC, reducing_gap=None), dtype=np.float32)
     return np.clip(out, 0.0, 1.0)

@@ -22,7 +22,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEMO_MODEL_NAME", "DEMO_SETTINGS", "demo_cache_path", "ensure_demo_model", "train_demo_model"]
+__all__ = ["DEMO_MODEL_NAME", "DEMO_SETTINGS", "HELD_OUT_SEED", "demo_cache_path", "describe_training",
+           "ensure_demo_model", "evaluate_held_out", "train_demo_model"]
 
 #: Registry name of the demo model.
 DEMO_MODEL_NAME = "demo-synthetic"
@@ -35,6 +36,10 @@ DEMO_SETTINGS: dict[str, Any] = {
 }
 
 Progress = Callable[[int, int, str], None]
+
+#: Seed of the held-out images :func:`evaluate_held_out` draws (never used in training: training
+#: image ``i`` of a class uses seed ``settings["data"]["seed"] * 100003 + i``).
+HELD_OUT_SEED = 999_983
 
 #: Bump when the demo model changes in a way the settings do not show (part of the cache key).
 CACHE_FORMAT = "2"
@@ -104,9 +109,9 @@ def train_demo_model(out_dir: str | os.PathLike, *, settings: dict[str, Any] | N
                   f"{data['size'][0]}x{data['size'][1]} px, seed {data['seed']})")
         return train(root, out_dir=out_dir, name=DEMO_MODEL_NAME, synthetic=True, progress=progress,
                      source_url=source,
-                     notes="Demo model trained on SYNTHETIC images from dass.sem.synthetic at first start of "
-                           "the platform. It only knows the synthetic look-alikes of the ten NFFA categories: "
-                           "do not use it to label real SEM images.",
+                     notes="Demo model trained at the first start of the platform on " + describe_training(settings)
+                           + " It only knows the synthetic look-alikes of the ten NFFA categories: do not use it "
+                             "to label real SEM images.",
                      **settings["train"])
 
 
@@ -166,3 +171,71 @@ def ensure_demo_model(storage: Any, *, cache_dir: str | os.PathLike | None = Non
     registry.register(path, DEMO_MODEL_NAME, default=True)
     log.info("registered the demo SEM model %s (SYNTHETIC training data) as the default", DEMO_MODEL_NAME)
     return DEMO_MODEL_NAME
+
+
+def describe_training(settings: dict[str, Any] | None = None) -> str:
+    """One plain sentence: what the demo model was trained on (for pages, cards and logs).
+
+    Examples
+    --------
+    >>> describe_training().startswith("SYNTHETIC images from dass.sem.synthetic")
+    True
+    """
+    settings = settings or DEMO_SETTINGS
+    d, t = settings["data"], settings["train"]
+    n = d["per_class"] * 10
+    n_val = round(t["val_fraction"] * d["per_class"]) * 10
+    return (f"SYNTHETIC images from dass.sem.synthetic, a procedural look-alike generator of the ten NFFA "
+            f"categories: {n} images ({d['per_class']} per category, {d['size'][0]}x{d['size'][1]} px, "
+            f"{n - n_val} for training, {n_val} held out), no real micrograph. Its suggestions for real SEM "
+            f"images mean nothing.")
+
+
+def evaluate_held_out(classifier: Any, *, per_class: int = 20, size: tuple[int, int] | None = None,
+                      upscale: int = 1, seed: int = HELD_OUT_SEED) -> dict[str, Any]:
+    """Per-class recall of a classifier on fresh SYNTHETIC images no training run has seen.
+
+    Parameters
+    ----------
+    classifier : dass.sem.classify.Classifier
+    per_class : int
+        Images per category (default 20).
+    size : (int, int), optional
+        Image size drawn (default: the demo's training size).
+    upscale : int
+        Enlarge each image this many times with nearest-neighbour sampling, as the demo
+        repository does (``dass.demo``); 1: as drawn.
+    seed : int
+        Seed family of the images (default :data:`HELD_OUT_SEED`).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``per_class`` ``{category: recall}``, ``confusion`` ``{category:
+        {predicted: count}}``, ``n``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from dass.sem.categories import CATEGORY_IDS
+    from dass.sem.synthetic import generate
+
+    size = tuple(size or DEMO_SETTINGS["data"]["size"])
+    images, truth = [], []
+    for cid in classifier.info.classes:
+        if cid not in CATEGORY_IDS:
+            continue
+        for i in range(per_class):
+            img = generate(cid, size=size, seed=seed * 100003 + i)
+            if upscale > 1:
+                img = np.asarray(Image.fromarray(img).resize((size[1] * upscale, size[0] * upscale),
+                                                             Image.Resampling.NEAREST))
+            images.append(img)
+            truth.append(cid)
+    predictions = classifier.classify(images)
+    confusion: dict[str, dict[str, int]] = {c: {} for c in dict.fromkeys(truth)}
+    for t, p in zip(truth, predictions):
+        confusion[t][p.category] = confusion[t].get(p.category, 0) + 1
+    recall = {c: row.get(c, 0) / max(1, sum(row.values())) for c, row in confusion.items()}
+    correct = sum(row.get(c, 0) for c, row in confusion.items())
+    return {"accuracy": correct / max(1, len(truth)), "per_class": recall, "confusion": confusion, "n": len(truth)}

@@ -7,12 +7,15 @@
 =======================  =====  ==============================================
 key                      unit   source
 =======================  =====  ==============================================
-accelerating_voltage     kV     Zeiss ``ap_actualkv``; FEI ``EBeam/Beam HV``
-working_distance         mm     Zeiss ``ap_wd``; FEI ``EBeam WD``
-magnification            x      Zeiss ``ap_mag``; FEI ``DisplayWidth / HFW``
+accelerating_voltage     kV     Zeiss ``ap_actualkv``; FEI ``<beam> HV``
+working_distance         mm     Zeiss ``ap_wd``; FEI ``<beam> WD``
+magnification            x      Zeiss ``ap_mag``; FEI ``Image MagCanvasRealWidth
+                                / <beam> HFW`` (older files without it:
+                                ``System DisplayWidth / HFW``)
+field_width              µm     FEI ``<beam> HFW`` (horizontal field width)
 pixel_size               nm     Zeiss ``md[''][3] * 1024 / width``;
-                                FEI ``Scan PixelWidth``
-probe_current            nA     Zeiss ``ap_iprobe``; FEI ``EBeam BeamCurrent``
+                                FEI ``<scan> PixelWidth``, else HFW / ResolutionX
+probe_current            nA     Zeiss ``ap_iprobe``; FEI ``<beam> BeamCurrent``
 chamber_pressure         Pa     Zeiss ``ap_chamber_pressure``; FEI ``ChPressure``
 gun_pressure             Pa     Zeiss ``ap_column_vac``
 detector                 (str)  Zeiss ``dp_detector_type`` or ``Signal A``;
@@ -21,6 +24,18 @@ datetime                 (str)  ISO 8601, local time as recorded
 instrument_serial        (str)  Zeiss ``sv_serial_number``; FEI ``Dnumber``
 instrument               (str)  FEI ``SystemType``
 =======================  =====  ==============================================
+
+FEI files name the beam and scan sections they were taken with in ``[Beam] Beam`` and
+``[Beam] Scan`` (``EBeam``/``EScan`` for electrons, ``IBeam``/``IScan`` for ions); ``<beam>``
+and ``<scan>`` above are those sections. FEI's magnification refers to the width of the
+"magnification canvas" recorded with the image (``MagCanvasRealWidth``, what the data bar
+prints), not to ``DisplayWidth`` (the monitor). The data bar of an FEI image is the rows
+below ``Image ResolutionY``; :attr:`SemImage.data_bar_row` holds that row.
+
+Bit depth: 16-bit TIFFs (and PNGs) often hold 10-, 12- or 14-bit detector data. The
+significant bits come from the TIFF's ``MaxSampleValue`` / ``SMaxSampleValue`` tags when
+present, else from the data's range (largest value below 2**b and at least 2**(b-1)); the
+image is then scaled by 2**b - 1 instead of 65535, and :attr:`SemImage.notes` says so.
 
 Zeiss pixel size: the ``ap_pixel_size`` entry is wrong for images that are not
 1024 pixels wide; the unnamed value ``md[''][3]`` (metres, for a 1024-wide
@@ -53,7 +68,7 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 # ITU-R BT.601 luma, the weights PIL uses for ``convert("L")``.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 class SemReadError(DassError, ValueError, status=422):
@@ -76,6 +91,15 @@ class SemImage:
     vendor : {"zeiss", "fei", None}
     source : str
         Name of the file read (path, URL or ``"<bytes>"``).
+    bit_depth : int or None
+        Significant bits of integer data (8 for 8-bit, 12 for 12-bit data in a 16-bit
+        file, ...); None for float data.
+    data_bar_row : int or None
+        First row of the data bar when the file itself says where it is (FEI: the rows
+        below ``Image ResolutionY``); None when only detection can tell.
+    notes : list of str
+        What a person should know about how the file was read (for example that 12-bit
+        data in a 16-bit file was scaled by 4095).
     """
 
     image: np.ndarray
@@ -83,6 +107,9 @@ class SemImage:
     raw_metadata: dict[str, Any] = field(default_factory=dict)
     vendor: str | None = None
     source: str = "<bytes>"
+    bit_depth: int | None = None
+    data_bar_row: int | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- input
@@ -192,6 +219,14 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
             array = page.asarray()
             colormap = page.colormap if page.photometric == 3 else None
             photometric = int(page.photometric)
+            max_tag = None
+            for code in (281, 340):  # MaxSampleValue, SMaxSampleValue
+                tag = page.tags.get(code)
+                if tag is not None:
+                    value = np.max(np.asarray(tag.value))
+                    if np.isfinite(value) and value > 0:
+                        max_tag = (tag.name, float(value))
+                        break
             raw: dict[str, Any] = {}
             vendor = None
             if tif.is_sem and tif.sem_metadata:
@@ -204,21 +239,28 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
         raise SemReadError(f"corrupt TIFF: {name}: {exc}") from exc
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
         array = np.moveaxis(array, 0, -1)  # planar RGB
+    notes: list[str] = []
     if colormap is not None:
         image = _apply_palette(array, colormap)
+        bits = 8 if array.dtype == np.uint8 else None
     else:
-        if photometric == 0 and array.ndim == 2:  # MINISWHITE
-            array = _to_unit(array)
-            array = 1.0 - array
-        image = to_grayscale(array)
-    width = image.shape[1]
+        bits, scale, note = _significant_bits(array, tag=max_tag, container="TIFF")
+        if note:
+            notes.append(note)
+        image = to_grayscale(array, scale=scale)
+        if photometric == 0 and image.ndim == 2:  # MINISWHITE
+            image = 1.0 - image
+    height, width = image.shape
+    bar_row = None
     if vendor == "zeiss":
         metadata = _zeiss_metadata(raw, width)
     elif vendor == "fei":
-        metadata = _fei_metadata(raw)
+        metadata, bar_row = _fei_metadata(raw, height, width)
     else:
         metadata = {}
-    return SemImage(image, metadata, raw, vendor, name)
+    for note in notes:
+        log.info("SEM image %s: %s", name, note)
+    return SemImage(image, metadata, raw, vendor, name, bit_depth=bits, data_bar_row=bar_row, notes=notes)
 
 
 def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
@@ -237,6 +279,7 @@ def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
     fmt = pil.format or "image"
     _check_size((pil.size[1], pil.size[0]), name, max_pixels)
     try:
+        pil.draft("L", pil.size)  # JPEG: decode the luminance only
         pil.load()
         mode = pil.mode
         if mode in ("P", "PA"):
@@ -250,32 +293,76 @@ def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
         array = np.asarray(pil)
     except Exception as exc:
         raise SemReadError(f"corrupt {fmt}: {name}: {exc}") from exc
-    return SemImage(to_grayscale(array), {}, {}, None, name)
+    if array.dtype == np.int32 and mode == "I" and array.size and array.min() >= 0 and array.max() <= 65535:
+        array = array.astype(np.uint16)  # PIL opens 16-bit PNGs as 32-bit "I"
+    bits, scale, note = _significant_bits(array, container=fmt)
+    notes = [note] if note else []
+    for n in notes:
+        log.info("SEM image %s: %s", name, n)
+    return SemImage(to_grayscale(array, scale=scale), {}, {}, None, name, bit_depth=bits, notes=notes)
 
 
 # --------------------------------------------------------------------- pixels
 
 
-def _to_unit(array: np.ndarray) -> np.ndarray:
-    """Scale to float64 in [0, 1]: unsigned ints by dtype range, others by min/max."""
+#: Bit depths recognized inside 16-bit containers, smallest first.
+_PACKED_BITS = (8, 10, 12, 14)
+
+
+def _significant_bits(array: np.ndarray, *, tag: tuple[str, float] | None = None,
+                      container: str = "file") -> tuple[int | None, float | None, str | None]:
+    """``(bits, scale, note)`` of unsigned integer data: how many bits are used and the
+    value that maps to white.
+
+    16-bit data whose largest value is below 2**b and at least 2**(b-1) (b in 8, 10, 12,
+    14), or whose ``MaxSampleValue`` tag says 2**b - 1, is b-bit data: scale 2**b - 1 and a
+    note. Otherwise the dtype's range (scale None: the default).
+    """
+    a = np.asarray(array)
+    if not np.issubdtype(a.dtype, np.unsignedinteger):
+        return None, None, None
+    full = a.dtype.itemsize * 8
+    if full <= 8 or a.size == 0:
+        return full, None, None
+    dtype_max = np.iinfo(a.dtype).max
+    if tag is not None and 0 < tag[1] < dtype_max:
+        bits = int(np.ceil(np.log2(tag[1] + 1)))
+        scale = float(2**bits - 1)
+        note = (f"{bits}-bit data in a {full}-bit {container} ({tag[0]} tag {tag[1]:g}): "
+                f"intensities scaled by {scale:g} instead of {dtype_max}")
+        return bits, scale, note
+    top = int(a.max())
+    for bits in _PACKED_BITS:
+        if 2 ** (bits - 1) <= top < 2**bits:
+            scale = float(2**bits - 1)
+            note = (f"{bits}-bit data in a {full}-bit {container} (largest value {top}): intensities "
+                    f"scaled by {scale:g} instead of {dtype_max}")
+            return bits, scale, note
+    return full, None, None
+
+
+def _to_unit(array: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Scale to float32 in [0, 1]: unsigned ints by `scale` (default the dtype range), others by min/max."""
     a = np.asarray(array)
     if a.dtype == bool:
-        return a.astype(np.float64)
+        return a.astype(np.float32)
     if np.issubdtype(a.dtype, np.unsignedinteger):
-        return a.astype(np.float64) / np.iinfo(a.dtype).max
-    a = a.astype(np.float64)
-    finite = np.isfinite(a)
+        out = a.astype(np.float32)
+        out *= np.float32(1.0 / (scale or np.iinfo(a.dtype).max))
+        return out
+    f = a.astype(np.float32 if a.dtype.itemsize <= 4 and np.issubdtype(a.dtype, np.floating) else np.float64)
+    finite = np.isfinite(f)
     if not finite.all():
-        a = np.where(finite, a, 0.0)
-    lo, hi = float(a.min()), float(a.max())
-    if np.issubdtype(array.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        return a
+        f = np.where(finite, f, 0.0)
+    lo, hi = float(f.min()), float(f.max())
+    if np.issubdtype(a.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return f.astype(np.float32, copy=False)
     if hi == lo:
-        return np.zeros_like(a)
-    return (a - lo) / (hi - lo)
+        return np.zeros(f.shape, np.float32)
+    return ((f - lo) / (hi - lo)).astype(np.float32)
 
 
-def to_grayscale(array: np.ndarray) -> np.ndarray:
+def to_grayscale(array: np.ndarray, *, scale: float | None = None) -> np.ndarray:
     """Convert an image array to float32 grayscale in [0, 1].
 
     Parameters
@@ -284,6 +371,9 @@ def to_grayscale(array: np.ndarray) -> np.ndarray:
         Unsigned integers are scaled by their dtype range; floats already in
         [0, 1] are kept; anything else is min/max scaled. RGB(A) is converted
         with BT.601 luminance (alpha ignored). The input is not modified.
+    scale : float, optional
+        For unsigned integers: the value that maps to 1.0 (for example 4095 for
+        12-bit data in a 16-bit array); larger values are clipped.
 
     Returns
     -------
@@ -293,21 +383,22 @@ def to_grayscale(array: np.ndarray) -> np.ndarray:
     --------
     >>> to_grayscale(np.array([[0, 255]], np.uint8)).tolist()
     [[0.0, 1.0]]
+    >>> to_grayscale(np.array([[0, 4095]], np.uint16), scale=4095).tolist()
+    [[0.0, 1.0]]
     """
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim == 3 and a.shape[-1] in (3, 4):
-        unit = _to_unit(a[..., :3])
-        gray = unit @ _LUMA
+        gray = _to_unit(a[..., :3], scale) @ _LUMA
     elif a.ndim == 2:
-        gray = _to_unit(a)
+        gray = _to_unit(a, scale)
     else:
         raise ValueError(
             f"expected a 2-D grayscale or (H, W, 3|4) colour image, got shape {a.shape}; "
             "select one frame or channel first"
         )
-    return np.clip(gray, 0.0, 1.0).astype(np.float32)
+    return np.clip(gray, 0.0, 1.0, out=gray if gray.dtype == np.float32 else None).astype(np.float32, copy=False)
 
 
 def _apply_palette(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
@@ -429,34 +520,55 @@ def _zeiss_metadata(raw: dict, width: int) -> dict[str, Any]:
     return md
 
 
-def _fei_metadata(raw: dict) -> dict[str, Any]:
+def _fei_metadata(raw: dict, height: int, width: int) -> tuple[dict[str, Any], int | None]:
+    """Normalized metadata of an FEI / Thermo Fisher header, and the data bar's first row."""
     md: dict[str, Any] = {}
 
     def get(section, key):
-        value = raw.get(section, {}).get(key)
+        value = (raw.get(section) or {}).get(key) if section else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         return value if value not in ("", None) else None
 
-    hv = get("EBeam", "HV") or get("Beam", "HV")
-    if isinstance(hv, float):
+    def number(*places):
+        for section, key in places:
+            value = get(section, key)
+            if isinstance(value, float):
+                return value
+        return None
+
+    # [Beam] names the sections of the beam and scan engine the image was taken with
+    beam = get("Beam", "Beam")
+    beam = beam if isinstance(beam, str) and beam in raw else "EBeam"
+    scan = get("Beam", "Scan")
+    scan = scan if isinstance(scan, str) and scan in raw else ("EScan" if beam == "EBeam" else None)
+
+    hv = number((beam, "HV"), ("Beam", "HV"))
+    if hv is not None and hv > 0:
         md["accelerating_voltage"] = _quantity(hv / 1e3, "kV")
-    wd = get("EBeam", "WD")
-    if isinstance(wd, float):
+    wd = number((beam, "WD"), ("Stage", "WorkingDistance"))
+    if wd is not None and wd > 0:  # a navigation camera records a meaningless negative WD
         md["working_distance"] = _quantity(wd * 1e3, "mm")
-    hfw = get("EBeam", "HFW") or get("Scan", "HorFieldsize")
-    display = get("System", "DisplayWidth")
-    if isinstance(hfw, float) and isinstance(display, float) and hfw > 0:
-        # FEI magnification is relative to the display width stored in the file.
-        md["magnification"] = _quantity(display / hfw, "x")
-    pw = get("Scan", "PixelWidth")
-    if isinstance(pw, float):
+    hfw = number((beam, "HFW"), (scan, "HorFieldsize"), ("Scan", "HorFieldsize"))
+    if hfw is not None and hfw > 0:
+        md["field_width"] = _quantity(hfw * 1e6, "µm")
+        # The magnification refers to the "magnification canvas" recorded with the image (what
+        # the data bar prints); DisplayWidth, the monitor, is the fallback for older files.
+        canvas = number(("Image", "MagCanvasRealWidth"), ("System", "DisplayWidth"))
+        if canvas is not None and canvas > 0:
+            md["magnification"] = _quantity(canvas / hfw, "x")
+    resolution_x = number(("Image", "ResolutionX"))
+    resolution_y = number(("Image", "ResolutionY"))
+    pw = number((scan, "PixelWidth"), ("Scan", "PixelWidth"))
+    if pw is not None and pw > 0:
         md["pixel_size"] = _quantity(pw * 1e9, "nm")
-    current = get("EBeam", "BeamCurrent")
-    if isinstance(current, float):
+    elif hfw is not None and hfw > 0:
+        md["pixel_size"] = _quantity(hfw / (resolution_x or width) * 1e9, "nm")
+    current = number((beam, "BeamCurrent"))
+    if current is not None and current > 0:
         md["probe_current"] = _quantity(current * 1e9, "nA")
-    pressure = get("Vacuum", "ChPressure")
-    if isinstance(pressure, float):
+    pressure = number(("Vacuum", "ChPressure"))
+    if pressure is not None:
         md["chamber_pressure"] = _quantity(pressure, "Pa")
     det = get("Detectors", "Name")
     if det is not None:
@@ -473,4 +585,8 @@ def _fei_metadata(raw: dict) -> dict[str, Any]:
     model = get("System", "SystemType")
     if isinstance(model, str):
         md["instrument"] = model.replace('"', "").strip()
-    return md
+    # the data bar: the rows below the scanned ResolutionY
+    bar_row = None
+    if resolution_y is not None and resolution_y.is_integer() and 0 < resolution_y < height:
+        bar_row = int(resolution_y)
+    return md, bar_row

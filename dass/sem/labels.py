@@ -338,6 +338,19 @@ def record_classifications(
     return [r.to_json() for r in rows]
 
 
+def dataset_classifications(catalog: Catalog, dataset: str) -> list[dict[str, Any]]:
+    """Every recorded classification of images of ``dataset``, oldest first."""
+    from sqlalchemy import select
+
+    try:
+        with catalog._session() as session:
+            rows = session.scalars(select(SemClassification).where(SemClassification.dataset_id == dataset)
+                                   .order_by(SemClassification.created_at)).all()
+            return [r.to_json() for r in rows]
+    except SQLAlchemyError as e:
+        raise _db_error(catalog, e) from e
+
+
 def get_classification(catalog: Catalog, classification_id: str) -> dict[str, Any] | None:
     """The classification with this id (no access check), or None."""
     try:

@@ -78,12 +78,22 @@ def model_card(info: ModelInfo) -> str:
     if m:
         lines.append(f"| Validation accuracy | {_fmt(m.get('accuracy'))} on {m.get('n_val', '?')} images "
                      f"(balanced {_fmt(m.get('balanced_accuracy', '?'))}) |")
-    lines += ["", "## Categories", "", "| Output | Category id | Name | Training images | Precision | Recall | F1 |",
-              "|---:|---|---|---:|---:|---:|---:|"]
+    tr = info.training or {}
+    if tr.get("weights"):
+        lines.append(f"| Initial weights | `{tr['weights']}` (`{tr.get('weights_sha256') or '?'}`) |")
+    elif "weights" in tr:
+        lines.append("| Initial weights | none (random initialization) |")
+    split = "per_class_train" in t
+    lines += ["", "## Categories", "",
+              "| Output | Category id | Name | Training images | Validation images | Precision | Recall | F1 |"
+              if split else "| Output | Category id | Name | Images (training + validation) | Precision | Recall | F1 |",
+              "|---:|---|---|---:|---:|---:|---:|---:|" if split else "|---:|---|---|---:|---:|---:|---:|"]
     per_class = m.get("per_class", {}) if m else {}
     for i, (cid, dname) in enumerate(zip(info.classes, info.display_names)):
         pc = per_class.get(cid, {})
-        lines.append(f"| {i} | `{cid}` | {dname} | {t.get('per_class', {}).get(cid, '?')} | "
+        counts = (f"{t['per_class_train'].get(cid, '?')} | {t.get('per_class_val', {}).get(cid, '?')}" if split
+                  else str(t.get("per_class", {}).get(cid, "?")))
+        lines.append(f"| {i} | `{cid}` | {dname} | {counts} | "
                      f"{_fmt(pc.get('precision', '-'))} | {_fmt(pc.get('recall', '-'))} | {_fmt(pc.get('f1', '-'))} |")
     cm = m.get("confusion_matrix") if m else None
     if cm:
@@ -323,8 +333,10 @@ class ModelRegistry:
                 )
         return self._check_name(name)
 
-    def load(self, name: str | None = None, *, device: str = "auto") -> "Classifier":
+    def load(self, name: str | None = None, *, device: str = "auto", accelerate: str = "auto") -> "Classifier":
         """Load a registered model (None: the default) as a :class:`~dass.sem.classify.Classifier`.
+
+        `accelerate` is passed to :meth:`~dass.sem.classify.Classifier.load`.
 
         Raises
         ------
@@ -336,7 +348,7 @@ class ModelRegistry:
         name = self._resolve(name)
         data = self.checkpoint_bytes(name)
         try:
-            clf = Classifier.load(data, device=device)
+            clf = Classifier.load(data, device=device, accelerate=accelerate)
         except CheckpointError as exc:
             raise RegistryError(f"model {name!r}: {str(exc).replace('<bytes>', self._path(name, 'model.pt'))}") from None
         clf.source = self._path(name, "model.pt")

@@ -45,12 +45,16 @@ def model_lines(info: Any, device: str) -> str:
 
 
 def outcome_lines(outcomes: Iterable[Any]) -> str:
-    """One line per outcome: ``name: category (certainty %)`` or ``name: not classified: why``."""
+    """One line per outcome: ``name: category (certainty %)`` (plus ``; note: …`` for each reading
+    note, such as 12-bit data scaled) or ``name: not classified: why``."""
     lines = []
     for outcome in outcomes:
         if outcome.ok:
             p = outcome.prediction
-            lines.append(f"{outcome.name}: {p.category} ({100 * p.certainty:.1f} %)")
+            line = f"{outcome.name}: {p.category} ({100 * p.certainty:.1f} %)"
+            for note in getattr(outcome, "notes", None) or []:  # e.g. 12-bit data in a 16-bit TIFF, scaled
+                line += f"; note: {note}"
+            lines.append(line)
         else:
             lines.append(f"{outcome.name}: not classified: {outcome.error}")
     return "\n".join(lines)

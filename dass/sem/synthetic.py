@@ -87,9 +87,11 @@ def _biological(rng, shape):
 
 
 def _fibres(rng, shape):
+    # a mat of long, gently curved fibres crossing the whole field, each with a bright core
     h, w = shape
     img, d = _canvas(shape, 20)
-    for _ in range(rng.integers(5, 9)):
+    scale = max(h, w) / 128
+    for _ in range(rng.integers(7, 12)):
         t = np.linspace(0, 1, 60)
         x0, y0 = rng.uniform(-0.2, 1.2) * w, rng.uniform(-0.2, 0.2) * h
         angle = rng.uniform(0.3, 2.8)
@@ -97,8 +99,10 @@ def _fibres(rng, shape):
         bend = rng.uniform(-0.25, 0.25) * h
         xs = x0 + np.cos(angle) * length * t + bend * np.sin(np.pi * t * rng.uniform(1, 2))
         ys = y0 + np.sin(angle) * length * t
-        d.line(list(zip(xs, ys)), fill=int(rng.integers(170, 240)), width=int(rng.integers(8, 18)), joint="curve")
-    return _blur(_arr(img), 2.5)
+        width = max(3, int(rng.integers(5, 10) * scale))
+        d.line(list(zip(xs, ys)), fill=int(rng.integers(150, 200)), width=width, joint="curve")
+        d.line(list(zip(xs, ys)), fill=int(rng.integers(215, 255)), width=max(1, width // 3), joint="curve")
+    return _blur(_arr(img), 1.2 * scale)
 
 
 def _films(rng, shape):
@@ -136,14 +140,17 @@ def _mems(rng, shape):
 
 
 def _nanowires(rng, shape):
+    # straight, thin, long wires (length 30-60 % of the field) on a dark substrate: long straight
+    # edges, unlike the short grains of Powder, even at a classifier's small input size
     h, w = shape
     img, d = _canvas(shape, 30)
-    for _ in range(rng.integers(60, 110)):
+    scale = max(h, w) / 128
+    for _ in range(rng.integers(25, 45)):
         x, y = rng.uniform(0, w), rng.uniform(0, h)
-        angle, length = rng.uniform(0, np.pi), rng.uniform(0.1, 0.4) * max(h, w)
+        angle, length = rng.uniform(0, np.pi), rng.uniform(0.3, 0.6) * max(h, w)
         d.line([x, y, x + length * np.cos(angle), y + length * np.sin(angle)],
-               fill=int(rng.integers(170, 255)), width=int(rng.integers(1, 4)))
-    return _blur(_arr(img), 0.7)
+               fill=int(rng.integers(190, 255)), width=max(2, int(rng.integers(2, 4) * scale)))
+    return _blur(_arr(img), 0.6 * scale)
 
 
 def _particles(rng, shape):
@@ -238,13 +245,14 @@ def _draw_data_bar(img: np.ndarray, category_id: str, rng: np.random.Generator) 
     d.line([x0, y, x0 + length, y], fill=255, width=max(1, bh // 12))
     d.line([x0, y - bh // 6, x0, y + bh // 6], fill=255, width=1)
     d.line([x0 + length, y - bh // 6, x0 + length, y + bh // 6], fill=255, width=1)
-    # text-like blocks ("EHT = ...", "WD = ..." stand-ins)
+    # text-like blocks ("EHT = ...", "WD = ..." stand-ins): glyphs on a plain background that
+    # stays the commonest level of every row, as in real data bars (what detect_data_bar needs)
     for row in (0.2, 0.55):
         x = int(0.25 * w)
         while x < 0.85 * w:
-            bw = int(rng.integers(4, 10))
-            d.rectangle([x, int(row * bh), x + bw, int(row * bh) + max(2, bh // 5)], fill=235)
-            x += bw + int(rng.integers(2, 8)) + (int(rng.integers(10, 25)) if rng.random() < 0.15 else 0)
+            bw = int(rng.integers(3, 7))
+            d.rectangle([x, int(row * bh), x + bw - 1, int(row * bh) + max(2, bh // 5) - 1], fill=235)
+            x += bw + int(rng.integers(4, 10)) + (int(rng.integers(10, 25)) if rng.random() < 0.15 else 0)
     d.text((int(0.87 * w), int(0.15 * bh)), "SYNTHETIC", fill=255, font=ImageFont.load_default())
     out = img.copy()
     out[top:] = np.asarray(bar, dtype=np.float32) / 255

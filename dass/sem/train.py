@@ -1,5 +1,8 @@
 """Train an SEM classifier on an ImageFolder-layout dataset at any fsspec URL.
 
+Why one module: one training run, in the order it happens (data, split, weights, epochs,
+early stopping, report, registry); each step is a tested function here.
+
 Dataset layout: ``<data_url>/<category id>/<any name>.{png,tif,jpg,...}``, one folder per
 NFFA category id (:data:`dass.sem.categories.CATEGORY_IDS`; a subset of at least two is fine).
 Files at the top level (README, metadata.json) and hidden files/folders are ignored.
@@ -371,7 +374,8 @@ class TrainResult:
         m = self.report["metrics"]
         synthetic = " (SYNTHETIC data)" if self.info.synthetic else ""
         lines = [
-            f"{self.info.architecture} trained on {self.info.trained_on['n_images']} images{synthetic}, "
+            f"{self.info.architecture} trained on {self.info.trained_on['n_train']} images{synthetic} "
+            f"({self.info.trained_on['n_val']} more held out for validation), "
             f"best epoch {self.best_epoch}{' (stopped early)' if self.stopped_early else ''}",
             f"validation accuracy {m['accuracy']:.3f} on {m['n_val']} images "
             f"(balanced {m['balanced_accuracy']:.3f}, macro F1 {m['macro_f1']:.3f})",
@@ -536,7 +540,8 @@ def train(
         fsspec options for `data_url`.
     progress : callable, optional
         ``progress(done, total, message)``; message ``"reading images"`` while loading,
-        ``"training: epoch e/E ..."`` per batch.
+        ``"training: epoch e/E ..."`` per batch, ``"epoch e/E done: ..."`` after each epoch
+        (losses, validation accuracy, seconds).
 
     Returns
     -------
@@ -556,7 +561,8 @@ def train(
     import torch
 
     from dass.sem.checkpoint import save_checkpoint
-    from dass.sem.models import build_model, default_input_size, min_input_size, resolve_device
+    from dass.sem.models import (build_model, default_input_size, min_input_size, pretrained_weights_path,
+                                 read_weights, resolve_device)
 
     started = time.monotonic()
     input_size = default_input_size(architecture) if input_size is None else input_size
@@ -579,16 +585,28 @@ def train(
     dev = resolve_device(device)
 
     scan = scan_dataset(data_url, storage_options=storage_options)
-    data = _load(scan, input_size, num_workers, progress)
     classes = scan.classes
+    # The weights are read and checked against the architecture before any image is read: a
+    # bad weights file must not cost a pass over the whole dataset.
+    weights_file, weights_sha256, state = None, None, None
+    if weights is not None:
+        weights_file = os.fspath(weights)
+        state, weights_sha256 = read_weights(weights)
+    elif pretrained:
+        weights_file = pretrained_weights_path(architecture)
+        state, weights_sha256 = read_weights(weights_file)
+    torch.manual_seed(seed)
+    model = build_model(architecture, len(classes), weights=state).to(dev)
+    if weights_file is not None:
+        log.info("training %s from weights %s (%s)", architecture, weights_file, weights_sha256)
+
+    data = _load(scan, input_size, num_workers, progress)
     train_idx, val_idx = stratified_split(data.labels, val_fraction, seed)
     if not len(val_idx):
         raise TrainError(f"dataset {scan.url}: too few images for a validation set; add images per class")
     counts = np.bincount(data.labels, minlength=len(classes))
     train_counts = np.bincount(data.labels[train_idx], minlength=len(classes))
-
-    torch.manual_seed(seed)
-    model = build_model(architecture, len(classes), weights=weights, pretrained=pretrained).to(dev)
+    val_counts = np.bincount(data.labels[val_idx], minlength=len(classes))
     # torchvision's MobileNet/EfficientNet use a BatchNorm momentum of 0.01 (made for long
     # ImageNet runs); with few steps the running statistics would lag far behind the weights.
     for module in model.modules():
@@ -643,6 +661,9 @@ def train(
                         "val_accuracy": val_acc, "seconds": time.monotonic() - t0})
         log.info("training %s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f",
                  architecture, epoch, epochs, history[-1]["train_loss"], val_loss, val_acc)
+        if progress is not None:
+            progress(step, total_steps, f"epoch {epoch}/{epochs} done: train loss {history[-1]['train_loss']:.3f}, "
+                                        f"val accuracy {val_acc:.3f}, {history[-1]['seconds']:.0f} s")
         key = (val_acc, -val_loss)
         if best_key is None or key > best_key:
             best_key, best_epoch, stale = key, epoch, 0
@@ -666,7 +687,7 @@ def train(
     is_synthetic = scan.synthetic if synthetic is None else bool(synthetic)
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction,
                 "seed": seed, "patience": patience, "balance": balance, "augment": augment,
-                "weights": os.fspath(weights) if weights is not None else None, "pretrained": bool(pretrained),
+                "weights": weights_file, "weights_sha256": weights_sha256, "pretrained": bool(pretrained),
                 "device": dev, "best_epoch": best_epoch, "epochs_run": len(history),
                 "stopped_early": stopped_early}
     info = ModelInfo(
@@ -683,6 +704,8 @@ def train(
             "n_train": int(len(train_idx)),
             "n_val": int(len(val_idx)),
             "per_class": {c: int(k) for c, k in zip(classes, counts)},
+            "per_class_train": {c: int(k) for c, k in zip(classes, train_counts)},
+            "per_class_val": {c: int(k) for c, k in zip(classes, val_counts)},
             "skipped": len(data.skipped),
             "synthetic": is_synthetic,
         },
@@ -703,6 +726,9 @@ def train(
         "model": info.to_json(),
         "metrics": metrics,
         "history": history,
+        "weights": {"file": weights_file, "sha256": weights_sha256, "pretrained": bool(pretrained)},
+        "split": {"train": {c: int(k) for c, k in zip(classes, train_counts)},
+                  "validation": {c: int(k) for c, k in zip(classes, val_counts)}},
         "skipped": data.skipped,
         "checkpoint": checkpoint,
         "confusion_matrix_png": confusion_png,

@@ -1,5 +1,9 @@
 """SEM image classification in the dass service: ``api/classify…`` and the ``sem`` page.
 
+Why one module: the SEM stack's whole part of the service (its routes, the page, the
+classifier it keeps loaded, uploads, previews, confirm) shares one loaded model and one set of
+limits; it is the stack's plug-in (``web:`` in stacks.yaml), read as one piece.
+
 - ``POST api/classify``: images (multipart ``files``, one or many, or ``.zip`` archives of
   images, and an optional ``proposal``) are first stored as a new dataset of the proposal
   (:func:`dass.sem.labels.store_upload`), then classified; or JSON ``{"dataset", "paths"}``
@@ -11,14 +15,22 @@
   ``synthetic`` flag, metrics).
 - ``GET api/classify/categories/{category}/representative``: a representative training image
   of a category (PNG, from the checkpoint).
+- ``GET api/classify/preview?dataset=<proposal>/<name>&path=<file>``: a PNG preview of an image
+  of a dataset the caller may see (TIFF included), data bar outlined; made by the service on
+  the first request and cached in the dataset (:mod:`dass.sem.preview`). Every classified image
+  has its preview URL in the answer; making previews is kept out of the classification
+  itself, which runs at the speed of the model.
 - ``GET api/classify/{id}``: one classification; ``POST api/classify/{id}/confirm``
   ``{"category": optional}`` stores the label (:func:`dass.sem.labels.confirm`).
 - ``GET sem``: the upload page (drag-and-drop, results with score bars, confirm/change).
 
 The model is the registry's default (or ``c.SemClassifyService.model``), loaded on the first
-request that needs it (or at start with ``preload``); torch is imported only then. Inference
-runs on one worker thread, decoding and storage on the default thread pool, so the event loop
-never blocks.
+request that needs it (or at start with ``preload``) in its fastest inference form
+(``c.SemClassifyService.accelerate``); torch is imported only then. A request's images are
+decoded and preprocessed one at a time on a helper thread while the network runs
+the previous batch on the inference thread (:meth:`dass.sem.classify.Classifier.run`); only
+the small model inputs wait in a bounded queue, never every decoded image. Uploads are stored
+while the last batches run. The event loop never blocks.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import io
 import json
 import threading
 import zipfile
+from urllib.parse import urlencode
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +48,7 @@ from typing import Any
 
 from jupyterhub.utils import url_path_join
 from tornado import httputil, web
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, CaselessStrEnum, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import DassError
@@ -46,6 +59,9 @@ from .labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_class
 from ..service.extensions import NavLink, ServiceExtension
 from ..service.handlers import ApiError, BaseHandler, _catalog_error
 from ..service.pages import PageHandler
+from .models import ACCELERATIONS
+from .nexus import EXPORT_NAME as NEXUS_EXPORT
+from .preview import is_preview_path, preview_path
 
 __all__ = ["ModelUnavailable", "SemClassifyService", "SemWeb", "default_handlers"]
 
@@ -66,7 +82,10 @@ class FileItem:
     data: bytes | None = None
     path: str | None = None  # repository path inside the dataset (dataset mode)
     reason: str | None = None
-    image: Any = None  # dass.sem.io.SemImage once decoded
+    prepared: bool = False  # decoded and turned into a model input
+    metadata: dict[str, Any] | None = None  # normalized instrument metadata
+    notes: list[str] | None = None  # what to know about how the file was read (12-bit, ...)
+    preview: bytes | None = None  # PNG preview, until cached in the dataset
 
 
 class SemClassifyService(LoggingConfigurable):
@@ -115,6 +134,32 @@ class SemClassifyService(LoggingConfigurable):
         "auto",
         help="""Where the classifier runs: ``auto`` (the GPU when torch sees one, else the
         CPU), ``cpu``, ``cuda`` or ``cuda:N``.""",
+    ).tag(config=True)
+
+    accelerate = CaselessStrEnum(
+        list(ACCELERATIONS),
+        default_value="auto",
+        help="""How the classifier is sped up for inference (``dass.sem.models.accelerate``):
+        ``auto`` (the fastest of the plain module, channels-last and, on CPU, a frozen traced
+        module, timed on this machine when the model loads),
+        ``eager`` (the plain module), ``channels_last``, ``freeze`` or ``compile``
+        (``torch.compile``, needs a C++ compiler on CPU). Every speed-up is checked against the
+        plain module when the model loads and falls back to it when it fails.""",
+    ).tag(config=True)
+
+    preview_size = Integer(
+        512,
+        help="""Longest side (pixels) of the PNG previews the service makes of uploaded and stored
+        images (TIFF included) and caches in the dataset under ``.dass-previews/``.""",
+    ).tag(config=True)
+
+    export_nexus_on_confirm = Bool(
+        False,
+        help="""After every confirmed label, export the dataset's labels and classifier outputs
+        as NeXus NXem (``labels.nxs`` in the dataset, like ``dass sem export-nexus``). NXem needs
+        the sample's ``atom_types`` and ``preparation_date``: datasets without them in
+        ``domain.sample`` are not exported (the answer's ``nexus.error`` says why); the label
+        itself is stored either way.""",
     ).tag(config=True)
 
     preload = Bool(
@@ -196,14 +241,14 @@ class SemClassifyService(LoggingConfigurable):
             from .registry import RegistryError
 
             try:
-                classifier = self.registry().load(name, device=self.device)
+                classifier = self.registry().load(name, device=self.device, accelerate=self.accelerate)
             except (RegistryError, CheckpointError, DassDataError) as e:
                 raise ModelUnavailable(
                     f"the SEM classifier {name!r} cannot be loaded: {e}; register a working model "
                     "or set c.SemClassifyService.model"
                 ) from e
-            self.log.info("SEM classifier %s (%s) loaded on %s", name, classifier.info.architecture,
-                          classifier.device)
+            self.log.info("SEM classifier %s (%s) loaded on %s, %s", name, classifier.info.architecture,
+                          classifier.device, classifier.acceleration)
             self._classifier, self._loaded = classifier, name
             return classifier
 
@@ -216,12 +261,43 @@ class SemClassifyService(LoggingConfigurable):
         """:meth:`classifier_sync` on the inference thread."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.classifier_sync)
 
-    async def classify(self, classifier: Any, images: list[Any]) -> list[Any]:
-        """Classify decoded images on the inference thread; one prediction per image."""
-        if not images:
-            return []
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: classifier.classify(images, batch_size=self.batch_size)
+    async def classify(self, classifier: Any, items: list[FileItem], read: Any = None,
+                       prepared: asyncio.Event | None = None) -> dict[int, Any]:
+        """Decode, preview, preprocess and classify `items`, overlapping preparation and inference.
+
+        Parameters
+        ----------
+        classifier : dass.sem.classify.Classifier
+        items : list of FileItem
+            Items with ``data`` (or a ``reason``); each gets ``prepared``, ``metadata`` and
+            ``notes``, or a ``reason``.
+        read : callable, optional
+            ``read(item)`` fills ``item.data`` first (dataset files), on the helper thread.
+        prepared : asyncio.Event, optional
+            Set once every item is prepared, while the last batches may still run.
+
+        Returns
+        -------
+        dict
+            Index in `items` -> :class:`dass.sem.classify.Prediction`.
+        """
+        loop = asyncio.get_running_loop()
+
+        def produce(i: int) -> Any:
+            item = items[i]
+            if read is not None:
+                read(item)
+            x = self.prepare_item(item, classifier)
+            if read is not None:
+                item.data = None  # dataset files: one in memory at a time
+            return x
+
+        def done() -> None:
+            if prepared is not None:
+                loop.call_soon_threadsafe(prepared.set)
+
+        return await loop.run_in_executor(
+            self.executor, lambda: classifier.run(len(items), produce, batch_size=self.batch_size, prepared=done)
         )
 
     def start(self) -> None:
@@ -244,27 +320,60 @@ class SemClassifyService(LoggingConfigurable):
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def decode(self, item: FileItem) -> None:
-        """Check one file and decode it as an SEM image, or set its ``reason``."""
+    def decode(self, item: FileItem) -> Any:
+        """Check one file and decode it as an SEM image (a ``SemImage``), or set its ``reason``."""
         from .io import SemReadError, read_sem
 
         data = item.data
         if item.reason:
-            return
+            return None
         if not data:
             item.reason = "empty file: it has no data"
-            return
+            return None
         if len(data) > self.max_file_bytes:
             item.reason = (f"file too large: {len(data)} bytes, the limit is {self.max_file_bytes} "
                            "(c.SemClassifyService.max_file_bytes)")
-            return
+            return None
         try:
-            item.image = read_sem(data, max_pixels=self.max_pixels)
+            return read_sem(data, max_pixels=self.max_pixels)
         except SemReadError as e:
             item.reason = str(e).replace("<bytes>", item.file)
         except Exception as e:  # a decoder bug must not fail the other files
             self.log.warning("SEM upload %s cannot be decoded: %s", item.file, e, exc_info=True)
             item.reason = f"not a readable image: {type(e).__name__}: {e}"
+        return None
+
+    def prepare_item(self, item: FileItem, classifier: Any) -> Any:
+        """Decode one item and make its model input; the full image is then dropped.
+
+        Returns the model input, or None (with ``item.reason`` set) when the file is unusable.
+        """
+        from .io import SemReadError
+
+        sem = self.decode(item)
+        if sem is None:
+            return None
+        try:
+            x = classifier.prepare(sem, name=item.file)
+        except SemReadError as e:
+            item.reason = str(e)
+            return None
+        item.metadata, item.notes, item.prepared = dict(sem.metadata), list(sem.notes), True
+        return x
+
+    def store_previews(self, folder: str, items: list[FileItem]) -> None:
+        """Write the items' previews into the dataset's preview cache (errors are logged only)."""
+        for item in items:
+            if item.preview is None or item.path is None:
+                continue
+            path = f"{folder}/{preview_path(item.path)}"
+            try:
+                with self.storage.translate_errors(f"writing {self.storage.url_of(path)}"):
+                    self.storage.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                    self.storage.fs.pipe_file(path, item.preview)
+            except DassDataError as e:
+                self.log.warning("SEM preview %s not cached: %s", path, e)
+            item.preview = None
 
     def model_json(self, classifier: Any, base_url: str) -> dict[str, Any]:
         """The model description answered by ``api/classify/model`` and with every result."""
@@ -281,6 +390,7 @@ class SemClassifyService(LoggingConfigurable):
                 for c, d in zip(info.classes, info.display_names)
             ],
             "trained_on": trained,
+            "trained_on_text": info.describe_data(),
             "synthetic": bool(trained.get("synthetic")),
             "metrics": {k: v for k, v in (info.metrics or {}).items() if k in ("accuracy", "n_val", "per_class")},
             "created": info.created,
@@ -436,28 +546,43 @@ class ClassifyHandler(SemBase):
         record = self.audit("classify.upload", proposal=proposal)
         items = self.expand(uploads)
         classifier = await self.loaded_classifier()  # 503 before anything is stored
-        await asyncio.gather(*(asyncio.to_thread(self.sem.decode, item) for item in items))
-        good = [item for item in items if item.image is not None]
+        prepared = asyncio.Event()
+        inference = asyncio.ensure_future(self.sem.classify(classifier, items, prepared=prepared))
+        waiting = asyncio.ensure_future(prepared.wait())
+        await asyncio.wait({inference, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if inference.done():
+            inference.result()  # raises what failed
+        # every file is decoded: store the good ones while the last batches run
+        good = [item for item in items if item.prepared]
         dataset = None
-        if good:
-            try:
-                upload = await asyncio.to_thread(
-                    store_upload, self.settings["storage"], self.catalog, proposal, self.identity.name,
-                    [(item.file, item.data) for item in good],
-                    instrument_metadata=[item.image.metadata for item in good],
-                )
-            except LabelError as e:
-                raise ApiError(e.status, e.message) from None
-            except DassDataError as e:
-                self.log.error("user %s: storing %d uploaded SEM images in %s failed: %s",
-                               self.identity.name, len(good), proposal, e)
-                raise ApiError(503, f"the images cannot be stored in the repository right now ({e}); "
-                                    "nothing was classified; try again later") from None
-            dataset = upload.dataset
-            record.dataset, record.bytes = dataset, sum(len(item.data) for item in good)
-            for item, path in zip(good, upload.paths):
-                item.path = path
-        await self.finish_classification(classifier, items, dataset, proposal)
+        try:
+            if good:
+                dataset = await asyncio.to_thread(self.store, proposal, good)
+                record.dataset, record.bytes = dataset, sum(len(item.data) for item in good)
+        except BaseException:
+            await asyncio.wait({inference})
+            raise
+        predictions = await inference
+        await self.finish_classification(classifier, items, predictions, dataset, proposal)
+
+    def store(self, proposal: str, good: list[FileItem]) -> str:
+        """Store the uploaded files as a new dataset with their previews; the dataset id."""
+        storage = self.settings["storage"]
+        try:
+            upload = store_upload(storage, self.catalog, proposal, self.identity.name,
+                                  [(item.file, item.data) for item in good],
+                                  instrument_metadata=[item.metadata for item in good])
+        except LabelError as e:
+            raise ApiError(e.status, e.message) from None
+        except DassDataError as e:
+            self.log.error("user %s: storing %d uploaded SEM images in %s failed: %s",
+                           self.identity.name, len(good), proposal, e)
+            raise ApiError(503, f"the images cannot be stored in the repository right now ({e}); "
+                                "nothing was classified; try again later") from None
+        for item, path in zip(good, upload.paths):
+            item.path = path
+        return upload.dataset
 
     # -- files of a dataset ------------------------------------------------------------------------
 
@@ -487,7 +612,8 @@ class ClassifyHandler(SemBase):
         except DassDataError as e:
             raise ApiError(503, f"the files of dataset {dataset_id} cannot be listed right now: {e}") from None
         if paths is None:
-            paths = sorted(p for p in listing if p != METADATA_FILE and not p.endswith(SIDECAR_SUFFIX))
+            paths = sorted(p for p in listing if p != METADATA_FILE and not p.endswith(SIDECAR_SUFFIX)
+                           and not is_preview_path(p) and p != NEXUS_EXPORT)
         if len(paths) > self.sem.max_files:
             raise ApiError(413, f"too many files: at most {self.sem.max_files} images per request "
                                 "(c.SemClassifyService.max_files)")
@@ -511,18 +637,21 @@ class ClassifyHandler(SemBase):
                 item.data = storage.read_bytes(f"{folder}/{item.path}", self.sem.max_file_bytes)
             except DassDataError as e:
                 item.reason = f"cannot be read: {e}"
-                return
-            self.sem.decode(item)
 
-        await asyncio.gather(*(asyncio.to_thread(read, item) for item in items))
-        await self.finish_classification(classifier, items, dataset_id, record.proposal)
+        def read_one(item: FileItem) -> None:  # one file in memory at a time
+            read(item)
+
+        predictions = await self.sem.classify(classifier, items, read=read_one)
+        await self.finish_classification(classifier, items, predictions, dataset_id, record.proposal)
 
     # -- both ------------------------------------------------------------------------------------
 
-    async def finish_classification(self, classifier: Any, items: list[FileItem], dataset: str | None,
-                                    proposal: str) -> None:
-        good = [item for item in items if item.image is not None and item.path is not None]
-        predictions = await self.sem.classify(classifier, [item.image for item in good])
+    async def finish_classification(self, classifier: Any, items: list[FileItem], predictions: dict[int, Any],
+                                    dataset: str | None, proposal: str) -> None:
+        pairs = [(item, predictions[i]) for i, item in enumerate(items)
+                 if i in predictions and item.path is not None]
+        good = [item for item, _ in pairs]
+        predictions = [p for _, p in pairs]
         info = classifier.info
         model = self.sem.model_json(classifier, self.base_url)
         records: list[dict[str, Any]] = []
@@ -546,6 +675,8 @@ class ClassifyHandler(SemBase):
                 results.append({"file": item.file, "status": "error",
                                 "reason": item.reason or "not classified", "path": item.path})
                 continue
+            preview = (f"{api}/preview?" + urlencode({"dataset": dataset, "path": item.path})
+                       if dataset and item.path else None)
             p, r = by_item[id(item)]
             ranked = sorted(p.scores.items(), key=lambda kv: -kv[1])
             results.append({
@@ -561,6 +692,9 @@ class ClassifyHandler(SemBase):
                 "categories": [{"id": c, "display_name": names.get(c, c), "score": s, "representative": reps.get(c)}
                                for c, s in ranked],
                 "confirm_url": f"{api}/{r['id']}/confirm",
+                "preview": preview,
+                "metadata": item.metadata or {},
+                "notes": item.notes or [],
             })
         ok = sum(1 for r in results if r["status"] == "ok")
         self.log.info("user %s classified %d of %d SEM image(s) with %s (dataset %s)", self.identity.name, ok,
@@ -601,6 +735,60 @@ class RepresentativeHandler(SemBase):
         self.finish(png)
 
 
+class PreviewHandler(SemBase):
+    """``GET api/classify/preview?dataset=<proposal>/<name>&path=<file>``: a PNG preview.
+
+    Made from the image by the service (TIFF, 16-bit and palette images included, data bar
+    outlined) on the first request and cached in the dataset under ``.dass-previews/``.
+    """
+
+    async def get(self) -> None:
+        args = self.query_args(("dataset", "path"))
+        dataset_id, path = args.get("dataset", ""), args.get("path", "")
+        if not dataset_id or not path:
+            raise ApiError(400, "give the image as ?dataset=<proposal>/<name>&path=<file in the dataset>")
+        parts = path.split("/")
+        if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts) or is_preview_path(path):
+            raise ApiError(400, f"invalid path {path!r}: give a file path inside the dataset, like 'run1/image.tif'")
+        try:
+            record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
+        except DassDataError as e:
+            raise _catalog_error(self, e) from e
+        if record is None:
+            raise ApiError(404, f"dataset {dataset_id} not found")
+        png = await asyncio.to_thread(self.preview, record, path)
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "private, max-age=300")
+        self.finish(png)
+
+    def preview(self, record: Any, path: str) -> bytes:
+        from ..data.errors import StorageError
+        from .io import SemReadError, read_sem
+        from .preview import preview_png
+
+        storage = self.settings["storage"]
+        folder = storage.dataset_path(record.proposal, record.name)
+        cached = f"{folder}/{preview_path(path)}"
+        try:
+            return storage.read_bytes(cached, 16 * MiB)
+        except StorageError:
+            pass  # not made yet
+        try:
+            data = storage.read_bytes(f"{folder}/{path}", self.sem.max_file_bytes)
+        except StorageError as e:
+            if "larger than" in str(e):
+                raise ApiError(413, f"{path} is larger than {self.sem.max_file_bytes} bytes "
+                                    "(c.SemClassifyService.max_file_bytes): no preview") from None
+            raise ApiError(404, f"no file {path!r} in dataset {record.proposal}/{record.name}") from None
+        try:
+            png = preview_png(read_sem(data, max_pixels=self.sem.max_pixels), max_size=self.sem.preview_size)
+        except SemReadError as e:
+            raise ApiError(422, f"no preview of {path}: {str(e).replace('<bytes>', path)}") from None
+        item = FileItem(file=path, path=path, preview=png)
+        self.sem.store_previews(folder, [item])
+        return png
+
+
 class ClassificationHandler(SemBase):
     """``GET api/classify/{id}``: one classification of a dataset the caller may see."""
 
@@ -637,7 +825,18 @@ class ConfirmHandler(SemBase):
             self.log.error("user %s: confirming %s failed: %s", self.identity.name, classification_id, e)
             raise ApiError(503, f"the label cannot be stored right now ({e}); try again later") from None
         self.audit(dataset=label.get("dataset"), path=label.get("path"))
+        if self.sem.export_nexus_on_confirm:
+            label["nexus"] = await asyncio.to_thread(self.export_nexus, label["dataset"])
         self.write_json(label)
+
+    def export_nexus(self, dataset: str) -> dict[str, str]:
+        from .nexus import NexusExportError, export_dataset
+
+        try:
+            return {"written": export_dataset(self.settings["storage"], self.catalog, dataset)}
+        except (NexusExportError, DassDataError) as e:
+            self.log.warning("user %s: NXem export of %s after a confirm: %s", self.identity.name, dataset, e)
+            return {"error": str(e)}
 
 
 class SemPage(PageHandler):
@@ -663,6 +862,7 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     ("api/classify", ClassifyHandler),
     ("api/classify/model", ModelHandler),
     (r"api/classify/categories/([A-Za-z0-9_.-]+)/representative", RepresentativeHandler),
+    ("api/classify/preview", PreviewHandler),
     (r"api/classify/([0-9a-f]{32})", ClassificationHandler),
     (r"api/classify/([0-9a-f]{32})/confirm", ConfirmHandler),
     ("sem", SemPage),

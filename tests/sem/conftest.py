@@ -1,11 +1,11 @@
-"""Fixtures: real Zeiss SEM TIFFs from the hyperspy 1.7.6 distribution.
+"""Fixtures: real Zeiss and FEI SEM TIFFs from the hyperspy 1.7.6 distribution.
 
-The files are not committed. The session fixture looks in
-``<repo>/.cache/sem-samples/`` and otherwise downloads ``hyperspy==1.7.6``
-with pip (wheel first, sdist as fallback) and extracts
-``hyperspy/tests/io/tiff_files/tiff_Zeiss_SEM.zip`` into that cache. When the
-download is impossible (no network, no registry) the tests that need the files
-skip with the reason.
+The files are not committed. The session fixtures look in
+``<repo>/.cache/sem-samples/`` and otherwise download ``hyperspy==1.7.6``
+with pip (wheel first, sdist as fallback) and extract
+``hyperspy/tests/io/tiff_files/tiff_Zeiss_SEM.zip`` and ``tiff_FEI_Helios.zip`` into that
+cache. When the download is impossible (no network, no registry) the tests that need the
+files skip with the reason.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "sem-samples"
 ARTIFACTS = REPO / "test-artifacts"
-ZIP_MEMBER = "hyperspy/tests/io/tiff_files/tiff_Zeiss_SEM.zip"
+ZIP_MEMBERS = ("hyperspy/tests/io/tiff_files/tiff_Zeiss_SEM.zip", "hyperspy/tests/io/tiff_files/tiff_FEI_Helios.zip")
 NAMES = ("test_tiff_Zeiss_SEM_1k.tif", "test_tiff_Zeiss_SEM_512pix.tif")
+FEI_NAMES = ("FEI-Helios-Ebeam-8bits.tif", "FEI-Helios-Ebeam-16bits.tif", "FEI-Helios-navcam.tif")
 
 
 def _extract_inner(zip_bytes: bytes) -> None:
@@ -36,7 +37,7 @@ def _extract_inner(zip_bytes: bytes) -> None:
 
 
 def _download(tmp: Path) -> str | None:
-    """Download hyperspy 1.7.6 and extract the Zeiss zip; return an error or None."""
+    """Download hyperspy 1.7.6 and extract the Zeiss and FEI zips; return an error or None."""
     errors = []
     for extra in (["--only-binary", ":all:"], ["--no-binary", ":all:"]):
         cmd = [sys.executable, "-m", "pip", "download", "hyperspy==1.7.6", "--no-deps",
@@ -45,34 +46,49 @@ def _download(tmp: Path) -> str | None:
         if proc.returncode != 0:
             errors.append(proc.stderr.strip().splitlines()[-1:] or ["pip failed"])
             continue
+        found = 0
         for dist in tmp.iterdir():
             if dist.suffix == ".whl":
                 with zipfile.ZipFile(dist) as whl:
-                    if ZIP_MEMBER in whl.namelist():
-                        _extract_inner(whl.read(ZIP_MEMBER))
-                        return None
+                    for zip_member in ZIP_MEMBERS:
+                        if zip_member in whl.namelist():
+                            _extract_inner(whl.read(zip_member))
+                            found += 1
             elif dist.name.endswith(".tar.gz"):
                 with tarfile.open(dist) as sdist:
                     for member in sdist.getmembers():
-                        if member.name.endswith(ZIP_MEMBER):
+                        if member.name.endswith(ZIP_MEMBERS):
                             _extract_inner(sdist.extractfile(member).read())
-                            return None
-        errors.append([f"{ZIP_MEMBER} not found in the download"])
+                            found += 1
+        if found == len(ZIP_MEMBERS):
+            return None
+        errors.append([f"{', '.join(ZIP_MEMBERS)} not all found in the download"])
     return "; ".join(e[0] for e in errors)
 
 
-@pytest.fixture(scope="session")
-def zeiss_samples() -> dict[str, Path]:
-    """Paths of the two real Zeiss TIFFs, keyed '1k' and '512'."""
-    if not all((CACHE / n).exists() for n in NAMES):
+def _samples(names: tuple[str, ...], what: str) -> None:
+    if not all((CACHE / n).exists() for n in names):
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 error = _download(Path(tmp))
             except (OSError, subprocess.SubprocessError) as exc:
                 error = str(exc)
-        if error or not all((CACHE / n).exists() for n in NAMES):
-            pytest.skip(f"real Zeiss SEM samples unavailable (pip download hyperspy==1.7.6 failed: {error})")
+        if error or not all((CACHE / n).exists() for n in names):
+            pytest.skip(f"real {what} SEM samples unavailable (pip download hyperspy==1.7.6 failed: {error})")
+
+
+@pytest.fixture(scope="session")
+def zeiss_samples() -> dict[str, Path]:
+    """Paths of the two real Zeiss TIFFs, keyed '1k' and '512'."""
+    _samples(NAMES, "Zeiss")
     return {"1k": CACHE / NAMES[0], "512": CACHE / NAMES[1]}
+
+
+@pytest.fixture(scope="session")
+def fei_samples() -> dict[str, Path]:
+    """Paths of three real FEI Helios TIFFs, keyed '8bit', '16bit' (the same E-beam image) and 'navcam'."""
+    _samples(NAMES + FEI_NAMES, "FEI")
+    return dict(zip(("8bit", "16bit", "navcam"), (CACHE / n for n in FEI_NAMES)))
 
 
 @pytest.fixture(scope="session")

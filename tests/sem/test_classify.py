@@ -200,3 +200,112 @@ def test_representative(checkpoint):
     clf = Classifier.load(checkpoint)
     assert Image.open(io.BytesIO(clf.representative("Tips"))).size == (64, 64)
     assert clf.representative("Powder") is None
+
+
+@pytest.mark.parametrize("mode", ["eager", "channels_last", "freeze", "auto"])
+def test_every_acceleration_gives_the_eager_scores(checkpoint, images, mode):
+    eager = Classifier.load(checkpoint, device="cpu", accelerate="eager")
+    fast = Classifier.load(checkpoint, device="cpu", accelerate=mode)
+    # auto: the fastest of eager, channels_last and freeze, timed on this machine
+    assert fast.acceleration in (("eager", "channels_last", "freeze") if mode == "auto" else (mode,))
+    for batch in (1, 2, len(images)):  # the traced module handles every batch size
+        a, b = eager.classify(images[:batch]), fast.classify(images[:batch])
+        for p, q in zip(a, b):
+            assert p.category == q.category
+            np.testing.assert_allclose(list(p.scores.values()), list(q.scores.values()), atol=1e-5)
+
+
+def test_an_acceleration_that_fails_falls_back_cleanly(model_and_info):
+    from dass.sem.models import ModelError, accelerate
+
+    class Untraceable(torch.nn.Module):  # returns a dict: jit.trace refuses it, softmax cannot take it
+        architecture = "untraceable"
+
+        def forward(self, x):
+            return {"logits": x.mean(dim=(1, 2, 3))[:, None].repeat(1, 10)}
+
+    module = Untraceable().eval()
+    runner, mode = accelerate(module, input_size=SIZE, mode="freeze")
+    assert mode == "eager" and runner is module
+
+    class Drifting(torch.nn.Module):  # its output changes from call to call: every speed-up fails the check
+        architecture = "drifting"
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x.mean(dim=(1, 2, 3))[:, None] * torch.arange(10.0) * self.calls
+
+    module = Drifting().eval()
+    runner, mode = accelerate(module, input_size=SIZE, mode="freeze")
+    assert mode == "eager" and runner is module
+    model, _ = model_and_info
+    with pytest.raises(ModelError, match="unknown acceleration 'fast'; use one of: auto, eager"):
+        accelerate(model, input_size=SIZE, mode="fast")
+
+
+def test_run_overlaps_preparation_with_the_forward_pass_in_bounded_memory(checkpoint, images):
+    import threading
+
+    clf = Classifier.load(checkpoint, device="cpu")
+    inputs = [preprocess(i, SIZE) for i in images] * 6  # 24 items
+    batch_size = 4
+    threads, forwarded, ahead = set(), [0], []
+
+    def produce(i):
+        threads.add(threading.current_thread().name)
+        ahead.append(i - forwarded[0])
+        return None if i == 5 else inputs[i]  # item 5 skipped
+
+    def progress(done, total, message):
+        forwarded[0] = done
+
+    out = clf.run(len(inputs), produce, batch_size=batch_size, progress=progress)
+    assert threads == {"sem-prepare"}  # prepared on the helper thread
+    assert sorted(out) == [i for i in range(len(inputs)) if i != 5]
+    direct = clf.classify([inputs[i] for i in sorted(out)], batch_size=batch_size)
+    for i, p in zip(sorted(out), direct):
+        np.testing.assert_allclose(list(out[i].scores.values()), list(p.scores.values()), atol=1e-6)
+    # never more than the queue (2 batches) plus one batch in flight ahead of the network
+    assert max(ahead) <= 3 * batch_size + 1
+
+    # one image: the direct path on the calling thread
+    threads.clear()
+    single = clf.run(1, produce, batch_size=batch_size)
+    assert threads == {threading.current_thread().name} and list(single) == [0]
+
+    # an error while preparing stops the run and is raised to the caller; nothing hangs
+    def failing(i):
+        if i == 7:
+            raise SemReadError("item 7: broken")
+        return inputs[i]
+
+    with pytest.raises(SemReadError, match="item 7: broken"):
+        clf.run(len(inputs), failing, batch_size=2)
+    prepared = []
+    clf.run(3, lambda i: inputs[i], prepared=lambda: prepared.append(True))
+    assert prepared == [True]
+
+
+def test_reading_notes_travel_with_the_outcome(checkpoint, images):
+    import tifffile
+
+    from dass.sem.results import outcome_lines
+
+    clf = Classifier.load(checkpoint, device="cpu")
+    twelve = (images[0].astype(np.int64) * 4095 // 255).astype(np.uint16)
+    twelve[0, 0] = 4095
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, twelve, metadata=None)
+    outcomes = clf.classify_files([buf.getvalue(), _png(images[0])], names=["twelve.tif", "eight.png"])
+    assert len(outcomes[0].notes) == 1 and "12-bit data in a 16-bit TIFF" in outcomes[0].notes[0]
+    assert outcomes[1].notes == []
+    assert outcomes[0].to_json()["notes"] == outcomes[0].notes
+    # scaled by 4095, the 12-bit image classifies like its 8-bit twin
+    np.testing.assert_allclose(list(outcomes[0].prediction.scores.values()),
+                               list(outcomes[1].prediction.scores.values()), atol=2e-3)
+    lines = outcome_lines(outcomes).splitlines()
+    assert "; note: 12-bit data in a 16-bit TIFF" in lines[0] and "note" not in lines[1]

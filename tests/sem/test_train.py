@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import uuid
@@ -170,10 +171,62 @@ def test_transfer_learning_from_an_operator_weights_file(tmp_path):
     torch.save(source.state_dict(), weights)
     result = train(root, out_dir=tmp_path / "out", weights=weights, augment=False, lr=1e-9, **TINY)
     model, info, _ = load_checkpoint(result.checkpoint)
-    assert info.training["weights"] == str(weights)
+    sha = "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
+    # the weights file and its hash are in the checkpoint, the report and the model card
+    assert info.training["weights"] == str(weights) and info.training["weights_sha256"] == sha
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["weights"] == {"file": str(weights), "sha256": sha, "pretrained": False}
+    storage = Storage(url=f"file://{tmp_path}/repo")
+    ModelRegistry(storage).register(result.checkpoint, "operator-tl")
+    card = storage.fs.cat_file(f"{storage.root}/models/operator-tl/README.md").decode()
+    assert f"`{weights}` (`{sha}`)" in card
     assert info.mean == pytest.approx(IMAGENET_GRAY_MEAN)
     # with a vanishing learning rate the first convolution is still the operator's
     torch.testing.assert_close(model.backbone.features[0][0].weight, source.features[0][0].weight)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("garbage", "is not a torch state_dict"),
+    ("missing", "not found"),
+    ("other-architecture", "match only"),
+])
+def test_bad_weights_are_refused_before_any_image_is_read(tmp_path, kind, message):
+    import torchvision
+
+    from dass.sem.models import ModelError
+
+    fs = fsspec.filesystem("file")
+    root = str(tmp_path / "data")
+    _tiny_dataset(fs, root, classes=("Fibres", "Powder"))
+    weights = tmp_path / "weights.pth"
+    if kind == "garbage":
+        weights.write_bytes(b"not a torch file")
+    elif kind == "other-architecture":
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    calls = []
+    with pytest.raises(ModelError, match=message):
+        train(root, out_dir=tmp_path / "out", weights=weights, progress=lambda *a: calls.append(a), **TINY)
+    assert calls == []  # "reading images" never started
+    assert not (tmp_path / "out").exists()
+
+
+def test_counts_per_split_in_the_info_and_the_model_card(trained, tmp_path):
+    result, *_ = trained
+    t = result.info.trained_on
+    assert sum(t["per_class_train"].values()) == t["n_train"]
+    assert sum(t["per_class_val"].values()) == t["n_val"] == result.report["metrics"]["n_val"]
+    for c in CATEGORY_IDS:
+        assert t["per_class_train"][c] + t["per_class_val"][c] == t["per_class"][c]
+        assert t["per_class_val"][c] == result.report["metrics"]["per_class"][c]["support"]
+    assert result.report["split"] == {"train": t["per_class_train"], "validation": t["per_class_val"]}
+    storage = Storage(url=f"file://{tmp_path}/repo")
+    ModelRegistry(storage).register(result.checkpoint, "split-card")
+    card = storage.fs.cat_file(f"{storage.root}/models/split-card/README.md").decode()
+    assert "| Training images | Validation images |" in card
+    row = next(line for line in card.splitlines() if "`Nanowires`" in line)
+    assert f"| {t['per_class_train']['Nanowires']} | {t['per_class_val']['Nanowires']} |" in row
+    assert "| Initial weights | none (random initialization) |" in card
+    assert f"trained on {t['n_train']} images" in result.summary()
 
 
 @pytest.mark.parametrize("layout, message", [

@@ -271,6 +271,16 @@ def _cases() -> list[Case]:
     add(Case("getCategoryRepresentative", "GET", "api/classify/categories/a%00b/representative", (404,), "a NUL"))
     add(Case("getCategoryRepresentative", "GET", "api/classify/categories/Tips/representative?x=1", (400,),
              "an unknown query parameter"))
+    for q, why in [("dataset=p-2026-001/sem-grains&path=a%00b.tif", "a NUL in the path"),
+                   (f"dataset=p-2026-001/sem-grains&path={'i' * 10_000}.tif", "a 10,000-character name"),
+                   ("dataset=p-2026-001/sem-grains&path=../../p-2026-002/stm-movie/image.tif", "a traversal"),
+                   ("dataset=p-2026-001/sem-grains&path=%ff", "invalid UTF-8"),
+                   ("dataset=a%00b&path=x.tif", "a NUL dataset"), (f"dataset={'d' * 10_000}&path=x", "a long dataset"),
+                   ("dataset=p-2026-002/stm-movie&path=image.tif", "a dataset alice may not see"),
+                   ("dataset=p-2026-001/sem-grains&path=image.tif", "a file that is not an image"),
+                   ("dataset=p-2026-001/sem-grains", "no path"), ("path=x.tif&nope=1", "an unknown parameter")]:
+        add(Case("getImagePreview", "GET", f"api/classify/preview?{q}", (400, 404, 422), f"preview: {why}"))
+    add(Case("getImagePreview", "POST", "api/classify/preview", (405,), "method not allowed", body=b"x"))
     add(Case("getClassification", "GET", f"api/classify/{NO_ID}", (404,), "no such classification"))
     add(Case("getClassification", "GET", "api/classify/" + "Z" * 32, (404,), "not a classification id"))
     add(Case("getClassification", "GET", f"api/classify/{NO_ID}?x=1", (400,), "an unknown query parameter"))

@@ -181,6 +181,13 @@ def test_upload_stores_the_images_and_classifies_each_file(service, repository, 
     assert sha((folder / results[0]["path"]).read_bytes()) == sha(wires)
     assert sha((folder / results[2]["path"]).read_bytes()) == sha(tips)
     assert sorted(p.name for p in folder.iterdir()) == sorted([results[0]["path"], results[2]["path"], "dataset.json"])
+    # each stored image has its preview, made by the service on request and cached in the dataset
+    for result in (results[0], results[2]):
+        assert result["preview"].endswith(f"api/classify/preview?dataset={proposal}%2F{name}&path={result['path']}")
+        preview = service.get(result["preview"].removeprefix("/services/dass/"), "alice-token")
+        assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (folder / ".dass-previews" / f"{result['path']}.png").read_bytes() == preview.content
+    assert results[1].get("preview") is None
     meta = service.get(f"api/datasets/{dataset}", "alice-token").json()
     assert meta["technique"] == "SEM" and "upload" in meta["title"]
     assert meta["metadata"]["creators"] == [{"name": "alice"}]
@@ -194,6 +201,73 @@ def test_upload_stores_the_images_and_classifies_each_file(service, repository, 
         assert rep.content == classifier.representative(c["id"])
     assert results[0]["categories"][0]["representative"].endswith(
         f"/api/classify/categories/{results[0]['category']}/representative")
+
+
+def _twelve_bit_fei_tiff() -> bytes:
+    """A 16-bit TIFF holding 12-bit data, with an FEI header whose ResolutionY marks a data bar."""
+    from tests.sem.test_fei import HEADER, fei_tiff
+
+    header = {**HEADER, "Image": {"ResolutionX": "128", "ResolutionY": "88", "MagCanvasRealWidth": "0.2072"}}
+    pixels = (np.random.default_rng(2).integers(0, 4096, (96, 128))).astype(np.uint16)
+    pixels[88:] = 200  # the data bar
+    pixels[0, 0] = 4095
+    return fei_tiff(header, pixels=pixels)
+
+
+def test_a_tiff_gets_a_server_made_preview_its_metadata_and_a_12_bit_note(service, repository, model, classifier):
+    from PIL import Image
+
+    from dass.sem.io import read_sem
+    from dass.sem.preview import BAR_COLOUR, preview_png
+
+    tiff = _twelve_bit_fei_tiff()
+    r = classify(service, "alice-token", [("fei.tif", tiff)])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    validate(service, body, "ClassifyAnswer")
+    result = body["results"][0]
+    assert result["status"] == "ok"
+    assert len(result["notes"]) == 1 and "12-bit data in a 16-bit TIFF" in result["notes"][0]
+    assert result["metadata"]["magnification"]["value"] == pytest.approx(0.2072 / 2.66e-05)
+    assert result["metadata"]["instrument"] == "Helios G4 UX"
+    # the scores are the classifier's on the same bytes (12-bit scaling and FEI data bar included)
+    want = classifier.classify([tiff])[0]
+    assert result["category"] == want.category
+    assert result["scores"]["Tips"] == pytest.approx(want.scores["Tips"], rel=1e-5, abs=1e-7)
+
+    preview = service.get(result["preview"].removeprefix("/services/dass/"), "alice-token")
+    assert preview.status_code == 200 and preview.headers["Content-Type"] == "image/png"
+    assert preview.content == preview_png(read_sem(tiff), max_size=512)
+    img = np.asarray(Image.open(io.BytesIO(preview.content)))
+    assert img.shape == (96, 128, 3)
+    # the data bar (rows 88..95, from ResolutionY) is outlined, the image above is gray
+    assert tuple(img[88, 64]) == BAR_COLOUR and tuple(img[95, 64]) == BAR_COLOUR
+    assert img[40, 64, 0] == img[40, 64, 1] == img[40, 64, 2]
+    # 12-bit scaling: the brightest pixel is white, not 6 % gray
+    assert img[:88, :, 0].max() == 255
+
+    # the preview of a stored image nobody classified is made on request and cached
+    dataset = PUBLIC
+    cached = Path(repository["repo_url"][len("file://"):]) / dataset / ".dass-previews" / "wires.png.png"
+    cached.unlink(missing_ok=True)
+    first = service.get(f"api/classify/preview?dataset={dataset}&path=wires.png", "alice-token")
+    assert first.status_code == 200 and cached.read_bytes() == first.content
+
+    # bad requests name what to fix; another proposal's upload is not found
+    dataset, path = body["dataset"], result["path"]
+    assert_error(service.get("api/classify/preview?path=x.tif", "alice-token"), 400, "?dataset=")
+    assert_error(service.get(f"api/classify/preview?dataset={dataset}&path=../x.tif", "alice-token"), 400,
+                 "invalid path")
+    assert_error(service.get(f"api/classify/preview?dataset={dataset}&path=nope.tif", "alice-token"), 404,
+                 "no file 'nope.tif'")
+    assert_error(service.get(f"api/classify/preview?dataset={dataset}&path={path}", "bob-token"), 404,
+                 f"dataset {dataset} not found")
+    assert_error(service.get(f"api/classify/preview?dataset={dataset}&path={path}&size=9", "alice-token"), 400,
+                 "unknown query parameter(s) size")
+    folder = Path(repository["repo_url"][len("file://"):]) / dataset
+    (folder / "notes.txt").write_text("not an image")
+    assert_error(service.get(f"api/classify/preview?dataset={dataset}&path=notes.txt", "alice-token"), 422,
+                 "no preview of notes.txt", "not an image")
 
 
 def test_zip_members_are_classified_one_by_one(service, model, classifier):
@@ -463,3 +537,32 @@ def test_uploads_reads_and_labels_leave_their_audit_rows(service, model):
         ("bob", "classify.read", "p-2026-001/sem-grains", None, False, 404, None),
         ("bob", "classify.read", PUBLIC, None, True, 200, None),
     ]
+
+
+def test_confirm_exports_nxem_where_configured(service, repository, model):
+    import h5py
+
+    sem = service.app.web_app.settings["sem_service"]  # the SEM stack's part of the service
+    r = classify(service, "alice-token", [("wires.png", sem_png("Nanowires", 31))])
+    result = r.json()["results"][0]
+    sem.export_nexus_on_confirm = True
+    try:
+        # an upload does not say what the sample is made of: the label is stored, the export says why not
+        label = service.request("POST", result["confirm_url"].removeprefix("/services/dass/"), "alice-token",
+                                json={}).json()
+        validate(service, label, "Label")
+        assert label["category"] == result["category"]
+        assert "NXem requires sample/atom_types" in label["nexus"]["error"]
+        # with the sample in dataset.json the confirm writes labels.nxs into the dataset
+        folder = Path(repository["repo_url"][len("file://"):]) / result["dataset"]
+        doc = json.loads((folder / "dataset.json").read_text())
+        doc["domain"]["sample"] = {"atom_types": "Si", "preparation_date": "2026-03-14"}
+        (folder / "dataset.json").write_text(json.dumps(doc))
+        label = service.request("POST", result["confirm_url"].removeprefix("/services/dass/"), "alice-token",
+                                json={"category": "Tips"}).json()
+        assert label["nexus"]["written"] == f"{repository['repo_url']}/{result['dataset']}/labels.nxs"
+        with h5py.File(folder / "labels.nxs", "r") as f:
+            note = f["entry1/note_0001"]
+            assert json.loads(note["data"][()])["label"]["category"] == "Tips"
+    finally:
+        sem.export_nexus_on_confirm = False

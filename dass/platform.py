@@ -356,6 +356,9 @@ def _demo_sem_model(storage: Any, out: Any) -> None:
         if message.startswith("epoch "):  # one line per epoch: "epoch 3/14 done: ..."
             out(f"  training the demo SEM classifier: {message}")
             return
+        if message.startswith("waiting for another"):  # another instance trains it
+            out(f"  demo SEM classifier: {message}")
+            return
         pct = int(100 * done / max(total, 1))
         if pct >= shown["pct"] + 10:
             shown["pct"] = pct

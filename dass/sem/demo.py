@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,17 +73,36 @@ def demo_cache_path(cache_dir: str | os.PathLike | None = None, settings: dict[s
     return folder / f"sem-demo-model-{cache_key(settings)}.pt"
 
 
+#: seconds between two "still waiting" messages while another process trains the demo model
+WAIT_REPORT_SECONDS = 15.0
+
+
 @contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock next to `path`, so parallel processes train only once."""
+def _locked(path: Path, *, on_wait: Callable[[float], None] | None = None):
+    """An exclusive lock next to `path`, so parallel processes train only once.
+
+    While another process holds it (training the demo model), ``on_wait(seconds waited)`` is
+    called at once and then every :data:`WAIT_REPORT_SECONDS`, so a waiting start says why.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as fh:
         try:
             import fcntl
-
-            fcntl.flock(fh, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - not POSIX: no lock, at worst two trainings
-            pass
+            yield
+            return
+        started = time.monotonic()
+        reported = None
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if on_wait is not None and (reported is None or waited - reported >= WAIT_REPORT_SECONDS):
+                    reported = waited
+                    on_wait(waited)
+                time.sleep(0.5)  # poll the lock: a blocking flock could not report progress
         yield
 
 
@@ -121,7 +141,15 @@ def cached_demo_checkpoint(*, cache_dir: str | os.PathLike | None = None, settin
     from dass.sem.checkpoint import CheckpointError, read_checkpoint_info
 
     path = demo_cache_path(cache_dir, settings)
-    with _locked(path):
+
+    def waiting(seconds: float) -> None:
+        message = (f"waiting for another dass process that is training the demo model "
+                   f"({seconds:.0f} s so far; lock {path.with_suffix('.lock')})")
+        log.info("%s", message)
+        if progress is not None:
+            progress(0, 1, message)
+
+    with _locked(path, on_wait=waiting):
         if path.exists():
             try:
                 read_checkpoint_info(path)

@@ -111,6 +111,14 @@ class SemClassifyService(LoggingConfigurable):
         archives counted one by one); more answers 413.""",
     ).tag(config=True)
 
+    max_zip_ratio = Integer(
+        200,
+        help="""Largest expansion ratio (uncompressed / compressed size) of a member of an
+        uploaded ``.zip``; a member above it is refused as a possible zip bomb (a per-file
+        error) without being decompressed. Image formats are compressed already: real SEM
+        images stay far below it.""",
+    ).tag(config=True)
+
     max_request_bytes = Integer(
         512 * MiB,
         help="""Largest ``api/classify`` request body (bytes); a larger one answers 413 before
@@ -486,8 +494,19 @@ class ClassifyHandler(SemBase):
             except (zipfile.BadZipFile, ValueError, OSError) as e:
                 items.append(FileItem(file=name, reason=f"not a valid zip archive: {e}"))
                 continue
+            declared = expanded + sum(m.file_size for m in members)
+            if declared > self.sem.max_request_bytes:  # by the archive's own listing: nothing is inflated
+                raise ApiError(413, f"the zip archives expand to {declared} bytes by their own listing, more "
+                                    f"than {self.sem.max_request_bytes} (c.SemClassifyService.max_request_bytes): "
+                                    "send fewer images at once")
             for m in members:
                 member = f"{name}/{m.filename}"
+                if m.file_size > self.sem.max_zip_ratio * max(m.compress_size, 1):
+                    items.append(FileItem(file=member, reason=(
+                        f"compressed {m.file_size // max(m.compress_size, 1)}:1 in the zip archive, more than "
+                        f"{self.sem.max_zip_ratio}:1 (c.SemClassifyService.max_zip_ratio): refused as a possible "
+                        "zip bomb; send the image itself")))
+                    continue
                 if m.file_size > limit:
                     items.append(FileItem(file=member, reason=f"file too large: {m.file_size} bytes, the limit "
                                                               f"is {limit} (c.SemClassifyService.max_file_bytes)"))

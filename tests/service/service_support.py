@@ -34,6 +34,10 @@ from dass.service.app import DassService
 
 SERVICE_TOKEN = "dass-service-token"
 CLIENT_ID = "service-dass"
+#: seconds a test waits for one answer of the service: sized for a loaded 2-core machine, where
+#: the first classification also loads and measures the model (the service answers in
+#: milliseconds when idle; nothing waits this long unless something is wrong)
+REQUEST_TIMEOUT = 120
 PREFIX = "/services/dass/"
 ACCESS_SCOPE = "access:services!service=dass"
 
@@ -280,13 +284,13 @@ class RunningService:
         if token:
             headers.setdefault("Authorization", f"token {token}")
         kw.setdefault("allow_redirects", False)
-        return requests.get(self.url + path, headers=headers, timeout=10, **kw)
+        return requests.get(self.url + path, headers=headers, timeout=REQUEST_TIMEOUT, **kw)
 
     def request(self, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
         headers = kw.pop("headers", {})
         if token:
             headers.setdefault("Authorization", f"token {token}")
-        return requests.request(method, self.url + path, headers=headers, timeout=10,
+        return requests.request(method, self.url + path, headers=headers, timeout=REQUEST_TIMEOUT,
                                 allow_redirects=False, **kw)
 
     def stop(self) -> None:

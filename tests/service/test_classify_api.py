@@ -320,6 +320,22 @@ def test_limits_and_malformed_requests(service, model):
     assert_error(classify(service, "alice-token", [("bomb.zip", bomb.getvalue())]), 413, "expand")
 
 
+def test_a_zip_member_compressed_like_a_bomb_is_refused_and_the_rest_classified(service, model):
+    """A member whose expansion ratio is above max_zip_ratio is not decompressed (a per-file
+    reason); the other files of the request are classified."""
+    good = sem_png("Tips", 3, size=(64, 64))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("flat.tif", bytes(1024 * 1024))  # 1 MiB of zeros: about 1000:1
+        z.writestr("tips.png", good)
+    r = classify(service, "alice-token", [("mixed.zip", archive.getvalue())])
+    assert r.status_code == 200, r.text
+    by_file = {x["file"]: x for x in r.json()["results"]}
+    assert by_file["mixed.zip/flat.tif"]["status"] == "error" and "zip bomb" in by_file["mixed.zip/flat.tif"]["reason"]
+    assert "max_zip_ratio" in by_file["mixed.zip/flat.tif"]["reason"]
+    assert by_file["mixed.zip/tips.png"].get("category")
+
+
 def test_the_proposal_must_be_one_of_the_callers(service, model):
     tiny = sem_png("Tips", 2, size=(32, 32))
     # bob is not in p-2026-001, and p-2099-404 does not exist: the same answer

@@ -99,6 +99,20 @@ def repository(tmp_path_factory):
     catalog.dispose()
 
 
+def _mount_session(storage, stack: str, records: list, home: Path) -> Path:
+    """Mount ``records`` into ``home`` and write the manifest, as the spawner and the runner
+    do; returns the manifest's path."""
+    entries = mount_datasets(storage, records, home)
+    return write_manifest(
+        home / ".dass" / "session.json",
+        stack=stack,
+        size="small",
+        storage_url=storage.url,
+        storage_options=storage.storage_options,
+        entries=entries,
+    )
+
+
 @pytest.fixture
 def run_job(repository, tmp_path, monkeypatch):
     """Run a service notebook as a job of ``identity``: check the parameters, mount the
@@ -115,16 +129,7 @@ def run_job(repository, tmp_path, monkeypatch):
             visible_dataset=lambda dataset_id: dataset_id in catalog.visible(identity, [dataset_id], TODAY),
         )
         records = catalog.visible(identity, dataset_ids, TODAY)
-        home = tmp_path / "home"
-        entries = mount_datasets(storage, [records[i] for i in dataset_ids], home)
-        manifest = write_manifest(
-            home / ".dass" / "session.json",
-            stack=stack,
-            size="small",
-            storage_url=storage.url,
-            storage_options=storage.storage_options,
-            entries=entries,
-        )
+        manifest = _mount_session(storage, stack, [records[i] for i in dataset_ids], tmp_path / "home")
         output_dir = tmp_path / "output"
         monkeypatch.setenv("DASS_SESSION_MANIFEST", str(manifest))
         monkeypatch.setenv("DASS_OUTPUT_DIR", str(output_dir))
@@ -153,16 +158,7 @@ def run_landing(repository, tmp_path, monkeypatch):
     def run(stack: str, identity: Identity, dataset_ids: list[str]):
         records = catalog.visible(identity, dataset_ids, TODAY)
         assert sorted(records) == sorted(dataset_ids)
-        home = tmp_path / "home"
-        entries = mount_datasets(storage, [records[i] for i in dataset_ids], home)
-        manifest = write_manifest(
-            home / ".dass" / "session.json",
-            stack=stack,
-            size="small",
-            storage_url=storage.url,
-            storage_options=storage.storage_options,
-            entries=entries,
-        )
+        manifest = _mount_session(storage, stack, [records[i] for i in dataset_ids], tmp_path / "home")
         monkeypatch.setenv("DASS_SESSION_MANIFEST", str(manifest))
         monkeypatch.setenv("MPLBACKEND", "Agg")  # no windows: matplotlib draws off screen
         work = tmp_path / "work"  # what the notebooks write (kmap_output/, ...) stays here

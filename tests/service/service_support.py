@@ -343,3 +343,10 @@ def start_service(loop_thread: LoopThread, tmp: Path, api_url: str, db_url: str,
     return RunningService(app, future, loop_thread)
 
 
+def start_idle_jobs_service(loop_thread: LoopThread, hub_api_url: str, tmp: Path):
+    """A service of its own (own catalogue, own jobs folder) whose job queue never starts a job,
+    so tests see QUEUED jobs and no runner process is left behind."""
+    urls = make_repository(tmp / "data")
+    (tmp / "service").mkdir()
+    extra = f"c.JobManager.max_concurrency = 0\nc.JobManager.jobs_dir = {str(tmp / 'jobs')!r}"
+    return start_service(loop_thread, tmp / "service", hub_api_url, extra_config=extra, **urls)

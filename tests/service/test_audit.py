@@ -12,7 +12,7 @@ import pytest
 
 from dass.data.access import Identity
 from dass.data.audit import AuditLog, AuditRecord
-from tests.service.service_support import make_repository, start_service
+from tests.service.service_support import start_idle_jobs_service
 
 ADMIN = Identity("audit-test", frozenset(), admin=True)
 ALICE_DS = "p-2026-001/sem-grains"
@@ -23,11 +23,7 @@ SEM_NOTEBOOK = "sem/service/image_summary.ipynb"
 @pytest.fixture(scope="module")
 def service(loop_thread, hub, tmp_path_factory):
     """A service of its own whose job queue never starts a job (no runner left behind)."""
-    tmp = tmp_path_factory.mktemp("audit")
-    urls = make_repository(tmp / "data")
-    (tmp / "service").mkdir()
-    extra = f"c.JobManager.max_concurrency = 0\nc.JobManager.jobs_dir = {str(tmp / 'jobs')!r}"
-    svc = start_service(loop_thread, tmp / "service", hub.api_url, extra_config=extra, **urls)
+    svc = start_idle_jobs_service(loop_thread, hub.api_url, tmp_path_factory.mktemp("audit"))
     yield svc
     svc.stop()
 

@@ -128,7 +128,7 @@ import nbformat as _nbformat  # noqa: E402
 import pytest  # noqa: E402
 from nbformat.v4 import new_code_cell as _new_code_cell, new_notebook as _new_notebook  # noqa: E402
 
-from tests.service.service_support import make_repository, start_service  # noqa: E402
+from tests.service.service_support import start_idle_jobs_service  # noqa: E402
 
 SEM_NOTEBOOK = "sem/service/image_summary.ipynb"
 
@@ -137,11 +137,7 @@ SEM_NOTEBOOK = "sem/service/image_summary.ipynb"
 def jobs_service(loop_thread, hub, tmp_path_factory):
     """A service of its own (own catalogue, own jobs folder) whose queue never starts a job:
     the pages are tested on QUEUED jobs, and no runner process is left behind."""
-    tmp = tmp_path_factory.mktemp("pages")
-    urls = make_repository(tmp / "data")
-    (tmp / "service").mkdir()
-    extra = f"c.JobManager.max_concurrency = 0\nc.JobManager.jobs_dir = {str(tmp / 'jobs')!r}"
-    svc = start_service(loop_thread, tmp / "service", hub.api_url, extra_config=extra, **urls)
+    svc = start_idle_jobs_service(loop_thread, hub.api_url, tmp_path_factory.mktemp("pages"))
     yield svc
     svc.stop()
 

@@ -57,7 +57,7 @@ from ..data.metadata import METADATA_FILE, NAME_RE
 from .labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_classifications, store_upload, \
     visible_classification
 from ..service.extensions import NavLink, ServiceExtension
-from ..service.handlers import ApiError, BaseHandler, _catalog_error
+from ..service.handlers import ApiError, BaseHandler
 from ..service.pages import PageHandler
 from .models import ACCELERATIONS
 from .nexus import EXPORT_NAME as NEXUS_EXPORT
@@ -531,10 +531,7 @@ class ClassifyHandler(SemBase):
 
     def choose_proposal(self, given: str) -> str:
         identity = self.identity
-        try:
-            known = {p["id"] for p in self.catalog.proposals(identity)}
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
+        known = {p["id"] for p in self.catalog.proposals(identity)}
         if given:
             if not NAME_RE.match(given) or not is_member(identity, given) or (
                 identity.admin and given not in identity.groups and given not in known
@@ -618,12 +615,7 @@ class ClassifyHandler(SemBase):
         paths = doc.get("paths")
         if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
             raise ApiError(400, "paths must be a list of file paths inside the dataset")
-        try:
-            record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
-        if record is None:
-            raise ApiError(404, f"dataset {dataset_id} not found")
+        record = self.visible_dataset(dataset_id)
         storage = self.settings["storage"]
         folder = storage.dataset_path(record.proposal, record.name)
         try:
@@ -675,15 +667,12 @@ class ClassifyHandler(SemBase):
         model = self.sem.model_json(classifier, self.base_url)
         records: list[dict[str, Any]] = []
         if good:
-            try:
-                records = await asyncio.to_thread(
-                    record_classifications, self.catalog, self.identity.name, dataset,
-                    [{"path": item.path, "file": item.file, "category": p.category,
-                      "certainty": p.certainty, "scores": p.scores} for item, p in zip(good, predictions)],
-                    model=info.name, architecture=info.architecture,
-                )
-            except DassDataError as e:
-                raise _catalog_error(self, e) from e
+            records = await asyncio.to_thread(  # a DassDataError answers 503 (BaseHandler.write_error)
+                record_classifications, self.catalog, self.identity.name, dataset,
+                [{"path": item.path, "file": item.file, "category": p.category,
+                  "certainty": p.certainty, "scores": p.scores} for item, p in zip(good, predictions)],
+                model=info.name, architecture=info.architecture,
+            )
         by_item = {id(item): (p, r) for item, p, r in zip(good, predictions, records)}
         names = dict(zip(info.classes, info.display_names))
         reps = {c["id"]: c["representative"] for c in model["classes"]}
@@ -769,12 +758,7 @@ class PreviewHandler(SemBase):
         parts = path.split("/")
         if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts) or is_preview_path(path):
             raise ApiError(400, f"invalid path {path!r}: give a file path inside the dataset, like 'run1/image.tif'")
-        try:
-            record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
-        except DassDataError as e:
-            raise _catalog_error(self, e) from e
-        if record is None:
-            raise ApiError(404, f"dataset {dataset_id} not found")
+        record = self.visible_dataset(dataset_id)
         png = await asyncio.to_thread(self.preview, record, path)
         self.set_header("Content-Type", "image/png")
         self.set_header("Cache-Control", "private, max-age=300")

@@ -349,6 +349,24 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         self.__dict__.setdefault("_audit_records", []).append(record)
         return record
 
+    def visible_dataset(self, dataset_id: str) -> Any:
+        """The catalogue record of ``dataset_id`` if the caller may see it; else a 404 that is
+        the same whether the dataset is missing or hidden (existence is never revealed)."""
+        record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
+        if record is None:
+            raise ApiError(404, f"dataset {dataset_id} not found")
+        return record
+
+    def audit_job(self, records: list[Any], job: dict[str, Any]) -> None:
+        """Complete the audit rows of a submitted job: one per input, those named by its
+        parameters included (one row for a job without inputs), each naming the job."""
+        for dataset in job["datasets"][len(records):]:  # inputs named by parameters
+            records.append(self.audit(dataset=dataset))
+        if not records:  # a job without inputs: one row for the submission
+            records.append(self.audit())
+        for record in records:
+            record.job = job["id"]
+
     def audit_fields(self) -> dict[str, Any]:
         """What the route's URL says was touched (``dataset``, ``job``, ``path``): the row of a
         request refused before the handler ran (401, 403, 400) still names it."""
@@ -595,16 +613,6 @@ class MeHandler(BaseHandler):
 DATASET_QUERY = ("q", "proposal", "instrument", "technique", "stack", "category", "limit", "offset")
 
 
-def _catalog_error(handler: BaseHandler, e: DassError) -> DassError:
-    """The error to raise for a failed catalogue call: the error itself.
-
-    A :class:`~dass.data.errors.DassDataError` answers 503 with its ``public_message``
-    (:meth:`BaseHandler.write_error`), its full text going to the log; this stays for callers
-    written before that mapping (``raise _catalog_error(self, e)`` is ``raise e``).
-    """
-    return e
-
-
 class DatasetsHandler(BaseHandler):
     """``GET api/datasets``: the datasets the caller may see, filtered and paged."""
 
@@ -642,13 +650,7 @@ class DatasetHandler(BaseHandler):
 
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())
-        dataset_id = dataset_id_of(proposal, dataset)
-        visible = self.catalog.visible(self.identity, [dataset_id])
-        record = visible.get(dataset_id)
-        if record is None:
-            # the same answer whether it is missing or hidden: never reveal existence
-            raise ApiError(404, f"dataset {dataset_id} not found")
-        self.write_json(record.to_json())
+        self.write_json(self.visible_dataset(dataset_id_of(proposal, dataset)).to_json())
 
 
 def stacks_json(registry: StackRegistry, identity: Identity) -> list[dict[str, Any]]:
@@ -672,11 +674,7 @@ class DatasetPage(BaseHandler):
 
     def get(self, proposal: str, dataset: str) -> None:
         self.query_args(())
-        dataset_id = dataset_id_of(proposal, dataset)
-        record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
-        if record is None:
-            raise ApiError(404, f"dataset {dataset_id} not found")
-        doc = record.to_json()
+        doc = self.visible_dataset(dataset_id_of(proposal, dataset)).to_json()
         metadata = doc.get("metadata") or {}
         domain = metadata.get("domain") or {}
         settings = {k: v for k, v in domain.items() if isinstance(v, (str, int, float, bool))}

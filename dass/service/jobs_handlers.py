@@ -88,12 +88,7 @@ class JobsHandler(JobsBase):
         asked = list(dict.fromkeys(d for d in asked if isinstance(d, str))) if isinstance(asked, list) else []
         records = [self.audit(dataset=d) for d in asked]
         job, created = self.jobs.submit(self.identity, body)
-        for dataset in job["datasets"][len(records):]:  # inputs named by parameters
-            records.append(self.audit(dataset=dataset))
-        if not records:  # a job without inputs: one row for the submission
-            records.append(self.audit())
-        for record in records:
-            record.job = job["id"]
+        self.audit_job(records, job)
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")
         self.write_json(job, 201 if created else 200)
 

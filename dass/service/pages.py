@@ -292,12 +292,7 @@ class JobsPage(PageHandler):
         except (ParameterError, JobRequestError) as e:
             self._refuse(form, e.status, e.message, e.field, upload_fields)
             return
-        for dataset in job["datasets"][len(records):]:  # inputs named by parameters
-            records.append(self.audit(dataset=dataset))
-        if not records:  # a job without inputs: one row for the submission
-            records.append(self.audit())
-        for record in records:
-            record.job = job["id"]
+        self.audit_job(records, job)
         self.redirect(url_path_join(self.base_url, "jobs", job["id"]), status=303)
 
     def _refuse(self, form: dict[str, Any], status: int, message: str, field: str,

@@ -5,7 +5,13 @@ An fsspec filesystem: ``fsspec.open("dass://p-2026-001/sem-grains/image.tif")``,
 ``api/data/…`` of the dass service (:mod:`dass.service.gateway`) with the caller's own hub
 token, so no storage credential is needed where it runs. The service checks every request
 with the catalogue's access rule (a dataset the caller may not see is ``FileNotFoundError``,
-exactly like a missing one) and writes it to the audit log. Read-only.
+exactly like a missing one) and writes it to the audit log.
+
+Writes (``pipe_file``, ``put_file``, ``open(..., "wb")``) go to ``PUT api/data/…`` and succeed
+only where the service lets the token write: a job's own results dataset (with the job's
+token) and a person's own upload datasets. Everything else -- a session's datasets, a job's
+inputs -- answers ``PermissionError``. ``dass://_repository/models/…`` is the SEM model registry
+(read-only, for every signed-in caller).
 
 Where it finds the service and the token: the ``url`` and ``token`` arguments (also as
 ``storage_options``), else ``$DASS_SERVICE_URL`` (set in sessions and jobs) or ``$DASS_URL``,
@@ -29,6 +35,10 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 __all__ = ["DassFileSystem", "DassFile"]
 
 DEFAULT_URL = "http://127.0.0.1:8000/services/dass/"
+#: ``dass://`` path of the SEM model registry (``api/models/…``): ``models/`` of the repository
+#: root ``_repository`` (no proposal can have that name)
+REPOSITORY = "_repository"
+MODELS = REPOSITORY + "/models"
 
 
 class DassFileSystem(AbstractFileSystem):
@@ -91,8 +101,13 @@ class DassFileSystem(AbstractFileSystem):
 
     def _get(self, route: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
              path: str = "") -> requests.Response:
+        return self._request("GET", route, params=params, headers=headers, path=path)
+
+    def _request(self, method: str, route: str, params: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None, path: str = "", data: Any = None) -> requests.Response:
         try:
-            r = self.session.get(self.url + route, params=params, headers=headers, timeout=self.timeout)
+            r = self.session.request(method, self.url + route, params=params, headers=headers, data=data,
+                                     timeout=self.timeout)
         except requests.RequestException as e:
             raise ConnectionError(f"cannot reach the dass service at {self.url}: {e.__class__.__name__}: {e}") from e
         if r.status_code < 400:
@@ -112,6 +127,8 @@ class DassFileSystem(AbstractFileSystem):
 
     @staticmethod
     def _route(path: str) -> str:
+        if path == MODELS or path.startswith(MODELS + "/"):
+            return "api/models" + quote(path[len(MODELS):], safe="/")
         return "api/data/" + quote(path, safe="/")
 
     def _datasets(self, proposal: str | None = None) -> list[dict[str, Any]]:
@@ -132,7 +149,9 @@ class DassFileSystem(AbstractFileSystem):
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)
         parts = [p for p in path.split("/") if p]
-        if len(parts) < 2:
+        if parts == [REPOSITORY]:
+            entries = [{"name": MODELS, "size": 0, "type": "directory"}]
+        elif len(parts) < 2:
             # the proposals, or the datasets of one, that the caller may see
             found = self._datasets(parts[0] if parts else None)
             if parts:
@@ -150,7 +169,7 @@ class DassFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2:
-            if parts:
+            if parts and parts != [REPOSITORY]:
                 self.ls(path)  # FileNotFoundError when not visible
             return {"name": path, "size": 0, "type": "directory"}
         return self._get(self._route(path), params={"op": "info"}, path=path).json()
@@ -178,24 +197,68 @@ class DassFileSystem(AbstractFileSystem):
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict | None = None, **kwargs: Any) -> DassFile:
         path = self._strip_protocol(path)
-        if mode != "rb":
-            raise PermissionError(f"dass://{path}: the datasets are read-only (mode {mode!r}); write results "
-                                  "to your job's output folder or your home")
+        if mode not in ("rb", "wb"):
+            raise ValueError(f"dass://{path}: mode {mode!r} is not offered; read with 'rb', write a whole "
+                             "file with 'wb'")
         return DassFile(self, path, mode=mode, block_size=block_size or self.blocksize,
                         cache_options=cache_options, **kwargs)
 
-    # read-only: every change is refused the same way
-    def _refuse(self, path: Any, *args: Any, **kwargs: Any) -> None:
-        raise PermissionError(f"dass://{self._strip_protocol(str(path))}: the datasets are read-only")
+    # -- writes (where the service allows them) ---------------------------------------------
 
-    rm_file = rm = mkdir = makedirs = rmdir = touch = cp_file = mv = put_file = pipe_file = _refuse
+    def _put(self, path: str, data: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        if len([p for p in path.split("/") if p]) < 3:
+            raise IsADirectoryError(f"dass://{path}: name a file inside a dataset, dass://<proposal>/<dataset>/<path>")
+        return self._request("PUT", self._route(path), path=path, data=data).json()
+
+    def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
+        self._put(path, bytes(value))
+        self.invalidate_cache(self._parent(path))
+
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+        if os.path.isdir(lpath):
+            return  # folders come with their files
+        with open(lpath, "rb") as f:  # streamed: requests sends the file as it reads it
+            self._put(rpath, f)
+        self.invalidate_cache(self._parent(rpath))
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """Nothing to do: folders exist through their files (as on an object store)."""
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        """Nothing to do: folders exist through their files (as on an object store)."""
+
+    # what the gateway does not offer
+    def _refuse(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(f"dass://{self._strip_protocol(str(path))}: the data gateway never removes or "
+                              "moves files; write new ones where you may write")
+
+    rm_file = rm = rmdir = mv = cp_file = touch = _refuse
 
 
 class DassFile(AbstractBufferedFile):
-    """A file of :class:`DassFileSystem` opened for reading: ranged GETs of ``block_size``."""
+    """A file of :class:`DassFileSystem`: read with ranged GETs of ``block_size``; written to a
+    temporary file and sent in one PUT when closed."""
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.cat_file(self.path, start=start, end=end)
+
+    def _initiate_upload(self) -> None:
+        import tempfile
+
+        self._spool = tempfile.TemporaryFile(prefix="dass-upload-")
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        self.buffer.seek(0)
+        self._spool.write(self.buffer.read())
+        if final:
+            self._spool.seek(0)
+            try:
+                self.fs._put(self.path, self._spool)
+            finally:
+                self._spool.close()
+            self.fs.invalidate_cache(self.fs._parent(self.path))
+        return True
 
 
 fsspec.register_implementation("dass", DassFileSystem, clobber=True)

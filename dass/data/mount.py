@@ -1,10 +1,19 @@
 """Put the datasets chosen at spawn into a user's home: ``~/datasets/<proposal>/<dataset>``.
 
-For ``file://`` storage a dataset is a symbolic link to its repository folder (no copy, and the
-repository's own permissions keep it read-only). For any other protocol (S3…) the dataset is
-copied with fsspec, then made read-only (files 0444, folders 0555); datasets larger than
-``max_copy_bytes`` are refused, since the session can always stream them through
-``dass.data.datasets()[…].fs`` instead.
+The platform (the hub, or the job service for a job's folder) makes a **read-only view** that
+it owns: folders 0555 and files the user may read but neither change nor remove.
+
+- ``file://`` storage: each file is a hard link to the repository's file (no copy) when the
+  platform owns that file and its mode lets others read but not write it; otherwise, and
+  across file systems, a copy (0444). The repository folder itself stays closed to users
+  (0700): the view is the only way in, and it holds exactly the chosen datasets.
+- any other protocol (S3…): the dataset is copied with fsspec, then made read-only.
+
+Datasets larger than ``max_copy_bytes`` (counting only what must be copied) are refused, since
+the session can always stream them through ``dass.data.datasets()[…].fs`` (the data gateway).
+
+Mounted views of an earlier session that are not chosen now are removed. Symbolic links into
+the repository, which earlier versions made, are removed too.
 
 This module does not check access: the caller (the spawner) passes records it has already
 authorized, e.g. from :meth:`dass.data.catalog.Catalog.visible`.
@@ -26,12 +35,12 @@ from .errors import StorageError
 from .metadata import NAME_RE
 from .storage import Storage
 
-__all__ = ["mount_datasets", "write_manifest", "MANIFEST_VERSION", "DATASETS_DIR"]
+__all__ = ["mount_datasets", "write_manifest", "fetch_tree", "is_complete_copy", "MANIFEST_VERSION", "DATASETS_DIR"]
 
 log = logging.getLogger(__name__)
 
 #: Version of the session manifest written by :func:`write_manifest`.
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 #: Folder of the home that holds the mounted datasets.
 DATASETS_DIR = "datasets"
 
@@ -64,9 +73,11 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _make_readonly(path: Path) -> None:
+def _make_readonly(path: Path, files: bool = True) -> None:
+    """Folders 0555 and (unless ``files`` is False: hard links share the repository's mode,
+    which must not change) files 0444."""
     for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for f in filenames:
+        for f in filenames if files else ():
             p = os.path.join(dirpath, f)
             if not os.path.islink(p):
                 os.chmod(p, _READONLY_FILE)
@@ -75,6 +86,64 @@ def _make_readonly(path: Path) -> None:
             if not os.path.islink(p):
                 os.chmod(p, _READONLY_DIR)
     os.chmod(path, _READONLY_DIR)
+
+
+def _may_link(path: str) -> bool:
+    """Whether a repository file may be shared by a hard link: the platform owns it and its mode
+    lets others read it but nobody else write it (so the user cannot change the repository)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and mode & 0o004 and not mode & 0o022
+
+
+def _link_tree(record: Any, src: str, target: Path, max_copy_bytes: int) -> None:
+    """A read-only view of a ``file://`` dataset folder: hard links where allowed, else copies."""
+    plan: list[tuple[str, Path, bool]] = []
+    copy_bytes = 0
+    partial = target.with_name(f".{target.name}.partial")
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        rel_dir = os.path.relpath(dirpath, src)
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):  # never follow a link out of the dataset
+                log.warning("mount: skipping symbolic link %s in %s", os.path.join(rel_dir, name), record.id)
+                continue
+            link = _may_link(path)
+            if not link:
+                copy_bytes += os.path.getsize(path)
+            plan.append((path, partial / rel_dir / name, link))
+    if copy_bytes > max_copy_bytes:
+        raise StorageError(
+            f"dataset {record.id} needs {copy_bytes} bytes copied, more than the {max_copy_bytes} bytes "
+            "that may be copied into a session: choose fewer or smaller datasets, read it in the session "
+            "through dass.data.datasets()[...].fs, or raise max_copy_bytes"
+        )
+    _remove(partial)
+    partial.mkdir(parents=True)
+    linked = 0
+    try:
+        for path, local, link in plan:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                try:
+                    os.link(path, local)
+                    linked += 1
+                    continue
+                except OSError:  # another file system, too many links: copy instead
+                    pass
+            shutil.copyfile(path, local)
+            os.chmod(local, _READONLY_FILE)
+        _make_readonly(partial, files=False)
+        _remove(target)
+        partial.rename(target)
+    except BaseException:
+        _remove(partial)
+        raise
+    log.info("mount: %s at %s (%d files, %d linked)", record.id, target, len(plan), linked)
 
 
 def _copy(storage: Storage, record: Any, src: str, target: Path, max_copy_bytes: int) -> None:
@@ -168,9 +237,7 @@ def mount_datasets(
                     f"dataset {record.id} is not in the repository ({storage.url_of(src)} is "
                     "missing): rescan the catalogue"
                 )
-            _remove(target)
-            target.symlink_to(src, target_is_directory=True)
-            log.info("mount: linked %s to %s", record.id, target)
+            _link_tree(record, src, target, max_copy_bytes)
         else:
             _copy(storage, record, src, target, max_copy_bytes)
         entries.append(
@@ -178,7 +245,7 @@ def mount_datasets(
                 "id": f"{record.proposal}/{record.name}",
                 "proposal": record.proposal,
                 "name": record.name,
-                "url": storage.url_of(src),
+                "url": f"dass://{record.proposal}/{record.name}",
                 "mount": str(target),
                 "metadata": dict(getattr(record, "metadata", None) or {}),
             }
@@ -205,14 +272,15 @@ def write_manifest(
     *,
     stack: str | None,
     size: str | None,
-    storage_url: str,
-    storage_options: Mapping[str, Any],
+    service_url: str | None,
     entries: list[dict[str, Any]],
+    local_copy_max_bytes: int | None = None,
 ) -> Path:
     """Write the session manifest read by :func:`dass.data.session.datasets`.
 
-    The file holds the storage options (possibly credentials), so it is written with mode
-    0600, atomically (a temporary file renamed over the old one).
+    It names the datasets, their read-only views and the data gateway (``service_url``); it
+    holds no storage location or credential: the session reads through the gateway with its
+    own token. Written atomically (a temporary file renamed over the old one), mode 0600.
 
     Parameters
     ----------
@@ -220,12 +288,12 @@ def write_manifest(
         Where to write (usually ``~/.dass/session.json``); parent folders are created.
     stack, size : str or None
         The stack and size chosen at spawn.
-    storage_url : str
-        ``Storage.url``.
-    storage_options : mapping
-        Storage options the session needs to read the datasets (``Storage.storage_options``).
+    service_url : str or None
+        The dass service (``dass://`` reads through its data gateway).
     entries : list of dict
         From :func:`mount_datasets`.
+    local_copy_max_bytes : int, optional
+        The most bytes :meth:`dass.data.session.Dataset.local_path` may copy.
 
     Returns
     -------
@@ -239,7 +307,8 @@ def write_manifest(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "stack": stack,
         "size": size,
-        "storage": {"url": storage_url, "options": dict(storage_options)},
+        "service_url": service_url,
+        "local_copy_max_bytes": local_copy_max_bytes,
         "datasets": entries,
     }
     text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -254,3 +323,73 @@ def write_manifest(
         raise
     os.replace(tmp, path)
     return path
+
+
+def fetch_tree(fs: Any, root: str, target: Path, *, max_bytes: int | None = None, progress: Any = None,
+               what: str = "") -> dict[str, int]:
+    """Copy every file below ``root`` of the fsspec filesystem ``fs`` (the data gateway,
+    ``dass://``) into a new read-only folder ``target`` (files 0444, folders 0555), written
+    beside it first and renamed into place, so a half-made copy is never taken for a whole one.
+
+    Parameters
+    ----------
+    max_bytes : int, optional
+        Refuse (:class:`StorageError`) when the files hold more.
+    progress : callable, optional
+        Called with ``(total_bytes,)`` once, then with the byte count of every chunk copied
+        (e.g. a tqdm bar's ``reset``/``update``).
+    what : str
+        Names the copy in messages (``dataset p/d``).
+
+    Returns
+    -------
+    dict
+        Relative path -> size of the files copied.
+    """
+    found = fs.find(root, detail=True)
+    base = root.strip("/")
+    files: dict[str, int] = {}
+    for name, info in found.items():
+        rel = str(name).strip("/")[len(base):].strip("/") if base else str(name).strip("/")
+        if not rel or any(p in ("", ".", "..") for p in rel.split("/")):
+            continue
+        files[rel] = int(info.get("size") or 0)
+    total = sum(files.values())
+    if max_bytes is not None and total > max_bytes:
+        raise StorageError(f"{what or root} holds {total} bytes, more than the {max_bytes} bytes that may be copied")
+    if progress is not None:
+        progress(total, None)
+    partial = target.with_name(f".{target.name}.partial")
+    _remove(partial)
+    partial.mkdir(parents=True)
+    try:
+        for rel in sorted(files):
+            local = partial / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with fs.open(f"{base}/{rel}" if base else rel, "rb", block_size=8 * 1024**2) as src, open(local, "wb") as dst:
+                while chunk := src.read(8 * 1024**2):
+                    dst.write(chunk)
+                    if progress is not None:
+                        progress(None, len(chunk))
+        _make_readonly(partial)
+        _remove(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.rename(target)
+    except BaseException:
+        _remove(partial)
+        raise
+    return files
+
+
+def is_complete_copy(fs: Any, root: str, target: Path) -> bool:
+    """Whether ``target`` (made by :func:`fetch_tree`) holds every file below ``root`` of ``fs``
+    with its size (a copy still good to use)."""
+    if not target.is_dir():
+        return False
+    base = root.strip("/")
+    for name, info in fs.find(root, detail=True).items():
+        rel = str(name).strip("/")[len(base):].strip("/") if base else str(name).strip("/")
+        local = target / rel
+        if not local.is_file() or local.stat().st_size != int(info.get("size") or 0):
+            return False
+    return True

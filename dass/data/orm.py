@@ -2,7 +2,8 @@
 
 The catalogue (``proposals``, ``datasets``, ``dataset_access``, ``dataset_categories``), the
 jobs of the service (``jobs``), the SEM classifier's suggestions (``sem_classifications``) and
-the audit log of data accesses (``audit_events``, kept by :mod:`dass.data.audit`) share one declarative :class:`Base`, so one Alembic history (``dass/data/migrations``) sees
+the audit log of data accesses (``audit_events``, kept by :mod:`dass.data.audit`) and what
+each session or job token may reach (``access_grants``, :mod:`dass.data.grants`) share one declarative :class:`Base`, so one Alembic history (``dass/data/migrations``) sees
 them all and ``tests/data/test_orm.py`` checks that models and migrations agree.
 
 The schema is created by the migrations, never by ``Base.metadata.create_all``. Behaviour that
@@ -41,6 +42,7 @@ __all__ = [
     "Job",
     "SemClassification",
     "AuditEvent",
+    "AccessGrant",
     "USER_PREFIX",
     "VERSION_TABLE",
     "MIGRATIONS_DIR",
@@ -301,3 +303,32 @@ class AuditEvent(Base):
             "status": self.status,
             "remote": self.remote,
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# what one credential may reach (migration 0006); written and read by dass.data.grants
+
+
+class AccessGrant(Base):
+    """The data one session token or job token may reach through the data gateway.
+
+    A session's hub token (made by JupyterHub at spawn) may read exactly the datasets chosen at
+    spawn; a job's token (made by the service) may read the job's declared inputs and write its
+    own output dataset. Only the token's SHA-256 is stored.
+    """
+
+    __tablename__ = "access_grants"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: ``session`` or ``job``
+    kind: Mapped[str] = mapped_column(String(16))
+    #: the hub user the token belongs to
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    #: the session's server name (``""`` for the default server) or the job's id
+    ref: Mapped[str] = mapped_column(String(255), index=True)
+    #: dataset ids (``proposal/name``) that may be read
+    read: Mapped[list] = mapped_column(JSON, default=list)
+    #: dataset ids that may be written
+    write: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)

@@ -11,9 +11,13 @@ Examples
 >>> with grains.open("raw/image_001.tif") as f:          # doctest: +SKIP
 ...     data = f.read()
 
-The same code works whether the repository is a local folder (the dataset is a symbolic link
-under ``~/datasets``) or S3 (the dataset was copied there, and :attr:`Dataset.fs` reads the
-bucket directly).
+Reading goes through the dass service's data gateway (``dass://<proposal>/<dataset>/…``,
+:mod:`dass.data.dassfs`) with the session's own token (a job's token in a job), which may read
+exactly the datasets chosen at spawn (a job's declared inputs); the session holds no storage
+credential. ``~/datasets/<proposal>/<dataset>`` is a read-only local view of the same files
+made by the platform at spawn; :meth:`Dataset.local_path` gives real local files (that view,
+or a copy made on demand in ``~/.cache/dass``) for libraries that need them (h5py with
+external links, pyfastspm…).
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, SupportsIndex, overload
 
-from .errors import DassDataError
+from .errors import DassDataError, StorageError
 
-__all__ = ["datasets", "input_dataset", "output_dir", "repository", "Dataset", "DatasetList", "MANIFEST_ENV", "DEFAULT_MANIFEST", "OUTPUT_ENV"]
+__all__ = ["datasets", "input_dataset", "output_dir", "repository", "Dataset", "DatasetList", "MANIFEST_ENV", "DEFAULT_MANIFEST", "OUTPUT_ENV", "CACHE_ENV", "LOCAL_COPY_MAX_ENV"]
 
 #: Environment variable naming the session manifest (set by the spawner and the job runner).
 MANIFEST_ENV = "DASS_SESSION_MANIFEST"
@@ -35,6 +39,12 @@ MANIFEST_ENV = "DASS_SESSION_MANIFEST"
 DEFAULT_MANIFEST = "~/.dass/session.json"
 
 _WRITE_FLAGS = set("wax+")
+
+#: folder of the local copies made by :meth:`Dataset.local_path` (default ``~/.cache/dass``)
+CACHE_ENV = "DASS_CACHE_DIR"
+#: the most bytes one :meth:`Dataset.local_path` copies, when the manifest does not say
+LOCAL_COPY_MAX_ENV = "DASS_LOCAL_COPY_MAX_BYTES"
+DEFAULT_LOCAL_COPY_MAX = 20 * 1024**3
 
 
 class Dataset:
@@ -47,9 +57,9 @@ class Dataset:
     proposal, name : str
         The two parts of the id.
     url : str
-        fsspec URL of the dataset folder in the repository.
-    path : pathlib.Path
-        The local mount, ``~/datasets/<proposal>/<name>``.
+        ``dass://<proposal>/<name>``: the dataset through the data gateway.
+    path : pathlib.Path or None
+        The read-only local view, ``~/datasets/<proposal>/<name>`` (None when none was made).
     metadata : dict
         The ``dataset.json`` content.
     title : str
@@ -62,33 +72,36 @@ class Dataset:
         id: str,
         proposal: str,
         name: str,
-        url: str,
-        path: Path | str,
+        url: str | None = None,
+        path: Path | str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
+        service_url: str | None = None,
+        local_copy_max_bytes: int | None = None,
     ) -> None:
         self.id = id
         self.proposal = proposal
         self.name = name
-        self.url = url
-        self.path = Path(path)
+        self.url = url or f"dass://{proposal}/{name}"
+        self.path = Path(path) if path else None
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.title: str = str(self.metadata.get("title") or id)
-        self._storage_options = dict(storage_options or {})
+        self._service_url = service_url
+        self._local_copy_max = local_copy_max_bytes
         self._fs: Any = None
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> Dataset:
+    def from_entry(cls, entry: Mapping[str, Any], manifest: Mapping[str, Any] | None = None) -> Dataset:
         """Build from one ``datasets`` entry of the session manifest."""
+        manifest = manifest or {}
         try:
             return cls(
                 id=entry["id"],
                 proposal=entry["proposal"],
                 name=entry["name"],
-                url=entry["url"],
-                path=entry["mount"],
+                path=entry.get("mount"),
                 metadata=entry.get("metadata") or {},
-                storage_options=storage_options,
+                service_url=manifest.get("service_url"),
+                local_copy_max_bytes=manifest.get("local_copy_max_bytes"),
             )
         except (KeyError, TypeError) as e:
             raise DassDataError(f"invalid dataset entry in the session manifest ({e!r}): {entry!r}") from None
@@ -97,18 +110,17 @@ class Dataset:
     def fs(self) -> Any:
         """An fsspec filesystem rooted at the dataset folder (paths are relative to it).
 
-        A ``DirFileSystem`` over the repository's backend (local folder or S3), so that
-        ``ds.fs.ls("")``, ``ds.fs.open("raw/x.tif")``, ``ds.fs.glob("**/*.tif")`` work the same
-        everywhere. Treat it as read-only.
+        A ``DirFileSystem`` over ``dass://`` (the data gateway, with this session's token), so
+        that ``ds.fs.ls("")``, ``ds.fs.open("raw/x.tif")``, ``ds.fs.glob("**/*.tif")`` work the
+        same everywhere. Read-only: a write answers ``PermissionError``.
         """
         if self._fs is None:
-            import fsspec
             from fsspec.implementations.dirfs import DirFileSystem
 
-            from . import dassfs  # noqa: F401 - registers dass:// where the entry point is not installed
+            from .dassfs import DassFileSystem
 
-            backend, inner = fsspec.core.url_to_fs(self.url, **self._storage_options)
-            self._fs = DirFileSystem(path=inner, fs=backend)
+            url = os.environ.get("DASS_SERVICE_URL") or self._service_url
+            self._fs = DirFileSystem(path=f"{self.proposal}/{self.name}", fs=DassFileSystem(url=url))
         return self._fs
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
@@ -128,15 +140,82 @@ class Dataset:
         """
         if _WRITE_FLAGS & set(mode):
             raise PermissionError("datasets are read-only; write results to your home folder")
+        local = self._local_file(path)
+        if local is not None:
+            return open(local, mode, **kwargs)
         return self.fs.open(path.lstrip("/"), mode, **kwargs)
+
+    def _local_file(self, path: str) -> Path | None:
+        """The file in the local view, when there is one (no trip to the service)."""
+        if self.path is None:
+            return None
+        rel = Path(path.lstrip("/"))
+        if ".." in rel.parts:
+            return None
+        local = self.path / rel
+        return local if local.is_file() else None
 
     def ls(self, path: str = "") -> list[str]:
         """Names (relative to the dataset folder) of the entries of ``path``, sorted."""
         names = self.fs.ls(path.strip("/"), detail=False)
         return sorted(str(n).rstrip("/") for n in names)
 
+    def local_path(self, *, max_bytes: int | None = None, progress: bool = True) -> Path:
+        """A folder of real local files of this dataset, read-only, for libraries that need
+        paths (h5py masters with external links, pyfastspm, tifffile series…).
+
+        The session's view ``~/datasets/<proposal>/<name>`` when it holds the dataset;
+        otherwise a copy made now through the data gateway into ``~/.cache/dass/datasets/``
+        (``$DASS_CACHE_DIR``), reused while the remote files keep their sizes.
+
+        Parameters
+        ----------
+        max_bytes : int, optional
+            The most bytes to copy; default the manifest's ``local_copy_max_bytes``, else
+            ``$DASS_LOCAL_COPY_MAX_BYTES``, else 20 GiB.
+        progress : bool
+            Show a progress bar (tqdm) while copying.
+
+        Raises
+        ------
+        DassDataError
+            When the dataset is larger than ``max_bytes``.
+        """
+        if self.path is not None and self.path.is_dir() and any(self.path.iterdir()):
+            return self.path
+        from .mount import fetch_tree, is_complete_copy
+
+        limit = max_bytes or self._local_copy_max or int(os.environ.get(LOCAL_COPY_MAX_ENV) or DEFAULT_LOCAL_COPY_MAX)
+        cache = Path(os.environ.get(CACHE_ENV) or "~/.cache/dass").expanduser()
+        target = cache / "datasets" / self.proposal / self.name
+        fs = self.fs
+        if is_complete_copy(fs, "", target):
+            return target
+        bar = None
+
+        def show(total: int | None, step: int | None) -> None:
+            nonlocal bar
+            if total is not None and progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"copying {self.id}")
+            elif step and bar is not None:
+                bar.update(step)
+
+        try:
+            fetch_tree(fs, "", target, max_bytes=limit, progress=show, what=f"dataset {self.id}")
+        except StorageError as e:
+            raise DassDataError(
+                f"{e}: read the files you need with ds.open()/ds.fs, or pass max_bytes= to local_path() "
+                "(the administrator sets the default)"
+            ) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        return target
+
     def __repr__(self) -> str:
-        return f"<Dataset {self.id!r} {self.title!r} at {self.path}>"
+        return f"<Dataset {self.id!r} {self.title!r} at {self.path or self.url}>"
 
     def _repr_html_(self) -> str:
         return DatasetList([self])._repr_html_()
@@ -235,24 +314,28 @@ def datasets(manifest: str | os.PathLike[str] | None = None) -> DatasetList:
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("datasets", []), list):
         raise DassDataError(f"session manifest {path} is not a dass manifest; restart your server")
-    storage = doc.get("storage") or {}
-    options = storage.get("options") or {}
     entries: Iterable[Mapping[str, Any]] = doc.get("datasets", [])
-    return DatasetList(Dataset.from_entry(e, options) for e in entries)
+    return DatasetList(Dataset.from_entry(e, doc) for e in entries)
 
 
 def repository(manifest: str | os.PathLike[str] | None = None) -> Any:
-    """The repository storage this session (or job) reads from, as a
-    :class:`dass.data.storage.Storage` -- for what lives beside the datasets, such as the SEM
-    model registry (``models/``). Raises :class:`DassDataError` as :func:`datasets` does."""
-    from .storage import Storage
+    """What the platform shares with every session and job beside the datasets, read-only
+    through the data gateway: the SEM model registry (``models/``; ``dass://_repository/models``).
+
+    Returns an object with ``fs`` and ``root`` (what :class:`dass.sem.registry.ModelRegistry`
+    takes). Raises :class:`DassDataError` as :func:`datasets` does."""
+    from .dassfs import REPOSITORY, DassFileSystem
 
     path = _manifest_path(manifest)
     datasets(path)  # the same checks and messages
-    storage = json.loads(path.read_text(encoding="utf-8")).get("storage") or {}
-    if not storage.get("url"):
-        raise DassDataError(f"session manifest {path} names no repository storage; restart your server")
-    return Storage(url=storage["url"], options=dict(storage.get("options") or {}))
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    url = os.environ.get("DASS_SERVICE_URL") or doc.get("service_url")
+
+    class _Repository:
+        fs = DassFileSystem(url=url)
+        root = REPOSITORY
+
+    return _Repository()
 
 
 #: the folder a job's notebook writes its results to (set by the job runner)

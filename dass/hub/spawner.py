@@ -193,6 +193,50 @@ class DassSpawnerMixin(Configurable):
             token=getattr(self, "api_token", "") or "",
         )
 
+    # -- what the session's token may reach, and the audit rows of the mounts ---------------------
+
+    @property
+    def server_label(self) -> str:
+        """``<user>/<server name>`` (the default server has an empty name)."""
+        return f"{self.user.name}/{getattr(self, 'name', '') or ''}"
+
+    def grant_session(self, spec: SessionSpec) -> None:
+        """Let the session's token read exactly the chosen datasets through the data gateway
+        (:mod:`dass.data.grants`); the hub revokes the token itself when the session stops."""
+        from ..data.grants import SESSION, Grants
+
+        token = getattr(self, "api_token", "") or ""
+        if not token:
+            return
+        Grants(self.catalog.engine).put(
+            token, kind=SESSION, owner=self.user.name, ref=getattr(self, "name", "") or "",
+            read=[d.id for d in spec.datasets],
+        )
+
+    def revoke_session(self) -> None:
+        from ..data.grants import SESSION, Grants
+
+        try:
+            Grants(self.catalog.engine).revoke(kind=SESSION, ref=getattr(self, "name", "") or "", owner=self.user.name)
+        except Exception as e:  # noqa: BLE001 - the hub revokes the token itself anyway
+            self.log.warning("Could not drop the data grant of %s: %s", self._log_name, e)
+
+    def audit_spawn(self, datasets: list, allowed: bool, reason: str | None = None) -> None:
+        """One audit row per dataset mounted at spawn (``session.mount``), or one denied row."""
+        from ..data.audit import AuditLog, AuditRecord
+
+        session = f"server {self.server_label}"
+        rows = [
+            AuditRecord(user=self.user.name, action="session.mount", allowed=allowed, dataset=d, session=session,
+                        path=None if allowed else reason)
+            for d in datasets
+        ] or [AuditRecord(user=self.user.name, action="session.mount", allowed=allowed, session=session,
+                          path=None if allowed else reason)]
+        try:
+            AuditLog(self.catalog).record(rows)
+        except Exception as e:  # noqa: BLE001 - logged; the spawn goes on
+            self.log.error("audit: %d rows of the spawn of %s not recorded: %s", len(rows), self._log_name, e)
+
     async def render_session(self, spec: SessionSpec) -> None:
         """Turn ``spec`` into this back end's settings (a process, a pod…) before it starts.
 
@@ -229,6 +273,8 @@ class DassSpawnerMixin(Configurable):
         try:
             selection = self.validate_options(options)
         except SelectionError as e:
+            wanted = options.get("datasets") if isinstance(options, dict) else None
+            await asyncio.to_thread(self.audit_spawn, [str(d) for d in wanted or []][:50], False, str(e))
             raise _reject(str(e)) from None
         self.apply_selection(selection)
         self.session_spec = spec = self.build_spec(selection)
@@ -247,6 +293,8 @@ class DassSpawnerMixin(Configurable):
         n = len(spec.datasets)
         self.progress_event(f"Preparing your session: {n} dataset{'s' if n != 1 else ''} to mount", 15)
         await self.render_session(spec)
+        await asyncio.to_thread(self.grant_session, spec)
+        await asyncio.to_thread(self.audit_spawn, [d.id for d in spec.datasets], True)
         self.progress_event(
             f"Starting JupyterLab (stack {spec.stack}, size {spec.size}); on a busy machine this "
             "takes up to a minute",
@@ -259,6 +307,12 @@ class DassSpawnerMixin(Configurable):
     async def wait_started(self, spec: SessionSpec) -> None:
         """Back ends wait here until the launched session listens, raising a message that
         says why when it ended instead (JupyterHub would only notice at ``http_timeout``)."""
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            await asyncio.to_thread(self.revoke_session)
 
     def get_env(self):
         env = super().get_env()
@@ -400,8 +454,7 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
             self.manifest_path,
             stack=spec.stack,
             size=spec.size,
-            storage_url=self.storage.url,
-            storage_options=self.storage.storage_options,
+            service_url=spec.service_url,
             entries=entries,
         )
         stack = self.registry.get(spec.stack)

@@ -58,16 +58,39 @@ class Handle:
 
 def launch(spec: ExecutionSpec) -> subprocess.Popen:
     """Start the runner of ``spec`` locally: its own session (process group), its working
-    directory, the built environment, the memory limit; output to ``runner.out``."""
+    directory, the built environment, the memory limit, as ``spec.run_as``; output to
+    ``runner.out``."""
     return _popen(list(spec.argv), cwd=spec.cwd, env=spec.env, limit=spec.mem_limit_bytes,
-                  out_path=os.path.join(spec.cwd, "runner.out"))
+                  out_path=os.path.join(spec.cwd, "runner.out"), run_as=spec.run_as)
+
+
+def switch_user(name: str | None) -> Callable[[], None]:
+    """A ``preexec_fn`` step that makes the child the Unix account ``name`` (its groups, group
+    and user); nothing for None or the platform's own account."""
+    if not name:
+        return lambda: None
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    if entry.pw_uid == os.geteuid():
+        return lambda: None
+
+    def become() -> None:
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    return become
 
 
 def _popen(argv: list[str], *, cwd: str, env: dict[str, str], limit: int | None, out_path: str,
-           stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
+           stdin: Any = subprocess.DEVNULL, run_as: str | None = None) -> subprocess.Popen:
+    become = switch_user(run_as)
+
     def preexec() -> None:
         if limit:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        become()
 
     out = open(out_path, "ab")
     try:
@@ -85,15 +108,16 @@ def _popen(argv: list[str], *, cwd: str, env: dict[str, str], limit: int | None,
         out.close()
 
 
-#: variables of a job's environment that belong to the job, not to its stack and size
-_PER_JOB_ENV = ("HOME", "DASS_JOB_ID")
+#: variables of a job's environment that belong to the job, not to its stack and size (the
+#: token goes to a standby runner through its input pipe, never in an argument)
+_PER_JOB_ENV = ("HOME", "DASS_JOB_ID", "DASS_TOKEN")
 
 
 def standby_key(spec: ExecutionSpec) -> tuple:
     """Jobs whose runners are interchangeable before the job is known: same interpreter,
-    same memory limit, same environment but for the job's own variables."""
+    same memory limit, same Unix account, same environment but for the job's own variables."""
     env = tuple(sorted((k, v) for k, v in spec.env.items() if k not in _PER_JOB_ENV))
-    return (spec.argv[0], spec.mem_limit_bytes, env)
+    return (spec.argv[0], spec.mem_limit_bytes, spec.run_as, env)
 
 
 class Executor(LoggingConfigurable):
@@ -105,6 +129,10 @@ class Executor(LoggingConfigurable):
 
     #: the name stored in handles (``Handle.executor``)
     name = "abstract"
+    #: whether runs see this machine's folders (the job folder the service prepares): the
+    #: service then gives a job a read-only view of its inputs in its folder; otherwise the
+    #: runner fetches them through the data gateway
+    shares_files = False
 
     def __init__(self, on_exit: Callable[[], None] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -144,6 +172,7 @@ class LocalExecutor(Executor):
     """Jobs as local processes (handle state: the runner's pid and working directory)."""
 
     name = "local"
+    shares_files = True
 
     kill_grace_seconds = Float(
         5.0,
@@ -201,7 +230,8 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _pool(spec: ExecutionSpec) -> Path:
-        return Path(spec.cwd).parent / ".standby"
+        """The standby runners' folder of ``spec``'s Unix account (theirs alone)."""
+        return Path(spec.cwd).parent / (f".standby-{spec.run_as}" if spec.run_as else ".standby")
 
     def _take_standby(self, spec: ExecutionSpec) -> subprocess.Popen | None:
         """A ready standby runner for ``spec``'s kind, given the job; None when there is none."""
@@ -243,11 +273,16 @@ class LocalExecutor(Executor):
             missing = self.standby_per_kind - len(waiting)
             for _ in range(max(0, missing)):
                 pool.mkdir(mode=0o700, exist_ok=True)
+                if spec.run_as:
+                    import pwd
+
+                    entry = pwd.getpwnam(spec.run_as)
+                    os.chown(pool, entry.pw_uid, entry.pw_gid)
                 env = {k: v for k, v in spec.env.items() if k not in _PER_JOB_ENV}
                 env["HOME"] = str(pool)
                 argv = [spec.argv[0], "-m", "dass.jobs.standby", str(pool)]
                 proc = _popen(argv, cwd=str(pool), env=env, limit=spec.mem_limit_bytes,
-                              out_path=str(pool / "standby.out"), stdin=subprocess.PIPE)
+                              out_path=str(pool / "standby.out"), stdin=subprocess.PIPE, run_as=spec.run_as)
                 waiting.append(proc)
                 self.log.info("standby runner %s started for %s", proc.pid, spec.env.get("DASS_STACK", "?"))
 

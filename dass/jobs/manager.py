@@ -35,6 +35,7 @@ from ..errors import DassError
 from ..data.access import Identity
 from ..data.catalog import Catalog, as_utc
 from ..data.errors import DassDataError
+from ..data.grants import JOB, Grants, new_job_token
 from ..data.metadata_writer import reindex_dataset
 from ..data.paths import state_dir
 from ..data.storage import Storage
@@ -101,6 +102,17 @@ class JobManager(LoggingConfigurable):
     enforce_memory_limit = Bool(
         True, help="Apply the size's memory as RLIMIT_AS to the job's processes."
     ).tag(config=True)
+    gateway_url = Unicode(
+        help="""URL of the dass service (its data gateway) as jobs reach it; jobs read their inputs
+        and write their results there with a token made for the job.
+
+        Default: set by the dass service to the address it listens on.""",
+    ).tag(config=True)
+    token_grace_seconds = Integer(
+        900,
+        help="""Seconds a job's token stays valid after the job's timeout (it is revoked as soon
+        as the job ends; this bounds a token whose end the service missed).""",
+    ).tag(config=True)
     executor_class = Type(
         LocalExecutor,
         klass=Executor,
@@ -130,6 +142,7 @@ class JobManager(LoggingConfigurable):
         self.registry = registry
         self.identity_for = identity_for
         self.executor: Executor = self.executor_class(parent=self, on_exit=self._wake_threadsafe)
+        self.grants = Grants(catalog.engine)
         self._sessions = sessionmaker(catalog.engine, expire_on_commit=False)
         self._running: dict[str, Handle] = {}
         self._notebook_params: dict[str, tuple[int, dict]] = {}
@@ -573,9 +586,10 @@ class JobManager(LoggingConfigurable):
             raise JobRequestError(403, f"access checked again at start: {e}") from None
         records = list(selection.datasets)
         derived_name = f"job-{job.id}"
-        results_path = self.storage.join(self.results_prefix, derived_name)
         groups = sorted({g for r in records for g in r.access_groups})
         notebook_name = job.notebook_source.split(":", 1)[1].rsplit("/", 1)[-1]
+        if not self.gateway_url:
+            raise JobRequestError(503, "the job service does not know its own address (c.JobManager.gateway_url)")
         runner_spec = build_runner_spec(
             job=job.to_json(),
             notebook="input.ipynb",
@@ -583,10 +597,7 @@ class JobManager(LoggingConfigurable):
                 {"id": r.id, "proposal": r.proposal, "name": r.name, "title": r.title, "metadata": r.metadata}
                 for r in records
             ],
-            storage_url=self.storage.url,
-            storage_options=self.storage.storage_options,
-            results_url=self.storage.url_of(results_path),
-            result_url=self.storage.url_of(self._result_path(job.id)),
+            gateway_url=self.gateway_url,
             stack_url=selection.stack.url,
             derived={
                 "proposal": self.results_prefix,
@@ -603,6 +614,19 @@ class JobManager(LoggingConfigurable):
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(runner_spec, f, indent=1, default=str)
+        if self.storage.is_local and self.executor.shares_files:
+            # a read-only view of the inputs the service owns (hard links, no copy); anything
+            # else the runner fetches through the gateway with the job's token
+            from ..data.mount import mount_datasets
+
+            mount_datasets(self.storage, records, Path(job.workdir))
+        # the job's own token: reads its inputs, writes its results, until it ends
+        token = new_job_token()
+        self.grants.put(
+            token, kind=JOB, owner=job.owner, ref=job.id,
+            read=[r.id for r in records], write=[f"{self.results_prefix}/{derived_name}"],
+            expires_at=utcnow() + dt.timedelta(seconds=job.timeout_seconds + self.token_grace_seconds),
+        )
         base_env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
         return build_execution_spec(
             job_id=job.id,
@@ -613,7 +637,34 @@ class JobManager(LoggingConfigurable):
             base_env=base_env,
             memory_headroom_bytes=self.memory_headroom_gib * 1024**3,
             enforce_memory_limit=self.enforce_memory_limit,
+            gateway_url=self.gateway_url,
+            token=token,
         )
+
+    def store_result(self, job_id: str, doc: dict[str, Any]) -> None:
+        """Keep the ``result.json`` a job's runner sent (``PUT api/jobs/<id>/result``) where
+        :meth:`load_result` reads it."""
+        path = self._result_path(job_id)
+        storage = self.storage
+        with storage.translate_errors(f"writing the result of job {job_id}"):
+            if storage.is_local:
+                storage.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            storage.fs.pipe_file(path, json.dumps(doc, indent=2, default=str).encode())
+
+    def _end_access(self, job: Job) -> None:
+        """Revoke the job's token and remove the view of its inputs (the job has ended)."""
+        try:
+            self.grants.revoke(kind=JOB, ref=job.id)
+        except DassDataError as e:  # the token still expires at its time
+            self.log.error("job %s: its token could not be revoked now: %s", job.id, e)
+        view = Path(job.workdir) / "datasets"
+        if view.is_dir() and not view.is_symlink():
+            from ..data.mount import mount_datasets
+
+            try:
+                mount_datasets(self.storage, [], Path(job.workdir))
+            except (OSError, DassDataError) as e:
+                self.log.warning("job %s: could not remove the view of its inputs: %s", job.id, e)
 
     def _result_path(self, job_id: str) -> str:
         """Where the runner writes the run's ``result.json`` in repository storage (a hidden
@@ -651,8 +702,10 @@ class JobManager(LoggingConfigurable):
             job.status = Status.FAILED.value
             job.reason = f"the job's process ended (exit status {code}) without a result; see the job's log"
         job.finished_at = utcnow()
+        self._end_access(job)
         if result and result.get("results_url"):
-            job.results_url = result["results_url"]
+            # where the results are is the service's to say, never the job's
+            job.results_url = self.storage.url_of(self.storage.join(self.results_prefix, f"job-{job.id}"))
             job.outputs = result.get("outputs") or []
             job.derived_dataset = self._register(job)
         self.log.info("job %s: %s%s", job.id, job.status, f" ({job.reason})" if job.reason else "")

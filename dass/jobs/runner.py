@@ -11,18 +11,21 @@ runner then:
 1. writes ``runner.json`` ``{"pid", "started"}`` at once, so the service knows it started;
 2. logs to ``job.log`` (UTC timestamps, one line per record, flushed at once), including the
    notebook's stdout and stderr (papermill's ``log_output``) and ``cell 3/7`` per cell;
-3. creates ``output/`` (``$DASS_OUTPUT_DIR``), mounts the job's datasets under
-   ``datasets/<proposal>/<dataset>`` and writes the manifest ``.dass/session.json``
-   (``$DASS_SESSION_MANIFEST``) so that ``dass.data.datasets()`` works in the notebook, sets
-   ``$DASS_JOB_ID``, and checksums every input file, read from the repository;
+3. creates ``output/`` (``$DASS_OUTPUT_DIR``), takes the job's datasets under
+   ``datasets/<proposal>/<dataset>`` (the read-only view the service made, or else a copy
+   fetched through the data gateway with the job's token), writes the manifest
+   ``.dass/session.json`` (``$DASS_SESSION_MANIFEST``) so that ``dass.data.datasets()`` works
+   in the notebook, sets ``$DASS_JOB_ID``, and checksums every input file;
 4. runs the notebook with papermill into ``executed.ipynb`` (saved after every cell);
 5. renders ``executed.html`` (also from a partly executed notebook);
-6. writes the derived dataset to ``results_url``, for completed and failed runs alike:
+6. writes the derived dataset ``results/job-<id>`` through the data gateway (``dass://``, with
+   the job's own token ``$DASS_TOKEN``; the job never holds a storage credential), for
+   completed and failed runs alike:
    ``input.ipynb``, ``executed.ipynb``, ``executed.html``, ``output/…``, ``job.log``, then
    ``ro-crate-metadata.json`` (:mod:`dass.jobs.provenance`), then ``dataset.json`` last (its
    presence marks a complete dataset for the catalogue); then removes the dataset mounts;
-7. writes ``result.json`` to repository storage (``result_url`` of the spec, where the
-   service reads it wherever the run ran), then last of all into ``WORKDIR``, atomically, and
+7. sends ``result.json`` to the service (``PUT api/jobs/<id>/result``, with the same token),
+   which keeps it wherever the run ran, then writes it last of all into ``WORKDIR``, atomically, and
    exits 0 (``COMPLETED``) or 1 (``FAILED``).
 
 ``result.json``::
@@ -30,7 +33,7 @@ runner then:
     {"status": "COMPLETED" | "FAILED",
      "reason": null | "cell 4 raised ValueError: bad value",
      "started": "2026-05-01T10:00:00+00:00", "finished": "…",
-     "results_url": "<where the derived dataset is>" | null (when it could not be written),
+     "results_url": "dass://results/job-<id>" | null (when it could not be written),
      "outputs": [{"path": "output/result.json", "sha256": "<64 hex>", "size": 123}, …],
      "failed_cell": 4 | null}
 
@@ -49,6 +52,7 @@ SIGTERM (or SIGINT) ends the runner at once: it kills its kernel and exits with 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -95,6 +99,8 @@ METADATA_FILE = "dataset.json"
 #: Environment variables the runner sets for the kernel.
 OUTPUT_ENV = "DASS_OUTPUT_DIR"
 JOB_ID_ENV = "DASS_JOB_ID"
+#: the job's own token for the data gateway (reads its inputs, writes its results)
+TOKEN_ENV = "DASS_TOKEN"
 
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
@@ -165,11 +171,6 @@ def internal_places(workdir: Path | None, spec: Mapping[str, Any] | None) -> dic
         places[state.rstrip("/")] = "<state>"
     if workdir is not None:
         places[str(workdir)] = "<job folder>"
-    storage_url = str(((spec or {}).get("storage") or {}).get("url") or "").rstrip("/")
-    if storage_url:
-        places[storage_url] = "<repository>"
-        if storage_url.startswith("file://"):
-            places[storage_url.removeprefix("file://")] = "<repository>"
     return places
 
 
@@ -418,7 +419,8 @@ class JobRun:
         self.inputs: list[dict[str, Any]] = []
         self.progress = CellProgress(self.job_id)
         self.written: list[dict[str, Any]] = []
-        self._mounted: Any = None
+        self._fs: Any = None
+        self._fetched: list[Path] = []
         self._km_class: Any = None
         self._kernel = kernel  # a kernel started ahead of the job, or None
 
@@ -436,17 +438,23 @@ class JobRun:
             raise JobFailed(f"internal error: the notebook {rel!r} is outside the job folder")
         return path
 
-    def _storage(self, url: str) -> Any:
-        from ..data.storage import Storage
+    def _gateway(self) -> Any:
+        """The data gateway (``dass://``) with the job's own token (``$DASS_TOKEN``), which may
+        read the job's inputs and write its results dataset, nothing else."""
+        if self._fs is None:
+            from ..data.dassfs import DassFileSystem
 
-        storage = self.spec.get("storage") or {}
-        return Storage(url=url, options=dict(storage.get("options") or {}))
+            url = str((self.spec.get("gateway") or {}).get("url") or os.environ.get("DASS_SERVICE_URL") or "")
+            token = os.environ.get(TOKEN_ENV) or ""
+            if not url or not token:
+                raise JobFailed("internal error: the job was started without the data gateway's address or its token")
+            self._fs = DassFileSystem(url=url, token=token)
+        return self._fs
 
     # -- 3. datasets, manifest, environment -----------------------------------------------------
 
     def prepare(self) -> None:
-        from ..data.metadata import sha256_file
-        from ..data.mount import mount_datasets, write_manifest
+        from ..data.mount import DATASETS_DIR, fetch_tree, write_manifest
         from ..data.session import MANIFEST_ENV
 
         self.output.mkdir(parents=True, exist_ok=True)
@@ -454,51 +462,52 @@ class JobRun:
         os.environ[JOB_ID_ENV] = self.job_id
         os.environ[MANIFEST_ENV] = str(self.manifest)
 
-        storage = self._storage(str((self.spec.get("storage") or {})["url"]))
-        records = [
-            SimpleNamespace(
-                id=d.get("id") or f"{d['proposal']}/{d['name']}",
-                proposal=d["proposal"],
-                name=d["name"],
-                metadata=d.get("metadata") or {},
-            )
-            for d in self.spec.get("datasets") or []
-        ]
-        self._mounted = storage
-        entries = mount_datasets(storage, records, self.workdir)
+        fs = self._gateway()
+        entries = []
+        for d in self.spec.get("datasets") or []:
+            dataset_id = d.get("id") or f"{d['proposal']}/{d['name']}"
+            view = self.workdir / DATASETS_DIR / d["proposal"] / d["name"]
+            if view.is_dir():  # the read-only view the service made (file:// storage, shared folders)
+                how = "view made by the service"
+            else:  # fetched through the gateway with the job's token
+                with _storage_errors(f"reading dataset {dataset_id} through the data gateway"):
+                    fetch_tree(fs, dataset_id, view, what=f"dataset {dataset_id}")
+                self._fetched.append(view)
+                how = "fetched through the data gateway"
+            files, total = [], 0
+            for dirpath, dirnames, filenames in os.walk(view):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    path = Path(dirpath) / name
+                    size_bytes = path.stat().st_size
+                    files.append({"path": path.relative_to(view).as_posix(), "sha256": _sha256_local(path),
+                                  "size": size_bytes})
+                    total += size_bytes
+            self.inputs.append({"id": dataset_id, "url": f"dass://{dataset_id}", "files": files})
+            entries.append({"id": dataset_id, "proposal": d["proposal"], "name": d["name"],
+                            "url": f"dass://{dataset_id}", "mount": str(view), "metadata": d.get("metadata") or {}})
+            log.info("job %s: input %s (%s): %d files, %d bytes checksummed", self.job_id, dataset_id, how,
+                     len(files), total)
         size = self.spec.get("size") or {}
         write_manifest(
             self.manifest,
             stack=self.spec.get("stack"),
             size=size.get("name") if isinstance(size, Mapping) else None,
-            storage_url=storage.url,
-            storage_options=storage.storage_options,
+            service_url=fs.url,
             entries=entries,
         )
-        log.info("job %s: %d datasets mounted under datasets/", self.job_id, len(entries))
-
-        for record in records:
-            path = storage.dataset_path(record.proposal, record.name)
-            files = []
-            total = 0
-            for rel, size_bytes in sorted(storage.list_files(path).items()):
-                with storage.translate_errors(f"reading {storage.url_of(f'{path}/{rel}')}"):
-                    sha = sha256_file(storage.fs, f"{path}/{rel}")
-                files.append({"path": rel, "sha256": sha.removeprefix("sha256:"), "size": size_bytes})
-                total += size_bytes
-            self.inputs.append({"id": record.id, "url": storage.url_of(path), "files": files})
-            log.info("job %s: input %s: %d files, %d bytes checksummed", self.job_id, record.id, len(files), total)
+        log.info("job %s: %d datasets under datasets/", self.job_id, len(entries))
 
     def unmount(self) -> None:
-        """Remove the dataset mounts (copies from S3 can be large) once the results are out."""
-        if self._mounted is None:
-            return
-        from ..data.mount import mount_datasets
+        """Remove the copies fetched through the gateway once the results are out (the views
+        the service made are the service's to remove)."""
+        from ..data.mount import _remove
 
-        try:
-            mount_datasets(self._mounted, [], self.workdir)
-        except Exception:
-            log.warning("job %s: could not remove the dataset mounts", self.job_id, exc_info=True)
+        for view in self._fetched:
+            try:
+                _remove(view)
+            except OSError:
+                log.warning("job %s: could not remove the copy of its inputs", self.job_id, exc_info=True)
 
     # -- 4. the notebook ------------------------------------------------------------------------
 
@@ -619,31 +628,21 @@ class JobRun:
         return files
 
     def publish(self, status: str, reason: str | None, finished: dt.datetime) -> None:
-        from ..data.metadata_writer import write_metadata
         from .provenance import CRATE_FILE, build_crate, package_versions
 
-        results_url = str(self.spec["results_url"])
-        storage = self._storage(results_url)
-        fs, root = storage.fs, storage.root
-        log.info("job %s: writing the results to dataset %s", self.job_id, self.results_id)
-
-        def ensure_parent(remote: str) -> None:
-            if storage.is_local:
-                fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
+        fs = self._gateway()
+        root = self.results_id
+        log.info("job %s: writing the results to dataset %s", self.job_id, root)
 
         def put(rel: str, local: Path) -> None:
             entry = {"path": rel, "sha256": _sha256_local(local), "size": local.stat().st_size}
-            remote = f"{root}/{rel}"
-            with storage.translate_errors(f"writing {storage.url_of(remote)}"):
-                ensure_parent(remote)
-                fs.put_file(str(local), remote)
+            with _storage_errors(f"writing {rel} of the results"):
+                fs.put_file(str(local), f"{root}/{rel}")
             self.written.append(entry)
 
         def pipe(rel: str, data: bytes) -> None:
-            remote = f"{root}/{rel}"
-            with storage.translate_errors(f"writing {storage.url_of(remote)}"):
-                ensure_parent(remote)
-                fs.pipe_file(remote, data)
+            with _storage_errors(f"writing {rel} of the results"):
+                fs.pipe_file(f"{root}/{rel}", data)
             self.written.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
 
         for rel, local in self._local_files():
@@ -667,25 +666,34 @@ class JobRun:
         )
         pipe(CRATE_FILE, (json.dumps(crate, indent=2, ensure_ascii=False) + "\n").encode())
         metadata = build_derived_metadata(self.spec, self.written, finished.date(), status=status, reason=reason)
-        # validated against dass.dataset/1 before it is written, atomically (the service, which
-        # has the catalogue, indexes it under the dataset's lock: metadata_writer.reindex_dataset)
-        proposal = str((self.spec.get("derived") or {}).get("proposal") or "")
-        data = write_metadata(storage, root, metadata, proposal=proposal)
-        self.written.append({"path": METADATA_FILE, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+        # validated against dass.dataset/1 by the gateway and written atomically there (the
+        # service indexes it under the dataset's lock when the job ends)
+        pipe(METADATA_FILE, (json.dumps(metadata, indent=2, ensure_ascii=False) + "\n").encode())
         log.info("job %s: derived dataset %s written", self.job_id, self.results_id)
 
-
-    def publish_result(self, result_url: str, result: Mapping[str, Any]) -> None:
-        """Write ``result.json`` to repository storage, where the service reads it wherever
-        the run ran; a failure is logged (the local copy still tells what happened)."""
+    def publish_result(self, result: Mapping[str, Any]) -> None:
+        """Send ``result.json`` to the service (``PUT api/jobs/<id>/result``, with the job's
+        token), which keeps it wherever the run ran; a failure is logged (the local copy in
+        the job folder still tells what happened)."""
         try:
-            storage = self._storage(result_url)
-            with storage.translate_errors(f"writing {result_url}"):
-                if storage.is_local:
-                    storage.fs.makedirs(storage.root.rsplit("/", 1)[0], exist_ok=True)
-                storage.fs.pipe_file(storage.root, json.dumps(dict(result), indent=2, default=str).encode())
+            fs = self._gateway()
+            fs._request("PUT", f"api/jobs/{self.job_id}/result",
+                        data=json.dumps(dict(result), default=str).encode(),
+                        headers={"Content-Type": "application/json"})
         except Exception:
-            log.exception("job %s: could not write its result to %s", self.job_id, result_url)
+            log.exception("job %s: could not send its result to the service", self.job_id)
+
+
+@contextlib.contextmanager
+def _storage_errors(doing: str):
+    """The gateway's refusals and failures as a :class:`JobFailed` whose reason says what was
+    being done (the service's message names the cause)."""
+    try:
+        yield
+    except JobFailed:
+        raise
+    except (OSError, ValueError) as e:
+        raise JobFailed(_one_line(f"{doing} failed: {e}")) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -843,7 +851,7 @@ def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
     if job_run is not None:
         try:
             job_run.publish(status, reason, finished)
-            results_url = str(spec["results_url"])
+            results_url = f"dass://{job_run.results_id}"
         except Exception as e:
             log.exception("job %s: could not write the results to dataset %s", job_run.job_id, job_run.results_id)
             if status == COMPLETED:
@@ -864,8 +872,8 @@ def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
     log.info("job %s: %s%s", current.get("id", "?"), status, f" ({reason})" if reason else "")
     for handler in logging.getLogger().handlers:
         handler.flush()
-    if job_run is not None and spec.get("result_url"):
-        job_run.publish_result(str(spec["result_url"]), result)
+    if job_run is not None:
+        job_run.publish_result(result)
     _write_json_atomic(workdir / RESULT_FILE, result)
     # the result is out: skip the final collection over everything papermill and nbconvert
     # loaded (about 0.3 s of a process exit)

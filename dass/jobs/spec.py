@@ -26,6 +26,8 @@ class ExecutionSpec:
     cpu: float = 1.0
     mem_limit_bytes: int | None = None
     timeout_seconds: int = 3600
+    #: the Unix account the job runs as (None: the platform's own account)
+    run_as: str | None = None
 
 
 def build_execution_spec(
@@ -38,12 +40,17 @@ def build_execution_spec(
     base_env: dict[str, str],
     memory_headroom_bytes: int = 2 * 1024**3,
     enforce_memory_limit: bool = True,
+    gateway_url: str = "",
+    token: str = "",
+    run_as: str | None = None,
 ) -> ExecutionSpec:
     """The command, environment and limits of a job run.
 
     The environment is built from ``base_env`` (a few harmless variables such as ``PATH`` and
-    ``LANG``), never from the service's own environment: the service's hub token must not
-    reach user code.
+    ``LANG``), never from the service's own environment: the service's hub token and the
+    storage credentials must not reach user code. The job gets only the data gateway's
+    address (``DASS_SERVICE_URL``) and its own token (``DASS_TOKEN``, see
+    :mod:`dass.data.grants`).
     """
     env = dict(base_env)
     env.update(thread_env(size))
@@ -56,6 +63,10 @@ def build_execution_spec(
             "MPLBACKEND": "Agg",
         }
     )
+    if gateway_url:
+        env["DASS_SERVICE_URL"] = gateway_url
+    if token:
+        env["DASS_TOKEN"] = token
     return ExecutionSpec(
         job_id=job_id,
         argv=(stack.python, "-m", RUNNER_MODULE, workdir),
@@ -66,6 +77,7 @@ def build_execution_spec(
             size.mem_bytes, headroom_bytes=memory_headroom_bytes, enforce=enforce_memory_limit
         ),
         timeout_seconds=timeout_seconds,
+        run_as=run_as,
     )
 
 
@@ -74,17 +86,15 @@ def build_runner_spec(
     job: dict[str, Any],
     notebook: str,
     datasets: list[dict[str, Any]],
-    storage_url: str,
-    storage_options: dict[str, Any],
-    results_url: str,
+    gateway_url: str,
     derived: dict[str, Any],
-    result_url: str | None = None,
     stack_url: str = "",
     size: Size,
     cell_timeout: int | None,
     kernel_name: str = "python3",
 ) -> dict[str, Any]:
-    """The ``spec.json`` the runner reads (see :mod:`dass.jobs.runner`)."""
+    """The ``spec.json`` the runner reads (see :mod:`dass.jobs.runner`): no storage location
+    or credential, only the data gateway's address (the job's token is in its environment)."""
     return {
         "job_id": job["id"],
         "owner": job["owner"],
@@ -92,9 +102,7 @@ def build_runner_spec(
         "notebook_source": job["notebook"],
         "parameters": job["parameters"],
         "datasets": datasets,
-        "storage": {"url": storage_url, "options": storage_options},
-        "results_url": results_url,
-        "result_url": result_url,
+        "gateway": {"url": gateway_url},
         "derived": derived,
         "stack": job["stack"],
         "stack_url": stack_url,

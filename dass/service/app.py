@@ -40,6 +40,7 @@ from ..config import config_path, load_config
 from ..data.audit import AuditLog
 from ..data.catalog import Catalog
 from ..data.errors import StorageError
+from ..data.grants import Grants
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
 from .audit_handlers import default_handlers as audit_handlers
@@ -300,6 +301,7 @@ class DassService(Application):
         self.catalog = Catalog(parent=self)
         self.catalog.upgrade()
         self.audit_log = AuditLog(self.catalog, parent=self)
+        self.grants = Grants(self.catalog.engine)
         self.stack_registry = StackRegistry(parent=self)
         self.stack_registry.all_stacks  # noqa: B018 - a bad stack definition fails at start
         self.log.info(
@@ -385,6 +387,7 @@ class DassService(Application):
             identity_resolver=self.identity_resolver,
             catalog=self.catalog,
             audit_log=self.audit_log,
+            grants=self.grants,
             data_gateway=DataGateway(parent=self),
             storage=self.storage,
             stack_registry=self.stack_registry,
@@ -454,6 +457,10 @@ class DassService(Application):
         self.http_server = HTTPServer(self.web_app, xheaders=True)
         self.http_server.add_sockets(sockets)
         self.log.info("dass service %s listening on http://%s:%s%s", dass.__version__, self.ip, self.bound_port, self.base_url)
+        if not self.job_manager.gateway_url:  # jobs reach the gateway where the service listens
+            host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.ip, self.ip)
+            host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+            self.job_manager.gateway_url = f"http://{host}:{self.bound_port}{self.base_url}"
         self.job_manager.start()
         for ext in self.extensions:
             ext.start()

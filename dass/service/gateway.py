@@ -1,17 +1,34 @@
-"""The data gateway, read side: ``api/data/<proposal>/<dataset>/<path>`` (issue 11, item 2).
+"""The data gateway: ``api/data/<proposal>/<dataset>/<path>`` and ``api/models/<path>``.
 
-A caller proves who it is with its own hub token (a session's ``$JUPYTERHUB_API_TOKEN``, a
-person's API token) and reads repository files through the service, which holds the storage
-credentials; the caller never does. Every request is checked with the catalogue's access rule
-(:meth:`dass.data.catalog.Catalog.visible`: a dataset the caller may not see answers 404,
-exactly like a missing one) and leaves one audit row (``data.ls``, ``data.info``, ``data.get``
-with the bytes sent, ``data.redirect``), denied ones included.
+A caller proves who it is with its own token and reads (or, where allowed, writes) repository
+files through the service, which holds the storage credentials; the caller never does. Every
+request is checked with one access rule and leaves one audit row (``data.ls``, ``data.info``,
+``data.get`` with the bytes sent, ``data.redirect``, ``data.put``), denied ones included:
+
+- a **session's** token (:mod:`dass.data.grants`) reads exactly the datasets chosen at spawn
+  (and only while the catalogue still lets its user see them) and writes nothing;
+- a **job's** token reads the job's declared inputs and writes only the job's own output
+  dataset, until the job ends;
+- a **person's** token or browser login reads what the catalogue lets them see
+  (:meth:`dass.data.catalog.Catalog.visible`) and writes only into their own upload datasets
+  (SEM images they uploaded).
+
+A dataset the caller may not read answers 404, exactly like a missing one; one it may read but
+not write answers a write with 403.
 
 ``GET api/data/<p>/<d>/<path>?op=ls``
     The entries of a folder (or the one entry of a file): ``{"entries": [{"name", "size",
     "type"}]}``, names as ``<p>/<d>/<path>`` (the ``dass://`` path without its protocol).
 ``GET …?op=info``
     One entry.
+``PUT api/data/<p>/<d>/<path>``
+    Writes one file (the body, streamed to a temporary file first, at most
+    ``c.DataGateway.max_write_bytes``): ``201 {"path", "size", "sha256"}``. ``dataset.json``
+    of a job's output is validated (``dass.dataset/1``) and written atomically; other
+    datasets' ``dataset.json`` is kept by the platform and refused.
+``GET api/models/<path>`` (``op=ls``/``info`` or a read)
+    The SEM model registry (``models/`` of the repository), read-only, for every signed-in
+    caller, sessions and jobs included: models are the platform's, not a proposal's.
 ``GET …`` (no ``op``)
     The file's bytes; ``Range: bytes=a-b`` (one range: ``a-b``, ``a-``, ``-n``) answers 206
     with ``Content-Range``, an unsatisfiable one 416. With S3 storage and
@@ -19,16 +36,19 @@ with the bytes sent, ``data.redirect``), denied ones included.
     that one object, valid ``c.DataGateway.redirect_seconds`` (s3fs's ``sign``): the bytes then
     flow from the object store, not through the service.
 
-The filesystem on the other end is :class:`dass.data.gateway_fs.DassFileSystem`
-(``dass://``). Writes are not offered yet (a job's output folder and upload datasets).
+The filesystem on the other end is :class:`dass.data.dassfs.DassFileSystem` (``dass://``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import mimetypes
+import os
 import posixpath
 import re
+import tempfile
 import time
 from typing import Any
 
@@ -36,11 +56,16 @@ from tornado.iostream import StreamClosedError
 from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
-from ..data.errors import StorageError
+from ..data.errors import DassDataError, StorageError
+from ..data.grants import JOB, SESSION
+from ..data.metadata import METADATA_FILE
 from ..data.storage import Storage
 from .handlers import ApiError, BaseHandler, dataset_id_of
 
-__all__ = ["DataGateway", "DataHandler", "default_handlers", "parse_range", "clean_path"]
+__all__ = ["DataGateway", "DataHandler", "ModelsHandler", "default_handlers", "parse_range", "clean_path"]
+
+#: folder of the repository the ``api/models/…`` route serves
+MODELS_FOLDER = "models"
 
 OPS = ("ls", "info")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -77,9 +102,23 @@ class DataGateway(LoggingConfigurable):
         super().__init__(**kwargs)
         self._allowed: dict[tuple[Any, str], float] = {}
 
-    def may_read(self, catalog: Any, identity: Any, dataset_id: str) -> bool:
-        """Whether ``identity`` may read ``dataset_id`` (the catalogue's rule; positive answers
-        reused ``access_cache_seconds``)."""
+    max_write_bytes = Integer(
+        20 * 1024**3,
+        help="""Largest file one ``PUT api/data/…`` may write (a job's output file, a file added
+        to an upload dataset). The body is streamed to a temporary file of the service
+        (``$TMPDIR``) before it goes to storage, so the service's memory does not grow with it.""",
+    ).tag(config=True)
+
+    def may_read(self, catalog: Any, identity: Any, dataset_id: str, grant: Any = None) -> bool:
+        """Whether ``identity`` may read ``dataset_id``: a job's grant alone decides for a job's
+        token; a session's grant and the catalogue's rule both must allow it for a session's
+        token; the catalogue's rule for everyone else (positive catalogue answers reused
+        ``access_cache_seconds``)."""
+        if grant is not None:
+            if not grant.may_read(dataset_id):
+                return False
+            if grant.kind == JOB:
+                return True
         key = (identity, dataset_id)
         now = time.monotonic()
         if self._allowed.get(key, 0.0) > now:
@@ -162,9 +201,14 @@ def _entry(name: str, info: dict[str, Any]) -> dict[str, Any]:
 
 
 class DataHandler(BaseHandler):
-    """``GET api/data/<proposal>/<dataset>[/<path>]``: ls, info and ranged reads of one dataset."""
+    """``GET api/data/<proposal>/<dataset>[/<path>]``: ls, info and ranged reads of one dataset;
+    ``PUT``: write one file where the caller may write."""
 
     audit_action = "data.get"
+    accepts_job_tokens = True
+    #: the body of a PUT, as it arrives: a temporary file and its running checksum
+    _spool: Any = None
+    _spool_sha: Any = None
 
     @property
     def storage(self) -> Storage:
@@ -174,14 +218,29 @@ class DataHandler(BaseHandler):
     def gateway(self) -> DataGateway:
         return self.settings["data_gateway"]
 
+    def body_limit(self) -> int:
+        if self.request.method == "PUT":
+            return max(self.gateway.max_write_bytes, 0)
+        return super().body_limit()
+
     def audit_fields(self) -> dict[str, Any]:
         proposal, dataset, path = self.path_args
         op = self.get_query_argument("op", "")
-        if op in OPS:
+        if self.request.method == "PUT":
+            self.audit_action = "data.put"
+        elif op in OPS:
             self.audit_action = f"data.{op}"
         return {"dataset": f"{proposal}/{dataset}", "path": path or None}
 
-    async def get(self, proposal: str, dataset: str, path: str | None) -> None:
+    def target(self, proposal: str, dataset: str) -> tuple[str, str]:
+        """``(folder inside storage, name prefix)`` of the route's dataset, after the access
+        check (404 alike for missing and hidden)."""
+        dataset_id = dataset_id_of(proposal, dataset)
+        if not self.gateway.may_read(self.catalog, self.identity, dataset_id, self.grant):
+            raise ApiError(404, f"dataset {dataset_id} not found")
+        return self.storage.dataset_path(proposal, dataset), dataset_id
+
+    async def get(self, proposal: str, dataset: str | None = None, path: str | None = None) -> None:
         args = self.query_args(("op",))
         op = args.get("op", "")
         if op and op not in OPS:
@@ -190,14 +249,11 @@ class DataHandler(BaseHandler):
         if path:
             self.check_name(path, "path", path=True)  # NUL, control characters, over-long names: 400
         record = self.audit(**{**self.audit_fields(), "path": clean_path(path) or None})
-        dataset_id = dataset_id_of(proposal, dataset)
-        if not self.gateway.may_read(self.catalog, self.identity, dataset_id):
-            raise ApiError(404, f"dataset {dataset_id} not found")
+        base, prefix = self.target(proposal, dataset)
         rel = record.path or ""
         storage = self.storage
-        base = storage.dataset_path(proposal, dataset)
         full = f"{base}/{rel}" if rel else base
-        name = f"{dataset_id}/{rel}" if rel else dataset_id
+        name = f"{prefix}/{rel}" if rel else prefix
         if not op and not self.request.headers.get("Range") and not (self.gateway.s3_redirect and not storage.is_local):
             small = await self._small_file(full, name)
             if small is not None:  # the whole of a small file: one trip to storage
@@ -207,7 +263,7 @@ class DataHandler(BaseHandler):
         if op == "info":
             self.write_json(_entry(name, info))
         elif op == "ls":
-            self.write_json({"entries": await self._ls(full, base, dataset_id, info)})
+            self.write_json({"entries": await self._ls(full, base, prefix, info)})
         elif info.get("type") == "directory":
             raise ApiError(400, f"{name} is a folder; list it with ?op=ls")
         elif self.gateway.s3_redirect and not storage.is_local and hasattr(storage.fs, "sign"):
@@ -217,6 +273,101 @@ class DataHandler(BaseHandler):
             self.redirect(url, status=307)
         else:
             await self._send(full, name, int(info.get("size") or 0), record)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def data_received(self, chunk: bytes) -> None:
+        """The PUT body goes to a temporary file as it arrives (memory stays flat)."""
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(prefix="dass-put-")
+            self._spool_sha = hashlib.sha256()
+        self._spool.write(chunk)
+        self._spool_sha.update(chunk)
+
+    def on_finish(self) -> None:
+        self._close_spool()
+
+    def on_connection_close(self) -> None:
+        self._close_spool()
+        super().on_connection_close()
+
+    def _close_spool(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
+
+    def check_write(self, proposal: str, dataset: str, rel: str) -> str:
+        """The dataset id when the caller may write ``rel`` into it; else 404 (cannot see it),
+        403 (may see, not write) or 400 (a folder, or a ``dataset.json`` the platform keeps)."""
+        dataset_id = dataset_id_of(proposal, dataset)
+        grant = self.grant
+        if not rel:
+            raise ApiError(400, "name the file to write: PUT api/data/<proposal>/<dataset>/<path>")
+        if grant is not None and grant.kind == JOB:
+            if grant.may_write(dataset_id):
+                return dataset_id
+            if not grant.may_read(dataset_id):
+                raise ApiError(404, f"dataset {dataset_id} not found")
+            raise ApiError(403, f"a job writes only into its own results dataset ({', '.join(sorted(grant.write))}); "
+                                f"{dataset_id} is one of its inputs, which are read-only")
+        if not self.gateway.may_read(self.catalog, self.identity, dataset_id, grant):
+            raise ApiError(404, f"dataset {dataset_id} not found")
+        if grant is not None and grant.kind == SESSION:
+            raise ApiError(403, f"the datasets of a session are read-only ({dataset_id}); write results to "
+                                "your home folder, or run a job, whose results become a dataset")
+        record = self.catalog.visible(self.identity, [dataset_id]).get(dataset_id)
+        upload = ((record.metadata or {}).get("domain") or {}).get("upload") if record is not None else None
+        if not (isinstance(upload, dict) and upload.get("user") == self.identity.name):
+            raise ApiError(403, f"dataset {dataset_id} is read-only for you: you may write only into your own "
+                                "upload datasets and, from a job, into its results")
+        if rel == METADATA_FILE:
+            raise ApiError(403, f"{METADATA_FILE} of {dataset_id} is kept by the platform; write data files only")
+        return dataset_id
+
+    async def put(self, proposal: str, dataset: str, path: str | None = None) -> None:
+        self.query_args(())
+        if path:
+            self.check_name(path, "path", path=True)
+        rel = clean_path(path)
+        record = self.audit("data.put", dataset=f"{proposal}/{dataset}", path=rel or None)
+        dataset_id = self.check_write(proposal, dataset, rel)
+        storage = self.storage
+        full = f"{storage.dataset_path(proposal, dataset)}/{rel}"
+        spool, sha = self._spool, self._spool_sha or hashlib.sha256()
+        size = 0 if spool is None else spool.tell()
+        if rel == METADATA_FILE:  # a job's results: validated, written atomically
+            from ..data.metadata_writer import write_metadata
+
+            data = b"" if spool is None else (spool.seek(0), spool.read())[1]
+            try:
+                doc = json.loads(data)
+            except (UnicodeDecodeError, ValueError) as e:
+                raise ApiError(400, f"{METADATA_FILE} is not JSON ({e}); send the dataset's metadata") from None
+            try:
+                await asyncio.to_thread(write_metadata, storage, full.rsplit("/", 1)[0], doc, proposal=proposal)
+            except DassDataError as e:
+                if isinstance(e, StorageError):
+                    raise
+                raise ApiError(400, f"{METADATA_FILE} of {dataset_id} is not valid: {e}") from None
+        else:
+            def write() -> None:
+                with storage.translate_errors(f"writing {storage.url_of(full)}"):
+                    if storage.is_local:
+                        storage.fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
+                    if spool is None:
+                        storage.fs.pipe_file(full, b"")
+                        return
+                    spool.flush()
+                    spool.seek(0)
+                    with storage.fs.open(full, "wb") as out:
+                        while block := spool.read(self.gateway.chunk_bytes):
+                            out.write(block)
+
+            await asyncio.to_thread(write)
+        record.bytes = size
+        self.log.info("gateway: %s wrote %s/%s (%d bytes)", self.grant.label if self.grant else self.identity.name,
+                      dataset_id, rel, size)
+        self.write_json({"path": f"{dataset_id}/{rel}", "size": size, "sha256": sha.hexdigest()}, status=201)
 
     async def _small_file(self, full: str, name: str) -> tuple[dict[str, Any], bytes] | None:
         """``(info, bytes)`` of a file no larger than one chunk, read in one go; None otherwise
@@ -299,6 +450,31 @@ class DataHandler(BaseHandler):
         self.finish()
 
 
+class ModelsHandler(DataHandler):
+    """``GET api/models[/<path>]``: the SEM model registry (``models/`` of the repository),
+    read-only, for every signed-in caller (``dass://_repository/models/…``; :func:`dass.data.repository`)."""
+
+    def audit_fields(self) -> dict[str, Any]:
+        (path,) = self.path_args
+        op = self.get_query_argument("op", "")
+        if op in OPS:
+            self.audit_action = f"data.{op}"
+        return {"dataset": None, "path": f"{MODELS_FOLDER}/{path}" if path else MODELS_FOLDER}
+
+    def target(self, proposal: str, dataset: str | None) -> tuple[str, str]:
+        return self.storage.join(MODELS_FOLDER), MODELS_ROUTE_NAME
+
+    async def get(self, path: str | None = None) -> None:  # type: ignore[override]
+        await super().get(MODELS_ROUTE_NAME, None, path)
+
+    def _implements(self, method: str) -> bool:
+        return method in ("GET", "HEAD", "OPTIONS")
+
+
+#: the name ``api/models/…`` files have in listings (``dass://_repository/models/<path>``)
+MODELS_ROUTE_NAME = "_repository/models"
+
 default_handlers = [
+    (r"api/models(?:/(.*))?", ModelsHandler),
     (r"api/data/([^/]+)/([^/]+)(?:/(.*))?", DataHandler),
 ]

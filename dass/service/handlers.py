@@ -14,6 +14,7 @@ bodies and names live beside it in :mod:`.limits`; the jobs' routes in :mod:`.jo
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -33,6 +34,7 @@ import dass
 from ..data.access import Identity
 from ..data.metadata import NAME_RE
 from ..data.audit import AuditRecord
+from ..data.grants import JOB, JOB_TOKEN_PREFIX, SESSION, Grant
 from ..errors import INTERNAL_ERROR, DassError
 from .limits import MAX_INTEGER, RequestLimits, check_name, parse_json
 
@@ -133,6 +135,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     #: the caller, set by :meth:`prepare` on authenticated routes
     identity: Identity | None = None
+
+    #: what the request's token may reach when it is a session's or a job's token
+    #: (:mod:`dass.data.grants`); None for a person's own token or browser login
+    grant: Grant | None = None
+
+    #: whether a job's token (``dassjob_…``) may call this route: only the data gateway and
+    #: the job's own result take one; every other route answers it 403
+    accepts_job_tokens: bool = False
 
     # the request body, read as it arrives (every route streams it, see send_error)
     _body_chunks: list[bytes] | None = None
@@ -258,7 +268,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 set_max(max(self.limits.discard_body_bytes, self.body_limit()))
         if not self._implements(self.request.method):
             raise web.HTTPError(405)  # before authentication: the route never takes it
-        if self.auth_required:
+        if self.auth_required and await self._job_token():
+            pass
+        elif self.auth_required:
             model = await self.hub_user()
             if model is None:
                 if not self.is_api and self.request.method in ("GET", "HEAD"):
@@ -268,7 +280,32 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             self.current_user = model
             # a HubLookupError answers with its own status: 503 hub unavailable, 401 unknown user
             self.identity = await self.settings["identity_resolver"].identity(model)
+            token = self.hub_auth.get_token(self, in_cookie=False)
+            grants = self.settings.get("grants")
+            if token and grants is not None:
+                grant = await asyncio.to_thread(grants.get, token)
+                if grant is not None and grant.kind == SESSION:
+                    self.grant = grant
         self.check_declared_length()
+
+    async def _job_token(self) -> bool:
+        """Authenticate a job's token (``dassjob_…``, made by the service when the job started):
+        True when the request carries one (and it is valid for this route), False when it
+        carries none. Raises 401 for a token whose job has ended, 403 on other routes."""
+        token = self.hub_auth.get_token(self, in_cookie=False)
+        grants = self.settings.get("grants")
+        if not token or not token.startswith(JOB_TOKEN_PREFIX) or grants is None:
+            return False
+        grant = await asyncio.to_thread(grants.get, token)
+        if grant is None or grant.kind != JOB or not (grant.read or grant.write):
+            raise ApiError(401, "this job token is no longer valid: the job has ended or its time is up")
+        self.grant = grant
+        self.current_user = {"kind": "job", "name": grant.owner, "job": grant.ref}
+        self.identity = Identity(name=grant.owner, groups=frozenset(), admin=False)
+        if not self.accepts_job_tokens:
+            raise ApiError(403, f"a job's token only reads the job's inputs and writes its results through "
+                                f"api/data/…; {self.request.method} {self.request.path} needs a person's token")
+        return True
 
     def check_declared_length(self) -> None:
         """Refuse a body whose ``Content-Length`` is malformed (400) or over the route's
@@ -405,6 +442,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             r.status = status
             r.token = r.token or model.get("token_id")
             r.session = r.session or model.get("session_id")
+            if self.grant is not None and self.grant.kind == JOB:
+                r.job = r.job or self.grant.ref
+            elif self.grant is not None:
+                r.session = r.session or f"server {self.grant.owner}/{self.grant.ref}"
             r.remote = self.request.remote_ip
         try:
             audit_log.record(records)

@@ -209,6 +209,28 @@ class JobVerifyHandler(JobsBase):
         self.write_json({"ok": report.ok, "checked": report.checked, "problems": list(report.problems)})
 
 
+class JobResultHandler(JobsBase):
+    """``PUT api/jobs/<id>/result``: the job's runner hands in its ``result.json`` with the job's
+    own token (no other caller may); the service keeps it in repository storage."""
+
+    accepts_job_tokens = True
+
+    def body_limit(self) -> int:
+        return 1024 * 1024
+
+    async def put(self, job_id: str) -> None:
+        self.query_args(())
+        grant = self.grant
+        if grant is None or grant.kind != "job" or grant.ref != job_id:
+            raise ApiError(403, f"only job {job_id}'s own token may hand in its result")
+        doc = self.json_body()
+        if not isinstance(doc, dict) or doc.get("status") not in ("COMPLETED", "FAILED"):
+            raise ApiError(422, "send the run's result: a JSON object whose status is COMPLETED or FAILED")
+        await asyncio.to_thread(self.jobs.store_result, job_id, doc)
+        self.set_status(204)
+        self.finish()
+
+
 class NotebooksHandler(JobsBase):
     def get(self) -> None:
         self.query_args(())
@@ -224,5 +246,6 @@ default_handlers = [
     (r"api/jobs/([0-9a-zA-Z]+)/outputs/(.+)", JobOutputHandler),
     (r"api/jobs/([0-9a-zA-Z]+)/notebook", JobNotebookHandler),
     (r"api/jobs/([0-9a-zA-Z]+)/verify", JobVerifyHandler),
+    (r"api/jobs/([0-9a-zA-Z]+)/result", JobResultHandler),
     ("api/notebooks", NotebooksHandler),
 ]

@@ -57,7 +57,8 @@ class Dataset:
     proposal, name : str
         The two parts of the id.
     url : str
-        ``dass://<proposal>/<name>``: the dataset through the data gateway.
+        ``dass://<proposal>/<name>``: the dataset through the data gateway (the default; any
+        fsspec URL of a folder works too).
     path : pathlib.Path or None
         The read-only local view, ``~/datasets/<proposal>/<name>`` (None when none was made).
     metadata : dict
@@ -117,10 +118,16 @@ class Dataset:
         if self._fs is None:
             from fsspec.implementations.dirfs import DirFileSystem
 
-            from .dassfs import DassFileSystem
+            if self.url.startswith("dass://"):
+                from .dassfs import DassFileSystem
 
-            url = os.environ.get("DASS_SERVICE_URL") or self._service_url
-            self._fs = DirFileSystem(path=f"{self.proposal}/{self.name}", fs=DassFileSystem(url=url))
+                url = os.environ.get("DASS_SERVICE_URL") or self._service_url
+                backend, inner = DassFileSystem(url=url), f"{self.proposal}/{self.name}"
+            else:  # a dataset given by another fsspec URL (a folder of a test, a notebook's own)
+                import fsspec
+
+                backend, inner = fsspec.core.url_to_fs(self.url)
+            self._fs = DirFileSystem(path=inner, fs=backend)
         return self._fs
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:

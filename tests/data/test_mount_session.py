@@ -1,4 +1,6 @@
-"""Tests of dass.data.mount and dass.data.session: file:// (symlinks) and real S3 (copies)."""
+"""Tests of dass.data.mount and dass.data.session: read-only views of file:// (hard links) and
+real S3 (copies), and the manifest. Reading through the data gateway (``Dataset.fs``,
+``local_path``) is tested against a real service in tests/service/test_gateway.py."""
 
 from __future__ import annotations
 
@@ -39,8 +41,7 @@ def spawn(storage: Storage, tmp_path: Path, wanted: list[str], **kwargs) -> tupl
         home / ".dass" / "session.json",
         stack="sem",
         size="small",
-        storage_url=storage.url,
-        storage_options=storage.storage_options,
+        service_url="http://127.0.0.1:9/services/dass/",
         entries=entries,
     )
     return home, manifest
@@ -54,11 +55,10 @@ def check_session_api(manifest: Path, home: Path, monkeypatch) -> None:
     assert d1 is ds[0] and ds["d3"] is ds[1] and isinstance(d1, Dataset)
     assert d1.proposal == "p1" and d1.name == "d1" and d1.title == "Grain boundaries in steel"
     assert d1.path == home / "datasets" / "p1" / "d1"
+    assert d1.url == "dass://p1/d1"
     assert d1.metadata["technique"] == "SEM"
-    assert d1.ls() == ["dataset.json", "raw"]
-    assert d1.ls("raw") == ["raw/image_001.tif"]
-    assert sorted(d1.fs.ls("", detail=False)) == ["dataset.json", "raw"]
-    with d1.open("raw/image_001.tif") as f:
+    assert d1.local_path() == d1.path  # the view holds the files: no copy
+    with d1.open("raw/image_001.tif") as f:  # from the local view
         assert f.read() == TIFF
     with d1.open("dataset.json", "r") as f:
         assert json.load(f)["title"] == "Grain boundaries in steel"
@@ -66,6 +66,10 @@ def check_session_api(manifest: Path, home: Path, monkeypatch) -> None:
     for mode in ("wb", "w", "ab", "r+b", "xb"):
         with pytest.raises(PermissionError, match="datasets are read-only; write results to your home folder"):
             d1.open("raw/new.bin", mode)
+    # the view itself refuses changes: folders 0555 (a user other than its owner cannot add,
+    # remove or rename; tests/integration checks that as a real second user)
+    for folder in (d1.path, d1.path / "raw"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o555
     assert "p1/d1" in repr(d1) and "Grain boundaries in steel" in repr(d1)
     html = ds._repr_html_()
     assert "<table>" in html and "p2/d3" in html and "Tunnelling spectra" in html
@@ -73,19 +77,29 @@ def check_session_api(manifest: Path, home: Path, monkeypatch) -> None:
         ds["p1/d2"]
 
 
-def test_file_storage_mounts_symlinks(repo, tmp_path, monkeypatch):
+def test_file_storage_views_are_hard_links_or_read_only_copies(repo, tmp_path, monkeypatch):
     storage = Storage(url=f"file://{repo}")
+    image = repo / "p1" / "d1" / "raw" / "image_001.tif"
+    os.chmod(image, 0o644)
+    os.chmod(repo / "p1" / "d1" / "dataset.json", 0o664)  # writable by its group: never shared
     home, manifest = spawn(storage, tmp_path, ["p1/d1", "p2/d3"])
     link = home / "datasets" / "p1" / "d1"
-    assert link.is_symlink() and link.resolve() == (repo / "p1" / "d1").resolve()
+    assert link.is_dir() and not link.is_symlink()
+    shared = link / "raw" / "image_001.tif"
+    assert os.path.samefile(shared, image)  # a hard link: no copy
+    assert stat.S_IMODE(image.stat().st_mode) == 0o644  # the repository's mode is left alone
+    copied = link / "dataset.json"
+    assert not os.path.samefile(copied, repo / "p1" / "d1" / "dataset.json")
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o444
     doc = json.loads(manifest.read_text())
     assert doc["stack"] == "sem" and doc["size"] == "small"
-    assert doc["storage"] == {"url": f"file://{repo}", "options": {}}
+    assert "storage" not in doc and doc["service_url"] == "http://127.0.0.1:9/services/dass/"
+    assert str(repo) not in manifest.read_text()  # no repository location either
     assert doc["datasets"][0] == {
         "id": "p1/d1",
         "proposal": "p1",
         "name": "d1",
-        "url": f"file://{repo}/p1/d1",
+        "url": "dass://p1/d1",
         "mount": str(link),
         "metadata": json.loads((repo / "p1" / "d1" / "dataset.json").read_text()),
     }
@@ -127,7 +141,7 @@ def test_manifest_is_private_even_when_replacing(tmp_path):
     path = tmp_path / "session.json"
     path.write_text("{}")
     os.chmod(path, 0o644)
-    write_manifest(path, stack=None, size=None, storage_url="file:///x", storage_options={"secret": "s"}, entries=[])
+    write_manifest(path, stack=None, size=None, service_url=None, entries=[])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert datasets(path) == []
 
@@ -142,14 +156,15 @@ def test_s3_storage_copies_read_only(s3_repo, s3_options, tmp_path, monkeypatch)
     assert stat.S_IMODE((copy / "raw").stat().st_mode) == 0o555
     assert stat.S_IMODE((copy / "raw" / "image_001.tif").stat().st_mode) == 0o444
     doc = json.loads(manifest.read_text())
-    assert doc["datasets"][0]["url"] == f"{s3_repo}/p1/d1"
-    assert doc["storage"]["options"]["endpoint_url"] == s3_options["endpoint_url"]
+    assert doc["datasets"][0]["url"] == "dass://p1/d1"
+    text = manifest.read_text()
+    for secret in (s3_options["key"], s3_options["secret"], s3_options["endpoint_url"], s3_repo):
+        assert secret not in text  # no credential, endpoint or bucket reaches the session
     check_session_api(manifest, home, monkeypatch)
-    # the session's fs reads the bucket itself, not the copy
+    # the session's fs is the data gateway, never the bucket
     d1 = datasets(manifest)["p1/d1"]
-    assert type(d1.fs.fs).__name__ == "S3FileSystem"
-    with d1.open("raw/image_001.tif") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(TIFF).hexdigest()
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "session-token")
+    assert type(d1.fs.fs).__name__ == "DassFileSystem"
     # mounting again replaces the read-only copy; unchosen copies are removed
     mount_datasets(storage, records_of(storage, tmp_path, ["p1/d1"]), home)
     assert [p.name for p in (home / "datasets").glob("*/*")] == ["d1"]
@@ -190,12 +205,15 @@ def test_input_dataset_and_output_dir_for_notebooks(tmp_path, monkeypatch):
     assert output_dir() == Path("output") and (tmp_path / "output").is_dir()
 
 
-def test_repository_is_the_storage_named_in_the_manifest(tmp_path, monkeypatch):
+def test_repository_is_the_model_registry_through_the_gateway(tmp_path, monkeypatch):
     manifest = write_manifest(tmp_path / "session.json", stack="sem", size="small",
-                              storage_url="s3://bucket/repo", storage_options={"key": "k", "secret": "s"},
-                              entries=[])
-    storage = dass.data.repository(manifest)
-    assert (storage.url, storage.options) == ("s3://bucket/repo", {"key": "k", "secret": "s"})
+                              service_url="http://127.0.0.1:9/services/dass/", entries=[])
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "session-token")
+    monkeypatch.delenv("DASS_SERVICE_URL", raising=False)
+    repository = dass.data.repository(manifest)
+    assert type(repository.fs).__name__ == "DassFileSystem" and repository.fs.url == "http://127.0.0.1:9/services/dass/"
+    assert repository.fs._route(f"{repository.root}/models/registry.json") == "api/models/registry.json"
+    assert not hasattr(repository, "options")  # no storage options, ever
     monkeypatch.setenv("DASS_SESSION_MANIFEST", str(tmp_path / "missing.json"))
     with pytest.raises(DassDataError, match="no session manifest"):
         dass.data.repository()

@@ -19,7 +19,7 @@ from dass.data.catalog import Catalog
 from dass.data.orm import VERSION_TABLE, Base
 
 TABLES = {"proposals", "datasets", "dataset_access", "dataset_categories", "jobs", "sem_classifications",
-          "audit_events"}
+          "audit_events", "access_grants"}
 
 
 @pytest.fixture

@@ -149,13 +149,162 @@ def test_bob_cannot_reach_alices_data_and_reads_his_own(gw):
 
 def test_the_datasets_are_read_only(gw):
     fs = dfs(gw, "alice-token")
-    for call in (lambda: fs.open(f"{ALICE_DS}/new.txt", "wb"), lambda: fs.pipe_file(f"{ALICE_DS}/x", b"1"),
-                 lambda: fs.rm(f"{ALICE_DS}/image.tif"), lambda: fs.mkdir(f"{ALICE_DS}/d")):
-        with pytest.raises(PermissionError, match="read-only"):
+    for call in (lambda: fs.open(f"{ALICE_DS}/new.txt", "wb").close(), lambda: fs.pipe_file(f"{ALICE_DS}/x", b"1")):
+        with pytest.raises(PermissionError, match="is read-only for you: you may write only into your own upload"):
             call()
+    with pytest.raises(PermissionError, match="never removes or moves"):
+        fs.rm(f"{ALICE_DS}/image.tif")
     r = requests.put(gw.url + f"api/data/{ALICE_DS}/new.txt", data=b"x", timeout=10,
                      headers={"Authorization": "token alice-token"})
-    assert r.status_code == 405 and r.json()["status"] == 405
+    assert r.status_code == 403 and r.json()["status"] == 403
+    r = requests.put(gw.url + f"api/data/{BOB_DS}/new.txt", data=b"x", timeout=10,
+                     headers={"Authorization": "token alice-token"})
+    assert r.status_code == 404  # cannot see it: the same answer as a missing dataset
+    assert not gw.app.storage.fs.exists(gw.app.storage.dataset_path(*ALICE_DS.split("/")) + "/new.txt")
+
+
+# -- what a session's and a job's token may reach (dass.data.grants) -----------------------------
+
+
+def wait_until(check, seconds: float = 20.0) -> None:
+    """Poll ``check`` until it holds (bounded; the grant cache is 2 s)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_a_session_token_reads_exactly_the_datasets_chosen_at_spawn(gw, hub):
+    token = f"alice-session-{gw.backend}"
+    hub.tokens[token] = "alice"
+    gw.app.grants.put(token, kind="session", owner="alice", ref="", read=[ALICE_DS])
+    mark = last_id(gw)
+    session = dfs(gw, token)
+    assert session.cat(f"{ALICE_DS}/image.tif") == b"II*\x00fake"
+    with pytest.raises(FileNotFoundError):  # alice may see it, but it was not chosen at spawn
+        session.cat("p-2026-001/kmap-strain/dataset.json")
+    with pytest.raises(FileNotFoundError):
+        session.cat(f"{PUBLIC_DS}/image.tif")
+    with pytest.raises(PermissionError, match="the datasets of a session are read-only"):
+        session.pipe_file(f"{ALICE_DS}/mine.txt", b"no")
+    assert dfs(gw, "alice-token").cat("p-2026-001/kmap-strain/dataset.json")  # her own token: the catalogue's rule
+    rows = audit_after(gw, mark)
+    assert [(r[1], r[2], r[4]) for r in rows[:4]] == [
+        ("data.get", ALICE_DS, True), ("data.get", "p-2026-001/kmap-strain", False),
+        ("data.get", PUBLIC_DS, False), ("data.put", ALICE_DS, False)]
+    events, _ = gw.app.audit_log.query(ADMIN, limit=10)
+    assert any(e["session"] == "server alice/" for e in events)
+    gw.app.grants.revoke(kind="session", ref="", owner="alice")
+    wait_until(lambda: dfs(gw, token).exists("p-2026-001/kmap-strain/dataset.json"))  # back to her own rule
+
+
+def test_a_job_token_reads_its_inputs_and_writes_only_its_results(gw):
+    from dass.data.grants import new_job_token
+
+    job = f"gwjob{gw.backend}"
+    token = new_job_token()
+    results = f"results/job-{job}"
+    gw.app.grants.put(token, kind="job", owner="alice", ref=job, read=[ALICE_DS], write=[results])
+    fs = dfs(gw, token)
+    assert fs.cat(f"{ALICE_DS}/image.tif") == b"II*\x00fake"
+    with pytest.raises(FileNotFoundError):
+        fs.cat("p-2026-001/kmap-strain/dataset.json")  # alice's, but not an input
+    with pytest.raises(FileNotFoundError):
+        fs.cat(f"{BOB_DS}/frame.bin")
+    with pytest.raises(PermissionError, match="its inputs, which are read-only"):
+        fs.pipe_file(f"{ALICE_DS}/out.txt", b"no")
+    with pytest.raises(FileNotFoundError):
+        fs.pipe_file("results/job-someone-else/out.txt", b"no")
+    fs.pipe_file(f"{results}/output/a.txt", b"result")
+    with fs.open(f"{results}/output/big.bin", "wb") as f:  # a streamed upload
+        f.write(BIG)
+    assert fs.cat(f"{results}/output/big.bin") == BIG
+    storage = gw.app.storage
+    assert storage.fs.cat_file(storage.join(results, "output/a.txt")) == b"result"
+    with pytest.raises(ValueError, match="dataset.json of .* is not valid"):
+        fs.pipe_file(f"{results}/dataset.json", b'{"schema": "dass.dataset/1"}')
+    # every other route refuses a job's token
+    r = requests.get(gw.url + "api/datasets", headers={"Authorization": f"token {token}"}, timeout=10)
+    assert r.status_code == 403 and "only reads the job's inputs" in r.json()["message"]
+    r = requests.put(gw.url + "api/jobs/otherjob/result", json={"status": "COMPLETED"}, timeout=10,
+                     headers={"Authorization": f"token {token}"})
+    assert r.status_code == 403
+    events, _ = gw.app.audit_log.query(ADMIN, limit=20)
+    puts = [e for e in events if e["action"] == "data.put" and e["job"] == job and e["allowed"]]
+    assert {e["path"] for e in puts} == {"output/a.txt", "output/big.bin"}
+    assert [e["bytes"] for e in puts if e["path"] == "output/big.bin"] == [len(BIG)]
+    # revoked (the job ended): the token dies
+    gw.app.grants.revoke(kind="job", ref=job)
+    r = requests.get(gw.url + f"api/data/{ALICE_DS}/image.tif", headers={"Authorization": f"token {token}"}, timeout=10)
+    assert r.status_code == 401 and "no longer valid" in r.json()["message"]
+
+
+def test_an_expired_job_token_reads_nothing(gw):
+    import datetime as dt
+
+    from dass.data.grants import new_job_token
+
+    token = new_job_token()
+    gw.app.grants.put(token, kind="job", owner="alice", ref="expired", read=[ALICE_DS], write=[],
+                      expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
+    r = requests.get(gw.url + f"api/data/{ALICE_DS}/image.tif", headers={"Authorization": f"token {token}"}, timeout=10)
+    assert r.status_code == 401
+    r = requests.get(gw.url + f"api/data/{ALICE_DS}/image.tif", timeout=10,
+                     headers={"Authorization": "token dassjob_forged"})
+    assert r.status_code == 401 and "no longer valid" in r.json()["message"]
+
+
+def test_a_person_writes_into_their_own_upload_dataset_only(gw):
+    from dass.sem.labels import store_upload
+
+    upload = store_upload(gw.app.storage, gw.app.catalog, "p-2026-001", "alice", [("a.tif", b"II*\x00a")])
+    alice, bob = dfs(gw, "alice-token"), dfs(gw, "bob-token")
+    alice.pipe_file(f"{upload.dataset}/notes/extra.txt", b"my notes")
+    assert alice.cat(f"{upload.dataset}/notes/extra.txt") == b"my notes"
+    with pytest.raises(PermissionError, match="dataset.json of .* is kept by the platform"):
+        alice.pipe_file(f"{upload.dataset}/dataset.json", b"{}")
+    with pytest.raises(FileNotFoundError):
+        bob.pipe_file(f"{upload.dataset}/x.txt", b"bob")
+
+
+def test_the_model_registry_is_readable_by_every_caller_and_never_writable(gw):
+    from dass.data.grants import new_job_token
+
+    storage = gw.app.storage
+    storage.fs.makedirs(storage.join("models"), exist_ok=True)
+    storage.fs.pipe_file(storage.join("models", "registry.json"), b'{"default": "m"}')
+    token = new_job_token()
+    gw.app.grants.put(token, kind="job", owner="bob", ref="models", read=[BOB_DS], write=[])
+    for who in ("alice-token", "bob-token", token):
+        fs = dfs(gw, who)
+        assert json.loads(fs.cat("_repository/models/registry.json")) == {"default": "m"}
+        assert "_repository/models/registry.json" in fs.ls("_repository/models", detail=False)
+    r = requests.put(gw.url + "api/models/registry.json", data=b"{}", timeout=10,
+                     headers={"Authorization": "token alice-token"})
+    assert r.status_code == 405
+    r = get(gw, "api/models/../secrets")
+    assert r.status_code in (400, 404)
+
+
+def test_local_path_copies_through_the_gateway_read_only(gw, tmp_path, monkeypatch):
+    import stat
+
+    from dass.data.errors import DassDataError
+    from dass.data.session import Dataset
+
+    monkeypatch.setenv("DASS_SERVICE_URL", gw.url)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "alice-token")
+    monkeypatch.setenv("DASS_CACHE_DIR", str(tmp_path / "cache"))
+    ds = Dataset(id=ALICE_DS, proposal="p-2026-001", name="sem-grains")  # no local view
+    assert sorted(ds.ls()) == ["dataset.json", "image.tif", "raw"]
+    with pytest.raises(DassDataError, match="more than the 100 bytes"):
+        ds.local_path(max_bytes=100, progress=False)
+    path = ds.local_path(progress=False)
+    assert path == tmp_path / "cache" / "datasets" / ALICE_DS
+    assert (path / "raw" / "big.bin").read_bytes() == BIG
+    assert stat.S_IMODE((path / "raw" / "big.bin").stat().st_mode) == 0o444
+    assert stat.S_IMODE((path / "raw").stat().st_mode) == 0o555
+    assert ds.local_path(progress=False) == path  # reused while the files keep their sizes
 
 
 def test_without_a_valid_token_nothing_is_read(gw, monkeypatch):

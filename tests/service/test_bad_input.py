@@ -157,7 +157,8 @@ def _cases() -> list[Case]:
                   "bytes=é", "bytes=-" + "9" * 40):
         add(Case("readData", "GET", "api/data/p-2026-001/sem-grains/image.tif", (200, 206, 400, 416),
                  f"a Range of {value[:30]!r}", headers={"Range": value}))
-    add(Case("readData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (405,), "no writes", body=b"x" * 1000))
+    add(Case("readData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (403,), "a write into a dataset that is not one of her uploads", body=b"x" * 1000))
+    add(Case("readData", "PUT", "api/models/registry.json", (405,), "the model registry is read-only", body=b"{}"))
     # -- jobs
     for value, why in [(NINES, "30 nines"), (str(2**63), "2**63"), ("-1", "negative"), ("%00", "a NUL")]:
         expect = (200,) if "%00" in value else (400,)  # tornado reads control characters as blanks

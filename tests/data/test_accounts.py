@@ -18,7 +18,8 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from dass.data.accounts import MAX_NAME, Account, UserAccounts, lock_down, lock_down_platform
+from dass.data.accounts import MAX_NAME, Account, UserAccounts, lock_down_platform
+from dass.data.paths import lock_down
 from dass.data.errors import AccountError
 
 ROOT = os.geteuid() == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data.accounts import Account
 
-__all__ = ["LAB_PAGE_CONFIG", "copy_notebooks", "interpreter_of", "platform_folder", "write_new"]
+__all__ = ["LAB_PAGE_CONFIG", "copy_notebooks", "interpreter_of", "platform_folder", "share_read_only", "write_new"]
 
 #: JupyterLab's page config of sessions: no "Jupyter news" pop-up (it calls the internet).
 LAB_PAGE_CONFIG = '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}\n'
@@ -54,6 +54,17 @@ def platform_folder(path: Path) -> None:
         n += 1
     os.rename(path, f"{path}.user-{n}")
     os.mkdir(path, 0o755)
+
+
+def share_read_only(path: Path, account: Account) -> None:
+    """Let ``account`` read the platform's file ``path`` but not change it: group the
+    account's, mode 0640 (a link is left alone). A no-op for the platform's own account."""
+    if account.is_platform:
+        return
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+        os.chown(path, -1, account.gid, follow_symlinks=False)
+        os.chmod(path, 0o640)
 
 
 def write_new(folder: Path, name: str, text: str, *, replace: bool = False) -> None:

@@ -34,7 +34,7 @@ from ..stacks.registry import StackRegistry
 from ..stacks.runtime import address_space_limit
 from ..stacks.selection import Selection, SelectionError, options_from_form, validate_selection
 from ..stacks.session import SessionSpec, build_session_spec, landing_url
-from .homes import LAB_PAGE_CONFIG, copy_notebooks, interpreter_of, platform_folder, write_new
+from .homes import LAB_PAGE_CONFIG, copy_notebooks, interpreter_of, platform_folder, share_read_only, write_new
 from .picker import picker_proposals, picker_techniques
 
 _templates = jinja2.Environment(
@@ -509,6 +509,7 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
             storage_options=self.storage.storage_options,
             entries=entries,
         )
+        share_read_only(self.manifest_path, account)
         stack = self.registry.get(spec.stack)
         source = self.registry.landing_notebook_path(stack).parent
         if source.is_dir():

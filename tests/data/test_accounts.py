@@ -21,15 +21,14 @@ from traitlets.config import Config
 from dass.data.accounts import MAX_NAME, Account, UserAccounts, lock_down_platform
 from dass.data.paths import lock_down
 from dass.data.errors import AccountError
+from tests.support import SYSTEM_PYTHON, TEST_ACCOUNT_IDS, TEST_ACCOUNT_PREFIX, remove_test_accounts
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="creating Unix accounts needs root (useradd)")
 POSIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
 
-TEST_PREFIX = "dtst-"
-TEST_IDS = (64100, 64199)
-#: a Python every account may run (a venv made from a Python under /root is not)
-SYSTEM_PYTHON = "/usr/bin/python3"
+TEST_PREFIX = TEST_ACCOUNT_PREFIX
+TEST_IDS = TEST_ACCOUNT_IDS
 
 
 def make_accounts(tmp_path: Path, **settings) -> UserAccounts:
@@ -49,18 +48,6 @@ def accounts(tmp_path):
     made = make_accounts(tmp_path, enabled=True)
     yield made
     remove_test_accounts()
-
-
-def remove_test_accounts() -> None:
-    import grp
-    import subprocess
-
-    for entry in pwd.getpwall():
-        if entry.pw_name.startswith(TEST_PREFIX) and TEST_IDS[0] <= entry.pw_uid <= TEST_IDS[1]:
-            subprocess.run(["userdel", entry.pw_name], check=False, capture_output=True)
-    for group in grp.getgrall():
-        if group.gr_name.startswith(TEST_PREFIX) and TEST_IDS[0] <= group.gr_gid <= TEST_IDS[1]:
-            subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)
 
 
 # ---------------------------------------------------------------------- names (pure)

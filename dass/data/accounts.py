@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traitlets import Integer, Unicode, Union, Bool, Enum, TraitError, default, validate
+from traitlets import Bool, Enum, Integer, TraitError, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
+from ..config import config_path
 from .errors import AccountError
 from .paths import lock_down, state_dir
 
@@ -517,9 +518,24 @@ def lock_down_platform(config: Any = None) -> list[str]:
         _sqlite_file(Catalog(config=config).db_url),
         _sqlite_file(configured("JupyterHub", "db_url") or f"sqlite:///{state / 'jupyterhub.sqlite'}"),
     ]
-    return lock_down(
+    changed = lock_down(
         state,
         traversable=[accounts.homes_root, jobs],
         private=private,
         create=[d for d in databases if d is not None],
     )
+    _warn_if_readable(config_path())
+    return changed
+
+
+def _warn_if_readable(path: Path | None) -> None:
+    """The deployer's config file may hold storage keys: say so when others can read it (it is
+    the deployer's file; dass does not change its mode)."""
+    if path is None or not path.is_file():
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "The configuration file %s is readable by other users (mode %o): if it holds storage "
+            "keys or passwords, make it 0600 (chmod 600 %s)", path, mode, path,
+        )

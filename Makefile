@@ -1,7 +1,9 @@
 # dass — the two commands: `make up` and `make test`.
 # Every install step lives here, so a fresh machine needs nothing done by hand.
 
-PYTHON ?= python3
+# Debian's Python when present: sessions and jobs run as per-user accounts (as root), and they
+# cannot run a venv made from a Python under a private home (pyenv's under /root)
+PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= hub,test,k8s,stm,sem,kmap

@@ -9,6 +9,14 @@
 # Every `dass --config THIS_FILE ...` command uses the same folder.
 # c.Platform.state_dir = "/srv/dass/state"
 
+# --- each user's sessions and jobs run under a Unix account of their own (dass-<name>), made
+# at first use; on by default when the platform runs as root ("auto"). Without root every user
+# runs as the platform's account and users are kept apart only by the API (see README).
+# c.UserAccounts.enabled = "auto"
+# c.UserAccounts.uid_min = 61000
+# c.UserAccounts.uid_max = 61999
+# c.UserAccounts.homes_root = "/srv/dass/homes"    # default: <state_dir>/homes
+
 # --- where users and `dass --config THIS_FILE jobs ...` reach the platform
 # c.Platform.ip = "127.0.0.1"
 # c.Platform.port = 8000

@@ -22,6 +22,7 @@ from traitlets import Bool, Dict, Enum, Integer, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 
 from .config import CONFIG_ENV, config_path, load_config
+from .data.accounts import lock_down_platform
 from .data.paths import state_dir as _default_state_dir
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -233,6 +234,7 @@ def apply_hub_defaults(c: Config) -> None:
     platform = Platform(config=c)
     state = platform.state
     sec = load_secrets(state)
+    lock_down_platform(c)  # again in the hub: a deployer may start it without `dass up`
     env = {"DASS_STATE_DIR": str(state)}
     cfg_file = config_path()
     if cfg_file:
@@ -399,6 +401,7 @@ def prepare(config: Config, *, out=print) -> Platform:
     catalog.upgrade()
     report = catalog.scan(storage)
     out(f"Catalogue: {report}")
+    lock_down_platform(config)  # secrets, databases, repository: the platform's account only
     return platform
 
 

@@ -138,7 +138,11 @@ class PlatformProcess:
 
     def __init__(self, state: Path, *, storage_url: str | None = None, storage_options=None,
                  extra_config: str = "", name: str = "platform", port: int | None = None,
-                 sem_model: bool = False):
+                 sem_model: bool = False, accounts: bool = False):
+        """``accounts``: run sessions under per-user Unix accounts (``c.UserAccounts``) as the
+        platform does as root; off by default here, since sessions as other users need a
+        Python and a state folder they can reach (see :func:`shared_session_env`) and read
+        their datasets through the gateway."""
         self.state = state
         self.name = name
         state.mkdir(parents=True, exist_ok=True)
@@ -156,6 +160,7 @@ class PlatformProcess:
             f"c.Storage.options = {storage_options or {}!r}",
             # the demo SEM classifier trains at the first start on a machine: only where asked
             f"c.Platform.demo_sem_model = {bool(sem_model)}",
+            f"c.UserAccounts.enabled = {bool(accounts)}",
             "c.JupyterHub.services = [{'name': 'dass-tests', 'api_token': %r}]" % self.admin_token,
             "c.JupyterHub.load_roles = [{'name': 'dass-tests', 'services': ['dass-tests'], 'scopes': "
             "['admin:users', 'admin:servers', 'access:servers', 'tokens', 'admin:groups', "
@@ -292,6 +297,55 @@ class PlatformProcess:
                 p.kill()
             except Exception:
                 pass
+
+
+#: Unix accounts the tests make: this prefix and id range, never the demo's (dass-, 61000..)
+TEST_ACCOUNT_PREFIX = "dtst-"
+TEST_ACCOUNT_IDS = (64100, 64199)
+#: a Python every account may run (a venv made from a Python under /root is not)
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def remove_test_accounts() -> None:
+    """``userdel``/``groupdel`` every account and group with the tests' prefix and ids."""
+    import grp
+    import pwd
+
+    for entry in pwd.getpwall():
+        if entry.pw_name.startswith(TEST_ACCOUNT_PREFIX) and TEST_ACCOUNT_IDS[0] <= entry.pw_uid <= TEST_ACCOUNT_IDS[1]:
+            subprocess.run(["userdel", entry.pw_name], check=False, capture_output=True)
+    for group in grp.getgrall():
+        if group.gr_name.startswith(TEST_ACCOUNT_PREFIX) and TEST_ACCOUNT_IDS[0] <= group.gr_gid <= TEST_ACCOUNT_IDS[1]:
+            subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)
+
+
+def shared_session_env(folder: Path) -> Path:
+    """A Python environment every Unix account may run, over this test run's packages;
+    returns its ``jupyterhub-singleuser``.
+
+    The test virtualenv may come from a Python under a private home (``/root/.pyenv``), which
+    other users cannot execute. This makes a venv from the system's ``/usr/bin/python3`` (same
+    minor version) in ``folder`` whose ``.pth`` adds the test environment's site-packages,
+    the way ``make env`` would build it from ``/usr/bin/python3`` (no copy, no download).
+    """
+    import sysconfig
+
+    system = Path("/usr/bin/python3")
+    version = subprocess.run([str(system), "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        raise RuntimeError(f"{system} is Python {version}, the tests run {sys.version_info[:2]}")
+    env = folder / "session-env"
+    subprocess.run([str(system), "-m", "venv", "--without-pip", str(env)], check=True)
+    site = next(env.glob("lib/python3*/site-packages"))
+    purelib = sysconfig.get_paths()["purelib"]
+    (site / "dass-tests.pth").write_text(f"import site; site.addsitedir({purelib!r})\n")
+    command = env / "bin" / "jupyterhub-singleuser"
+    command.write_text(
+        f"#!{env / 'bin' / 'python'}\nimport sys\nfrom jupyterhub.singleuser import main\nsys.exit(main())\n"
+    )
+    command.chmod(0o755)
+    return command
 
 
 def seed_many_datasets(repository: Path, proposal: str, *, own: int, uploads: int, results: int) -> list[str]:

@@ -13,6 +13,7 @@ def config_classes(registry: Any = None) -> list[type]:
     registry : dass.stacks.registry.StackRegistry, optional
         Whose stacks' service parts to include (default: the built-in stacks).
     """
+    from ..data.accounts import UserAccounts
     from ..data.audit import AuditLog
     from ..data.catalog import Catalog
     from ..data.storage import Storage
@@ -26,7 +27,7 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..service.gateway import DataGateway
 
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
-    return [Platform, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
+    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
             DataGateway, *stacks, JobManager, LocalExecutor]
 
 

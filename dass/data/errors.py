@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import DassError
 
-__all__ = ["DassDataError", "StorageError", "MetadataError"]
+__all__ = ["DassDataError", "StorageError", "MetadataError", "AccountError"]
 
 
 class DassDataError(DassError, status=503):
@@ -76,3 +76,13 @@ class MetadataError(DassDataError, status=422):
     def to_json(self) -> dict[str, str]:
         """The error as a JSON-able dict ``{"path", "field", "message"}`` for REST answers."""
         return {"path": self.path, "field": self.field, "message": self.message}
+
+
+class AccountError(DassDataError, status=500):
+    """A user's Unix account cannot be found, created or used (see :mod:`dass.data.accounts`).
+
+    The message names the setting to change (``c.UserAccounts.*``) for the administrator; a
+    user is told only that their account could not be set up.
+    """
+
+    public_message = "your account on this machine could not be set up; the administrator finds why in the log"

@@ -16,21 +16,25 @@ import datetime
 import os
 import resource
 import shutil
+import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
-from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Configurable
 
 from ..data.access import Identity
+from ..data.accounts import Account, UserAccounts
+from ..data.errors import AccountError
 from ..stacks.registry import StackRegistry
 from ..stacks.runtime import address_space_limit
 from ..stacks.selection import Selection, SelectionError, options_from_form, validate_selection
 from ..stacks.session import SessionSpec, build_session_spec, landing_url
+from .homes import LAB_PAGE_CONFIG, copy_notebooks, interpreter_of, platform_folder, share_read_only, write_new
 from .picker import picker_proposals, picker_techniques
 
 _templates = jinja2.Environment(
@@ -354,14 +358,18 @@ class DassSpawnerMixin(Configurable):
     size_note = "CPU and memory limits of the chosen size apply to the whole session."
 
 
-class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
+class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
     """Sessions as local processes (the one-machine back end).
 
-    Each user gets a home folder below ``home_dir_template``; at every start the chosen
-    datasets are mounted under ``~/datasets/<proposal>/<dataset>`` (a symlink into a ``file://``
-    repository, a read-only copy from any other store), a manifest for ``dass.data.datasets()``
-    is written to ``~/.dass/session.json`` and the stack's notebooks are copied to
-    ``~/notebooks/<stack>/`` unless the user already has them.
+    Each session runs under its user's own Unix account (:class:`~dass.data.accounts.UserAccounts`,
+    ``c.UserAccounts``: ``dass-alice`` for ``alice``, created at the first spawn), in its home
+    ``<homes_root>/<account>`` (0700, the user's). At every start the chosen datasets are mounted
+    under ``~/datasets/<proposal>/<dataset>``, a manifest for ``dass.data.datasets()`` is
+    written to ``~/.dass/session.json`` (both folders belong to the platform: the user reads
+    them, cannot change them) and the stack's notebooks are copied to ``~/notebooks/<stack>/``
+    (the user's) unless the user already has them. Without root (``c.UserAccounts.enabled``
+    False) every session runs as the platform's account, as JupyterHub's
+    ``SimpleLocalProcessSpawner`` does: then users are kept apart only by the API.
 
     Size limits on one machine: memory is enforced with ``RLIMIT_AS`` (the address-space limit
     of the session process and its kernels, see ``enforce_memory_limit``); CPU is limited by
@@ -388,24 +396,47 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
         help="GiB of address space added to a size's memory for the Jupyter server and libraries' reservations.",
     ).tag(config=True)
 
-    @default("home_dir_template")
-    def _default_home_dir_template(self) -> str:
-        from ..data.paths import state_dir
+    home_dir = Unicode(
+        help="The session's home folder: its account's, ``<c.UserAccounts.homes_root>/<account name>`` (not a setting)."
+    )
 
-        return str(state_dir(self.config) / "homes" / "{username}")
+    @default("home_dir")
+    def _default_home_dir(self) -> str:
+        return str(self.accounts.home_of(self.user.name))
 
     @default("cmd")
     def _default_cmd(self):
         # the platform's own environment (PATH of the hub may not include it)
         return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 
-    @default("args")
-    def _default_args(self):
-        return ["--allow-root"] if os.geteuid() == 0 else []
+    #: the account the session runs as (set by :meth:`render_session`)
+    account: Account | None = None
+
+    @property
+    def accounts(self) -> UserAccounts:
+        if getattr(self, "_dass_accounts", None) is None:
+            self._dass_accounts = UserAccounts(config=self.config, parent=self)
+        return self._dass_accounts
+
+    def _account(self) -> Account:
+        if self.account is None:
+            self.account = self.accounts.ensure(self.user.name)
+        return self.account
+
+    def get_args(self):
+        args = super().get_args()
+        # a root session needs --allow-root: only when the session itself runs as root
+        if self._account().uid == 0 and "--allow-root" not in args:
+            args.append("--allow-root")
+        return args
 
     @property
     def manifest_path(self) -> Path:
         return Path(self.home_dir) / ".dass" / "session.json"
+
+    def user_env(self, env):
+        env.update(self._account().env())
+        return env
 
     def get_env(self):
         env = super().get_env()
@@ -415,20 +446,13 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
         return env
 
     def _lab_config_dir(self) -> Path:
-        """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet)."""
-        from ..data.paths import state_dir
-
-        folder = state_dir(self.config) / "jupyter-config"
-        page = folder / "labconfig" / "page_config.json"
-        if not page.exists():
-            page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(
-                '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}\n'
-            )
-        return folder
+        """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet):
+        ``~/.dass/jupyter-config``, beside the manifest in the platform's part of the home."""
+        return Path(self.home_dir) / ".dass" / "jupyter-config"
 
     def make_preexec_fn(self, name):
-        prepare = super().make_preexec_fn(name)
+        become = self._account().preexec()
+        home = str(self._account().home)
         limit = address_space_limit(
             int(self.mem_limit or 0),
             headroom_bytes=self.memory_headroom_gib * 1024**3,
@@ -436,17 +460,98 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
         )
 
         def preexec():
-            prepare()
             if limit:
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            become()  # groups, gid, uid of the user's account (nothing when it is the platform's)
+            os.umask(0o077)  # files the session makes outside the home (/tmp) are its own too
+            os.chdir(home)
 
         return preexec
+
+    async def move_certs(self, paths):
+        """Internal SSL: stage the certificates in ``~/.jupyterhub/jupyterhub-certs``, the user's."""
+        if self._account().is_platform:
+            return paths
+        account = self._account()
+        out_dir = account.home / ".jupyterhub" / "jupyterhub-certs"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True, mode=0o700)
+        staged = {}
+        for key, move in (("keyfile", True), ("certfile", True), ("cafile", False)):
+            target = out_dir / Path(paths[key]).name
+            (shutil.move if move else shutil.copy)(paths[key], target)
+            staged[key] = str(target)
+        account.chown(account.home / ".jupyterhub", recursive=True)
+        return staged
+
+    def _check_runnable(self, account: Account, command: str, spec: SessionSpec) -> None:
+        """Fail now, with the setting to fix, when the user's account cannot run the session's
+        Python or enter its home (a venv made from a Python under a private home, a state
+        folder below a folder others cannot enter). Runs a tiny probe as the user."""
+        if account.is_platform:
+            return
+        interpreter = interpreter_of(command)
+        probe = (
+            "import importlib.util, os, sys; os.listdir(sys.argv[1]); "
+            "sys.exit(0 if importlib.util.find_spec('jupyterhub') else 3)"
+        )
+        where = (
+            f"c.StackRegistry.stacks[{spec.stack!r}]['environment']"
+            if spec.environment
+            else "the platform's Python environment (c.DassLocalSpawner.cmd)"
+        )
+        fix = (
+            f"{where} must be readable and executable by every user's account: build it from a "
+            "Python outside any private home (e.g. /usr/bin/python3 -m venv under /opt or /srv)"
+        )
+        try:
+            done = subprocess.run(
+                [interpreter, "-c", probe, str(account.home)],
+                preexec_fn=account.preexec(),
+                env={**account.env(), "PATH": "/usr/bin:/bin"},
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except PermissionError:
+            self.log.error(
+                "Cannot start %s: %s (interpreter of %s) is not executable by %s", self._log_name, interpreter, command, account.name
+            )
+            raise _spawn_error(f"the session cannot start: {fix}") from None
+        except (OSError, subprocess.SubprocessError) as e:
+            self.log.error("Cannot start %s: probe of %s as %s failed: %s", self._log_name, interpreter, account.name, e)
+            raise _spawn_error(f"the session cannot start: {fix}") from None
+        if done.returncode == 0:
+            return
+        self.log.error(
+            "Cannot start %s: probe of %s as %s exited %s: %s",
+            self._log_name, interpreter, account.name, done.returncode, done.stderr.strip()[-2000:],
+        )
+        if "PermissionError" in done.stderr and str(account.home) in done.stderr:
+            raise _spawn_error(
+                "the session cannot start: your home folder cannot be reached by your account; the "
+                "administrator must make every folder above c.UserAccounts.homes_root enterable by "
+                "all users (o+x), or move c.UserAccounts.homes_root (default: in c.Platform.state_dir)"
+            )
+        raise _spawn_error(f"the session cannot start: {fix} (and have jupyterhub installed)")
 
     def _prepare_home(self, spec: SessionSpec) -> None:
         from ..data.mount import mount_datasets, write_manifest
 
-        home = Path(self.home_dir)
-        home.mkdir(parents=True, exist_ok=True)
+        account = self._account()
+        home = account.home  # made 0700 and the user's by UserAccounts.ensure
+        # the parts of the home the platform writes and the user only reads: never a link or a
+        # folder the user made (a planted link would make the hub write elsewhere). A user who
+        # swaps ~/.dass between this check and the write below can still redirect the write of
+        # session.json (a race this leaves open; write_manifest should write through a folder
+        # descriptor with O_NOFOLLOW, as write_new and copy_notebooks do)
+        for part in (".dass", "datasets"):
+            platform_folder(home / part)
+        lab = self._lab_config_dir()
+        platform_folder(lab)
+        platform_folder(lab / "labconfig")
+        write_new(lab / "labconfig", "page_config.json", LAB_PAGE_CONFIG, replace=True)
         records = list(self.dass_selection.datasets) if self.dass_selection else []
         # mounts of earlier sessions not chosen now are removed; anything a user put there stays
         entries = mount_datasets(self.storage, records, home)
@@ -457,18 +562,16 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
             service_url=spec.service_url,
             entries=entries,
         )
+        share_read_only(self.manifest_path, account)
         stack = self.registry.get(spec.stack)
         source = self.registry.landing_notebook_path(stack).parent
-        target = home / "notebooks" / spec.stack
         if source.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            for nb in source.glob("*.ipynb"):
-                if not (target / nb.name).exists():
-                    shutil.copy2(nb, target / nb.name)
+            copy_notebooks(sorted(source.glob("*.ipynb")), home, ("notebooks", spec.stack), account)
 
     async def render_session(self, spec: SessionSpec) -> None:
-        """Mount the datasets into the home, write the manifest, copy the notebooks, and run
-        the stack's own environment when it has one."""
+        """Make the user's account (first spawn), check that it can run the session's Python,
+        mount the datasets into the home, write the manifest, copy the notebooks, and run the
+        stack's own environment when it has one."""
         if spec.environment:  # a stack with an environment of its own
             command = Path(spec.environment) / "bin" / "jupyterhub-singleuser"
             if not os.access(command, os.X_OK):
@@ -482,6 +585,13 @@ class DassLocalSpawner(DassSpawnerMixin, SimpleLocalProcessSpawner):
                     f"must install it or fix c.StackRegistry.stacks[{spec.stack!r}]['environment']"
                 )
             self.cmd = [str(command)]
+        try:
+            account = await asyncio.to_thread(self.accounts.ensure, self.user.name)
+        except AccountError as e:
+            self.log.error("Cannot start %s: %s", self._log_name, e)
+            raise _spawn_error(f"the session cannot start: {e.user_message}") from None
+        self.account = account
+        await asyncio.to_thread(self._check_runnable, account, self.cmd[0], spec)
         await asyncio.to_thread(self._prepare_home, spec)
 
     async def wait_started(self, spec: SessionSpec) -> None:

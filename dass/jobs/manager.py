@@ -91,8 +91,10 @@ class JobManager(LoggingConfigurable):
         is indexed in the catalogue as the pseudo-proposal of that name.""",
     ).tag(config=True)
     home_dir_template = Unicode(
+        "",
         help="""Home folder of a user's sessions, for notebooks submitted by their path in the
-        home (``{username}`` is replaced). Default: the local spawner's, <state>/homes/{username}.""",
+        home (``{username}`` is replaced by the hub name). Default (empty): the home of the
+        user's account, as the local spawner has it (``<c.UserAccounts.homes_root>/<account>``).""",
     ).tag(config=True)
     max_notebook_bytes = Integer(5 * 1024**2, help="Largest notebook a job accepts (bytes).").tag(config=True)
     max_datasets = Integer(8, help="The most input datasets of one job.").tag(config=True)
@@ -122,10 +124,6 @@ class JobManager(LoggingConfigurable):
     @default("jobs_dir")
     def _default_jobs_dir(self) -> str:
         return str(state_dir(self.config) / "jobs")
-
-    @default("home_dir_template")
-    def _default_home_dir_template(self) -> str:
-        return str(state_dir(self.config) / "homes" / "{username}")
 
     def __init__(
         self,
@@ -161,6 +159,14 @@ class JobManager(LoggingConfigurable):
 
     def _db(self) -> Session:
         return self._sessions()
+
+    def home_of(self, owner: str) -> Path:
+        """The home folder of hub user ``owner`` (``home_dir_template``, else their account's)."""
+        if self.home_dir_template:
+            return Path(self.home_dir_template.format(username=owner)).resolve()
+        from ..data.accounts import UserAccounts
+
+        return UserAccounts(parent=self).home_of(owner)
 
     def workdir(self, job_id: str) -> Path:
         return Path(self.jobs_dir) / job_id
@@ -220,7 +226,7 @@ class JobManager(LoggingConfigurable):
             return NotebookChoice(f"upload:{name}", text, None)
         if isinstance(spec, dict) and set(spec) == {"home"}:
             rel = spec["home"]
-            home = Path(self.home_dir_template.format(username=owner)).resolve()
+            home = self.home_of(owner)
             if not isinstance(rel, str) or not rel.endswith(".ipynb"):
                 raise JobRequestError(422, "notebook.home must be a path ending in .ipynb inside your home", "notebook.home")
             path = (home / rel).resolve()

@@ -37,6 +37,7 @@ import dass
 
 from ..errors import DassError
 from ..config import config_path, load_config
+from ..data.accounts import lock_down_platform
 from ..data.audit import AuditLog
 from ..data.catalog import Catalog
 from ..data.errors import StorageError
@@ -292,6 +293,7 @@ class DassService(Application):
         tornado_log.setLevel(self.log.level)
 
     def init_data(self) -> None:
+        lock_down_platform(self.config)  # the state folder and repository: this account's only
         self.storage = Storage(parent=self)
         try:
             self.storage.check()

@@ -250,7 +250,7 @@ def test_submit_from_a_session_with_its_own_token(platform):
     r = platform.spawn("alice", {"stack": "sem", "size": "small", "datasets": ["p-2026-001/sem-nanowires"]})
     assert r.status_code in (201, 202), r.text
     try:
-        home = platform.state / "homes" / "alice"
+        home = platform.state / "homes" / "dass-alice"  # the home of alice's account
         (home / "analysis").mkdir(exist_ok=True)
         (home / "analysis" / "mine.ipynb").write_text(json.dumps(SLEEPER))
         code = (

@@ -620,6 +620,14 @@ class JobManager(LoggingConfigurable):
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(runner_spec, f, indent=1, default=str)
+        # the job runs as its owner's Unix account (created at first use), in a folder that is
+        # theirs; the view of the inputs below stays the platform's (read-only for them)
+        from ..data.accounts import UserAccounts
+
+        account = UserAccounts(parent=self).ensure(job.owner)
+        workdir = Path(job.workdir)
+        for path in (workdir, *workdir.iterdir()):
+            account.chown(path, recursive=path.is_dir() and path.name != "datasets")
         if self.storage.is_local and self.executor.shares_files:
             # a read-only view of the inputs the service owns (hard links, no copy); anything
             # else the runner fetches through the gateway with the job's token
@@ -645,6 +653,7 @@ class JobManager(LoggingConfigurable):
             enforce_memory_limit=self.enforce_memory_limit,
             gateway_url=self.gateway_url,
             token=token,
+            run_as=None if account.is_platform else account.name,
         )
 
     def store_result(self, job_id: str, doc: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ import pwd
 import re
 import stat
 import subprocess
+import sys
 import threading
 import time
 import unicodedata
@@ -142,6 +143,38 @@ class Account:
                     os.chown(os.path.join(top, name), self.uid, self.gid, follow_symlinks=False)
 
 
+def closed_to_others(paths: list[Path]) -> str | None:
+    """The first folder (or file) on the way to one of ``paths`` that others may not enter
+    (execute), following links as a process would; None when every path is reachable. Parts
+    that do not exist yet are skipped (they are made with the right modes)."""
+    for target in paths:
+        chain: list[Path] = []
+        path = Path(os.path.abspath(target))
+        for parent in reversed(path.parents):
+            chain.append(parent)
+        chain.append(path)
+        for part in chain:
+            try:
+                real = part.resolve()
+                st = real.stat()
+            except OSError:
+                break
+            if not st.st_mode & 0o001:
+                return str(real)
+            if real != part and closed_to_others([real]):  # a link: its own way must be open too
+                return closed_to_others([real])
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
 def _noop() -> None:
     return None
 
@@ -155,7 +188,10 @@ class UserAccounts(LoggingConfigurable):
         help="""Run each user's sessions and jobs under a Unix account of their own.
 
         ``"auto"`` (default): yes when the platform runs as root, which it must to switch
-        users. ``True``: yes, and refuse to start sessions when not root. ``False``: every
+        users, and other users can reach both the platform's Python and the homes folder
+        (every folder above them enterable by all); otherwise no, with a warning in the log
+        that says which path to fix (a checkout under ``/root``, a venv made from pyenv's
+        Python). ``True``: yes, and refuse to start sessions when not root. ``False``: every
         user's processes run as the platform's own account (homes are still one per user and
         0700); users are then kept apart only by the API's checks, not by the operating
         system: any user's code can read what the platform can, the repository and the
@@ -232,7 +268,20 @@ class UserAccounts(LoggingConfigurable):
     def active(self) -> bool:
         """Whether users get accounts of their own (``enabled``, resolved)."""
         if self.enabled == "auto":
-            return os.geteuid() == 0
+            if os.geteuid() != 0:
+                return False
+            blocked = closed_to_others([Path(sys.executable), self.homes])
+            if blocked:
+                _warn_once(
+                    f"per-user Unix accounts are off: other users cannot enter {blocked} (on the way to "
+                    f"the platform's Python {sys.executable} or the homes {self.homes}), so every session "
+                    "and job runs as root and users are kept apart only by the API. Make the platform's "
+                    "environment from /usr/bin/python3 (make env does) in a folder all may enter, or set "
+                    "c.UserAccounts.homes_root, c.Platform.state_dir; c.UserAccounts.enabled = True makes "
+                    "this an error"
+                )
+                return False
+            return True
         return bool(self.enabled)
 
     @property

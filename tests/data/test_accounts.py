@@ -8,6 +8,8 @@ removed again (``userdel``) by the ``accounts`` fixture.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import pwd
 import re
 import stat
@@ -154,8 +156,29 @@ def test_enabled_without_root_is_refused(tmp_path):
         make_accounts(tmp_path, enabled=True).ensure("alice")
 
 
-def test_auto_means_root(tmp_path):
-    assert make_accounts(tmp_path).active is ROOT
+def test_auto_means_root_with_a_python_and_homes_others_can_reach(tmp_path, monkeypatch):
+    import sys
+
+    from dass.data.accounts import closed_to_others
+
+    open_base = Path(tempfile.mkdtemp(prefix="dass-auto-", dir="/tmp"))
+    try:
+        open_base.chmod(0o755)
+        python = open_base / "python"
+        python.write_text("")
+        python.chmod(0o755)
+        monkeypatch.setattr(sys, "executable", str(python))
+        reachable = make_accounts(tmp_path, homes_root=str(open_base / "homes"))
+        assert reachable.active is ROOT
+        # pytest's tmp folder is 0700: homes there cannot be entered by the accounts
+        closed = make_accounts(tmp_path)
+        assert closed_to_others([closed.homes]) is not None
+        assert closed.active is False
+        python.chmod(0o700)  # a Python only root may run (pyenv's under /root)
+        assert closed_to_others([python]) == str(python)
+        assert reachable.active is False
+    finally:
+        shutil.rmtree(open_base, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- real accounts

@@ -65,6 +65,9 @@ class DassFileSystem(AbstractFileSystem):
 
     protocol = "dass"
     root_marker = ""
+    #: never reuse an instance across calls: the token (and so what may be read) comes from
+    #: the environment, which fsspec's instance cache would not see change
+    cachable = False
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0,
                  block_size: int = 4 * 1024 * 1024, **kwargs: Any) -> None:

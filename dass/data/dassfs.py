@@ -106,11 +106,23 @@ class DassFileSystem(AbstractFileSystem):
              path: str = "") -> requests.Response:
         return self._request("GET", route, params=params, headers=headers, path=path)
 
+    def _read(self, route: str, headers: dict[str, str] | None = None, path: str = "") -> bytes:
+        """The body of a GET, read in one go (``requests``' ``content`` reads 10 KiB at a time,
+        which makes large reads several times slower)."""
+        r = self._request("GET", route, headers=headers, path=path, stream=True)
+        try:
+            return r.raw.read(decode_content=True)
+        except Exception as e:  # noqa: BLE001 - urllib3's errors, named for the reader
+            raise ConnectionError(f"reading dass://{path} from the dass service failed: {e.__class__.__name__}: {e}") from e
+        finally:
+            r.close()
+
     def _request(self, method: str, route: str, params: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None, path: str = "", data: Any = None) -> requests.Response:
+                 headers: dict[str, str] | None = None, path: str = "", data: Any = None,
+                 stream: bool = False) -> requests.Response:
         try:
             r = self.session.request(method, self.url + route, params=params, headers=headers, data=data,
-                                     timeout=self.timeout)
+                                     timeout=self.timeout, stream=stream)
         except requests.RequestException as e:
             raise ConnectionError(f"cannot reach the dass service at {self.url}: {e.__class__.__name__}: {e}") from e
         if r.status_code < 400:
@@ -191,7 +203,7 @@ class DassFileSystem(AbstractFileSystem):
                 return b""
             headers = {"Range": f"bytes={start}-" + ("" if end is None else str(end - 1))}
         try:
-            return self._get(self._route(path), headers=headers, path=path).content
+            return self._read(self._route(path), headers=headers, path=path)
         except ValueError as e:
             if "starts at or after the end" in str(e):  # a range past the end reads nothing
                 return b""

@@ -104,7 +104,9 @@ class JobManager(LoggingConfigurable):
     executor_class = Type(
         LocalExecutor,
         klass=Executor,
-        help="The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this machine).",
+        help="""The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this
+        machine) or dass.jobs.slurm.SlurmExecutor (``sbatch`` on a Slurm cluster, see
+        ``c.SlurmExecutor``).""",
     ).tag(config=True)
 
     @default("jobs_dir")
@@ -613,6 +615,7 @@ class JobManager(LoggingConfigurable):
             base_env=base_env,
             memory_headroom_bytes=self.memory_headroom_gib * 1024**3,
             enforce_memory_limit=self.enforce_memory_limit,
+            groups=tuple(identity.groups),
         )
 
     def _result_path(self, job_id: str) -> str:

@@ -26,6 +26,9 @@ class ExecutionSpec:
     cpu: float = 1.0
     mem_limit_bytes: int | None = None
     timeout_seconds: int = 3600
+    run_as: str | None = None
+    #: hub groups of the job's owner: where a back end places the run (e.g. a Slurm partition)
+    groups: tuple[str, ...] = ()
 
 
 def build_execution_spec(
@@ -38,6 +41,8 @@ def build_execution_spec(
     base_env: dict[str, str],
     memory_headroom_bytes: int = 2 * 1024**3,
     enforce_memory_limit: bool = True,
+    run_as: str | None = None,
+    groups: tuple[str, ...] = (),
 ) -> ExecutionSpec:
     """The command, environment and limits of a job run.
 
@@ -66,6 +71,8 @@ def build_execution_spec(
             size.mem_bytes, headroom_bytes=memory_headroom_bytes, enforce=enforce_memory_limit
         ),
         timeout_seconds=timeout_seconds,
+        run_as=run_as,
+        groups=tuple(sorted(groups)),
     )
 
 

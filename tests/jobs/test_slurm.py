@@ -273,3 +273,123 @@ def test_two_users_run_at_once_each_as_their_own_uid(slurm_cluster, users, place
     # each job's folder is its owner's alone
     bob_reads_alice = subprocess.run(["sudo", "-n", "-u", "dasstbob", "ls", specs[0].cwd], capture_output=True)
     assert bob_reads_alice.returncode != 0
+
+
+# ---------------------------------------------------------------- the manager over Slurm: restarts
+
+
+
+def _sleep_notebook(seconds: float) -> dict:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell(
+        "import os, time\n"
+        f"time.sleep({seconds})\n"
+        "open(os.path.join(os.environ['DASS_OUTPUT_DIR'], 'done.txt'), 'w').write(str(os.getuid()))"
+    )])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.fixture
+def slurm_manager_factory(slurm_cluster, users, place, python_for_jobs, tmp_path):
+    """Makes JobManagers (one per "service start") sharing one database and jobs folder, whose
+    executor is the SlurmExecutor and whose jobs run as the test user of their owner.
+
+    The test subclass stands in for per-user accounts (dass.data.accounts) until they land:
+    it names the Unix account and hands the job's folder to it."""
+    import fsspec  # noqa: F401
+    from traitlets.config import Config
+
+    from dass.data.access import Identity
+    from dass.data.catalog import Catalog
+    from dass.data.storage import Storage
+    from dass.jobs.manager import JobManager
+    from dass.stacks.registry import StackRegistry
+
+    base, repo = place
+    jobs = shared_folder("dass-slurm-mgr-")
+    cfg = Config()
+    cfg.Storage.url = f"file://{repo}"
+    cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    cfg.JobManager.jobs_dir = str(jobs)
+    cfg.JobManager.poll_interval = 0.2
+    cfg.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"
+    cfg.SlurmExecutor.slurm_conf = str(slurm_cluster.conf)
+    cfg.SlurmExecutor.status_cache_seconds = 0.2
+    identities = {"alice": Identity("alice", frozenset({"p-2026-001"}))}
+
+    class AccountsStandIn(JobManager):
+        def _prepare(self, job, identity):
+            spec = super()._prepare(job, identity)
+            user = users[job.owner]
+            subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", job.workdir], check=True)
+            env = dict(spec.env)
+            if os.environ.get("PYTHONPATH"):
+                env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+            return dataclasses.replace(spec, argv=(python_for_jobs, *spec.argv[1:]), env=env,
+                                       run_as=user.pw_name)
+
+    async def identity_for(name):
+        return identities[name]
+
+    def make():
+        catalog, storage = Catalog(config=cfg), Storage(config=cfg)
+        catalog.upgrade()
+        catalog.scan(storage)
+        return AccountsStandIn(config=cfg, catalog=catalog, storage=storage, registry=StackRegistry(config=cfg),
+                               identity_for=identity_for)
+
+    make.identities = identities
+    yield make
+    shutil.rmtree(jobs, ignore_errors=True)
+
+
+async def _until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("handle_kept", [True, False], ids=["handle-kept", "died-before-keeping-the-handle"])
+def test_a_service_restart_mid_job_loses_nothing_and_runs_nothing_twice(slurm_manager_factory, slurm_cluster,
+                                                                        handle_kept):
+    from dass.jobs.model import Job
+
+    alice = slurm_manager_factory.identities["alice"]
+
+    async def scenario():
+        first = slurm_manager_factory()
+        first.start()
+        job, _ = first.submit(alice, {"notebook": {"upload": _sleep_notebook(6), "name": "sleepy.ipynb"}})
+        await _until(lambda: job["id"] in first._running, 60, "the job submitted to Slurm")
+        first._task.cancel()  # the service dies: no stop(), nothing cancelled
+        if not handle_kept:
+            with first._db() as db, db.begin():
+                db.get(Job, job["id"]).executor_handle = None
+        second = slurm_manager_factory()
+        second.start()
+        assert second.get(alice, job["id"])["status"] == "IN_PROGRESS"
+        assert job["id"] in second._running  # adopted, not queued again
+        await _until(lambda: second.get(alice, job["id"])["status"] not in ("QUEUED", "IN_PROGRESS"), 180,
+                     "the adopted job's end")
+        await second.stop()
+        return job["id"], second.get(alice, job["id"]), second
+
+    job_id, done, manager = asyncio.run(scenario())
+    wd = manager.workdir(job_id)
+    assert done["status"] == "COMPLETED", _log(wd)
+    assert [o["path"] for o in done["outputs"] if o["path"].endswith("done.txt")]
+    runs = [r for r in parse_scontrol(slurm_cluster.run("scontrol", "-o", "show", "job")).values()
+            if r.get("JobName") == f"dass-{job_id}"]
+    assert len(runs) == 1 and runs[0]["JobState"] == "COMPLETED"  # submitted once, ran once
+    assert (wd / "output" / "done.txt").read_text() == str(pwd_uid("dasstalice"))
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid

@@ -51,7 +51,7 @@ slurm:
 	@# from a Python under root's home is not); build one from Debian's python3 when so
 	@if [ "$$(id -u)" = 0 ] && [ ! -x $(JOB_VENV)/bin/python ] && \
 	    ! su -s /bin/sh nobody -c '$(abspath $(BIN))/python -c pass' >/dev/null 2>&1; then \
-	  (/usr/bin/python3 -m venv $(JOB_VENV) && $(JOB_VENV)/bin/python -m pip install -q -e . \
+	  (/usr/bin/python3 -m venv $(JOB_VENV) && $(JOB_VENV)/bin/python -m pip install -q -e '.[hub]' \
 	   && chmod -R a+rX $(JOB_VENV)) || echo "could not build $(JOB_VENV): Slurm job tests will be skipped"; fi
 
 # ---- the two commands ---------------------------------------------------------------------

@@ -219,16 +219,21 @@ NodeName={self.node} NodeAddr=127.0.0.1 {attrs} State=UNKNOWN
 
 
 @contextmanager
-def unix_user(name: str) -> Iterator[pwd.struct_passwd]:
-    """A Unix account ``dasst<name>`` (home in /tmp) for the length of the block."""
+def unix_user(name: str, *, home: bool = False) -> Iterator[pwd.struct_passwd]:
+    """A Unix account ``dasst<name>`` for the length of the block; with ``home``, a home
+    folder ``/tmp/dasst-home-<name>`` (0700), removed with the account."""
     login = f"{USER_PREFIX}{name}"[:32]
-    subprocess.run(["userdel", "-r", login], capture_output=True)
-    subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", login],
-                   check=True, capture_output=True)
+    folder = f"/tmp/{USER_PREFIX}-home-{name}"
+    subprocess.run(["userdel", login], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    how = ["-m", "-d", folder, "-s", "/bin/sh"] if home else ["-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin"]
+    subprocess.run(["useradd", *how, login], check=True, capture_output=True)
     try:
         yield pwd.getpwnam(login)
     finally:
         subprocess.run(["userdel", login], capture_output=True)
+        if home:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def readable_by(user: str, path: str | Path) -> bool:

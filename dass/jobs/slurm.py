@@ -30,11 +30,12 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from traitlets import Bool, Dict, Float, List, Unicode
 
 from ..errors import DassError
+from ..stacks.placement import choose_partition
 from .executor import LOG_FILE, RESULT_FILE, RUNNER_FILE, Executor, Handle
 from .spec import ExecutionSpec
 
@@ -151,22 +152,6 @@ def build_batch_script(
     command = " ".join(shlex.quote(a) for a in spec.argv)
     lines.append(f"exec /usr/bin/env -i {env} {command}".replace("  ", " "))
     return "\n".join(lines) + "\n"
-
-
-def choose_partition(groups: Sequence[str], by_group: Mapping[str, str], default: str) -> str:
-    """The partition of a user in ``groups``: the first entry of ``by_group`` (in its order)
-    naming one of their groups, else ``default``.
-
-    >>> choose_partition(["p-1", "beamline"], {"staff": "long", "beamline": "gpu"}, "short")
-    'gpu'
-    >>> choose_partition([], {"staff": "long"}, "short")
-    'short'
-    """
-    mine = set(groups)
-    for group, partition in by_group.items():
-        if group in mine:
-            return partition
-    return default
 
 
 def parse_scontrol(text: str) -> dict[str, dict[str, str]]:

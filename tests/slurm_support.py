@@ -1,7 +1,7 @@
 """A real one-node Slurm cluster for the tests and benchmarks (Debian's slurm-wlm and munge).
 
 :class:`SlurmCluster` writes ``slurm.conf`` and ``cgroup.conf`` into a folder of its own (from
-``slurmd -C``, as ``../shared/ENVIRONMENT.md`` describes), starts a private ``munged`` (own key
+``slurmd -C``, with the settings a single VM needs), starts a private ``munged`` (own key
 and socket), ``slurmctld`` and ``slurmd`` on free loopback ports, waits until the node is
 ``idle`` and stops them again. Nothing under ``/etc`` is touched, so it runs beside a
 machine's own Slurm. Client commands find it through ``SLURM_CONF`` (:attr:`env`).

@@ -7,7 +7,7 @@ variables the batch job keeps (the spec's ``DASS_*`` besides JupyterHub's own). 
 waits in the queue the spawn progress page says so, with Slurm's reason; the form shows each
 partition's idle nodes and waiting jobs.
 
-Settings that work on one machine (``../shared/ENVIRONMENT.md``): ``exec_prefix = "sudo -E -u
+Settings that work on one machine (checked with the one-node cluster of the tests): ``exec_prefix = "sudo -E -u
 {username}"`` (batchspawner's default), ``req_srun = ""``, ``ip = "127.0.0.1"``; ``cmd`` and
 ``batchspawner_singleuser_cmd`` are made absolute from ``session_prefix`` (sudo resets PATH).
 """

@@ -9,6 +9,7 @@ NODE   := $(shell command -v node 2>/dev/null)
 PYTEST_ARGS ?=
 # a Python the Slurm tests' Unix users may run (see the slurm target)
 JOB_VENV ?= /opt/dass-jobs-venv
+SLURM_ENV = $(if $(wildcard $(JOB_VENV)/bin/python),$(JOB_VENV),$(abspath $(VENV)))
 
 .PHONY: up test env node-proxy chromium slurm reference bench clean
 
@@ -71,6 +72,8 @@ bench: env node-proxy
 	$(BIN)/python bench/sem.py
 	$(BIN)/python bench/stm.py --quick
 	$(BIN)/python bench/kmap.py --quick
+	$(BIN)/python bench/jobs.py --slurm --job-env $(SLURM_ENV)
+	$(BIN)/python bench/spawn.py --slurm --session-env $(SLURM_ENV)
 
 clean:
 	rm -rf $(VENV) node_modules .dass

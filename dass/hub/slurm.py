@@ -126,31 +126,38 @@ class DassSlurmSpawner(DassSpawnerMixin, SlurmSpawner):
 
     # -- the Unix account --------------------------------------------------------------------
 
-    def unix_account(self) -> pwd.struct_passwd:
-        """The Unix account the session runs as: the user's own (``dass.data.accounts``,
-        created at first spawn) where that module is installed, else the hub name's."""
-        try:
-            from ..data.accounts import UserAccounts
-        except ImportError:
-            return pwd.getpwnam(self.user.name)
-        account = UserAccounts(config=self.config).ensure(self.user.name)
-        return pwd.getpwnam(account.name)
+    def unix_account(self) -> tuple[str, str, str]:
+        """(name, home, shell) of the Unix account the session runs as: the user's own from
+        ``dass.data.accounts`` (created at first spawn) where that module is installed, else
+        the account named like the hub user."""
+        cached = self.__dict__.get("_dass_account")
+        if cached is None:
+            try:
+                from ..data.accounts import UserAccounts
+            except ImportError:
+                entry = pwd.getpwnam(self.user.name)
+                cached = (entry.pw_name, entry.pw_dir, entry.pw_shell)
+            else:
+                account = UserAccounts(config=self.config, parent=self).ensure(self.user.name)
+                cached = (account.name, str(account.home), getattr(account, "shell", "") or "/bin/sh")
+            self.__dict__["_dass_account"] = cached
+        return cached
 
     @default("req_username")
     def _default_req_username(self) -> str:
-        return self.unix_account().pw_name
+        return self.unix_account()[0]
 
     @default("req_homedir")
     def _default_req_homedir(self) -> str:
-        return self.unix_account().pw_dir
+        return self.unix_account()[1]
 
     def user_env(self, env):
         """USER, HOME and SHELL of the Unix account (batchspawner's take the hub name)."""
-        account = self.unix_account()
-        env["USER"] = account.pw_name
-        env["HOME"] = account.pw_dir
-        if account.pw_shell:
-            env["SHELL"] = account.pw_shell
+        name, home, shell = self.unix_account()
+        env["USER"] = name
+        env["HOME"] = home
+        if shell:
+            env["SHELL"] = shell
         return env
 
     # -- rendering and launching ---------------------------------------------------------------

@@ -205,6 +205,9 @@ class SlurmExecutor(Executor):
     """
 
     name = "slurm"
+    #: runs happen on cluster nodes: they fetch their inputs through the data gateway, not
+    #: from a view in their folder (the folder itself must be on a filesystem the nodes share)
+    shares_files = False
 
     partition = Unicode(
         "",

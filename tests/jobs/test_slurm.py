@@ -393,3 +393,23 @@ def pwd_uid(name: str) -> int:
     import pwd
 
     return pwd.getpwnam(name).pw_uid
+
+
+def test_a_run_slurm_ends_fails_with_slurms_reason(slurm_cluster, users, place, python_for_jobs):
+    """A run ended by Slurm itself (here: scancel by an administrator, outside dass) before the
+    runner could write a result fails with what Slurm said."""
+    ex = _executor(slurm_cluster)
+    spec = _job(place, users["bob"], "runner_sleep.ipynb", python_for_jobs)
+    spec = dataclasses.replace(spec, argv=(python_for_jobs, "-c", "import time; time.sleep(120)"))
+    handle = asyncio.run(ex.start(spec))
+    deadline = time.monotonic() + 60
+    while (ex.record(handle, fresh=True) or {}).get("JobState") != "RUNNING":
+        assert time.monotonic() < deadline, ex.record(handle, fresh=True)
+        time.sleep(0.2)
+    slurm_cluster.run("scancel", handle.state["slurm_id"])
+    code = _wait_end(ex, handle, 60)
+    assert code != 0
+    result = ex.local_result(handle, spec.cwd)
+    assert result["status"] == "FAILED"
+    assert result["reason"].startswith("the job was cancelled in Slurm (scancel)")
+    assert f"Slurm job {handle.state['slurm_id']}, CANCELLED" in result["reason"]

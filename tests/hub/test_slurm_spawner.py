@@ -120,3 +120,22 @@ def test_a_session_waits_in_the_queue_starts_as_its_user_and_stops(slurm_platfor
         subprocess.run(["scancel", blocker], env=slurm_cluster.env, capture_output=True)
         platform.stop_server(user, 120)
     assert slurm_cluster.run("squeue", "-h", "-u", user).strip() == ""
+
+
+def test_the_form_reads_the_queue_state_of_a_partition(slurm_cluster):
+    from dass.hub.slurm import DassSlurmSpawner
+
+    spawner = DassSlurmSpawner(slurm_conf=str(slurm_cluster.conf))
+    assert spawner.queue_state("debug") == {"partition": "debug", "idle_nodes": 1, "waiting_jobs": 0}
+    held = slurm_cluster.run("sbatch", "--parsable", "--mem=0", "--exclusive", "-p", "debug", "-o", "/dev/null",
+                             "--wrap", "sleep 300").strip()
+    waiting = slurm_cluster.run("sbatch", "--parsable", "--mem=0", "--exclusive", "-p", "debug", "-o", "/dev/null",
+                                "--wrap", "sleep 300").strip()
+    try:
+        from tests.support import wait_for
+
+        wait_for(lambda: spawner.queue_state("debug") == {"partition": "debug", "idle_nodes": 0, "waiting_jobs": 1},
+                 30, f"the queue state with one job running and one waiting ({spawner.queue_state('debug')})")
+    finally:
+        slurm_cluster.run("scancel", held, waiting)
+    assert DassSlurmSpawner(slurm_conf="/nonexistent/slurm.conf").queue_state("debug") == {}  # no answer: no note

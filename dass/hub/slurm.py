@@ -194,7 +194,7 @@ class DassSlurmSpawner(DassSpawnerMixin, SlurmSpawner):
             text = f"Waiting in the Slurm queue (job {self.job_id}, partition {self.req_partition or 'default'}: {reason})"
             if text != getattr(self, "_dass_pending", ""):
                 self._dass_pending = text
-                self.progress_event(text, 30)
+                self.progress_event(text, 45)
         elif status == JobStatus.RUNNING and getattr(self, "_dass_pending", None) != "running":
             self._dass_pending = "running"
             self.progress_event(f"Slurm job {self.job_id} is running; JupyterLab is starting", 60)

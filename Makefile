@@ -9,8 +9,11 @@ BIN    := $(VENV)/bin
 EXTRAS ?= hub,test,k8s,stm,sem,kmap
 NODE   := $(shell command -v node 2>/dev/null)
 PYTEST_ARGS ?=
+# a Python the Slurm tests' Unix users may run (see the slurm target)
+JOB_VENV ?= /opt/dass-jobs-venv
+SLURM_ENV = $(if $(wildcard $(JOB_VENV)/bin/python),$(JOB_VENV),$(abspath $(VENV)))
 
-.PHONY: up test env node-proxy chromium reference bench clean
+.PHONY: up test env node-proxy chromium slurm reference bench clean
 
 # ---- environment (re-runs only when pyproject.toml changes) -------------------------------
 $(BIN)/python:
@@ -40,11 +43,25 @@ chromium:
 	    || echo "could not install chromium: browser tests will be skipped"; \
 	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
 
+# a one-node Slurm cluster for the Slurm tests (Debian packages; the tests start the daemons)
+slurm:
+	@{ PATH="$$PATH:/usr/sbin:/sbin"; command -v slurmd && command -v munged && command -v sudo; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge sudo >/dev/null) \
+	    || echo "could not install slurm-wlm munge sudo: Slurm tests will be skipped"; \
+	  else echo "slurm-wlm, munge or sudo missing and not root: Slurm tests will be skipped"; fi; }
+	@# Slurm jobs run as other Unix users: they need a Python they may execute (a venv made
+	@# from a Python under root's home is not); build one from Debian's python3 when so
+	@if [ "$$(id -u)" = 0 ] && [ ! -x $(JOB_VENV)/bin/python ] && \
+	    ! su -s /bin/sh nobody -c '$(abspath $(BIN))/python -c pass' >/dev/null 2>&1; then \
+	  (/usr/bin/python3 -m venv $(JOB_VENV) && $(JOB_VENV)/bin/python -m pip install -q -e '.[hub]' \
+	   && chmod -R a+rX $(JOB_VENV)) || echo "could not build $(JOB_VENV): Slurm job tests will be skipped"; fi
+
 # ---- the two commands ---------------------------------------------------------------------
 up: env node-proxy
 	$(BIN)/dass up
 
-test: env node-proxy chromium
+test: env node-proxy chromium slurm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ---- extras -------------------------------------------------------------------------------
@@ -57,6 +74,8 @@ bench: env node-proxy
 	$(BIN)/python bench/sem.py
 	$(BIN)/python bench/stm.py --quick
 	$(BIN)/python bench/kmap.py --quick
+	$(BIN)/python bench/jobs.py --slurm --job-env $(SLURM_ENV)
+	$(BIN)/python bench/spawn.py --slurm --session-env $(SLURM_ENV)
 
 clean:
 	rm -rf $(VENV) node_modules .dass

@@ -55,3 +55,11 @@
 # c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
 # c.GenericOAuthenticator.manage_groups = True     # groups claim -> hub groups -> proposals
 # c.GenericOAuthenticator.allow_all = True
+
+# --- sessions and jobs on the facility's Slurm cluster (see README, "Slurm")
+# c.JupyterHub.spawner_class = "dass.hub.slurm.DassSlurmSpawner"
+# c.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"
+# c.DassSlurmSpawner.partition = c.SlurmExecutor.partition = "short"
+# c.DassSlurmSpawner.partitions_by_group = c.SlurmExecutor.partitions_by_group = {"staff": "long"}
+# c.DassSlurmSpawner.gpus_by_size = {"large": 1}
+# c.DassSlurmSpawner.session_prefix = "/opt/dass"   # a Python environment every user may run

@@ -26,6 +26,13 @@ as shipped) and times a trivial notebook, generated with nbformat: a parameters 
    jobs/min and seconds per job, against M sequential bare papermill runs divided by 2 (the
    ideal for two workers) as a reference ratio.
 
+With ``--slurm`` it measures the Slurm executor instead (root, Debian's slurm-wlm and munge:
+``make slurm``): a one-node Slurm cluster (:class:`tests.slurm_support.SlurmCluster`) and a
+platform with ``c.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"``; N interleaved
+pairs of a dass job, REST submit to ``COMPLETED``, against a bare ``sbatch --export=NONE`` of
+the same papermill command, polled with ``squeue`` until ``COMPLETED`` (every 0.05 s), their
+median ratio against the target (``<= 1.2``). Figures go to ``bench/results/jobs_slurm.json``.
+
 The figures also go to ``bench/results/jobs.json``. A missed target is reported, never an
 error: the exit status is 0 whenever the measurement itself worked.
 """
@@ -56,6 +63,8 @@ from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] wh
 
 RESULTS = ROOT / "bench" / "results" / "jobs.json"
 TARGET_RATIO = 1.0
+SLURM_RESULTS = ROOT / "bench" / "results" / "jobs_slurm.json"
+SLURM_TARGET_RATIO = 1.2
 STANDBY_WAIT = 180  # seconds: a standby runner warming on a loaded 2-core machine
 USER = "alice"
 STACK = "stm"
@@ -226,8 +235,109 @@ def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def sbatch_papermill_once(cluster, work: Path, papermill: str) -> float:
+    """A bare ``sbatch --export=NONE`` of the papermill command, polled (like the dass job,
+    every 0.05 s, with ``squeue``) until Slurm says ``COMPLETED``; returns the wall time.
+    (``sbatch --wait`` would poll at growing intervals, up to 10 s, and flatter dass.)"""
+    command = f"{papermill} {work}/in.ipynb {work}/out.ipynb -p x 2"
+    t0 = time.perf_counter()
+    r = subprocess.run(["sbatch", "--parsable", "--export=NONE", f"--chdir={work}",
+                        f"--output={work}/sbatch.out", "--cpus-per-task=1", "--wrap", command],
+                       capture_output=True, text=True, env=cluster.env)
+    if r.returncode != 0:
+        raise RuntimeError(f"sbatch failed ({r.returncode}): {r.stderr[-2000:]}")
+    slurm_id = r.stdout.strip().split(";")[0]
+    while True:
+        state = subprocess.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", "%T"], capture_output=True,
+                               text=True, env=cluster.env).stdout.strip()
+        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            break
+        if time.perf_counter() - t0 > 300:
+            raise TimeoutError(f"Slurm job {slurm_id} not finished after 300 s")
+        time.sleep(POLL)
+    elapsed = time.perf_counter() - t0
+    if state != "COMPLETED":
+        raise RuntimeError(f"bare sbatch of papermill: Slurm job {slurm_id} {state}")
+    return elapsed
+
+
+def slurm_main(args) -> int:
+    """The Slurm rows: a dass job over the SlurmExecutor against a bare sbatch of papermill."""
+    from tests.slurm_support import SlurmCluster, slurm_missing
+
+    why = slurm_missing()
+    if why:
+        print(f"dass jobs benchmark on Slurm: skipped ({why})")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="dass-bench-slurm-"))
+    cluster = SlurmCluster(work / "slurm")
+    proc: PlatformProcess | None = None
+    try:
+        cluster.start()
+        nb = trivial_notebook()
+        pm_dir = work / "papermill"
+        pm_dir.mkdir()
+        (pm_dir / "in.ipynb").write_text(json.dumps(nb))
+        # the jobs' Python: a stack of its own whose environment is --job-env
+        stack = {"display_name": "Benchmark jobs", "landing_notebook": "stm/welcome.ipynb",
+                 "default_size": "small", "allowed_sizes": ["small"], "environment": args.job_env}
+        proc = PlatformProcess(work / "dass", name="bench-jobs-slurm", extra_config="\n".join([
+            f"c.StackRegistry.stacks = {{'bench': {stack!r}}}",
+            f"c.JobManager.max_concurrency = {CONCURRENCY}",
+            'c.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"',
+            f"c.SlurmExecutor.slurm_conf = {str(cluster.conf)!r}",
+            "c.SlurmExecutor.status_cache_seconds = 0.2",
+            "c.JobManager.poll_interval = 0.2",
+        ]))
+        print(f"dass jobs benchmark on Slurm: {args.repeats} interleaved pairs (state in {work})", flush=True)
+        dass = Dass(proc, nb)
+        dass.body["stack"] = "bench"
+        w, _ = dass.run_one()
+        print(f"  warm-up dass job   {w:.3f}s (untimed)", flush=True)
+        w = sbatch_papermill_once(cluster, pm_dir, str(Path(args.job_env) / 'bin' / 'papermill'))
+        print(f"  warm-up bare sbatch {w:.3f}s (untimed)", flush=True)
+        dass_s, bare_s = [], []
+        for i in range(args.repeats):
+            t, _ = dass.run_one()
+            dass_s.append(t)
+            b = sbatch_papermill_once(cluster, pm_dir, str(Path(args.job_env) / 'bin' / 'papermill'))
+            bare_s.append(b)
+            print(f"  pair {i + 1}/{args.repeats}: dass {t:.3f}s  sbatch {b:.3f}s  ratio {t / b:.3f}", flush=True)
+        ratios = [a / b for a, b in zip(dass_s, bare_s)]
+        ratio = statistics.median(ratios)
+        sa, sb = _stats(dass_s), _stats(bare_s)
+        print()
+        print("Slurm: submit to COMPLETED (seconds)")
+        print(table(
+            [["dass job (SlurmExecutor, REST submit, poll 0.05 s)", f"{sa['median_s']:.3f}", f"{sa['min_s']:.3f}",
+              f"{sa['max_s']:.3f}"],
+             ["sbatch --export=NONE papermill (squeue poll 0.05 s)", f"{sb['median_s']:.3f}", f"{sb['min_s']:.3f}",
+              f"{sb['max_s']:.3f}"]],
+            ["", "median", "min", "max"],
+        ))
+        verdict = "met" if ratio <= SLURM_TARGET_RATIO else "NOT met"
+        print(f"Median of the per-pair ratios dass/sbatch: {ratio:.3f}   target <= {SLURM_TARGET_RATIO:.2f}: {verdict}")
+        write_results(SLURM_RESULTS, {
+            "repeats": args.repeats, "dass": sa, "sbatch": sb,
+            "pair_ratios": [round(r, 4) for r in ratios], "ratio_dass_over_sbatch": round(ratio, 4),
+            "target_ratio_max": SLURM_TARGET_RATIO, "target_met": ratio <= SLURM_TARGET_RATIO,
+            "note": "jobs run as the service's account here (no per-user accounts yet)",
+        })
+        return 0
+    finally:
+        if proc is not None:
+            proc.stop()
+        cluster.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--slurm", action="store_true", help="measure the Slurm executor against bare sbatch")
+    ap.add_argument("--job-env", default=sys.prefix,
+                    help="with --slurm: prefix of the Python environment both sides run papermill in "
+                         "(default: this one)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per side for latency (default 5)")
     ap.add_argument("--batch", type=int, default=20, help="jobs in the throughput batch (default 20)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary state folder")
@@ -236,6 +346,8 @@ def main(argv=None) -> int:
         ap.error("--repeats must be at least 1")
     if args.batch < 1:
         ap.error("--batch must be at least 1")
+    if args.slurm:
+        return slurm_main(args)
 
     work = Path(tempfile.mkdtemp(prefix="dass-bench-jobs-"))
     proc: PlatformProcess | None = None

@@ -20,6 +20,12 @@ and prints, measured in this one run:
    each, then the two are measured alternately (A B A B ...), N times each;
 3. the ratio dass/plain of the medians against the target (``<= 1.10``).
 
+With ``--slurm`` it measures the Slurm back end instead (root, ``make slurm``): on a one-node
+Slurm cluster (:class:`tests.slurm_support.SlurmCluster`), spawn-to-ready of
+``dass.hub.slurm.DassSlurmSpawner`` (stack ``sem``, size ``small``) against plain
+``batchspawner.SlurmSpawner`` with the same commands, for a Unix user made for the run; the
+ratio of the medians against the same target. Figures go to ``bench/results/spawn_slurm.json``.
+
 The figures also go to ``bench/results/spawn.json``. A missed target is reported, never an
 error: the exit status is 0 whenever the measurement itself worked.
 """
@@ -46,6 +52,7 @@ from tests.support import PlatformProcess  # noqa: E402
 from common import table, write_results  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 RESULTS = ROOT / "bench" / "results" / "spawn.json"
+SLURM_RESULTS = ROOT / "bench" / "results" / "spawn_slurm.json"
 TARGET_RATIO = 1.10
 USER = "alice"
 DASS_OPTIONS = {
@@ -89,8 +96,9 @@ def plain_config(state: Path) -> str:
 class Runner:
     """Spawns and stops the server of one user on one platform, timing each spawn."""
 
-    def __init__(self, label: str, proc: PlatformProcess, options: dict):
+    def __init__(self, label: str, proc: PlatformProcess, options: dict, user: str = USER):
         self.label = label
+        self.user = user
         self.p = proc
         self.options = options
         self.samples: list[float] = []
@@ -116,25 +124,25 @@ class Runner:
 
     def _hub_took(self) -> float | None:
         """The hub's own "User alice took X seconds to start" for the spawn just made."""
-        found = [float(m.group(2)) for m in HUB_TOOK.finditer(self._last_log) if m.group(1) == USER]
+        found = [float(m.group(2)) for m in HUB_TOOK.finditer(self._last_log) if m.group(1) == self.user]
         return found[-1] if found else None
 
     def spawn_once(self, timeout: float = 120) -> float:
         p = self.p
         self._log_offset = p.log_path.stat().st_size
         t0 = time.perf_counter()
-        r = p.api("POST", f"/users/{USER}/server", json=self.options)
+        r = p.api("POST", f"/users/{self.user}/server", json=self.options)
         if r.status_code not in (201, 202):
             raise RuntimeError(f"{self.label}: spawn refused ({r.status_code}): {r.text}")
         # 201: the spawn finished within slow_spawn_timeout and the server is ready;
         # 202: still pending, poll the user model until the hub calls it ready
         while r.status_code != 201:
-            model = p.api("GET", f"/users/{USER}").json()
+            model = p.api("GET", f"/users/{self.user}").json()
             server = model.get("servers", {}).get("")
             if server and server.get("ready"):
                 break
             if server is None and not model.get("pending"):
-                raise RuntimeError(f"{self.label}: the server of {USER} is gone; see {p.log_path}")
+                raise RuntimeError(f"{self.label}: the server of {self.user} is gone; see {p.log_path}")
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError(f"{self.label}: not ready after {timeout}s; see {p.log_path}")
             time.sleep(POLL)
@@ -143,7 +151,7 @@ class Runner:
             f.seek(self._log_offset)
             self._last_log = f.read().decode(errors="replace")
         t1 = time.perf_counter()
-        p.stop_server(USER)
+        p.stop_server(self.user)
         self.stops.append(time.perf_counter() - t1)
         return elapsed
 
@@ -176,13 +184,98 @@ class Runner:
         }
 
 
+def slurm_main(args) -> int:
+    """The Slurm rows: DassSlurmSpawner against plain batchspawner on a one-node cluster."""
+    from tests.slurm_support import SlurmCluster, slurm_missing, unix_user
+
+    why = slurm_missing()
+    if why:
+        print(f"dass spawn benchmark on Slurm: skipped ({why})")
+        return 0
+    prefix = Path(args.session_env)
+    work = Path(tempfile.mkdtemp(prefix="dass-bench-slurm-"))
+    os.chmod(work, 0o755)
+    cluster = SlurmCluster(work / "slurm")
+    procs: list[PlatformProcess] = []
+    try:
+        cluster.start()
+        os.environ["SLURM_CONF"] = str(cluster.conf)  # both hubs' Slurm commands reach this cluster
+        common = [
+            f"c.Spawner.cmd = [{str(prefix / 'bin' / 'jupyterhub-singleuser')!r}]",
+            f"c.SlurmSpawner.batchspawner_singleuser_cmd = {str(prefix / 'bin' / 'batchspawner-singleuser')!r}",
+            'c.SlurmSpawner.req_srun = ""',
+            'c.SlurmSpawner.req_partition = "debug"',
+            f"c.Spawner.environment = {{'SLURM_CONF': {str(cluster.conf)!r}}}",  # sbatch runs in the session's env
+            "c.Spawner.start_timeout = 300",
+            "c.Spawner.http_timeout = 120",
+        ]
+        dass_cfg = "\n".join(common + [
+            'c.JupyterHub.spawner_class = "dass.hub.slurm.DassSlurmSpawner"',
+            f"c.DassSlurmSpawner.session_prefix = {str(prefix)!r}",
+            'c.DassSlurmSpawner.partition = "debug"',
+        ])
+        plain_cfg = "\n".join(common + [
+            'c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"',
+            'c.Spawner.default_url = "/lab"',
+        ])
+        with unix_user("bench", home=True) as account:
+            print(f"dass spawn benchmark on Slurm: {args.repeats} timed spawns per spawner, user "
+                  f"{account.pw_name} (state in {work})", flush=True)
+            p_dass = PlatformProcess(work / "dass", name="bench-slurm-dass", extra_config=dass_cfg)
+            procs.append(p_dass)
+            p_plain = PlatformProcess(work / "plain", name="bench-slurm-plain", extra_config=plain_cfg)
+            procs.append(p_plain)
+            a = Runner("dass", p_dass, {"stack": "sem", "size": "small"}, user=account.pw_name)
+            b = Runner("plain", p_plain, {}, user=account.pw_name)
+            for r in (a, b):
+                r.p.token_for(r.user)
+                w = r.measure(warmup=True)
+                print(f"  warm-up {r.label:<5} {w:.3f}s (untimed)", flush=True)
+            for i in range(args.repeats):
+                for r in (a, b):
+                    t = r.measure()
+                    print(f"  run {i + 1}/{args.repeats} {r.label:<5} {t:.3f}s", flush=True)
+            sa, sb = a.summary(), b.summary()
+        ratio = sa["median_s"] / sb["median_s"]
+        print()
+        print(f"Slurm spawn to ready, {args.repeats} runs each, interleaved (seconds)")
+        print(table(
+            [["dass (DassSlurmSpawner, sem/small)", f"{sa['median_s']:.3f}", f"{sa['min_s']:.3f}", f"{sa['max_s']:.3f}"],
+             ["plain (batchspawner.SlurmSpawner)", f"{sb['median_s']:.3f}", f"{sb['min_s']:.3f}", f"{sb['max_s']:.3f}"]],
+            ["spawner", "median", "min", "max"],
+        ))
+        verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+        print(f"Ratio dass/plain of the medians: {ratio:.3f}   target <= {TARGET_RATIO:.2f}: {verdict}")
+        write_results(SLURM_RESULTS, {"repeats": args.repeats, "dass": sa, "plain": sb,
+                                      "ratio_dass_over_plain": round(ratio, 4), "target_ratio_max": TARGET_RATIO,
+                                      "target_met": ratio <= TARGET_RATIO})
+        return 0
+    finally:
+        for proc in reversed(procs):
+            try:
+                proc.stop()
+            except Exception as e:
+                print(f"warning: stopping {proc.name}: {e!r}", file=sys.stderr)
+        cluster.stop()
+        os.environ.pop("SLURM_CONF", None)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="timed spawns per spawner (default 5)")
+    ap.add_argument("--slurm", action="store_true",
+                    help="measure DassSlurmSpawner against plain batchspawner on a one-node Slurm cluster")
+    ap.add_argument("--session-env", default=sys.prefix,
+                    help="with --slurm: prefix of the environment sessions run in (jupyterhub-singleuser, "
+                         "batchspawner-singleuser; readable by other users). Default: this one")
     ap.add_argument("--keep", action="store_true", help="keep the temporary state folders")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
+    if args.slurm:
+        return slurm_main(args)
 
     work = Path(tempfile.mkdtemp(prefix="dass-bench-"))
     procs: list[PlatformProcess] = []

@@ -17,7 +17,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dass"
 #: the optional libraries whose absence skips a module (the stacks' extras)
 OPTIONAL = {"torch", "torchvision", "xsocs", "xrayutilities", "silx", "pyfastspm", "nanonispy2",
-            "access2theMatrix", "matplotlib", "ipywidgets", "kubespawner", "jupyterhub"}
+            "access2theMatrix", "matplotlib", "ipywidgets", "kubespawner", "jupyterhub",
+            "batchspawner"}
 
 
 def _modules_with_examples() -> list[str]:

@@ -19,7 +19,9 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..data.storage import Storage
     from ..hub.spawner import DassLocalSpawner, DassSpawnerMixin
     from ..stacks.registry import StackRegistry
+    from ..hub.slurm import DassSlurmSpawner
     from ..jobs.executor import LocalExecutor
+    from ..jobs.slurm import SlurmExecutor
     from ..jobs.manager import JobManager
     from ..platform import Platform
     from ..service.app import DassService
@@ -27,8 +29,8 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..service.gateway import DataGateway
 
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
-    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
-            DataGateway, *stacks, JobManager, LocalExecutor]
+    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner,
+            DassSlurmSpawner, DassService, DataGateway, *stacks, JobManager, LocalExecutor, SlurmExecutor]
 
 
 def config_reference() -> str:

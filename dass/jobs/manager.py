@@ -118,7 +118,9 @@ class JobManager(LoggingConfigurable):
     executor_class = Type(
         LocalExecutor,
         klass=Executor,
-        help="The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this machine).",
+        help="""The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this
+        machine) or dass.jobs.slurm.SlurmExecutor (``sbatch`` on a Slurm cluster, see
+        ``c.SlurmExecutor``).""",
     ).tag(config=True)
 
     @default("jobs_dir")
@@ -654,6 +656,7 @@ class JobManager(LoggingConfigurable):
             gateway_url=self.gateway_url,
             token=token,
             run_as=None if account.is_platform else account.name,
+            groups=tuple(identity.groups),
         )
 
     def store_result(self, job_id: str, doc: dict[str, Any]) -> None:

@@ -28,6 +28,8 @@ class ExecutionSpec:
     timeout_seconds: int = 3600
     #: the Unix account the job runs as (None: the platform's own account)
     run_as: str | None = None
+    #: hub groups of the job's owner: where a back end places the run (e.g. a Slurm partition)
+    groups: tuple[str, ...] = ()
 
 
 def build_execution_spec(
@@ -43,6 +45,7 @@ def build_execution_spec(
     gateway_url: str = "",
     token: str = "",
     run_as: str | None = None,
+    groups: tuple[str, ...] = (),
 ) -> ExecutionSpec:
     """The command, environment and limits of a job run.
 
@@ -78,6 +81,7 @@ def build_execution_spec(
         ),
         timeout_seconds=timeout_seconds,
         run_as=run_as,
+        groups=tuple(sorted(groups)),
     )
 
 

@@ -253,12 +253,14 @@ class DassService(Application):
     def classes(self) -> list:  # shown by --help-all
         from ..jobs.executor import LocalExecutor
         from ..jobs.manager import JobManager
+        from ..jobs.slurm import SlurmExecutor
 
         try:
             stacks = [c for ext in extension_classes(StackRegistry(config=self.config)) for c in ext.classes]
         except DassError:  # a bad stack definition is reported by initialize(), not by --help
             stacks = []
-        return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
+        return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor,
+                SlurmExecutor, *stacks]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:

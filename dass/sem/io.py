@@ -59,9 +59,14 @@ from ..errors import DassError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SemImage", "SemReadError", "read_sem", "to_grayscale"]
+__all__ = ["SemImage", "SemReadError", "decode_bytes", "read_sem", "to_grayscale"]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Working memory (bytes per pixel) that reading an image and preprocessing it for the
+#: classifier take beyond the decoded samples themselves: the float32 grayscale image, the
+#: data-bar statistics and the resize (measured on 16-megapixel 8-bit, 16-bit and RGB images:
+#: 8 to 17 bytes per pixel over the samples).
+WORK_BYTES_PER_PIXEL = 17
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -149,7 +154,26 @@ def _load_bytes(source: Source) -> tuple[bytes, str]:
     )
 
 
-def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImage:
+def decode_bytes(height: int, width: int, sample_bytes: int) -> int:
+    """The memory (bytes) reading one image and preprocessing it takes, estimated from its
+    header: ``height * width * (sample_bytes + WORK_BYTES_PER_PIXEL)``.
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size in pixels.
+    sample_bytes : int
+        Bytes of one decoded pixel, all channels (1 for 8-bit gray, 3 for RGB, 2 for 16-bit).
+
+    Examples
+    --------
+    >>> decode_bytes(1024, 768, 1) // 2**20  # a common 8-bit SEM image: 13 MiB
+    13
+    """
+    return int(height) * int(width) * (int(sample_bytes) + WORK_BYTES_PER_PIXEL)
+
+
+def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_decode_bytes: int | None = None) -> SemImage:
     """Read an SEM image and its vendor metadata.
 
     Parameters
@@ -160,6 +184,10 @@ def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImag
     max_pixels : int, optional
         Refuse images with more pixels than this (default 100 megapixels);
         checked from the header, before decoding.
+    max_decode_bytes : int, optional
+        Refuse images whose reading and preprocessing would take more memory than this
+        (bytes, :func:`decode_bytes` of the header's size and sample type); checked from the
+        header, before decoding. Default: no limit beyond ``max_pixels``.
 
     Returns
     -------
@@ -183,18 +211,24 @@ def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImag
     """
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if max_decode_bytes is not None and max_decode_bytes <= 0:
+        raise ValueError(f"max_decode_bytes must be positive, got {max_decode_bytes}")
+    limits = (max_pixels, max_decode_bytes)
     data, name = _load_bytes(source)
     if not data:
         raise SemReadError(f"empty file: {name} has no data")
     if data[:4] in _TIFF_MAGIC:
-        sem = _read_tiff(data, name, max_pixels)
+        sem = _read_tiff(data, name, limits)
     else:
-        sem = _read_pil(data, name, max_pixels)
+        sem = _read_pil(data, name, limits)
     log.debug("read SEM image %s: shape %s vendor %s", name, sem.image.shape, sem.vendor)
     return sem
 
 
-def _check_size(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
+def _check_size(shape: tuple[int, ...], name: str, limits: tuple[int, int | None], sample_bytes: int) -> None:
+    """Refuse an image by its header: not 2-D, empty, over ``max_pixels`` or, decoded, over
+    ``max_decode_bytes`` (``limits``)."""
+    max_pixels, max_decode_bytes = limits
     if len(shape) < 2:
         raise SemReadError(f"not an image: {name} has shape {shape}")
     npix = int(shape[0]) * int(shape[1])
@@ -205,9 +239,16 @@ def _check_size(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
             f"image too large: {name} is {shape[1]}x{shape[0]} = {npix} pixels, "
             f"above max_pixels={max_pixels}; pass a larger max_pixels to read it"
         )
+    need = decode_bytes(shape[0], shape[1], sample_bytes)
+    if max_decode_bytes is not None and need > max_decode_bytes:
+        raise SemReadError(
+            f"image too large to decode: {name} is {shape[1]}x{shape[0]} pixels of {sample_bytes} byte(s), "
+            f"which takes about {need // 2**20} MiB to read, above max_decode_bytes={max_decode_bytes} "
+            f"({max_decode_bytes // 2**20} MiB); pass a larger max_decode_bytes to read it"
+        )
 
 
-def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
+def _read_tiff(data: bytes, name: str, limits: tuple[int, int | None]) -> SemImage:
     import tifffile
 
     try:
@@ -215,7 +256,10 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
             if not tif.pages:
                 raise SemReadError(f"corrupt TIFF: {name} has no image pages")
             page = tif.pages.first
-            _check_size(page.shape, name, max_pixels)
+            itemsize = page.dtype.itemsize if page.dtype is not None else 8
+            # a palette image is looked up into float64 luminance
+            sample_bytes = page.samplesperpixel * itemsize + (8 if page.photometric == 3 else 0)
+            _check_size((page.imagelength, page.imagewidth), name, limits, sample_bytes * max(page.imagedepth, 1))
             array = page.asarray()
             colormap = page.colormap if page.photometric == 3 else None
             photometric = int(page.photometric)
@@ -263,7 +307,11 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
     return SemImage(image, metadata, raw, vendor, name, bit_depth=bits, data_bar_row=bar_row, notes=notes)
 
 
-def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
+#: Bytes of one decoded sample of PIL's modes that are not 8 bits per band.
+_PIL_SAMPLE_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+def _read_pil(data: bytes, name: str, limits: tuple[int, int | None]) -> SemImage:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -277,7 +325,10 @@ def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
     except Exception as exc:
         raise SemReadError(f"corrupt image: {name}: {exc}") from exc
     fmt = pil.format or "image"
-    _check_size((pil.size[1], pil.size[0]), name, max_pixels)
+    mode = pil.mode
+    # palette images become RGB(A) before they are converted to gray
+    sample_bytes = Image.getmodebands(mode) * _PIL_SAMPLE_BYTES.get(mode, 1) + (4 if mode in ("P", "PA") else 0)
+    _check_size((pil.size[1], pil.size[0]), name, limits, sample_bytes)
     try:
         pil.draft("L", pil.size)  # JPEG: decode the luminance only
         pil.load()

@@ -88,6 +88,7 @@ def _with_body(method: Callable) -> Callable:
     def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
         if self._refusal is not None:
             raise self._refusal
+        self._body_handed = True
         if self._streams_body() and self._body_file is not None:
             self._body_file.seek(0)
             if self.body_in_memory:
@@ -148,6 +149,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     # memory up to RequestLimits.spool_bytes, in an unnamed temporary file beyond, closed (and
     # so deleted) when the request ends
     _body_file: Any = None
+    #: whether the method runs (and may still read :attr:`body_file`)
+    _body_handed: bool = False
     _body_received: int = 0
     #: an error decided while the body arrived, raised when it has been read
     _refusal: BaseException | None = None
@@ -327,7 +330,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         super().on_finish()
 
     def on_connection_close(self) -> None:
-        self._close_body()
+        if not self._body_handed:  # the client left while sending: the method never runs
+            self._close_body()
         super().on_connection_close()
 
     def _body_pending(self) -> bool:

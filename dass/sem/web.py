@@ -123,7 +123,11 @@ class SemClassifyService(LoggingConfigurable):
     max_request_bytes = Integer(
         512 * MiB,
         help="""Largest ``api/classify`` request body (bytes); a larger one answers 413 before
-        it is read (from its ``Content-Length``).""",
+        it is read (from its ``Content-Length``), or as soon as a chunked one passes it. Also
+        the most the ``.zip`` archives of one request may expand to, all together: checked from
+        their listing before anything is inflated, and again while the members are read. The
+        body and the files taken out of it are spooled to disk (``c.DassService.spool_dir``),
+        not kept in memory.""",
     ).tag(config=True)
 
     max_pixels = Integer(
@@ -450,9 +454,17 @@ class ClassifyHandler(SemBase):
     stream_body = True
     body_in_memory = False
 
+    #: the files of this request's upload, closed (and so deleted) before the answer leaves
+    _spool: Spool | None = None
+
     def body_limit(self) -> int:
         # BaseHandler refuses a larger body with 413 JSON, declared or counted as it arrives
         return self.sem.max_request_bytes
+
+    def finish(self, chunk: Any = None) -> Any:
+        if self._spool is not None:  # every thread that read it is done: the answer is complete
+            self._spool.close()
+        return super().finish(chunk)
 
     async def post(self) -> None:
         self.query_args(())
@@ -465,11 +477,11 @@ class ClassifyHandler(SemBase):
                                     "(c.DassService.max_body_bytes): name fewer paths")
             await self.classify_dataset(body)
         elif content_type.startswith("multipart/form-data"):
-            spool = Spool(self.limits.spool_dir)
+            self._spool = Spool(self.limits.spool_dir)
             try:
-                await self.classify_upload(content_type, spool)
+                await self.classify_upload(content_type, self._spool)
             finally:
-                spool.close()
+                self._spool.close()
         else:
             raise ApiError(415, "send images as multipart/form-data (field 'files', optional field "
                                 "'proposal'), or JSON {\"dataset\": \"<proposal>/<name>\", \"paths\": [...]}")

@@ -417,6 +417,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         # recorded before the answer leaves: a client that got its answer finds its row
         if not self._finished:
             self._record_audit()
+            self._close_body()  # and its temporary file is gone
         return super().finish(chunk)
 
     def _record_audit(self) -> None:

@@ -57,7 +57,7 @@ from .labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_class
     visible_classification
 from ..service.extensions import NavLink, ServiceExtension
 from ..service.handlers import ApiError, BaseHandler
-from ..service.uploads import Spool, SpooledFile, UploadRefused, expand_zip, parse_multipart
+from ..service.uploads import Spool, SpooledFile, expand_zip, parse_multipart
 from ..service.pages import PageHandler
 from .models import ACCELERATIONS
 from .nexus import EXPORT_NAME as NEXUS_EXPORT
@@ -557,10 +557,9 @@ class ClassifyHandler(SemBase):
                             "the field 'proposal'")
 
     async def classify_upload(self, content_type: str, spool: Spool) -> None:
-        try:  # parsing and unzipping read and write hundreds of megabytes: not on the event loop
-            arguments, uploads = await asyncio.to_thread(self.parse_upload, content_type, spool)
-        except UploadRefused as e:
-            raise ApiError(e.status, e.user_message) from None
+        # parsing and unzipping read and write hundreds of megabytes: not on the event loop; an
+        # UploadRefused (a DassError) answers its 400 or 413 through write_error
+        arguments, uploads = await asyncio.to_thread(self.parse_upload, content_type, spool)
         unknown = sorted(set(arguments) - {"proposal"})
         if unknown:
             raise ApiError(400, f"unknown form field(s) {', '.join(unknown)}; send 'files' and optionally "
@@ -570,10 +569,7 @@ class ClassifyHandler(SemBase):
         given = arguments.get("proposal", [""])[-1].strip()
         proposal = self.choose_proposal(given)
         record = self.audit("classify.upload", proposal=proposal)
-        try:
-            items = await asyncio.to_thread(self.expand, spool, uploads)
-        except UploadRefused as e:
-            raise ApiError(e.status, e.user_message) from None
+        items = await asyncio.to_thread(self.expand, spool, uploads)
         if not items:
             raise ApiError(400, "no images in the request: the zip archive(s) hold no files; send images, or "
                                 "archives of images")

@@ -38,12 +38,12 @@ pytestmark = [
 
 MiB = 1024 * 1024
 #: the limits of the service under test: 500 files of 512 KiB (a 256 MiB request), each at
-#: most 250,000 pixels and 5 MB to decode (small images, so that 500 are classified in seconds
+#: most 100,000 pixels and 2 MB to decode (small images, so that 500 are classified in seconds
 #: on two cores; what is measured is that nothing is held for all files at once)
 MAX_FILES = 500
 MAX_FILE_BYTES = 512 * 1024
-MAX_PIXELS = 250_000
-MAX_DECODE_BYTES = 5_000_000
+MAX_PIXELS = 100_000
+MAX_DECODE_BYTES = 2_000_000
 MAX_REQUEST_BYTES = 260 * MiB
 #: the bound the issue sets on what one request may add to the service's peak memory
 BOUND_MB = 300
@@ -67,12 +67,12 @@ def png_of_size(array: np.ndarray, size: int) -> bytes:
 
 
 def largest_image() -> bytes:
-    """A SYNTHETIC SEM image of 250,000 pixels (625 x 400, 8-bit: 4.5 MB to decode) in a PNG of
+    """A SYNTHETIC SEM image of 100,000 pixels (400 x 250, 8-bit: 1.8 MB to decode) in a PNG of
     exactly ``MAX_FILE_BYTES``: the largest file of the largest image the service takes."""
     from dass.sem.synthetic import generate
 
-    image = generate("Nanowires", size=(400, 625), seed=5)
-    image[:100] = np.random.default_rng(0).integers(0, 256, (100, 625), np.uint8)  # some noise
+    image = generate("Nanowires", size=(250, 400), seed=5)
+    image[:50] = np.random.default_rng(0).integers(0, 256, (50, 400), np.uint8)  # some noise
     assert image.size == MAX_PIXELS
     return png_of_size(image, MAX_FILE_BYTES)
 
@@ -250,7 +250,7 @@ def test_pixel_bombs_are_refused_from_their_header_one_by_one(service):
     """Small files that decode to more pixels, or more memory, than the limits: a per-file
     error naming the setting; the good file beside them is classified."""
     flat = np.zeros((2000, 2000), np.uint8)  # 4 megapixels, a few kilobytes of PNG
-    wide = np.zeros((400, 600), np.uint8)  # under max_pixels, but RGBA: 5.04 MB, over max_decode_bytes
+    wide = np.zeros((200, 480), np.uint8)  # under max_pixels, but RGBA: 2.016 MB, over max_decode_bytes
     files = [("flat.png", png(flat)), ("rgba.png", png(np.stack([wide] * 4, -1))), ("ok.png", sem_png("Tips", 1))]
     content_type, body = multipart(files * 20)
     r, growth = service.peak_growth(lambda: service.classify(body, content_type))

@@ -47,21 +47,25 @@ from __future__ import annotations
 import io as _io
 import logging
 import os
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Union
 
 import numpy as np
 
 from ..errors import DassError
+from .vendor import fei_metadata, zeiss_metadata
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SemImage", "SemReadError", "read_sem", "to_grayscale"]
+__all__ = ["SemImage", "SemReadError", "decode_bytes", "read_sem", "to_grayscale"]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Working memory (bytes per pixel) that reading an image and preprocessing it for the
+#: classifier take beyond the decoded samples themselves: the float32 grayscale image, the
+#: data-bar statistics and the resize (measured on 16-megapixel 8-bit, 16-bit and RGB images:
+#: 8 to 17 bytes per pixel over the samples).
+WORK_BYTES_PER_PIXEL = 17
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -149,7 +153,26 @@ def _load_bytes(source: Source) -> tuple[bytes, str]:
     )
 
 
-def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImage:
+def decode_bytes(height: int, width: int, sample_bytes: int) -> int:
+    """The memory (bytes) reading one image and preprocessing it takes, estimated from its
+    header: ``height * width * (sample_bytes + WORK_BYTES_PER_PIXEL)``.
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size in pixels.
+    sample_bytes : int
+        Bytes of one decoded pixel, all channels (1 for 8-bit gray, 3 for RGB, 2 for 16-bit).
+
+    Examples
+    --------
+    >>> decode_bytes(1024, 768, 1) // 2**20  # a common 8-bit SEM image: 13 MiB
+    13
+    """
+    return int(height) * int(width) * (int(sample_bytes) + WORK_BYTES_PER_PIXEL)
+
+
+def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_decode_bytes: int | None = None) -> SemImage:
     """Read an SEM image and its vendor metadata.
 
     Parameters
@@ -160,6 +183,10 @@ def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImag
     max_pixels : int, optional
         Refuse images with more pixels than this (default 100 megapixels);
         checked from the header, before decoding.
+    max_decode_bytes : int, optional
+        Refuse images whose reading and preprocessing would take more memory than this
+        (bytes, :func:`decode_bytes` of the header's size and sample type); checked from the
+        header, before decoding. Default: no limit beyond ``max_pixels``.
 
     Returns
     -------
@@ -183,18 +210,24 @@ def read_sem(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SemImag
     """
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if max_decode_bytes is not None and max_decode_bytes <= 0:
+        raise ValueError(f"max_decode_bytes must be positive, got {max_decode_bytes}")
+    limits = (max_pixels, max_decode_bytes)
     data, name = _load_bytes(source)
     if not data:
         raise SemReadError(f"empty file: {name} has no data")
     if data[:4] in _TIFF_MAGIC:
-        sem = _read_tiff(data, name, max_pixels)
+        sem = _read_tiff(data, name, limits)
     else:
-        sem = _read_pil(data, name, max_pixels)
+        sem = _read_pil(data, name, limits)
     log.debug("read SEM image %s: shape %s vendor %s", name, sem.image.shape, sem.vendor)
     return sem
 
 
-def _check_size(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
+def _check_size(shape: tuple[int, ...], name: str, limits: tuple[int, int | None], sample_bytes: int) -> None:
+    """Refuse an image by its header: not 2-D, empty, over ``max_pixels`` or, decoded, over
+    ``max_decode_bytes`` (``limits``)."""
+    max_pixels, max_decode_bytes = limits
     if len(shape) < 2:
         raise SemReadError(f"not an image: {name} has shape {shape}")
     npix = int(shape[0]) * int(shape[1])
@@ -205,9 +238,16 @@ def _check_size(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
             f"image too large: {name} is {shape[1]}x{shape[0]} = {npix} pixels, "
             f"above max_pixels={max_pixels}; pass a larger max_pixels to read it"
         )
+    need = decode_bytes(shape[0], shape[1], sample_bytes)
+    if max_decode_bytes is not None and need > max_decode_bytes:
+        raise SemReadError(
+            f"image too large to decode: {name} is {shape[1]}x{shape[0]} pixels of {sample_bytes} byte(s), "
+            f"which takes about {need // 2**20} MiB to read, above max_decode_bytes={max_decode_bytes} "
+            f"({max_decode_bytes // 2**20} MiB); pass a larger max_decode_bytes to read it"
+        )
 
 
-def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
+def _read_tiff(data: bytes, name: str, limits: tuple[int, int | None]) -> SemImage:
     import tifffile
 
     try:
@@ -215,7 +255,10 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
             if not tif.pages:
                 raise SemReadError(f"corrupt TIFF: {name} has no image pages")
             page = tif.pages.first
-            _check_size(page.shape, name, max_pixels)
+            itemsize = page.dtype.itemsize if page.dtype is not None else 8
+            # a palette image is looked up into float64 luminance
+            sample_bytes = page.samplesperpixel * itemsize + (8 if page.photometric == 3 else 0)
+            _check_size((page.imagelength, page.imagewidth), name, limits, sample_bytes * max(page.imagedepth, 1))
             array = page.asarray()
             colormap = page.colormap if page.photometric == 3 else None
             photometric = int(page.photometric)
@@ -253,9 +296,9 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
     height, width = image.shape
     bar_row = None
     if vendor == "zeiss":
-        metadata = _zeiss_metadata(raw, width)
+        metadata = zeiss_metadata(raw, width)
     elif vendor == "fei":
-        metadata, bar_row = _fei_metadata(raw, height, width)
+        metadata, bar_row = fei_metadata(raw, height, width)
     else:
         metadata = {}
     for note in notes:
@@ -263,7 +306,11 @@ def _read_tiff(data: bytes, name: str, max_pixels: int) -> SemImage:
     return SemImage(image, metadata, raw, vendor, name, bit_depth=bits, data_bar_row=bar_row, notes=notes)
 
 
-def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
+#: Bytes of one decoded sample of PIL's modes that are not 8 bits per band.
+_PIL_SAMPLE_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+def _read_pil(data: bytes, name: str, limits: tuple[int, int | None]) -> SemImage:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -277,7 +324,10 @@ def _read_pil(data: bytes, name: str, max_pixels: int) -> SemImage:
     except Exception as exc:
         raise SemReadError(f"corrupt image: {name}: {exc}") from exc
     fmt = pil.format or "image"
-    _check_size((pil.size[1], pil.size[0]), name, max_pixels)
+    mode = pil.mode
+    # palette images become RGB(A) before they are converted to gray
+    sample_bytes = Image.getmodebands(mode) * _PIL_SAMPLE_BYTES.get(mode, 1) + (4 if mode in ("P", "PA") else 0)
+    _check_size((pil.size[1], pil.size[0]), name, limits, sample_bytes)
     try:
         pil.draft("L", pil.size)  # JPEG: decode the luminance only
         pil.load()
@@ -412,181 +462,3 @@ def _apply_palette(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
         lut = rgb @ _LUMA
     idx = np.clip(indices.astype(np.intp), 0, len(lut) - 1)
     return np.clip(lut[idx], 0.0, 1.0).astype(np.float32)
-
-
-# ------------------------------------------------------------------- metadata
-
-_LENGTH = {"m": 1.0, "mm": 1e-3, "µm": 1e-6, "um": 1e-6, "μm": 1e-6, "nm": 1e-9, "pm": 1e-12, "Å": 1e-10}
-_VOLTAGE = {"V": 1e-3, "kV": 1.0, "MV": 1e3, "mV": 1e-6}
-_CURRENT = {"A": 1e9, "mA": 1e6, "µA": 1e3, "uA": 1e3, "μA": 1e3, "nA": 1.0, "pA": 1e-3, "fA": 1e-6}
-_PRESSURE = {"Pa": 1.0, "mbar": 100.0, "bar": 1e5, "Torr": 133.322, "torr": 133.322, "hPa": 100.0}
-
-
-def _quantity(value: float, unit: str) -> dict[str, Any]:
-    return {"value": float(value), "unit": unit}
-
-
-def _convert(value: Any, unit: str, table: dict[str, float], target: str, target_scale: float = 1.0):
-    """Convert ``value unit`` using a table of unit -> factor to the base unit."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    factor = table.get(unit)
-    if factor is None:
-        return None
-    return _quantity(value * factor / target_scale, target)
-
-
-def _zeiss_entry(raw: dict, key: str) -> tuple[Any, str] | None:
-    entry = raw.get(key)
-    if not isinstance(entry, tuple) or len(entry) < 2:
-        return None
-    return entry[1], (entry[2] if len(entry) > 2 else "")
-
-
-_MAG_RE = re.compile(r"^\s*([0-9.]+)\s*(K|M)?\s*X\s*$", re.IGNORECASE)
-
-
-def _parse_magnification(value: Any, unit: str) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        m = _MAG_RE.match(f"{value} {unit}" if unit else value)
-        if m:
-            mult = {None: 1.0, "k": 1e3, "m": 1e6}[m.group(2).lower() if m.group(2) else None]
-            return float(m.group(1)) * mult
-    return None
-
-
-def _iso(date: str, time: str, formats: tuple[str, ...]) -> str | None:
-    text = f"{date} {time}".strip()
-    for fmt in formats:
-        try:
-            return datetime.strptime(text, fmt).isoformat()
-        except ValueError:
-            continue
-    return None
-
-
-def _zeiss_metadata(raw: dict, width: int) -> dict[str, Any]:
-    md: dict[str, Any] = {}
-
-    def put(key, quantity):
-        if quantity is not None:
-            md[key] = quantity
-
-    for zkey in ("ap_actualkv", "ap_manualkv"):
-        e = _zeiss_entry(raw, zkey)
-        if e and "accelerating_voltage" not in md:
-            put("accelerating_voltage", _convert(e[0], e[1], _VOLTAGE, "kV"))
-    e = _zeiss_entry(raw, "ap_wd")
-    if e:
-        put("working_distance", _convert(e[0], e[1], _LENGTH, "mm", 1e-3))
-    e = _zeiss_entry(raw, "ap_mag")
-    if e:
-        mag = _parse_magnification(*e)
-        if mag is not None:
-            md["magnification"] = _quantity(mag, "x")
-    unnamed = raw.get("", ())
-    if len(unnamed) > 3 and isinstance(unnamed[3], (int, float)) and unnamed[3] > 0 and width:
-        # md[''][3] is the pixel size in metres of a 1024-wide scan.
-        md["pixel_size"] = _quantity(unnamed[3] * 1024 / width * 1e9, "nm")
-    else:
-        e = _zeiss_entry(raw, "ap_pixel_size")  # only right for 1024-wide images
-        if e and width == 1024:
-            put("pixel_size", _convert(e[0], e[1], _LENGTH, "nm", 1e-9))
-    e = _zeiss_entry(raw, "ap_iprobe")
-    if e:
-        put("probe_current", _convert(e[0], e[1], _CURRENT, "nA"))
-    e = _zeiss_entry(raw, "ap_chamber_pressure")
-    if e:
-        put("chamber_pressure", _convert(e[0], e[1], _PRESSURE, "Pa"))
-    e = _zeiss_entry(raw, "ap_column_vac")
-    if e:
-        put("gun_pressure", _convert(e[0], e[1], _PRESSURE, "Pa"))
-    for zkey in ("dp_detector_type", "dp_detector_channel"):
-        e = _zeiss_entry(raw, zkey)
-        if e and isinstance(e[0], str) and e[0].strip():
-            md["detector"] = e[0].strip()
-            break
-    d, t = _zeiss_entry(raw, "ap_date"), _zeiss_entry(raw, "ap_time")
-    if d and isinstance(d[0], str):
-        iso = _iso(d[0], t[0] if t and isinstance(t[0], str) else "",
-                   ("%d %b %Y %H:%M:%S", "%d %b %Y"))
-        if iso:
-            md["datetime"] = iso
-    e = _zeiss_entry(raw, "sv_serial_number")
-    if e and e[0] not in (None, ""):
-        md["instrument_serial"] = str(e[0]).strip()
-    return md
-
-
-def _fei_metadata(raw: dict, height: int, width: int) -> tuple[dict[str, Any], int | None]:
-    """Normalized metadata of an FEI / Thermo Fisher header, and the data bar's first row."""
-    md: dict[str, Any] = {}
-
-    def get(section, key):
-        value = (raw.get(section) or {}).get(key) if section else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        return value if value not in ("", None) else None
-
-    def number(*places):
-        for section, key in places:
-            value = get(section, key)
-            if isinstance(value, float):
-                return value
-        return None
-
-    # [Beam] names the sections of the beam and scan engine the image was taken with
-    beam = get("Beam", "Beam")
-    beam = beam if isinstance(beam, str) and beam in raw else "EBeam"
-    scan = get("Beam", "Scan")
-    scan = scan if isinstance(scan, str) and scan in raw else ("EScan" if beam == "EBeam" else None)
-
-    hv = number((beam, "HV"), ("Beam", "HV"))
-    if hv is not None and hv > 0:
-        md["accelerating_voltage"] = _quantity(hv / 1e3, "kV")
-    wd = number((beam, "WD"), ("Stage", "WorkingDistance"))
-    if wd is not None and wd > 0:  # a navigation camera records a meaningless negative WD
-        md["working_distance"] = _quantity(wd * 1e3, "mm")
-    hfw = number((beam, "HFW"), (scan, "HorFieldsize"), ("Scan", "HorFieldsize"))
-    if hfw is not None and hfw > 0:
-        md["field_width"] = _quantity(hfw * 1e6, "µm")
-        # The magnification refers to the "magnification canvas" recorded with the image (what
-        # the data bar prints); DisplayWidth, the monitor, is the fallback for older files.
-        canvas = number(("Image", "MagCanvasRealWidth"), ("System", "DisplayWidth"))
-        if canvas is not None and canvas > 0:
-            md["magnification"] = _quantity(canvas / hfw, "x")
-    resolution_x = number(("Image", "ResolutionX"))
-    resolution_y = number(("Image", "ResolutionY"))
-    pw = number((scan, "PixelWidth"), ("Scan", "PixelWidth"))
-    if pw is not None and pw > 0:
-        md["pixel_size"] = _quantity(pw * 1e9, "nm")
-    elif hfw is not None and hfw > 0:
-        md["pixel_size"] = _quantity(hfw / (resolution_x or width) * 1e9, "nm")
-    current = number((beam, "BeamCurrent"))
-    if current is not None and current > 0:
-        md["probe_current"] = _quantity(current * 1e9, "nA")
-    pressure = number(("Vacuum", "ChPressure"))
-    if pressure is not None:
-        md["chamber_pressure"] = _quantity(pressure, "Pa")
-    det = get("Detectors", "Name")
-    if det is not None:
-        md["detector"] = str(det)
-    date, time = get("User", "Date"), get("User", "Time")
-    if isinstance(date, str):
-        iso = _iso(date, time if isinstance(time, str) else "",
-                   ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y"))
-        if iso:
-            md["datetime"] = iso
-    serial = get("System", "Dnumber")
-    if serial is not None:
-        md["instrument_serial"] = str(int(serial)) if isinstance(serial, float) and serial.is_integer() else str(serial)
-    model = get("System", "SystemType")
-    if isinstance(model, str):
-        md["instrument"] = model.replace('"', "").strip()
-    # the data bar: the rows below the scanned ResolutionY
-    bar_row = None
-    if resolution_y is not None and resolution_y.is_integer() and 0 < resolution_y < height:
-        bar_row = int(resolution_y)
-    return md, bar_row

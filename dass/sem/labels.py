@@ -31,7 +31,7 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +162,7 @@ def safe_filename(name: str, taken: Iterable[str] = ()) -> str:
 def upload_metadata(
     proposal: str,
     user: str,
-    files: Mapping[str, bytes],
+    files: Mapping[str, bytes | str],
     *,
     today: dt.date,
     instrument_metadata: Mapping[str, Mapping[str, Any]] | None = None,
@@ -175,8 +175,8 @@ def upload_metadata(
         The proposal the upload belongs to; its group is the dataset's only access group.
     user : str
         Who uploaded (the creator).
-    files : mapping of str to bytes
-        Repository file name -> content, for the checksums.
+    files : mapping of str to bytes or str
+        Repository file name -> content, or its SHA-256 (hex) already computed, for the checksums.
     today : datetime.date
         ``dates.created``.
     instrument_metadata : mapping, optional
@@ -208,7 +208,8 @@ def upload_metadata(
         "stacks": ["sem"],
         "domain": {"upload": {"user": user, "files": sorted(files)}, "instrument": per_file},
         "access": {"groups": [proposal], "public": False},
-        "checksums": {name: sha256_bytes(data) for name, data in sorted(files.items())},
+        "checksums": {name: data if isinstance(data, str) else sha256_bytes(data)
+                      for name, data in sorted(files.items())},
     }
     if len(instruments) == 1:
         doc["instrument"] = instruments.pop()
@@ -227,7 +228,7 @@ def store_upload(
     catalog: Catalog,
     proposal: str,
     user: str,
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, bytes | Callable[[], bytes]]],
     *,
     instrument_metadata: Sequence[Mapping[str, Any] | None] | None = None,
     now: dt.datetime | None = None,
@@ -242,8 +243,10 @@ def store_upload(
         A valid proposal name; the caller has checked that ``user`` is a member.
     user : str
         Who uploaded.
-    files : sequence of (name, bytes)
-        Uploaded file names (any; made safe and unique by :func:`safe_filename`) and contents.
+    files : sequence of (name, bytes or callable)
+        Uploaded file names (any; made safe and unique by :func:`safe_filename`) and contents,
+        or functions that return them: those are called one file at a time, so that only one
+        file is in memory at once.
     instrument_metadata : sequence of dict, optional
         Normalized instrument metadata of each file, in the same order.
     now : datetime, optional
@@ -268,17 +271,18 @@ def store_upload(
     now = now or _utcnow()
     name = upload_dataset_name(now)
     folder = storage.dataset_path(proposal, name)
-    contents: dict[str, bytes] = {}
+    contents: dict[str, str] = {}  # repository name -> sha256
     paths: list[str] = []
     meta: dict[str, Mapping[str, Any]] = {}
     for i, (filename, data) in enumerate(files):
         rel = safe_filename(filename, contents)
-        contents[rel] = data
+        data = data() if callable(data) else data
+        _write(storage, f"{folder}/{rel}", data)
+        contents[rel] = sha256_bytes(data)
+        del data
         paths.append(rel)
         if instrument_metadata is not None and i < len(instrument_metadata) and instrument_metadata[i]:
             meta[rel] = instrument_metadata[i]
-    for rel, data in contents.items():
-        _write(storage, f"{folder}/{rel}", data)
     doc = upload_metadata(proposal, user, contents, today=now.date(), instrument_metadata=meta)
     # dataset.json last (validated, atomic, indexed): a scan never sees a half-written dataset
     publish_dataset(storage, catalog, proposal, name, doc)

@@ -36,10 +36,9 @@ while the last batches run. The event loop never blocks.
 from __future__ import annotations
 
 import asyncio
-import io
+import functools
 import json
 import threading
-import zipfile
 from urllib.parse import urlencode
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.utils import url_path_join
-from tornado import httputil, web
+from tornado import web
 from traitlets import Bool, CaselessStrEnum, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -58,6 +57,7 @@ from .labels import SIDECAR_SUFFIX, LabelError, confirm, is_member, record_class
     visible_classification
 from ..service.extensions import NavLink, ServiceExtension
 from ..service.handlers import ApiError, BaseHandler
+from ..service.uploads import Spool, SpooledFile, expand_zip, parse_multipart
 from ..service.pages import PageHandler
 from .models import ACCELERATIONS
 from .nexus import EXPORT_NAME as NEXUS_EXPORT
@@ -79,7 +79,8 @@ class FileItem:
     """One uploaded (or dataset) file on its way through the request."""
 
     file: str
-    data: bytes | None = None
+    data: bytes | None = None  # while it is decoded or stored, one item at a time
+    spooled: SpooledFile | None = None  # where an uploaded file lies in the request's spool
     path: str | None = None  # repository path inside the dataset (dataset mode)
     reason: str | None = None
     prepared: bool = False  # decoded and turned into a model input
@@ -122,7 +123,11 @@ class SemClassifyService(LoggingConfigurable):
     max_request_bytes = Integer(
         512 * MiB,
         help="""Largest ``api/classify`` request body (bytes); a larger one answers 413 before
-        it is read (from its ``Content-Length``).""",
+        it is read (from its ``Content-Length``), or as soon as a chunked one passes it. Also
+        the most the ``.zip`` archives of one request may expand to, all together: checked from
+        their listing before anything is inflated, and again while the members are read. The
+        body and the files taken out of it are spooled to disk (``c.DassService.spool_dir``),
+        not kept in memory.""",
     ).tag(config=True)
 
     max_pixels = Integer(
@@ -130,6 +135,18 @@ class SemClassifyService(LoggingConfigurable):
         help="""Largest image (pixels, width x height) decoded; a larger one gets a per-file
         error. Checked from the file header, before decoding, so a small file cannot expand
         into gigabytes.""",
+    ).tag(config=True)
+
+    max_decode_bytes = Integer(
+        512 * MiB,
+        help="""Most memory (bytes) reading one image and preparing it for the classifier may
+        take, estimated from the file header before anything is decoded (width x height x
+        (bytes per decoded pixel + 17): about 18 bytes per pixel of an 8-bit gray image, so
+        512 MiB admits 29 megapixels, a 6144 x 4096 scan); a larger image gets a per-file
+        error. With request bodies and ``.zip`` members spooled to disk
+        (``c.DassService.spool_bytes``, ``spool_dir``) and images decoded one at a time, this
+        bounds what one ``api/classify`` request adds to the service's memory: about this, plus
+        one file (``max_file_bytes``) and one forward pass of ``batch_size`` images.""",
     ).tag(config=True)
 
     batch_size = Integer(
@@ -343,9 +360,12 @@ class SemClassifyService(LoggingConfigurable):
                            "(c.SemClassifyService.max_file_bytes)")
             return None
         try:
-            return read_sem(data, max_pixels=self.max_pixels)
+            return read_sem(data, max_pixels=self.max_pixels, max_decode_bytes=self.max_decode_bytes)
         except SemReadError as e:
-            item.reason = str(e).replace("<bytes>", item.file)
+            item.reason = (str(e).replace("<bytes>", item.file)
+                           .replace("pass a larger max_pixels to read it", "the limit is c.SemClassifyService.max_pixels")
+                           .replace("pass a larger max_decode_bytes to read it",
+                                    "the limit is c.SemClassifyService.max_decode_bytes; send a smaller image"))
         except Exception as e:  # a decoder bug must not fail the other files
             self.log.warning("SEM upload %s cannot be decoded: %s", item.file, e, exc_info=True)
             item.reason = f"not a readable image: {type(e).__name__}: {e}"
@@ -420,108 +440,96 @@ class SemBase(BaseHandler):
         return await self.sem.classifier()
 
 
-@web.stream_request_body
 class ClassifyHandler(SemBase):
-    """``POST api/classify``: store and classify uploaded images, or classify dataset files."""
+    """``POST api/classify``: store and classify uploaded images, or classify dataset files.
+
+    The body is spooled to disk as it arrives (``body_in_memory = False``); the files of a
+    multipart body and the members of its ``.zip`` archives go, one after another, into one
+    unnamed temporary file of the request (:class:`dass.service.uploads.Spool`), and are read
+    back one at a time to be decoded and stored. What one request holds in memory is one file,
+    one decoded image (``max_decode_bytes``) and the model's batch, however many files it sends.
+    """
 
     audit_action = "classify"  # classify.upload or classify.read once the request says which
+    stream_body = True
+    body_in_memory = False
 
-    async def prepare(self) -> None:
-        await super().prepare()
-        if self._finished:
-            return
-        self._chunks: list[bytes] = []
-        self._received = 0
+    #: the files of this request's upload, closed (and so deleted) before the answer leaves
+    _spool: Spool | None = None
 
     def body_limit(self) -> int:
         # BaseHandler refuses a larger body with 413 JSON, declared or counted as it arrives
         return self.sem.max_request_bytes
 
-    def data_received(self, chunk: bytes) -> None:
-        self._received += len(chunk)
-        self._chunks.append(chunk)
+    def finish(self, chunk: Any = None) -> Any:
+        if self._spool is not None:  # every thread that read it is done: the answer is complete
+            self._spool.close()
+        return super().finish(chunk)
 
     async def post(self) -> None:
         self.query_args(())
-        body = b"".join(self._chunks)
-        self._chunks = []
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.startswith("application/json"):
+            limit = self.limits.max_body_bytes
+            body = self.body_file.read(limit + 1)
+            if len(body) > limit:
+                raise ApiError(413, f"the JSON request body is larger than {limit} bytes "
+                                    "(c.DassService.max_body_bytes): name fewer paths")
             await self.classify_dataset(body)
         elif content_type.startswith("multipart/form-data"):
-            await self.classify_upload(content_type, body)
+            self._spool = Spool(self.limits.spool_dir)
+            try:
+                await self.classify_upload(content_type, self._spool)
+            finally:
+                self._spool.close()
         else:
             raise ApiError(415, "send images as multipart/form-data (field 'files', optional field "
                                 "'proposal'), or JSON {\"dataset\": \"<proposal>/<name>\", \"paths\": [...]}")
 
     # -- uploads ---------------------------------------------------------------------------------
 
-    def parse_multipart(self, content_type: str, body: bytes) -> tuple[dict[str, list[bytes]], list[Any]]:
-        arguments: dict[str, list[bytes]] = {}
-        files: dict[str, list[httputil.HTTPFile]] = {}
-        config = httputil.ParseBodyConfig(
-            multipart=httputil.ParseMultipartConfig(max_parts=self.sem.max_files + 16)
-        )
-        try:
-            httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers,
-                                          config=config)
-        except httputil.HTTPInputError as e:
-            if "parts" in str(e).lower():
-                raise ApiError(413, f"too many parts in the request: at most {self.sem.max_files} files "
-                                    "(c.SemClassifyService.max_files)") from None
-            raise ApiError(400, f"the multipart body cannot be parsed: {e}") from None
-        unknown = sorted(set(files) - {"files"})
+    #: the settings behind the upload limits, named in the refusals
+    LIMIT_SETTINGS = {
+        "files": "c.SemClassifyService.max_files",
+        "member": "c.SemClassifyService.max_file_bytes",
+        "ratio": "c.SemClassifyService.max_zip_ratio",
+        "total": "c.SemClassifyService.max_request_bytes",
+    }
+
+    def parse_upload(self, content_type: str, spool: Spool) -> tuple[dict[str, list[str]], list[SpooledFile]]:
+        """The form fields and the files of the multipart body (the files into ``spool``)."""
+        fields, files = parse_multipart(content_type, self.body_file, spool, max_files=self.sem.max_files,
+                                        settings=self.LIMIT_SETTINGS)
+        self._close_body()  # its files are in the spool now
+        unknown = sorted({f.field for f in files} - {"files"})
         if unknown:
             raise ApiError(400, f"unknown file field(s) {', '.join(unknown)}; send the images as 'files'")
-        return arguments, files.get("files", [])
+        return fields, files
 
-    def expand(self, uploads: list[Any]) -> list[FileItem]:
-        """One item per image: uploaded files, and the members of ``.zip`` archives."""
+    def expand(self, spool: Spool, uploads: list[SpooledFile]) -> list[FileItem]:
+        """One item per image: uploaded files, and the members of ``.zip`` archives (taken out
+        into the spool, their sizes and ratios checked while they are read)."""
         items: list[FileItem] = []
         limit = self.sem.max_file_bytes
         expanded = 0  # bytes taken out of zip archives: a small archive may hold a lot
+
+        def skip(m: Any) -> bool:
+            return m.filename.startswith("__MACOSX/") or m.filename.rsplit("/", 1)[-1].startswith(".")
+
         for f in uploads:
-            name = f.filename or "unnamed"
-            data = f.body
-            if not (name.lower().endswith(".zip") or data[:4] == _ZIP_MAGIC):
-                items.append(FileItem(file=name, data=data))
+            name = f.name or "unnamed"
+            if not (name.lower().endswith(".zip") or spool.read(f, 4) == _ZIP_MAGIC):
+                if f.size > limit:
+                    items.append(FileItem(file=name, reason=f"file too large: {f.size} bytes, the limit is {limit} "
+                                                            "(c.SemClassifyService.max_file_bytes)"))
+                else:
+                    items.append(FileItem(file=name, spooled=f))
                 continue
-            try:
-                archive = zipfile.ZipFile(io.BytesIO(data))
-                members = [m for m in archive.infolist() if not m.is_dir()
-                           and not m.filename.startswith("__MACOSX/")
-                           and not m.filename.rsplit("/", 1)[-1].startswith(".")]
-            except (zipfile.BadZipFile, ValueError, OSError) as e:
-                items.append(FileItem(file=name, reason=f"not a valid zip archive: {e}"))
-                continue
-            declared = expanded + sum(m.file_size for m in members)
-            if declared > self.sem.max_request_bytes:  # by the archive's own listing: nothing is inflated
-                raise ApiError(413, f"the zip archives expand to {declared} bytes by their own listing, more "
-                                    f"than {self.sem.max_request_bytes} (c.SemClassifyService.max_request_bytes): "
-                                    "send fewer images at once")
-            for m in members:
-                member = f"{name}/{m.filename}"
-                if m.file_size > self.sem.max_zip_ratio * max(m.compress_size, 1):
-                    items.append(FileItem(file=member, reason=(
-                        f"compressed {m.file_size // max(m.compress_size, 1)}:1 in the zip archive, more than "
-                        f"{self.sem.max_zip_ratio}:1 (c.SemClassifyService.max_zip_ratio): refused as a possible "
-                        "zip bomb; send the image itself")))
-                    continue
-                if m.file_size > limit:
-                    items.append(FileItem(file=member, reason=f"file too large: {m.file_size} bytes, the limit "
-                                                              f"is {limit} (c.SemClassifyService.max_file_bytes)"))
-                    continue
-                try:
-                    with archive.open(m) as fh:
-                        content = fh.read(limit + 1)
-                except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError) as e:
-                    items.append(FileItem(file=member, reason=f"cannot be extracted from the zip archive: {e}"))
-                    continue
-                expanded += len(content)
-                if expanded > self.sem.max_request_bytes:
-                    raise ApiError(413, f"the zip archives expand to more than {self.sem.max_request_bytes} bytes "
-                                        "(c.SemClassifyService.max_request_bytes): send fewer images at once")
-                items.append(FileItem(file=member, data=content))
+            # an archive may be as large as the request, not only as one image
+            members, expanded = expand_zip(spool, f, max_member_bytes=limit, max_ratio=self.sem.max_zip_ratio,
+                                           max_total=self.sem.max_request_bytes, expanded=expanded, skip=skip,
+                                           settings=self.LIMIT_SETTINGS)
+            items.extend(FileItem(file=m.name, spooled=m.file, reason=m.reason) for m in members)
             if len(items) > self.sem.max_files:
                 break
         if len(items) > self.sem.max_files:
@@ -548,22 +556,31 @@ class ClassifyHandler(SemBase):
         raise ApiError(400, f"you are a member of several proposals ({', '.join(mine)}); choose one with "
                             "the field 'proposal'")
 
-    async def classify_upload(self, content_type: str, body: bytes) -> None:
-        arguments, uploads = self.parse_multipart(content_type, body)
-        del body
+    async def classify_upload(self, content_type: str, spool: Spool) -> None:
+        # parsing and unzipping read and write hundreds of megabytes: not on the event loop; an
+        # UploadRefused (a DassError) answers its 400 or 413 through write_error
+        arguments, uploads = await asyncio.to_thread(self.parse_upload, content_type, spool)
         unknown = sorted(set(arguments) - {"proposal"})
         if unknown:
             raise ApiError(400, f"unknown form field(s) {', '.join(unknown)}; send 'files' and optionally "
                                 "'proposal'")
         if not uploads:
             raise ApiError(400, "no images in the request: send them as the multipart field 'files'")
-        given = arguments.get("proposal", [b""])[-1].decode("utf-8", "replace").strip()
+        given = arguments.get("proposal", [""])[-1].strip()
         proposal = self.choose_proposal(given)
         record = self.audit("classify.upload", proposal=proposal)
-        items = self.expand(uploads)
+        items = await asyncio.to_thread(self.expand, spool, uploads)
+        if not items:
+            raise ApiError(400, "no images in the request: the zip archive(s) hold no files; send images, or "
+                                "archives of images")
         classifier = await self.loaded_classifier()  # 503 before anything is stored
+
+        def load(item: FileItem) -> None:  # on the helper thread: one file in memory at a time
+            if item.spooled is not None and not item.reason:
+                item.data = spool.read(item.spooled)
+
         prepared = asyncio.Event()
-        inference = asyncio.ensure_future(self.sem.classify(classifier, items, prepared=prepared))
+        inference = asyncio.ensure_future(self.sem.classify(classifier, items, read=load, prepared=prepared))
         waiting = asyncio.ensure_future(prepared.wait())
         await asyncio.wait({inference, waiting}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
@@ -574,20 +591,20 @@ class ClassifyHandler(SemBase):
         dataset = None
         try:
             if good:
-                dataset = await asyncio.to_thread(self.store, proposal, good)
-                record.dataset, record.bytes = dataset, sum(len(item.data) for item in good)
+                dataset = await asyncio.to_thread(self.store, proposal, good, spool)
+                record.dataset, record.bytes = dataset, sum(item.spooled.size for item in good)
         except BaseException:
             await asyncio.wait({inference})
             raise
         predictions = await inference
         await self.finish_classification(classifier, items, predictions, dataset, proposal)
 
-    def store(self, proposal: str, good: list[FileItem]) -> str:
-        """Store the uploaded files as a new dataset with their previews; the dataset id."""
+    def store(self, proposal: str, good: list[FileItem], spool: Spool) -> str:
+        """Store the uploaded files (read from the spool one at a time) as a new dataset; its id."""
         storage = self.settings["storage"]
         try:
             upload = store_upload(storage, self.catalog, proposal, self.identity.name,
-                                  [(item.file, item.data) for item in good],
+                                  [(item.file, functools.partial(spool.read, item.spooled)) for item in good],
                                   instrument_metadata=[item.metadata for item in good])
         except LabelError as e:
             raise ApiError(e.status, e.message) from None

@@ -186,6 +186,22 @@ class DassService(Application):
         answered at once and its connection closed.""",
     ).tag(config=True)
 
+    spool_bytes = Integer(
+        1024**2,
+        help="""How much of a request body (bytes) is kept in memory while it arrives; beyond it
+        the body goes to a temporary file in ``spool_dir``, so an upload of hundreds of megabytes
+        (``c.SemClassifyService.max_request_bytes``) costs disk, not memory. The file has no name
+        (it cannot be left behind) and is closed when the request ends.""",
+    ).tag(config=True)
+
+    spool_dir = Unicode(
+        "",
+        help="""Folder of the temporary files of request bodies and of the images taken out of
+        uploads and ``.zip`` archives while a request is handled (deleted when it ends). Empty:
+        the system's temporary folder (``$TMPDIR``, else ``/tmp``). It needs room for about twice
+        ``c.SemClassifyService.max_request_bytes`` per concurrent upload.""",
+    ).tag(config=True)
+
     @default("log_level")
     def _default_log_level(self) -> int:
         return logging.INFO
@@ -308,6 +324,8 @@ class DassService(Application):
         self.grants = Grants(self.catalog.engine)
         self.stack_registry = StackRegistry(parent=self)
         self.stack_registry.all_stacks  # noqa: B018 - a bad stack definition fails at start
+        if self.spool_dir:  # request bodies and uploads are spooled there; fail at start, not at an upload
+            os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         self.log.info(
             "dass service: catalogue %s, storage %s, stacks %s",
             make_url(self.catalog.db_url).render_as_string(hide_password=True),
@@ -406,6 +424,8 @@ class DassService(Application):
                 max_json_depth=self.max_json_depth,
                 max_name_length=self.max_name_length,
                 discard_body_bytes=self.discard_body_bytes,
+                spool_bytes=self.spool_bytes,
+                spool_dir=self.spool_dir,
             ),
             cookie_secret=self.cookie_secret,
             login_url=self.hub_auth.login_url,

@@ -48,7 +48,6 @@ import mimetypes
 import os
 import posixpath
 import re
-import tempfile
 import time
 from typing import Any
 
@@ -206,9 +205,8 @@ class DataHandler(BaseHandler):
 
     audit_action = "data.get"
     accepts_job_tokens = True
-    #: the body of a PUT, as it arrives: a temporary file and its running checksum
-    _spool: Any = None
-    _spool_sha: Any = None
+    #: a PUT's body stays in the base handler's spool (memory, then an unnamed temporary file)
+    body_in_memory = False
 
     @property
     def storage(self) -> Storage:
@@ -276,26 +274,6 @@ class DataHandler(BaseHandler):
 
     # -- writes -----------------------------------------------------------------------------------
 
-    def data_received(self, chunk: bytes) -> None:
-        """The PUT body goes to a temporary file as it arrives (memory stays flat)."""
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile(prefix="dass-put-")
-            self._spool_sha = hashlib.sha256()
-        self._spool.write(chunk)
-        self._spool_sha.update(chunk)
-
-    def on_finish(self) -> None:
-        self._close_spool()
-
-    def on_connection_close(self) -> None:
-        self._close_spool()
-        super().on_connection_close()
-
-    def _close_spool(self) -> None:
-        spool, self._spool = self._spool, None
-        if spool is not None:
-            spool.close()
-
     def check_write(self, proposal: str, dataset: str, rel: str) -> str:
         """The dataset id when the caller may write ``rel`` into it; else 404 (cannot see it),
         403 (may see, not write) or 400 (a folder, or a ``dataset.json`` the platform keeps)."""
@@ -333,12 +311,16 @@ class DataHandler(BaseHandler):
         dataset_id = self.check_write(proposal, dataset, rel)
         storage = self.storage
         full = f"{storage.dataset_path(proposal, dataset)}/{rel}"
-        spool, sha = self._spool, self._spool_sha or hashlib.sha256()
-        size = 0 if spool is None else spool.tell()
+        spool = self.body_file
+        spool.seek(0, os.SEEK_END)
+        size = spool.tell()
+        spool.seek(0)
+        sha = hashlib.sha256()
         if rel == METADATA_FILE:  # a job's results: validated, written atomically
             from ..data.metadata_writer import write_metadata
 
-            data = b"" if spool is None else (spool.seek(0), spool.read())[1]
+            data = spool.read()
+            sha.update(data)
             try:
                 doc = json.loads(data)
             except (UnicodeDecodeError, ValueError) as e:
@@ -354,13 +336,9 @@ class DataHandler(BaseHandler):
                 with storage.translate_errors(f"writing {storage.url_of(full)}"):
                     if storage.is_local:
                         storage.fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
-                    if spool is None:
-                        storage.fs.pipe_file(full, b"")
-                        return
-                    spool.flush()
-                    spool.seek(0)
                     with storage.fs.open(full, "wb") as out:
                         while block := spool.read(self.gateway.chunk_bytes):
+                            sha.update(block)
                             out.write(block)
 
             await asyncio.to_thread(write)

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import secrets
+import tempfile
 from collections import OrderedDict
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable
@@ -81,15 +82,20 @@ def _error_message(exc: BaseException | None) -> str | None:
 
 def _with_body(method: Callable) -> Callable:
     """Wrap an HTTP method of a handler: answer a refusal decided while the body arrived,
-    else hand the collected body over as ``self.request.body``, then run the method."""
+    else hand the collected body over (as ``self.request.body``, or rewound in
+    :attr:`BaseHandler.body_file` on a route with ``body_in_memory = False``), then run the
+    method."""
 
     @functools.wraps(method)
     def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
         if self._refusal is not None:
             raise self._refusal
-        if self._streams_body() and self._body_chunks is not None:
-            self.request.body = b"".join(self._body_chunks)
-            self._body_chunks = None
+        self._body_handed = True
+        if self._streams_body() and self._body_file is not None:
+            self._body_file.seek(0)
+            if self.body_in_memory:
+                self.request.body = self._body_file.read()
+                self._close_body()
         return method(self, *args, **kwargs)
 
     wrapper._dass_wrapped = True  # type: ignore[attr-defined]
@@ -133,6 +139,11 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     #: :meth:`send_error`); routes without a body have theirs read by tornado before prepare()
     stream_body: bool | None = None
 
+    #: whether a streamed body is handed to the method as ``self.request.body`` (bytes); a
+    #: route with large bodies sets False and reads :attr:`body_file` instead, so that the body
+    #: (spooled to a temporary file above ``c.DassService.spool_bytes``) never has to fit in memory
+    body_in_memory: bool = True
+
     #: the caller, set by :meth:`prepare` on authenticated routes
     identity: Identity | None = None
 
@@ -144,8 +155,12 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     #: the job's own result take one; every other route answers it 403
     accepts_job_tokens: bool = False
 
-    # the request body, read as it arrives (every route streams it, see send_error)
-    _body_chunks: list[bytes] | None = None
+    # the request body, spooled as it arrives (every route streams it, see send_error): kept in
+    # memory up to RequestLimits.spool_bytes, in an unnamed temporary file beyond, closed (and
+    # so deleted) when the request ends
+    _body_file: Any = None
+    #: whether the method runs (and may still read :attr:`body_file`)
+    _body_handed: bool = False
     _body_received: int = 0
     #: an error decided while the body arrived, raised when it has been read
     _refusal: BaseException | None = None
@@ -176,7 +191,6 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def initialize(self) -> None:
         self.hub_auth = self.settings["hub_auth"]
-        self._body_chunks = []
 
     @property
     def limits(self) -> RequestLimits:
@@ -326,9 +340,36 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return bool(getattr(type(self), "_stream_request_body", False))
 
     def data_received(self, chunk: bytes) -> None:
-        """Keep a chunk of the body (counted and bounded by :func:`_counted`)."""
-        if self._body_chunks is not None:
-            self._body_chunks.append(chunk)
+        """Keep a chunk of the body (counted and bounded by :func:`_counted`) in the spool."""
+        if self._body_file is None:
+            limits = self.limits
+            self._body_file = tempfile.SpooledTemporaryFile(max_size=limits.spool_bytes, dir=limits.spool_dir or None)
+        self._body_file.write(chunk)
+
+    @property
+    def body_file(self) -> Any:
+        """The request body of a route with ``body_in_memory = False``, a binary file at its
+        start (in memory up to ``c.DassService.spool_bytes``, an unnamed temporary file in
+        ``c.DassService.spool_dir`` beyond, deleted when the request ends); an empty one for an
+        empty body."""
+        if self._body_file is None:
+            self._body_file = tempfile.SpooledTemporaryFile(max_size=self.limits.spool_bytes,
+                                                            dir=self.limits.spool_dir or None)
+        return self._body_file
+
+    def _close_body(self) -> None:
+        body, self._body_file = self._body_file, None
+        if body is not None:
+            body.close()
+
+    def on_finish(self) -> None:
+        self._close_body()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        if not self._body_handed:  # the client left while sending: the method never runs
+            self._close_body()
+        super().on_connection_close()
 
     def _body_pending(self) -> bool:
         """Whether this request has a body that is still to be read (and may be, up to the
@@ -348,7 +389,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def _refuse_body(self, error: BaseException) -> None:
         """Refuse this request once its body has been read (and thrown away)."""
         self._refusal = error
-        self._body_chunks = None
+        self._close_body()
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         """Answer an error, after reading and throwing away a body still on its way.
@@ -362,7 +403,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         """
         if self._deferred is None and self._body_pending():
             self._deferred = (status_code, kwargs)
-            self._body_chunks = None
+            self._close_body()
             self.request._body_future.add_done_callback(self._send_deferred_error)
             return
         super().send_error(status_code, **kwargs)
@@ -413,6 +454,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         # recorded before the answer leaves: a client that got its answer finds its row
         if not self._finished:
             self._record_audit()
+            self._close_body()  # and its temporary file is gone
         return super().finish(chunk)
 
     def _record_audit(self) -> None:

@@ -63,12 +63,19 @@ class RequestLimits:
     discard_body_bytes : int
         How much of a refused request's body is read and thrown away before the refusal is
         answered, so that a proxy in front passes the answer on (see :meth:`BaseHandler.send_error`).
+    spool_bytes : int
+        How much of a request body is kept in memory; the rest goes to a temporary file.
+    spool_dir : str
+        Folder of those temporary files (and of the files taken out of uploads); empty: the
+        system's temporary folder.
     """
 
     max_body_bytes: int = 16 * 1024**2
     max_json_depth: int = 64
     max_name_length: int = 255
     discard_body_bytes: int = 1024**3
+    spool_bytes: int = 1024**2
+    spool_dir: str = ""
 
 
 def _refuse_constant(name: str) -> Any:

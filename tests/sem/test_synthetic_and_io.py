@@ -15,7 +15,7 @@ from PIL import Image
 
 from dass.sem.categories import CATEGORIES, CATEGORY_IDS, category, display_name
 from dass.sem.databar import crop_data_bar, detect_data_bar, preprocess
-from dass.sem.io import SemReadError, read_sem, to_grayscale
+from dass.sem.io import SemReadError, decode_bytes, read_sem, to_grayscale
 from dass.sem.synthetic import data_bar_row, generate, write_dataset
 
 
@@ -181,6 +181,31 @@ def test_huge_dimensions_refused(tmp_path, make):
     with pytest.raises(SemReadError, match="too large"):
         read_sem(small, max_pixels=100)
     assert read_sem(small, max_pixels=400).image.shape == (20, 20)
+
+
+@pytest.mark.parametrize("array, fmt, sample_bytes", [
+    (np.zeros((40, 50), np.uint8), "PNG", 1),
+    (np.zeros((40, 50, 3), np.uint8), "PNG", 3),
+    (np.zeros((40, 50), np.uint16), "TIFF", 2),
+    (np.zeros((40, 50, 3), np.uint16), "TIFF", 6),
+])
+def test_the_memory_of_decoding_is_checked_from_the_header(array, fmt, sample_bytes):
+    """``max_decode_bytes`` refuses an image whose reading would take more memory (pixels x
+    (bytes per decoded pixel + the working copies)) before anything is decoded."""
+    need = decode_bytes(40, 50, sample_bytes)
+    assert need == 40 * 50 * (sample_bytes + 17)
+    data = _encode(array, fmt) if fmt == "PNG" else _tiff(array)
+    with pytest.raises(SemReadError, match=rf"too large to decode: .*50x40 .*{sample_bytes} byte.*max_decode_bytes"):
+        read_sem(data, max_decode_bytes=need - 1)
+    assert read_sem(data, max_decode_bytes=need).image.shape == (40, 50)
+    with pytest.raises(ValueError, match="max_decode_bytes must be positive"):
+        read_sem(data, max_decode_bytes=0)
+
+
+def _tiff(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, photometric="rgb" if array.ndim == 3 else "minisblack")
+    return buf.getvalue()
 
 
 def test_preprocess_contract():

@@ -157,8 +157,23 @@ def _cases() -> list[Case]:
                   "bytes=é", "bytes=-" + "9" * 40):
         add(Case("readData", "GET", "api/data/p-2026-001/sem-grains/image.tif", (200, 206, 400, 416),
                  f"a Range of {value[:30]!r}", headers={"Range": value}))
-    add(Case("readData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (403,), "a write into a dataset that is not one of her uploads", body=b"x" * 1000))
-    add(Case("readData", "PUT", "api/models/registry.json", (405,), "the model registry is read-only", body=b"{}"))
+    add(Case("writeData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (403,),
+             "a write into a dataset that is not one of her uploads", body=b"x" * 1000))
+    add(Case("writeData", "PUT", "api/data/p-2026-002/stm-movie/new.tif", (404,), "a write into a dataset she may not see",
+             body=b"x"))
+    add(Case("writeData", "PUT", "api/data/p-2026-001/sem-grains/../x", (400, 404), "a path leaving the dataset",
+             body=b"x"))
+    add(Case("writeData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (401,), "no token", token=None, body=b"x"))
+    add(Case("writeData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (401,), "a forged job token",
+             token="dassjob_forged", body=b"x"))
+    add(Case("readModels", "PUT", "api/models/registry.json", (405,), "the model registry is read-only", body=b"{}"))
+    add(Case("readModels", "GET", "api/models/registry.json?op=rm", (400,), "an unknown op"))
+    add(Case("readModels", "GET", "api/models/nothing.json", (404,), "a missing file"))
+    # a job's result: only that job's own token
+    add(Case("putJobResult", "PUT", "api/jobs/{job}/result", (403,), "a person's token", body=js({"status": "COMPLETED"})))
+    add(Case("putJobResult", "PUT", "api/jobs/{job}/result", (401,), "a forged job token", token="dassjob_forged",
+             body=js({"status": "COMPLETED"})))
+    add(Case("putJobResult", "PUT", "api/jobs/{job}/result", (400, 403), "not JSON", body=b"{nope"))
     # -- jobs
     for value, why in [(NINES, "30 nines"), (str(2**63), "2**63"), ("-1", "negative"), ("%00", "a NUL")]:
         expect = (200,) if "%00" in value else (400,)  # tornado reads control characters as blanks

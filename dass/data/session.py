@@ -305,6 +305,9 @@ def datasets(manifest: str | os.PathLike[str] | None = None) -> DatasetList:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        given = None if manifest else _from_gateway()
+        if given is not None:
+            return given
         raise DassDataError(
             f"no session manifest at {path}: no datasets were chosen when this session was "
             "started. Stop your server (File > Hub Control Panel) and start it again with "
@@ -323,6 +326,24 @@ def datasets(manifest: str | os.PathLike[str] | None = None) -> DatasetList:
         raise DassDataError(f"session manifest {path} is not a dass manifest; restart your server")
     entries: Iterable[Mapping[str, Any]] = doc.get("datasets", [])
     return DatasetList(Dataset.from_entry(e, doc) for e in entries)
+
+
+def _from_gateway() -> DatasetList | None:
+    """The datasets this session's (or job's) token was given, asked of the data gateway
+    (``GET api/data``) where no manifest was written (sessions on Slurm, in containers, in
+    pods); None without a service address and token, or for a person's own token."""
+    url = os.environ.get("DASS_SERVICE_URL")
+    if not url or not (os.environ.get("JUPYTERHUB_API_TOKEN") or os.environ.get("DASS_TOKEN")):
+        return None
+    from .dassfs import DassFileSystem
+
+    try:
+        doc = DassFileSystem(url=url)._get("api/data").json()
+    except (OSError, ValueError) as e:
+        raise DassDataError(f"cannot ask the dass service at {url} for this session's datasets: {e}") from None
+    if doc.get("datasets") is None:
+        return None
+    return DatasetList(Dataset.from_entry({**e, "mount": None}, {"service_url": url}) for e in doc["datasets"])
 
 
 def repository(manifest: str | os.PathLike[str] | None = None) -> Any:

@@ -26,6 +26,10 @@ not write answers a write with 403.
     ``c.DataGateway.max_write_bytes``): ``201 {"path", "size", "sha256"}``. ``dataset.json``
     of a job's output is validated (``dass.dataset/1``) and written atomically; other
     datasets' ``dataset.json`` is kept by the platform and refused.
+``GET api/data``
+    What the caller's token was given: a session's datasets chosen at spawn, a job's inputs
+    and results dataset (``{"kind", "owner", "ref", "datasets": [...]}``); ``dass.data.datasets()``
+    asks it where no session manifest was written (sessions on Slurm, in containers, in pods).
 ``GET api/models/<path>`` (``op=ls``/``info`` or a read)
     The SEM model registry (``models/`` of the repository), read-only, for every signed-in
     caller, sessions and jobs included: models are the platform's, not a proposal's.
@@ -55,13 +59,14 @@ from tornado.iostream import StreamClosedError
 from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
+from ..data.access import Identity
 from ..data.errors import DassDataError, StorageError
 from ..data.grants import JOB, SESSION
 from ..data.metadata import METADATA_FILE
 from ..data.storage import Storage
 from .handlers import ApiError, BaseHandler, dataset_id_of
 
-__all__ = ["DataGateway", "DataHandler", "ModelsHandler", "default_handlers", "parse_range", "clean_path"]
+__all__ = ["DataGateway", "DataHandler", "GrantHandler", "ModelsHandler", "default_handlers", "parse_range", "clean_path"]
 
 #: folder of the repository the ``api/models/…`` route serves
 MODELS_FOLDER = "models"
@@ -428,6 +433,33 @@ class DataHandler(BaseHandler):
         self.finish()
 
 
+class GrantHandler(BaseHandler):
+    """``GET api/data``: the datasets the caller's token was given -- a session's chosen at
+    spawn, a job's inputs (and its results dataset) -- for ``dass.data.datasets()`` where no
+    manifest was written (sessions on Slurm, in containers or pods)."""
+
+    accepts_job_tokens = True
+
+    def get(self) -> None:
+        self.query_args(())
+        grant = self.grant
+        if grant is None:
+            self.write_json({"kind": "person", "datasets": None,
+                             "message": "a person's token reaches what the catalogue shows: see api/datasets"})
+            return
+        ids = sorted(grant.read | grant.write)
+        records = self.catalog.visible(Identity(name=grant.owner, groups=frozenset(), admin=True), ids)
+        datasets = []
+        for dataset_id in ids:
+            proposal, name = dataset_id.split("/", 1)
+            record = records.get(dataset_id)
+            datasets.append({"id": dataset_id, "proposal": proposal, "name": name,
+                             "title": getattr(record, "title", "") or "",
+                             "metadata": dict(getattr(record, "metadata", None) or {}),
+                             "writable": grant.may_write(dataset_id)})
+        self.write_json({"kind": grant.kind, "owner": grant.owner, "ref": grant.ref, "datasets": datasets})
+
+
 class ModelsHandler(DataHandler):
     """``GET api/models[/<path>]``: the SEM model registry (``models/`` of the repository),
     read-only, for every signed-in caller (``dass://_repository/models/…``; :func:`dass.data.repository`)."""
@@ -453,6 +485,7 @@ class ModelsHandler(DataHandler):
 MODELS_ROUTE_NAME = "_repository/models"
 
 default_handlers = [
+    (r"api/data/?", GrantHandler),
     (r"api/models(?:/(.*))?", ModelsHandler),
     (r"api/data/([^/]+)/([^/]+)(?:/(.*))?", DataHandler),
 ]

@@ -166,6 +166,8 @@ def _cases() -> list[Case]:
     add(Case("writeData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (401,), "no token", token=None, body=b"x"))
     add(Case("writeData", "PUT", "api/data/p-2026-001/sem-grains/new.tif", (401,), "a forged job token",
              token="dassjob_forged", body=b"x"))
+    add(Case("grantedData", "GET", "api/data?x=1", (400,), "an unknown query parameter"))
+    add(Case("grantedData", "GET", "api/data", (401,), "no token", token=None))
     add(Case("readModels", "PUT", "api/models/registry.json", (405,), "the model registry is read-only", body=b"{}"))
     add(Case("readModels", "GET", "api/models/registry.json?op=rm", (400,), "an unknown op"))
     add(Case("readModels", "GET", "api/models/nothing.json", (404,), "a missing file"))

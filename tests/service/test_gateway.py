@@ -466,3 +466,29 @@ def test_pandas_xarray_and_h5py_read_through_dass_urls(gw, monkeypatch):
         import xarray  # noqa: F401 - optional here; h5netcdf/netCDF files read the same way
     except ImportError:
         return
+
+
+def test_without_a_manifest_datasets_asks_the_gateway_for_the_tokens_grant(gw, hub, tmp_path, monkeypatch):
+    """Sessions on Slurm, in containers or pods get no manifest file: dass.data.datasets()
+    asks ``GET api/data`` what the session's token was given."""
+    import dass.data
+    from dass.data.errors import DassDataError
+
+    token = f"alice-remote-{gw.backend}"
+    hub.tokens[token] = "alice"
+    gw.app.grants.put(token, kind="session", owner="alice", ref="remote", read=[ALICE_DS])
+    monkeypatch.setenv("DASS_SESSION_MANIFEST", str(tmp_path / "none.json"))
+    monkeypatch.setenv("DASS_SERVICE_URL", gw.url)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    monkeypatch.setenv("DASS_CACHE_DIR", str(tmp_path / "cache"))
+    ds = dass.data.datasets()
+    assert ds.ids == [ALICE_DS] and ds[0].title == "Grain boundaries in annealed copper"
+    assert ds[0].path is None and ds[0].ls() == ["dataset.json", "image.tif", "raw"]
+    with ds[0].open("image.tif") as f:
+        assert f.read() == b"II*\x00fake"
+    assert (ds[0].local_path(progress=False) / "raw" / "big.bin").read_bytes() == BIG
+    r = gw.get("api/data", "alice-token")  # a person's own token: the catalogue, not a grant
+    assert r.status_code == 200 and r.json()["datasets"] is None
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "alice-token")
+    with pytest.raises(DassDataError, match="no datasets were chosen"):
+        dass.data.datasets()

@@ -55,6 +55,9 @@ class DassFileSystem(AbstractFileSystem):
         Seconds to wait for the service on each request.
     block_size : int
         Bytes fetched at a time by files opened for reading.
+    local_socket : str, optional
+        The service's same-machine file handoff (:mod:`dass.data.localfiles`); default
+        ``$DASS_GATEWAY_SOCKET``; ``""`` reads over HTTP only.
 
     Examples
     --------
@@ -70,7 +73,7 @@ class DassFileSystem(AbstractFileSystem):
     cachable = False
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0,
-                 block_size: int = 4 * 1024 * 1024, **kwargs: Any) -> None:
+                 block_size: int = 4 * 1024 * 1024, local_socket: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         url = url or os.environ.get("DASS_SERVICE_URL") or os.environ.get("DASS_URL")
         if not url:
@@ -83,6 +86,11 @@ class DassFileSystem(AbstractFileSystem):
                                   "(set in sessions) or $DASS_TOKEN (create one on the hub's token page)")
         self.timeout = float(timeout)
         self.blocksize = int(block_size)
+        self._token = token
+        # same machine: file descriptors handed over by the service (dass.data.localfiles)
+        from .localfiles import SOCKET_ENV
+
+        self.local_socket = os.environ.get(SOCKET_ENV, "") if local_socket is None else local_socket
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token}"
 
@@ -189,8 +197,43 @@ class DassFileSystem(AbstractFileSystem):
             return {"name": path, "size": 0, "type": "directory"}
         return self._get(self._route(path), params={"op": "info"}, path=path).json()
 
+    def _handoff(self, path: str) -> tuple[int, int] | None:
+        """``(fd, size)`` of a file handed over by the service on this machine; None when
+        there is no handoff here (the caller reads over HTTP)."""
+        if not self.local_socket or path.startswith(REPOSITORY):
+            return None
+        from .localfiles import HandoffRefused, open_remote
+
+        try:
+            return open_remote(self.local_socket, self._token, path, timeout=self.timeout)
+        except ConnectionError:
+            self.local_socket = ""  # none on this machine: HTTP from now on
+            return None
+        except HandoffRefused as e:
+            if e.status == 404:
+                raise FileNotFoundError(f"dass://{path}: {e}") from None
+            if e.status in (401, 403):
+                raise PermissionError(f"dass://{path}: {e}") from None
+            return None  # a folder, a bad path: the HTTP answer says it in full
+
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
+        handed = self._handoff(path)
+        if handed is not None:
+            fd, size = handed
+            try:
+                first = 0 if start is None else (max(0, size + start) if start < 0 else start)
+                last = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
+                chunks, at = [], first
+                while at < last:
+                    chunk = os.pread(fd, min(last - at, 64 * 1024**2), at)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    at += len(chunk)
+                return b"".join(chunks)
+            finally:
+                os.close(fd)
         headers = None
         if start is not None or end is not None:
             size = None
@@ -215,6 +258,10 @@ class DassFileSystem(AbstractFileSystem):
         if mode not in ("rb", "wb"):
             raise ValueError(f"dass://{path}: mode {mode!r} is not offered; read with 'rb', write a whole "
                              "file with 'wb'")
+        if mode == "rb":
+            handed = self._handoff(path)
+            if handed is not None:  # the file itself, read-only, at the page cache's speed
+                return os.fdopen(handed[0], "rb", buffering=block_size or self.blocksize)
         return DassFile(self, path, mode=mode, block_size=block_size or self.blocksize,
                         cache_options=cache_options, **kwargs)
 

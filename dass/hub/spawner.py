@@ -442,6 +442,10 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
         env = super().get_env()
         env["DASS_SESSION_MANIFEST"] = str(self.manifest_path)
         env["JUPYTER_CONFIG_PATH"] = str(self._lab_config_dir())
+        if self.storage.is_local:  # same machine: dass:// reads take the file handoff
+            from ..data.localfiles import SOCKET_ENV, socket_name
+
+            env[SOCKET_ENV] = socket_name(self.config)
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         return env
 

@@ -644,6 +644,10 @@ class JobManager(LoggingConfigurable):
             expires_at=utcnow() + dt.timedelta(seconds=job.timeout_seconds + self.token_grace_seconds),
         )
         base_env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
+        if self.storage.is_local and self.executor.shares_files:  # dass:// reads take the file handoff
+            from ..data.localfiles import SOCKET_ENV, socket_name
+
+            base_env[SOCKET_ENV] = socket_name(self.config)
         return build_execution_spec(
             job_id=job.id,
             workdir=job.workdir,

@@ -261,6 +261,8 @@ class DassService(Application):
     web_app: web.Application
     http_server: HTTPServer | None = None
     bound_port: int | None = None
+    #: the same-machine file handoff while it is served (:mod:`dass.service.localfiles`)
+    local_files: Any = None
 
     #: the stacks' parts of the service (routes, pages, links), set by :meth:`init_extensions`
     extensions: list[ServiceExtension]
@@ -402,6 +404,7 @@ class DassService(Application):
         handlers: list[tuple] = [(self.base_url + path, handler) for path, handler in routes]
         if self.base_url != "/":
             handlers.append((self.base_url.rstrip("/"), web.RedirectHandler, {"url": self.base_url}))
+        self.data_gateway = DataGateway(parent=self)
         settings = dict(
             log=self.log,
             base_url=self.base_url,
@@ -410,7 +413,7 @@ class DassService(Application):
             catalog=self.catalog,
             audit_log=self.audit_log,
             grants=self.grants,
-            data_gateway=DataGateway(parent=self),
+            data_gateway=self.data_gateway,
             storage=self.storage,
             stack_registry=self.stack_registry,
             job_manager=self.job_manager,
@@ -486,6 +489,20 @@ class DassService(Application):
             host = f"[{host}]" if ":" in host and not host.startswith("[") else host
             self.job_manager.gateway_url = f"http://{host}:{self.bound_port}{self.base_url}"
         self.job_manager.start()
+        local_files = None
+        if self.storage.is_local and self.data_gateway.local_handoff:
+            from ..data.localfiles import socket_name
+            from .localfiles import LocalFileServer
+
+            local_files = LocalFileServer(self, socket_name(self.config))
+            try:
+                await local_files.start()
+                self.log.info("dass service: same-machine file handoff on %s", local_files.name)
+                self.local_files = local_files
+            except OSError as e:  # another service of the same state folder holds it
+                self.log.warning("dass service: no file handoff on %s (%s); dass:// reads over HTTP",
+                                 local_files.name, e)
+                local_files = None
         for ext in self.extensions:
             ext.start()
         purger = asyncio.ensure_future(self._purge_audit())
@@ -493,6 +510,8 @@ class DassService(Application):
             await self._stopping.wait()
         finally:
             purger.cancel()
+            if local_files is not None:
+                await local_files.stop()
             await self.job_manager.stop()
             for ext in self.extensions:
                 await ext.stop()

@@ -106,6 +106,15 @@ class DataGateway(LoggingConfigurable):
         super().__init__(**kwargs)
         self._allowed: dict[tuple[Any, str], float] = {}
 
+    local_handoff = Bool(
+        True,
+        help="""With a ``file://`` repository, also serve the same-machine file handoff
+        (:mod:`dass.data.localfiles`): processes on this machine (sessions, jobs) get a
+        read-only descriptor of a file they may read, after the same checks, instead of its
+        bytes over HTTP, and read it at the speed of the page cache. Sessions and jobs find
+        it through ``$DASS_GATEWAY_SOCKET``.""",
+    ).tag(config=True)
+
     max_write_bytes = Integer(
         20 * 1024**3,
         help="""Largest file one ``PUT api/data/…`` may write (a job's output file, a file added

@@ -506,6 +506,8 @@ class JobRun:
         for view in self._fetched:
             try:
                 _remove(view)
+                if view.parent.is_dir() and not any(view.parent.iterdir()):
+                    view.parent.rmdir()  # the proposal's folder, when this was its last dataset
             except OSError:
                 log.warning("job %s: could not remove the copy of its inputs", self.job_id, exc_info=True)
 
@@ -654,7 +656,7 @@ class JobRun:
         pipe(LOG_FILE, (self.workdir / LOG_FILE).read_bytes())  # the log as it is now
 
         crate = build_crate(
-            spec=self.spec,
+            spec={**self.spec, "results_url": f"dass://{root}"},  # where the crate says it is
             started=self.started,
             finished=finished,
             status=status,

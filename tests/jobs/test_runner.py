@@ -373,7 +373,7 @@ def test_unwritable_results_location_fails_the_job(runner_gateway, tmp_path):
         rc, result, _ = run_runner(workdir)
     finally:
         blocker.unlink()
-    assert rc == 1 and result["status"] == "FAILED"
+    assert rc == 1 and result["status"] == "FAILED", read_log(workdir)
     assert result["reason"].startswith("writing input.ipynb of the results failed: "), result["reason"]
     assert str(runner_gateway.storage_url.removeprefix("file://")) not in result["reason"]
     assert result["results_url"] is None

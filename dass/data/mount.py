@@ -345,7 +345,18 @@ def fetch_tree(fs: Any, root: str, target: Path, *, max_bytes: int | None = None
     -------
     dict
         Relative path -> size of the files copied.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``root`` is missing or not readable by the caller (the gateway answers both alike).
+    NotADirectoryError
+        When ``root`` is a file.
     """
+    # fsspec's find answers a missing folder with nothing: ask first, so that a dataset the
+    # caller cannot read (or that is gone) is an error, never an empty copy
+    if fs.info(root).get("type") != "directory":
+        raise NotADirectoryError(f"{what or root} is not a folder")
     found = fs.find(root, detail=True)
     base = root.strip("/")
     files: dict[str, int] = {}

@@ -489,7 +489,8 @@ def verify(
     return problems + _check(expected, storage_factory, {})
 
 
-def verify_results(results_url: str, storage_options: Mapping[str, Any] | None = None) -> VerifyReport:
+def verify_results(results_url: str, storage_options: Mapping[str, Any] | None = None, *,
+                   repository_url: str | None = None) -> VerifyReport:
     """Check a job's results folder against its crate and its ``dataset.json`` checksums.
 
     Every output listed in ``ro-crate-metadata.json`` is re-read from ``results_url``, every
@@ -503,6 +504,11 @@ def verify_results(results_url: str, storage_options: Mapping[str, Any] | None =
     storage_options : mapping, optional
         fsspec options for ``results_url`` (``Storage.options``); used for every URL of the
         same protocol.
+    repository_url : str, optional
+        The repository that the crate's ``dass://<proposal>/<dataset>/…`` input URLs name (the
+        service passes its own ``Storage.url``; the inputs are then read there with
+        ``storage_options``). Without it they are read through the data gateway
+        (``$DASS_SERVICE_URL`` and the caller's token).
 
     Returns
     -------
@@ -523,6 +529,8 @@ def verify_results(results_url: str, storage_options: Mapping[str, Any] | None =
     protocol = storage.protocol
 
     def factory(url: str) -> tuple[Any, str]:
+        if repository_url and url.startswith("dass://"):
+            url = f"{repository_url.rstrip('/')}/{url.removeprefix('dass://')}"
         head = url.split("://", 1)[0] if "://" in url else "file"
         same = head == protocol or {head, protocol} <= {"file", "local"}
         return fsspec.core.url_to_fs(url, **(options if same else {}))

@@ -101,6 +101,10 @@ OUTPUT_ENV = "DASS_OUTPUT_DIR"
 JOB_ID_ENV = "DASS_JOB_ID"
 #: the job's own token for the data gateway (reads its inputs, writes its results)
 TOKEN_ENV = "DASS_TOKEN"
+#: how long the runner keeps trying to reach the data gateway while it cannot (the service
+#: restarting) before the job fails; the first retry comes after 0.5 s, then twice as long,
+#: at most 10 s apart
+GATEWAY_RETRY_SECONDS = 300.0
 
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
@@ -451,6 +455,23 @@ class JobRun:
             self._fs = DassFileSystem(url=url, token=token)
         return self._fs
 
+    def _retrying(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, tried again with backoff while the data gateway cannot be
+        reached (``ConnectionError``: the service restarting), each retry logged; gives up
+        after :data:`GATEWAY_RETRY_SECONDS`. Refusals and other failures are not retried."""
+        deadline = time.monotonic() + GATEWAY_RETRY_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except ConnectionError as e:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("job %s: %s: the data gateway cannot be reached (%s); retrying in %.1f s",
+                            self.job_id, doing, e, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 10.0)
+
     # -- 3. datasets, manifest, environment -----------------------------------------------------
 
     def prepare(self) -> None:
@@ -471,7 +492,8 @@ class JobRun:
                 how = "view made by the service"
             else:  # fetched through the gateway with the job's token
                 with _storage_errors(f"reading dataset {dataset_id} through the data gateway"):
-                    fetch_tree(fs, dataset_id, view, what=f"dataset {dataset_id}")
+                    self._retrying(f"reading dataset {dataset_id}", fetch_tree, fs, dataset_id, view,
+                                   what=f"dataset {dataset_id}")
                 self._fetched.append(view)
                 how = "fetched through the data gateway"
             files, total = [], 0
@@ -506,6 +528,8 @@ class JobRun:
         for view in self._fetched:
             try:
                 _remove(view)
+                if view.parent.is_dir() and not any(view.parent.iterdir()):
+                    view.parent.rmdir()  # the proposal's folder, when this was its last dataset
             except OSError:
                 log.warning("job %s: could not remove the copy of its inputs", self.job_id, exc_info=True)
 
@@ -637,12 +661,12 @@ class JobRun:
         def put(rel: str, local: Path) -> None:
             entry = {"path": rel, "sha256": _sha256_local(local), "size": local.stat().st_size}
             with _storage_errors(f"writing {rel} of the results"):
-                fs.put_file(str(local), f"{root}/{rel}")
+                self._retrying(f"writing {rel}", fs.put_file, str(local), f"{root}/{rel}")
             self.written.append(entry)
 
         def pipe(rel: str, data: bytes) -> None:
             with _storage_errors(f"writing {rel} of the results"):
-                fs.pipe_file(f"{root}/{rel}", data)
+                self._retrying(f"writing {rel}", fs.pipe_file, f"{root}/{rel}", data)
             self.written.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
 
         for rel, local in self._local_files():
@@ -654,7 +678,7 @@ class JobRun:
         pipe(LOG_FILE, (self.workdir / LOG_FILE).read_bytes())  # the log as it is now
 
         crate = build_crate(
-            spec=self.spec,
+            spec={**self.spec, "results_url": f"dass://{root}"},  # where the crate says it is
             started=self.started,
             finished=finished,
             status=status,
@@ -677,7 +701,7 @@ class JobRun:
         the job folder still tells what happened)."""
         try:
             fs = self._gateway()
-            fs._request("PUT", f"api/jobs/{self.job_id}/result",
+            self._retrying("sending its result", fs._request, "PUT", f"api/jobs/{self.job_id}/result",
                         data=json.dumps(dict(result), default=str).encode(),
                         headers={"Content-Type": "application/json"})
         except Exception:

@@ -205,7 +205,9 @@ class JobVerifyHandler(JobsBase):
             raise ApiError(409, f"job {job_id} is {job['status']} and has no results to verify")
         from ..jobs.provenance import verify_results
 
-        report = await asyncio.to_thread(verify_results, job["results_url"], self.jobs.storage.storage_options)
+        storage = self.jobs.storage
+        report = await asyncio.to_thread(verify_results, job["results_url"], storage.storage_options,
+                                         repository_url=storage.url)
         self.write_json({"ok": report.ok, "checked": report.checked, "problems": list(report.problems)})
 
 

@@ -169,6 +169,7 @@ def test_other_users_cannot_see_cancel_or_download_a_job(platform):
     import requests
     r = requests.get(f"{platform.url}/services/dass/api/jobs/{jid}", headers={"Authorization": f"token {admin}"}, timeout=30)
     assert r.status_code == 200 and r.json()["owner"] == "alice"
+    outputs = r.json()["outputs"]
     # alice downloads her own output
     r = platform.service("GET", f"api/jobs/{jid}/outputs/output/done.txt", "alice")
     assert r.status_code == 200 and r.text == "slept 0.1"
@@ -177,8 +178,12 @@ def test_other_users_cannot_see_cancel_or_download_a_job(platform):
                      headers={"Authorization": f"token {admin}"}, timeout=30)
     rows = [(e["user"], e["action"], e["path"], e["allowed"], e["status"], e["bytes"])
             for e in reversed(r.json()["events"])]
+    # the job's own writes through the gateway (with its token, on alice's behalf) come first
+    writes = [("alice", "data.put", o["path"], True, 201, o["size"]) for o in outputs]
+    assert [o["path"] for o in outputs][-1] == "dataset.json" and "output/done.txt" in {o["path"] for o in outputs}
     assert rows == [
         ("alice", "job.submit", None, True, 201, None),
+        *writes,
         ("bob", "job.output", "output/done.txt", False, 404, 0),
         ("bob", "job.output", "executed.html", False, 404, None),
         ("alice", "job.output", "output/done.txt", True, 200, len("slept 0.1")),

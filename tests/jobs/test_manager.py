@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -25,6 +27,8 @@ from dass.jobs.spec import build_execution_spec
 
 ALICE = Identity("alice", frozenset({"p-2026-001"}))
 SEM = "sem/service/image_summary.ipynb"
+NANOWIRES = "p-2026-001/sem-nanowires"
+GATEWAY = "http://127.0.0.1:8000/services/dass/"
 
 
 @pytest.fixture
@@ -35,6 +39,7 @@ def manager(tmp_path):
     cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     cfg.JobManager.jobs_dir = str(tmp_path / "jobs")
     cfg.JobManager.home_dir_template = str(tmp_path / "homes" / "{username}")
+    cfg.JobManager.gateway_url = GATEWAY  # set by the service to where it listens; no service here
     catalog, storage = Catalog(config=cfg), Storage(config=cfg)
     catalog.upgrade()
     assert not catalog.scan(storage).errors
@@ -148,6 +153,66 @@ def test_the_service_token_never_reaches_a_job(manager, monkeypatch):
     assert "JUPYTERHUB_API_TOKEN" not in spec.env and "service-secret" not in json.dumps(spec.env)
 
 
+def test_a_job_gets_its_own_token_and_the_gateway_never_storage(manager):
+    """The job's environment has the gateway's address and a job token whose grant reads its
+    inputs and writes its results; spec.json names no storage location or option."""
+    job, _ = manager.submit(ALICE, {"notebook": SEM, "parameters": {"input_dataset": NANOWIRES}})
+    with manager._db() as db:
+        spec = manager._prepare(db.get(Job, job["id"]), ALICE)
+    token = spec.env["DASS_TOKEN"]
+    assert token.startswith("dassjob_") and spec.env["DASS_SERVICE_URL"] == GATEWAY
+    grant = manager.grants.get(token)
+    assert (grant.kind, grant.owner, grant.ref) == ("job", "alice", job["id"])
+    assert grant.read == {NANOWIRES} and grant.write == {f"results/job-{job['id']}"}
+    assert grant.expires_at > dt.datetime.now(dt.timezone.utc)
+    runner_spec = json.loads((manager.workdir(job["id"]) / "spec.json").read_text())
+    assert runner_spec["gateway"] == {"url": GATEWAY}
+    assert not {"storage", "results_url", "result_url"} & set(runner_spec)
+    text = json.dumps(runner_spec) + json.dumps(spec.env)
+    assert manager.storage.url not in text and manager.storage.root not in text
+    assert token not in json.dumps(runner_spec)  # the token is in the environment only
+
+
+def test_a_local_job_gets_a_read_only_view_that_ends_with_it(manager):
+    """file:// storage and a local run: the inputs are hard links in a read-only view of the
+    job's folder; when the job ends its token is revoked and the view removed."""
+    job, _ = manager.submit(ALICE, {"notebook": SEM, "parameters": {"input_dataset": NANOWIRES}})
+    with manager._db() as db:
+        spec = manager._prepare(db.get(Job, job["id"]), ALICE)
+    view = manager.workdir(job["id"]) / "datasets" / NANOWIRES
+    source = Path(manager.storage.root) / NANOWIRES / "dataset.json"
+    assert (view / "dataset.json").stat().st_ino == source.stat().st_ino  # a link, not a copy
+    assert not view.stat().st_mode & 0o222
+    if os.geteuid() != 0:  # root writes through any mode
+        with pytest.raises(PermissionError):
+            (view / "new.txt").write_text("x")
+    token = spec.env["DASS_TOKEN"]
+    assert manager.grants.get(token) is not None
+    with manager._db() as db, db.begin():
+        row = db.get(Job, job["id"])
+        row.status = Status.IN_PROGRESS.value
+        manager._finish(db, row, 0)
+    assert manager.grants.get(token) is None
+    assert not view.exists()
+    assert source.exists()  # the repository's file is untouched
+
+
+def test_the_service_says_where_results_are_and_keeps_the_result_it_was_handed(manager):
+    """result.json reaches the service through PUT api/jobs/<id>/result (store_result); the
+    job's results_url is the service's own (results/job-<id>), whatever the run claims."""
+    job, _ = manager.submit(ALICE, {"notebook": SEM})
+    now = dt.datetime.now(dt.timezone.utc)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    handle = {"executor": "local", "state": {"pid": int(dead.stdout), "workdir": str(manager.workdir(job["id"]))}}
+    _set(manager, job["id"], status=Status.IN_PROGRESS.value, started_at=now, executor_handle=handle)
+    manager.store_result(job["id"], {"status": "COMPLETED", "reason": None, "results_url": "file:///etc",
+                                     "outputs": [{"path": "output/a.txt", "sha256": "0" * 64, "size": 1}]})
+    manager.reconcile()
+    done = manager.get(ALICE, job["id"])
+    assert done["status"] == "COMPLETED"
+    assert done["results_url"] == manager.storage.url_of(manager.storage.join("results", f"job-{job['id']}"))
+
+
 def test_restart_reads_the_result_from_repository_storage(manager):
     """A run's result.json is read from repository storage, wherever the run ran: the job's
     working folder need not hold it."""
@@ -156,10 +221,8 @@ def test_restart_reads_the_result_from_repository_storage(manager):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     handle = {"executor": "local", "state": {"pid": int(dead.stdout), "workdir": str(manager.workdir(job["id"]))}}
     _set(manager, job["id"], status=Status.IN_PROGRESS.value, started_at=now, executor_handle=handle)
-    path = manager._result_path(job["id"])
-    manager.storage.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    manager.storage.fs.pipe_file(path, json.dumps({"status": "FAILED", "reason": "cell 3 raised KeyError: 'x'",
-                                                   "results_url": None, "outputs": []}).encode())
+    manager.store_result(job["id"], {"status": "FAILED", "reason": "cell 3 raised KeyError: 'x'",
+                                     "results_url": None, "outputs": []})
     assert not (manager.workdir(job["id"]) / "result.json").exists()
     manager.reconcile()
     done = manager.get(ALICE, job["id"])

@@ -1,7 +1,9 @@
 """The job runner, run as the executor runs it: a real process, papermill and an ipykernel.
 
 Repositories are the synthetic demo repository, in a local folder and on a real S3 endpoint
-(moto server). Notebooks: ``notebooks/runner_*.ipynb``.
+(moto server), behind the data gateway of a real dass service: the runner reads its inputs
+and writes its results there with its job token, and the tests check what reached storage.
+Notebooks: ``notebooks/runner_*.ipynb``.
 """
 
 from __future__ import annotations
@@ -23,22 +25,28 @@ from dass.data.metadata import parse_metadata
 from dass.jobs.provenance import verify_results
 from dass.jobs.runner import build_derived_metadata, describe_failure, load_result
 
-from .conftest import OWNER, read_log, run_runner, runner_spec, start_runner, stop_tree, wait_for_log
+from .conftest import (
+    OWNER, JobGateway, read_log, run_runner, runner_spec, start_runner, stop_tree, wait_for_log,
+)
 from .rocrate_check import validate_crate
 
 DATASET = "p-2026-001/sem-nanowires"
 PARAMS = {"n": 5, "scale": 2.5, "label": "hello", "input_dataset": DATASET}
 
 
-def _results(result: dict[str, Any], options: dict[str, Any] | None = None) -> tuple[Any, str]:
-    return fsspec.core.url_to_fs(result["results_url"], **(options or {}))
+def _results(gateway: JobGateway, result: dict[str, Any]) -> tuple[Any, str]:
+    """``(fs, root)`` of the job's results in repository storage: ``results/job-<id>``, the
+    dataset that ``result["results_url"]`` (``dass://results/job-<id>``) names."""
+    job_id = result["results_url"].removeprefix("dass://results/job-")
+    assert result["results_url"] == f"dass://results/job-{job_id}", result["results_url"]
+    return gateway.results(job_id)
 
 
-def _check_outputs(result: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, bytes]:
+def _check_outputs(gateway: JobGateway, result: dict[str, Any]) -> dict[str, bytes]:
     """Every output listed in result.json is in the results folder with its sha256 and size."""
     import hashlib
 
-    fs, root = _results(result, options)
+    fs, root = _results(gateway, result)
     files = {}
     for out in result["outputs"]:
         data = fs.cat_file(f"{root}/{out['path']}")
@@ -65,25 +73,30 @@ def _check_derived(files: dict[str, bytes], result: dict[str, Any], status: str)
 
 
 @pytest.fixture(scope="module")
-def completed_job(runner_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def completed_job(runner_repo: Path, runner_gateway: JobGateway, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     workdir = tmp_path_factory.mktemp("job-completed")
     spec = runner_spec(
         workdir,
         notebook="runner_params.ipynb",
-        storage_url=f"file://{runner_repo}",
+        gateway=runner_gateway,
         datasets=[DATASET],
         parameters=PARAMS,
     )
     rc, result, seconds = run_runner(workdir)
     assert rc == 0, read_log(workdir)
-    return {"workdir": workdir, "spec": spec, "result": result, "seconds": seconds, "repo": runner_repo}
+    return {"workdir": workdir, "spec": spec, "result": result, "seconds": seconds, "repo": runner_repo,
+            "gateway": runner_gateway}
 
 
 def test_completed_job_result_and_log(completed_job):
     workdir, result = completed_job["workdir"], completed_job["result"]
     assert result["status"] == "COMPLETED", read_log(workdir)
     assert result["reason"] is None and result["failed_cell"] is None
-    assert result["results_url"] == completed_job["spec"]["results_url"]
+    assert result["results_url"] == f"dass://results/job-{completed_job['spec']['job_id']}"
+    # the service kept the result the runner handed in (PUT api/jobs/<id>/result)
+    fs, root = completed_job["gateway"].results(completed_job["spec"]["job_id"])
+    stored = json.loads(fs.cat_file(f"{root.rsplit('/', 1)[0]}/.runs/job-{completed_job['spec']['job_id']}.json"))
+    assert stored == result
     assert dt.datetime.fromisoformat(result["started"]) <= dt.datetime.fromisoformat(result["finished"])
     runner = json.loads((workdir / "runner.json").read_text())
     assert isinstance(runner["pid"], int) and runner["started"] == result["started"]
@@ -101,7 +114,7 @@ def test_completed_job_result_and_log(completed_job):
 
 def test_completed_job_outputs(completed_job):
     result = completed_job["result"]
-    files = _check_outputs(result)
+    files = _check_outputs(completed_job["gateway"], result)
     paths = [o["path"] for o in result["outputs"]]
     assert paths[:3] == ["input.ipynb", "executed.ipynb", "executed.html"]
     assert paths[-3:] == ["job.log", "ro-crate-metadata.json", "dataset.json"]  # dataset.json last
@@ -112,7 +125,11 @@ def test_completed_job_outputs(completed_job):
     assert produced["dataset"] == DATASET
     assert produced["job_id"] == completed_job["spec"]["job_id"]
     assert produced["cwd"] == str(completed_job["workdir"])
-    assert not (completed_job["workdir"] / "datasets" / DATASET).exists()  # unmounted at the end
+    # file:// storage: the notebook read the read-only view the service made (hard links, no
+    # copy), which the runner leaves alone (the service removes it when the job ends)
+    view = completed_job["workdir"] / "datasets" / DATASET
+    assert f"input {DATASET} (view made by the service)" in (completed_job["workdir"] / "job.log").read_text()
+    assert view.is_dir() and not view.stat().st_mode & 0o222
     assert "dataset.json" in produced["entries"] and "dataset.json" in produced["mounted"]
 
     from PIL import Image
@@ -124,7 +141,7 @@ def test_completed_job_outputs(completed_job):
 
 def test_completed_job_derived_dataset(completed_job):
     result, spec = completed_job["result"], completed_job["spec"]
-    files = _check_outputs(result)
+    files = _check_outputs(completed_job["gateway"], result)
     md = _check_derived(files, result, "COMPLETED")
     assert md.title == spec["derived"]["title"]
     assert md.stacks == ["sem"] and md.keywords == ["dass job", "sem"]
@@ -135,9 +152,13 @@ def test_completed_job_derived_dataset(completed_job):
 
 
 def test_completed_job_crate_verifies_and_tampering_is_reported(completed_job):
-    result, repo = completed_job["result"], completed_job["repo"]
-    url = result["results_url"]
-    report = verify_results(url)
+    result, repo, gateway = completed_job["result"], completed_job["repo"], completed_job["gateway"]
+    url = gateway.results_url(completed_job["spec"]["job_id"])  # what the manager records
+
+    def verify():  # as the service verifies: the crate's dass:// inputs read from its repository
+        return verify_results(url, repository_url=gateway.storage_url)
+
+    report = verify()
     assert report.ok, report.problems
     # 8 results files (dataset.json's own checksum is not recorded) + 5 input files
     inputs = len(list((repo / DATASET).iterdir()))
@@ -151,7 +172,7 @@ def test_completed_job_crate_verifies_and_tampering_is_reported(completed_job):
     original = output.read_bytes()
     output.write_bytes(original.replace(b'"n": 5', b'"n": 6'))
     try:
-        report = verify_results(url)
+        report = verify()
         assert not report.ok
         assert len(report.problems) == 1
         assert "output/result.json" in report.problems[0] and "mismatch" in report.problems[0]
@@ -163,46 +184,47 @@ def test_completed_job_crate_verifies_and_tampering_is_reported(completed_job):
     source.chmod(0o644)
     source.write_bytes(original + b"\0")
     try:
-        report = verify_results(url)
+        report = verify()
         assert [p for p in report.problems if "nanowires_001.png" in p and "input" in p], report.problems
         assert len(report.problems) == 1
     finally:
         source.write_bytes(original)
-    assert verify_results(url).ok
+    assert verify().ok
 
 
 # ---------------------------------------------------------------------------------------------
 # the same job on S3
 
 
-def test_completed_job_on_s3(runner_moto, tmp_path):
-    options = runner_moto.options
+def test_completed_job_on_s3(runner_s3_gateway, tmp_path):
+    gateway = runner_s3_gateway
+    options = gateway.storage_options
     workdir = tmp_path / "job"
     spec = runner_spec(
         workdir,
         notebook="runner_params.ipynb",
-        storage_url="s3://runner-bucket/repo",
-        storage_options=options,
+        gateway=gateway,
         datasets=[DATASET],
         parameters=PARAMS,
     )
     rc, result, _ = run_runner(workdir)
     assert rc == 0 and result["status"] == "COMPLETED", read_log(workdir)
-    assert result["results_url"] == f"s3://runner-bucket/repo/results/job-{spec['job_id']}"
-    files = _check_outputs(result, options)
+    assert result["results_url"] == f"dass://results/job-{spec['job_id']}"
+    files = _check_outputs(gateway, result)
     _check_derived(files, result, "COMPLETED")
     produced = json.loads(files["output/result.json"])
     assert produced["label"] == "hello" and "nanowires_001.png" in produced["mounted"]
-    # the dataset was copied into the job folder (not linked), and removed at the end
-    assert f"mount: copied {DATASET}" in (workdir / "job.log").read_text()
+    # the dataset was fetched into the job folder through the gateway, and removed at the end
+    assert f"input {DATASET} (fetched through the data gateway)" in (workdir / "job.log").read_text()
     assert list((workdir / "datasets").iterdir()) == []
 
-    report = verify_results(result["results_url"], options)
+    url = gateway.results_url(spec["job_id"])
+    report = verify_results(url, options, repository_url=gateway.storage_url)
     assert report.ok, report.problems
 
-    fs, root = _results(result, options)
+    fs, root = gateway.results(spec["job_id"])
     fs.pipe_file(f"{root}/output/figures/bars.png", b"not a png")
-    report = verify_results(result["results_url"], options)
+    report = verify_results(url, options, repository_url=gateway.storage_url)
     assert not report.ok and "output/figures/bars.png" in report.problems[0]
 
 
@@ -212,7 +234,7 @@ def test_completed_job_on_s3(runner_moto, tmp_path):
 
 def test_completed_job_crate_passes_the_reference_validator(completed_job, tmp_path):
     """roc-validator, profile ro-crate-1.3, every REQUIRED check (software with url and version)."""
-    fs, root = _results(completed_job["result"])
+    fs, root = _results(completed_job["gateway"], completed_job["result"])
     assert "file" in fs.protocol
     report = validate_crate(Path(root), tmp_path)
     assert report == {"passed": True, "issues": []}
@@ -222,7 +244,7 @@ def test_the_crate_check_catches_a_crate_without_software_urls(completed_job, tm
     """The validator as run here does fail a crate missing what the profile requires."""
     import shutil
 
-    _, root = _results(completed_job["result"])
+    _, root = _results(completed_job["gateway"], completed_job["result"])
     copy = tmp_path / "crate"
     shutil.copytree(root, copy)
     crate = json.loads((copy / "ro-crate-metadata.json").read_text())
@@ -234,9 +256,9 @@ def test_the_crate_check_catches_a_crate_without_software_urls(completed_job, tm
     assert not report["passed"] and any("MUST have a `url`" in i for i in report["issues"])
 
 
-def test_cell_raising_fails_the_job_and_keeps_the_results(runner_repo, tmp_path):
+def test_cell_raising_fails_the_job_and_keeps_the_results(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
-    runner_spec(workdir, notebook="runner_raise.ipynb", storage_url=f"file://{runner_repo}")
+    runner_spec(workdir, notebook="runner_raise.ipynb", gateway=runner_gateway)
     rc, result, _ = run_runner(workdir)
     assert rc == 1, read_log(workdir)
     assert result["status"] == "FAILED"
@@ -244,7 +266,7 @@ def test_cell_raising_fails_the_job_and_keeps_the_results(runner_repo, tmp_path)
     assert result["failed_cell"] == 2
     assert "ValueError: bad value" in (workdir / "job.log").read_text()  # with its traceback
 
-    files = _check_outputs(result)
+    files = _check_outputs(runner_gateway, result)
     assert {"executed.ipynb", "executed.html", "job.log", "ro-crate-metadata.json", "dataset.json"} <= set(files)
     executed = nbformat.reads(files["executed.ipynb"].decode(), as_version=4)
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
@@ -254,13 +276,14 @@ def test_cell_raising_fails_the_job_and_keeps_the_results(runner_repo, tmp_path)
     action = next(e for e in crate["@graph"] if e.get("@type") == "CreateAction")
     assert action["actionStatus"]["@id"].endswith("FailedActionStatus")
     assert action["error"] == result["reason"]
-    assert verify_results(result["results_url"]).ok
-    assert validate_crate(Path(_results(result)[1]), tmp_path) == {"passed": True, "issues": []}
+    url = runner_gateway.results_url(result["results_url"].removeprefix("dass://results/job-"))
+    assert verify_results(url, repository_url=runner_gateway.storage_url).ok
+    assert validate_crate(Path(_results(runner_gateway, result)[1]), tmp_path) == {"passed": True, "issues": []}
 
 
-def test_killed_kernel_ends_the_job_promptly(runner_repo, tmp_path):
+def test_killed_kernel_ends_the_job_promptly(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
-    runner_spec(workdir, notebook="runner_sleep.ipynb", storage_url=f"file://{runner_repo}")
+    runner_spec(workdir, notebook="runner_sleep.ipynb", gateway=runner_gateway)
     proc = start_runner(workdir)
     try:
         wait_for_log(workdir, "cell 2/3")
@@ -283,24 +306,24 @@ def test_killed_kernel_ends_the_job_promptly(runner_repo, tmp_path):
     assert result["reason"] == "the kernel died while running cell 2 (out of memory or killed)"
     assert result["failed_cell"] == 2
     assert result["results_url"]  # the partial notebook and the log were kept
-    files = _check_outputs(result)
+    files = _check_outputs(runner_gateway, result)
     assert "about to sleep" in files["job.log"].decode()
 
 
-def test_cell_timeout(runner_repo, tmp_path):
+def test_cell_timeout(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
-    runner_spec(workdir, notebook="runner_sleep.ipynb", storage_url=f"file://{runner_repo}", cell_timeout=2)
+    runner_spec(workdir, notebook="runner_sleep.ipynb", gateway=runner_gateway, cell_timeout=2)
     rc, result, seconds = run_runner(workdir, timeout=60)
     assert rc == 1, read_log(workdir)
     assert result["reason"] == "cell 2 timed out after 2 s"
     assert result["failed_cell"] == 2
     assert seconds < 30
-    _check_outputs(result)
+    _check_outputs(runner_gateway, result)
 
 
-def test_sigterm_stops_the_runner_and_its_kernel(runner_repo, tmp_path):
+def test_sigterm_stops_the_runner_and_its_kernel(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
-    runner_spec(workdir, notebook="runner_sleep.ipynb", storage_url=f"file://{runner_repo}")
+    runner_spec(workdir, notebook="runner_sleep.ipynb", gateway=runner_gateway)
     proc = start_runner(workdir)
     try:
         wait_for_log(workdir, "cell 2/3")
@@ -319,34 +342,40 @@ def test_sigterm_stops_the_runner_and_its_kernel(runner_repo, tmp_path):
     assert "stopped by SIGTERM" in (workdir / "job.log").read_text()
 
 
-def test_missing_dataset_fails_with_the_storage_message(runner_repo, tmp_path):
+def test_missing_dataset_fails_with_the_storage_message(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
     runner_spec(
         workdir,
         notebook="runner_raise.ipynb",
-        storage_url=f"file://{runner_repo}",
+        gateway=runner_gateway,
         datasets=["p-2026-001/no-such-dataset"],
     )
     rc, result, _ = run_runner(workdir)
     assert rc == 1
-    assert result["reason"].startswith("dataset p-2026-001/no-such-dataset is not in the repository")
+    assert result["reason"].startswith(
+        "reading dataset p-2026-001/no-such-dataset through the data gateway failed: "), result["reason"]
+    assert "not found" in result["reason"]  # the gateway's own message
     assert result["failed_cell"] is None
     assert not (workdir / "executed.ipynb").exists()
-    files = _check_outputs(result)  # the log and the notebook are still saved
+    files = _check_outputs(runner_gateway, result)  # the log and the notebook are still saved
     assert set(files) == {"input.ipynb", "job.log", "ro-crate-metadata.json", "dataset.json"}
 
 
-def test_unwritable_results_location_fails_the_job(runner_repo, tmp_path):
+def test_unwritable_results_location_fails_the_job(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
-    spec = runner_spec(workdir, notebook="runner_raise.ipynb", storage_url=f"file://{runner_repo}")
-    blocker = tmp_path / "blocker"
+    spec = runner_spec(workdir, notebook="runner_raise.ipynb", gateway=runner_gateway)
+    # a file where the results folder should be: the gateway cannot write there
+    blocker = Path(runner_gateway.results(spec["job_id"])[1])
+    blocker.parent.mkdir(exist_ok=True)
     blocker.write_text("a file where the results folder should be")
-    spec["results_url"] = f"file://{blocker}/job"
-    (workdir / "spec.json").write_text(json.dumps(spec))
     (workdir / "input.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])))
-    rc, result, _ = run_runner(workdir)
-    assert rc == 1 and result["status"] == "FAILED"
-    assert result["reason"].startswith("writing file://"), result["reason"]
+    try:
+        rc, result, _ = run_runner(workdir)
+    finally:
+        blocker.unlink()
+    assert rc == 1 and result["status"] == "FAILED", read_log(workdir)
+    assert result["reason"].startswith("writing input.ipynb of the results failed: "), result["reason"]
+    assert str(runner_gateway.storage_url.removeprefix("file://")) not in result["reason"]
     assert result["results_url"] is None
 
 
@@ -433,11 +462,11 @@ def test_load_result(tmp_path):
     assert load_result(tmp_path) == {"status": "COMPLETED"}
 
 
-def test_log_and_reason_hide_internal_locations(runner_repo, tmp_path):
+def test_log_and_reason_hide_internal_locations(runner_repo, runner_gateway, tmp_path):
     """What the job's owner reads (job.log, the reason) names the job folder and the
     repository, never where the platform keeps them."""
     workdir = tmp_path / "state" / "jobs" / "job"
-    spec = runner_spec(workdir, notebook="runner_raise.ipynb", storage_url=f"file://{runner_repo}", datasets=[DATASET])
+    spec = runner_spec(workdir, notebook="runner_raise.ipynb", gateway=runner_gateway, datasets=[DATASET])
     code = (
         "import os, dass.data\n"
         "print('dataset at', os.path.realpath(dass.data.datasets()[0].path))\n"
@@ -451,13 +480,13 @@ def test_log_and_reason_hide_internal_locations(runner_repo, tmp_path):
     for secret in (str(workdir), str(runner_repo), str(tmp_path / "state")):
         assert secret not in log, secret
         assert secret not in result["reason"], secret
-    assert "dataset at <repository>/p-2026-001/sem-nanowires" in log
+    assert "dataset at <job folder>/datasets/p-2026-001/sem-nanowires" in log
     assert "output at <job folder>/output" in log
     assert "'<job folder>/output/missing.txt'" in result["reason"], result["reason"]
-    assert "datasets mounted under datasets/" in log
+    assert "1 datasets under datasets/" in log
     assert f"writing the results to dataset results/job-{spec['job_id']}" in log
     # the saved copy of the log in the repository is the same hidden text
-    fs, root = _results(result)
+    fs, root = runner_gateway.results(spec["job_id"])
     assert str(runner_repo) not in fs.cat_file(f"{root}/job.log").decode()
 
 
@@ -469,10 +498,10 @@ def test_hide_paths_replaces_the_longest_place_first():
     assert hide_paths("nothing here", places) == "nothing here"
 
 
-def test_processes_a_notebook_leaves_behind_end_with_the_job(runner_repo, tmp_path):
+def test_processes_a_notebook_leaves_behind_end_with_the_job(runner_gateway, tmp_path):
     """A process started in a session of its own does not outlive the finished job."""
     workdir = tmp_path / "job"
-    runner_spec(workdir, notebook="runner_orphan.ipynb", storage_url=f"file://{runner_repo}")
+    runner_spec(workdir, notebook="runner_orphan.ipynb", gateway=runner_gateway)
     rc, result, _ = run_runner(workdir)
     assert rc == 0, read_log(workdir)
     pid = int((workdir / "output" / "child.pid").read_text())
@@ -484,9 +513,9 @@ def test_processes_a_notebook_leaves_behind_end_with_the_job(runner_repo, tmp_pa
     assert "process(es) the notebook left running" in read_log(workdir)
 
 
-def test_a_kernel_that_exits_by_itself_is_not_called_killed(runner_repo, tmp_path):
+def test_a_kernel_that_exits_by_itself_is_not_called_killed(runner_gateway, tmp_path):
     workdir = tmp_path / "job"
-    runner_spec(workdir, notebook="runner_exit.ipynb", storage_url=f"file://{runner_repo}")
+    runner_spec(workdir, notebook="runner_exit.ipynb", gateway=runner_gateway)
     rc, result, _ = run_runner(workdir)
     assert rc == 1 and result["status"] == "FAILED", read_log(workdir)
     assert result["reason"].startswith("the kernel died while running cell 2 (the kernel process exited by itself with status 0")

@@ -45,19 +45,21 @@ def executor():
     ex.close()
 
 
-def test_the_second_job_runs_on_the_standby_runner(runner_repo, tmp_path, executor):
+def test_the_second_job_runs_on_the_standby_runner(runner_gateway, tmp_path, executor):
     jobs = tmp_path / "jobs"
     first = jobs / "a"
-    runner_spec(first, notebook="runner_env.ipynb", storage_url=f"file://{runner_repo}", parameters={"x": 2})
+    runner_spec(first, notebook="runner_env.ipynb", gateway=runner_gateway, parameters={"x": 2})
     state1, env1 = _run(executor, first)
     assert "kernel started ahead" not in read_log(first)
 
     pool = jobs / ".standby"
     _wait(lambda: any(pool.glob(f"*{READY_SUFFIX}")), READY_TIMEOUT, "a ready standby runner")
     standby_pid = int(next(pool.glob(f"*{READY_SUFFIX}")).name.split(".")[0])
+    # started before its job is known, it holds no job's token (the job's comes through its pipe)
+    assert "DASS_TOKEN" not in psutil.Process(standby_pid).environ()
 
     second = jobs / "b"
-    spec2 = runner_spec(second, notebook="runner_env.ipynb", storage_url=f"file://{runner_repo}", parameters={"x": 3})
+    spec2 = runner_spec(second, notebook="runner_env.ipynb", gateway=runner_gateway, parameters={"x": 3})
     state2, env2 = _run(executor, second)
     assert state2["pid"] == standby_pid
     assert "using the kernel started ahead of the job" in read_log(second)
@@ -66,12 +68,15 @@ def test_the_second_job_runs_on_the_standby_runner(runner_repo, tmp_path, execut
     assert env2["job"] == spec2["job_id"] and env2["output"] == str(second.resolve() / "output")
     assert env2["manifest"] == str(second.resolve() / ".dass" / "session.json")
     assert env2["x"] == 3 and env1["x"] == 2
+    # it wrote its results through the gateway with the second job's own token
+    fs, root = runner_gateway.results(spec2["job_id"])
+    assert fs.exists(f"{root}/output/env.json") and fs.exists(f"{root}/dataset.json")
     assert not any(p for p in pool.glob(f"{standby_pid}*"))  # it left the pool
 
 
-def test_standby_runners_end_when_the_service_lets_them_go(runner_repo, tmp_path, executor):
+def test_standby_runners_end_when_the_service_lets_them_go(runner_gateway, tmp_path, executor):
     workdir = tmp_path / "jobs" / "a"
-    runner_spec(workdir, notebook="runner_env.ipynb", storage_url=f"file://{runner_repo}")
+    runner_spec(workdir, notebook="runner_env.ipynb", gateway=runner_gateway)
     _run(executor, workdir)
     pool = workdir.parent / ".standby"
     _wait(lambda: any(pool.glob(f"*{READY_SUFFIX}")), READY_TIMEOUT, "a ready standby runner")

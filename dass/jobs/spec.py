@@ -28,6 +28,13 @@ class ExecutionSpec:
     timeout_seconds: int = 3600
     #: the Unix account the job runs as (None: the platform's own account)
     run_as: str | None = None
+    #: the stack's name and container image (container and Kubernetes executors)
+    stack: str = ""
+    image: str = ""
+    #: the size's memory as it is (``mem_limit_bytes`` is the address-space limit of a process
+    #: back end, headroom included) and its GPUs: container limits and Kubernetes resources
+    mem_bytes: int = 0
+    gpus: int = 0
 
 
 def build_execution_spec(
@@ -78,6 +85,10 @@ def build_execution_spec(
         ),
         timeout_seconds=timeout_seconds,
         run_as=run_as,
+        stack=stack.name,
+        image=stack.image,
+        mem_bytes=size.mem_bytes,
+        gpus=size.gpus,
     )
 
 

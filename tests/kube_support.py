@@ -159,6 +159,34 @@ class Emulator:
 
         self.call(apply)
 
+    def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> None:
+        """Create an object as a controller would (e.g. the pod of a Job)."""
+
+        async def post(emu: Any) -> None:
+            import aiohttp
+
+            group_version, plural = resource.rsplit("/", 1)
+            prefix = "/api/" if "/" not in group_version else "/apis/"
+            url = f"{self.url}{prefix}{group_version}/namespaces/{namespace}/{plural}"
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url, json=obj) as r:
+                    assert r.status in (200, 201), await r.text()
+
+        self.call(post)
+
+    def run_job_pod(self, job: dict[str, Any]) -> str:
+        """What the Job controller does: create the Job's pod from its template; returns its name."""
+        meta = job["metadata"]
+        name = f"{meta['name']}-x1"
+        template = job["spec"]["template"]
+        self.create("v1/pods", meta["namespace"], {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": meta["namespace"],
+                         "labels": {**template["metadata"]["labels"], "job-name": meta["name"]}},
+            "spec": template["spec"],
+        })
+        return name
+
     def set_pod_status(self, namespace: str, name: str, phase: str, *, exit_code: int | None = None,
                        ip: str = "127.0.0.1") -> None:
         """What the kubelet would report: ``Running`` (ready, with an IP), or ended with

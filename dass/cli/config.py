@@ -20,15 +20,22 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..hub.spawner import DassLocalSpawner, DassSpawnerMixin
     from ..stacks.registry import StackRegistry
     from ..jobs.executor import LocalExecutor
+    from ..jobs.kubernetes import KubernetesExecutor
     from ..jobs.manager import JobManager
     from ..platform import Platform
     from ..service.app import DassService
     from ..service.extensions import extension_classes
     from ..service.gateway import DataGateway
 
+    try:  # the Kubernetes back end needs the k8s extra (jupyterhub-kubespawner)
+        from ..hub.kubernetes import DassKubeSpawner
+
+        kube = [DassKubeSpawner]
+    except ImportError:
+        kube = []
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
-    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
-            DataGateway, *stacks, JobManager, LocalExecutor]
+    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, *kube,
+            DassService, DataGateway, *stacks, JobManager, LocalExecutor, KubernetesExecutor]
 
 
 def config_reference() -> str:

@@ -25,15 +25,15 @@ class ExecutionSpec:
     env: dict[str, str] = field(default_factory=dict)
     cpu: float = 1.0
     mem_limit_bytes: int | None = None
+    #: the size's memory itself (containers and pods limit resident memory by it)
+    mem_bytes: int = 0
     timeout_seconds: int = 3600
     #: the Unix account the job runs as (None: the platform's own account)
     run_as: str | None = None
-    #: the stack's name and container image (container and Kubernetes executors)
-    stack: str = ""
+    #: the stack's container image (container and Kubernetes executors)
     image: str = ""
-    #: the size's memory as it is (``mem_limit_bytes`` is the address-space limit of a process
-    #: back end, headroom included) and its GPUs: container limits and Kubernetes resources
-    mem_bytes: int = 0
+    #: the stack's name, and the size's GPUs (Kubernetes requests them)
+    stack: str = ""
     gpus: int = 0
 
 
@@ -83,11 +83,11 @@ def build_execution_spec(
         mem_limit_bytes=address_space_limit(
             size.mem_bytes, headroom_bytes=memory_headroom_bytes, enforce=enforce_memory_limit
         ),
+        mem_bytes=size.mem_bytes,
         timeout_seconds=timeout_seconds,
         run_as=run_as,
-        stack=stack.name,
         image=stack.image,
-        mem_bytes=size.mem_bytes,
+        stack=stack.name,
         gpus=size.gpus,
     )
 

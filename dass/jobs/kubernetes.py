@@ -267,13 +267,19 @@ class KubernetesExecutor(Executor):
         mine = [h for h in handles if h.executor == self.name]
         if not mine:
             return
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         api = await self._api()
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
         selector = f"{COMPONENT_LABEL}=job"
-        jobs = api.sanitize_for_serialization(
-            await self._call("list Jobs", batch.list_namespaced_job, self.namespace, label_selector=selector))
-        pods = api.sanitize_for_serialization(
-            await self._call("list pods", core.list_namespaced_pod, self.namespace, label_selector=selector))
+        try:
+            jobs = api.sanitize_for_serialization(
+                await self._call("list Jobs", batch.list_namespaced_job, self.namespace, label_selector=selector))
+            pods = api.sanitize_for_serialization(
+                await self._call("list pods", core.list_namespaced_pod, self.namespace, label_selector=selector))
+        except (ApiException, KubernetesJobError) as e:  # the runs' states stay as last read
+            self.log.warning("kubernetes: cannot read the state of %d job(s) now: %s", len(mine), e)
+            return
         by_id_job = {_label(j): j for j in jobs.get("items") or []}
         by_id_pods: dict[str, list] = {}
         for p in pods.get("items") or []:

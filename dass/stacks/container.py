@@ -34,7 +34,9 @@ def image_ref(image: str, *, prefix: str = "", tag: str = "") -> str:
     if not image:
         raise ValueError("the stack has no image; set c.StackRegistry.stacks[<stack>]['image']")
     last = image.rsplit("/", 1)[-1]
-    has_registry = "/" in image and ("." in image.split("/", 1)[0] or ":" in image.split("/", 1)[0])
+    first = image.split("/", 1)[0]
+    # a registry host as docker reads one: a dot, a port or "localhost" before the first slash
+    has_registry = "/" in image and ("." in first or ":" in first or first == "localhost")
     ref = image if has_registry or not prefix else prefix.rstrip("/") + "/" + image
     if ":" not in last and "@" not in last and tag:
         ref = f"{ref}:{tag}"

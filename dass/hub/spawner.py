@@ -7,6 +7,12 @@ spawn form, the turning of form data into ``user_options``, their validation (th
 it with a JupyterHub spawner and only *renders and launches* the spec in
 :meth:`DassSpawnerMixin.render_session`: :class:`DassLocalSpawner` (processes on this machine)
 is the first; containers, Slurm and Kubernetes are further back ends on the same seam.
+
+Why one module: the mixin and the local back end stay together because
+``dass.hub.spawner.DassLocalSpawner`` is the name the platform's defaults and deployers'
+configurations use, and the local back end is the reference the mixin's hooks
+(``render_session``, ``wait_started``) were cut for; every other back end lives in a module
+of its own (:mod:`dass.hub.kubernetes`).
 """
 
 from __future__ import annotations

@@ -142,6 +142,11 @@ class Executor(LoggingConfigurable):
         """Launch the run of ``spec``; returns its handle."""
         raise NotImplementedError
 
+    async def refresh(self, handles: list[Handle]) -> None:
+        """Learn the state of the runs of ``handles`` (the manager calls it once per scheduling
+        tick, before ``status``). Executors that ask a remote system (the Kubernetes API) read
+        it here, so that ``status`` and ``read_log`` answer without waiting; local ones need not."""
+
     def status(self, handle: Handle) -> int | None:
         """None while the run goes on, else its exit status (-1 when unknown, e.g. adopted)."""
         raise NotImplementedError

@@ -119,8 +119,10 @@ class JobManager(LoggingConfigurable):
         LocalExecutor,
         klass=Executor,
         help="""The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this
-        machine) or dass.jobs.slurm.SlurmExecutor (``sbatch`` on a Slurm cluster, see
-        ``c.SlurmExecutor``).""",
+        machine), dass.jobs.slurm.SlurmExecutor (``sbatch`` on a Slurm cluster, see
+        ``c.SlurmExecutor``) or dass.jobs.kubernetes.KubernetesExecutor (one Kubernetes Job per
+        run, in the stack's image; set ``gateway_url`` to the service's address inside the
+        cluster).""",
     ).tag(config=True)
 
     @default("jobs_dir")
@@ -514,6 +516,8 @@ class JobManager(LoggingConfigurable):
         return handle
 
     async def tick(self) -> None:
+        if self._running:
+            await self.executor.refresh(list(self._running.values()))
         for job_id, handle in list(self._running.items()):
             code = self.executor.status(handle)
             with self._db() as db, db.begin():
@@ -574,7 +578,15 @@ class JobManager(LoggingConfigurable):
                 self.log.warning("job %s: cannot start: %s", job.id, e)
                 return True
             job.status, job.started_at = Status.IN_PROGRESS.value, utcnow()
-        handle = await self.executor.start(exec_spec)
+        try:
+            handle = await self.executor.start(exec_spec)
+        except DassError as e:  # refused where it runs (e.g. by the cluster): a failed job, said why
+            self.log.error("job %s: the %s executor could not start it: %s", job.id, self.executor.name, e)
+            with self._db() as db, db.begin():
+                row = db.get(Job, job.id)
+                row.status, row.reason, row.finished_at = Status.FAILED.value, _one_line(e.user_message), utcnow()
+                self._end_access(row)
+            return True
         with self._db() as db, db.begin():
             db.get(Job, job.id).executor_handle = handle.to_json()
         self._running[job.id] = handle

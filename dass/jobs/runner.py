@@ -91,6 +91,8 @@ SPEC_FILE = "spec.json"
 RUNNER_FILE = "runner.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "job.log"
+#: ``python -m dass.jobs.runner WORKDIR --log-stdout``: the log goes to standard output too
+LOG_STDOUT_FLAG = "--log-stdout"
 EXECUTED_NOTEBOOK = "executed.ipynb"
 EXECUTED_HTML = "executed.html"
 OUTPUT_DIR = "output"
@@ -747,7 +749,7 @@ class _HidingFormatter(logging.Formatter):
         return hide_paths(super().format(record), _hidden)
 
 
-def _setup_logging(path: Path) -> logging.Handler:
+def _setup_logging(path: Path, also_stdout: bool = False) -> logging.Handler:
     _hidden.update(internal_places(path.parent, None))
     stream = open(path, "a", buffering=1, encoding="utf-8", errors="replace")
     handler = logging.StreamHandler(stream)
@@ -757,6 +759,11 @@ def _setup_logging(path: Path) -> logging.Handler:
     handler.addFilter(_JobLogFilter())
     root = logging.getLogger()
     root.addHandler(handler)
+    if also_stdout:  # a container's log is its standard output (kubectl logs, the executor)
+        echo = logging.StreamHandler(sys.stdout)
+        echo.setFormatter(formatter)
+        echo.addFilter(_JobLogFilter())
+        root.addHandler(echo)
     root.setLevel(logging.INFO)
     logging.getLogger("papermill").setLevel(logging.INFO)  # the notebook's output (log_output)
     for name in _QUIET_LOGGERS:
@@ -821,11 +828,12 @@ def _install_signal_handlers(job: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
+def run(workdir: str | os.PathLike[str], kernel: Any = None, log_stdout: bool = False) -> int:
     """Run the job of ``workdir`` (see the module docstring); returns the exit status.
 
     ``kernel``: a kernel manager with a kernel already running (a standby runner's, see
-    :mod:`dass.jobs.standby`), used instead of starting one.
+    :mod:`dass.jobs.standby`), used instead of starting one. ``log_stdout``: write the job's
+    log to standard output as well (in a container, whose log is its output).
     """
     workdir = Path(workdir).resolve()
     started = _now()
@@ -833,7 +841,7 @@ def run(workdir: str | os.PathLike[str], kernel: Any = None) -> int:
     _become_subreaper()
     current: dict[str, str] = {}
     _install_signal_handlers(current)
-    _setup_logging(workdir / LOG_FILE)
+    _setup_logging(workdir / LOG_FILE, also_stdout=log_stdout)
 
     status, reason, failed_cell = COMPLETED, None, None
     job_run: JobRun | None = None
@@ -931,15 +939,19 @@ def _details(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dass.jobs.runner WORKDIR``."""
-    args = sys.argv[1:] if argv is None else argv
+    """``python -m dass.jobs.runner WORKDIR [--log-stdout]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    log_stdout = LOG_STDOUT_FLAG in args
+    if log_stdout:
+        args.remove(LOG_STDOUT_FLAG)
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m dass.jobs.runner WORKDIR\n\nRun the dass job whose spec.json is in WORKDIR.")
+        print(f"usage: python -m dass.jobs.runner WORKDIR [{LOG_STDOUT_FLAG}]\n\nRun the dass job whose spec.json is "
+              f"in WORKDIR.\n{LOG_STDOUT_FLAG}: write the job's log to standard output too (containers).")
         return 2
     if not os.path.isfile(os.path.join(args[0], SPEC_FILE)):
         print(f"{args[0]}: no {SPEC_FILE} there; the dass service writes it before starting the runner")
         return 2
-    return run(args[0])
+    return run(args[0], log_stdout=log_stdout)
 
 
 def _notebook_language(path) -> str:

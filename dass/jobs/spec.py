@@ -25,11 +25,18 @@ class ExecutionSpec:
     env: dict[str, str] = field(default_factory=dict)
     cpu: float = 1.0
     mem_limit_bytes: int | None = None
+    #: the size's memory itself (containers and pods limit resident memory by it)
+    mem_bytes: int = 0
     timeout_seconds: int = 3600
     #: the Unix account the job runs as (None: the platform's own account)
     run_as: str | None = None
     #: hub groups of the job's owner: where a back end places the run (e.g. a Slurm partition)
     groups: tuple[str, ...] = ()
+    #: the stack's container image (container and Kubernetes executors)
+    image: str = ""
+    #: the stack's name, and the size's GPUs (Kubernetes requests them)
+    stack: str = ""
+    gpus: int = 0
 
 
 def build_execution_spec(
@@ -79,9 +86,13 @@ def build_execution_spec(
         mem_limit_bytes=address_space_limit(
             size.mem_bytes, headroom_bytes=memory_headroom_bytes, enforce=enforce_memory_limit
         ),
+        mem_bytes=size.mem_bytes,
         timeout_seconds=timeout_seconds,
         run_as=run_as,
         groups=tuple(sorted(groups)),
+        image=stack.image,
+        stack=stack.name,
+        gpus=size.gpus,
     )
 
 

@@ -40,6 +40,8 @@ class Size:
     cpu: float
     mem_gib: float
     groups: tuple[str, ...] = ()
+    #: GPUs of the size (0: none); back ends that schedule GPUs (Kubernetes) request them
+    gpus: int = 0
 
     @property
     def mem_bytes(self) -> int:
@@ -149,7 +151,9 @@ class StackRegistry(LoggingConfigurable):
         Hardware sizes, merged over the built-in ones (small, medium, large).
 
         Each value: ``display_name``, ``cpu`` (cores), ``mem_gib`` (GiB), optionally
-        ``groups`` (hub groups allowed to use it; empty: everyone). Example::
+        ``groups`` (hub groups allowed to use it; empty: everyone) and ``gpus`` (GPUs a session
+        or job of this size gets where the back end schedules them, e.g. Kubernetes with
+        ``c.DassKubeSpawner.gpu_resource``; 0 by default). Example::
 
             c.StackRegistry.sizes = {"xl": {"display_name": "XL: 8 CPU, 32 GiB",
                                            "cpu": 8, "mem_gib": 32, "groups": ["staff"]}}
@@ -184,6 +188,7 @@ class StackRegistry(LoggingConfigurable):
                     cpu=float(spec["cpu"]),
                     mem_gib=float(spec["mem_gib"]),
                     groups=tuple(spec.get("groups", ())),
+                    gpus=int(spec.get("gpus", 0)),
                 )
             except (KeyError, TypeError, ValueError) as e:
                 raise StackConfigError(f"size {name!r}: needs numeric cpu and mem_gib ({e})") from e

@@ -44,6 +44,8 @@ class Limits:
 
     cpu: float
     mem_bytes: int
+    #: GPUs (0: none); only back ends that schedule GPUs use it
+    gpus: int = 0
 
 
 def limits(size: Size) -> Limits:
@@ -53,9 +55,9 @@ def limits(size: Size) -> Limits:
     --------
     >>> from dass.stacks.registry import Size
     >>> limits(Size("s", "small", cpu=1, mem_gib=2))
-    Limits(cpu=1, mem_bytes=2147483648)
+    Limits(cpu=1, mem_bytes=2147483648, gpus=0)
     """
-    return Limits(cpu=size.cpu, mem_bytes=size.mem_bytes)
+    return Limits(cpu=size.cpu, mem_bytes=size.mem_bytes, gpus=size.gpus)
 
 
 def address_space_limit(mem_bytes: int, *, headroom_bytes: int, enforce: bool = True) -> int | None:

@@ -241,7 +241,7 @@ def test_stack_json_fields(service):
     assert sem["display_name"] and sem["default_size"] == "small"
     assert sem["allowed_sizes"] == ["small", "medium", "large", "xl"]
     assert sem["sizes"][0] == {"name": "small", "display_name": "Small: 1 CPU, 2 GiB", "cpu": 1.0,
-                               "mem_gib": 2.0, "groups": []}
+                               "mem_gib": 2.0, "groups": [], "gpus": 0}
 
 
 # -- errors ----------------------------------------------------------------------------------

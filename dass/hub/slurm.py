@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import pwd
 import html
 import subprocess
 import sys
@@ -127,19 +126,15 @@ class DassSlurmSpawner(DassSpawnerMixin, SlurmSpawner):
     # -- the Unix account --------------------------------------------------------------------
 
     def unix_account(self) -> tuple[str, str, str]:
-        """(name, home, shell) of the Unix account the session runs as: the user's own from
-        ``dass.data.accounts`` (created at first spawn) where that module is installed, else
-        the account named like the hub user."""
+        """(name, home, shell) of the Unix account the session runs as: the user's own
+        (:class:`dass.data.accounts.UserAccounts`, created at the first spawn), or the
+        platform's when accounts are off."""
         cached = self.__dict__.get("_dass_account")
         if cached is None:
-            try:
-                from ..data.accounts import UserAccounts
-            except ImportError:
-                entry = pwd.getpwnam(self.user.name)
-                cached = (entry.pw_name, entry.pw_dir, entry.pw_shell)
-            else:
-                account = UserAccounts(config=self.config, parent=self).ensure(self.user.name)
-                cached = (account.name, str(account.home), getattr(account, "shell", "") or "/bin/sh")
+            from ..data.accounts import UserAccounts
+
+            account = UserAccounts(config=self.config, parent=self).ensure(self.user.name)
+            cached = (account.name, str(account.home), getattr(account, "shell", "") or "/bin/sh")
             self.__dict__["_dass_account"] = cached
         return cached
 

@@ -36,6 +36,7 @@ TEST_IDS = TEST_ACCOUNT_IDS
 def make_accounts(tmp_path: Path, **settings) -> UserAccounts:
     c = Config()
     c.Platform.state_dir = str(tmp_path / "state")
+    c.UserAccounts.enabled = "auto"  # the product's default (tests/conftest.py turns it off elsewhere)
     c.UserAccounts.name_prefix = TEST_PREFIX
     c.UserAccounts.uid_min, c.UserAccounts.uid_max = TEST_IDS
     c.UserAccounts.homes_root = str(tmp_path / "state" / "homes")

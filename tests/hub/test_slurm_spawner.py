@@ -16,7 +16,7 @@ from dass.hub.slurm import slurm_request, slurm_runtime
 from dass.stacks.registry import StackRegistry
 from dass.stacks.runtime import limits
 from dass.stacks.session import SessionSpec
-from tests.slurm_support import JOB_VENV, slurm_cluster, unix_user  # noqa: F401 - fixture
+from tests.slurm_support import slurm_cluster  # noqa: F401 - fixture
 
 
 def _spec(size: str = "small", env=None) -> SessionSpec:
@@ -45,31 +45,45 @@ def test_the_size_becomes_the_batch_request():
 
 
 @pytest.fixture(scope="module")
-def carol():
-    with unix_user("carol", home=True) as account:
-        yield account
+def slurm_platform(slurm_cluster, tmp_path_factory):
+    """The platform as root with per-user accounts (test prefix and ids) and the Slurm spawner;
+    its state in a folder every account may enter (pytest's own tmp folder is 0700)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
 
+    from tests.support import TEST_ACCOUNT_IDS, TEST_ACCOUNT_PREFIX, PlatformProcess, remove_test_accounts
 
-@pytest.fixture(scope="module")
-def slurm_platform(slurm_cluster, carol, tmp_path_factory):
-    from tests.support import PlatformProcess
+    from tests.slurm_support import job_python
 
-    if not (JOB_VENV / "bin" / "batchspawner-singleuser").exists():
-        pytest.skip(f"no session environment users may run: {JOB_VENV} with batchspawner and jupyterlab "
-                    "(make slurm builds it)")
+    python = job_python()
+    if not python:
+        pytest.skip("no Python the test users may run: make slurm (as root) builds /opt/dass-jobs-venv")
+    prefix = Path(python).parent.parent  # the venv whose bin/ has jupyterhub-singleuser
+    base = Path(tempfile.mkdtemp(prefix="dass-slurm-", dir="/tmp"))
+    base.chmod(0o755)
     config = "\n".join([
         'c.JupyterHub.spawner_class = "dass.hub.slurm.DassSlurmSpawner"',
         f"c.DassSlurmSpawner.slurm_conf = {str(slurm_cluster.conf)!r}",
-        f"c.DassSlurmSpawner.session_prefix = {str(JOB_VENV)!r}",
+        f"c.DassSlurmSpawner.session_prefix = {str(prefix)!r}",
         'c.DassSlurmSpawner.partitions_by_group = {"beamline": "gpu"}',
         'c.DassSlurmSpawner.partition = "debug"',
         "c.DassSlurmSpawner.startup_poll_interval = 0.5",
         "c.Spawner.start_timeout = 240",
         "c.Spawner.http_timeout = 120",
+        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
+        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
+        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
     ])
-    p = PlatformProcess(tmp_path_factory.mktemp("slurm-platform"), extra_config=config, name="platform-slurm")
-    yield p
-    p.stop()
+    p = None
+    try:
+        p = PlatformProcess(base / "state", extra_config=config, name="platform-slurm", accounts=True)
+        yield p
+    finally:
+        if p is not None:
+            p.stop()
+        remove_test_accounts()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _progress(platform, user: str, seen: list[str], stop: threading.Event) -> None:
@@ -89,37 +103,43 @@ def _progress(platform, user: str, seen: list[str], stop: threading.Event) -> No
                 return
 
 
-def test_a_session_waits_in_the_queue_starts_as_its_user_and_stops(slurm_platform, slurm_cluster, carol):
-    user = carol.pw_name
+def test_a_session_waits_in_the_queue_starts_as_its_user_and_stops(slurm_platform, slurm_cluster):
+    import pwd
+
+    from tests.support import TEST_ACCOUNT_PREFIX
+
+    hub_user = "carol"
     platform = slurm_platform
-    platform.token_for(user)  # the hub user (same name as the Unix account until accounts land)
+    platform.token_for(hub_user)
     # a job holding the whole node's memory: the session must wait in the queue
     blocker = slurm_cluster.run("sbatch", "--parsable", "--mem=0", "--exclusive", "-o", "/dev/null",
                                 "--wrap", "sleep 300").strip()
     seen: list[str] = []
     stop = threading.Event()
     try:
-        r = platform.api("POST", f"/users/{user}/server", json={"stack": "sem", "size": "small"})
+        r = platform.api("POST", f"/users/{hub_user}/server", json={"stack": "sem", "size": "small"})
         assert r.status_code in (201, 202), r.text
-        reader = threading.Thread(target=_progress, args=(platform, user, seen, stop), daemon=True)
+        reader = threading.Thread(target=_progress, args=(platform, hub_user, seen, stop), daemon=True)
         reader.start()
         from tests.support import wait_for
 
         wait_for(lambda: any("Waiting in the Slurm queue" in m for m in seen), 120,
                  f"a queue message on the progress stream (seen: {seen})")
         slurm_cluster.run("scancel", blocker)
-        platform.wait_ready(user, 240)
+        platform.wait_ready(hub_user, 240)
+        account = pwd.getpwnam(f"{TEST_ACCOUNT_PREFIX}{hub_user}")  # made at the first spawn
+        user = account.pw_name
         jobs = slurm_cluster.run("squeue", "-h", "-u", user, "-o", "%i %T %P %C %m").split()
         mem_mib = int(StackRegistry().all_sizes["small"].mem_gib * 1024)
         assert jobs[1:4] == ["RUNNING", "debug", "1"]  # partition by group (none: the default), CPUs
         assert jobs[4] in (f"{mem_mib}M", f"{mem_mib // 1024}G")  # the size's memory
-        out = platform.run_in_kernel(user, "import os; print(os.getuid(), os.environ['DASS_STACK'])", timeout=120)
-        assert out.split()[:2] == [str(carol.pw_uid), "sem"]
+        out = platform.run_in_kernel(hub_user, "import os; print(os.getuid(), os.environ['DASS_STACK'])", timeout=120)
+        assert out.split()[:2] == [str(account.pw_uid), "sem"]
     finally:
         stop.set()
         subprocess.run(["scancel", blocker], env=slurm_cluster.env, capture_output=True)
-        platform.stop_server(user, 120)
-    assert slurm_cluster.run("squeue", "-h", "-u", user).strip() == ""
+        platform.stop_server(hub_user, 120)
+    assert slurm_cluster.run("squeue", "-h", "-u", f"{TEST_ACCOUNT_PREFIX}{hub_user}").strip() == ""
 
 
 def test_the_form_reads_the_queue_state_of_a_partition(slurm_cluster):

@@ -293,7 +293,7 @@ def _sleep_notebook(seconds: float) -> dict:
 
 
 @pytest.fixture
-def slurm_manager_factory(slurm_cluster, users, place, python_for_jobs, tmp_path):
+def slurm_manager_factory(slurm_cluster, users, place, python_for_jobs, tmp_path, gateway_loop, gateway_hub):
     """Makes JobManagers (one per "service start") sharing one database and jobs folder, whose
     executor is the SlurmExecutor and whose jobs run as the test user of their owner.
 
@@ -308,11 +308,18 @@ def slurm_manager_factory(slurm_cluster, users, place, python_for_jobs, tmp_path
     from dass.jobs.manager import JobManager
     from dass.stacks.registry import StackRegistry
 
+    from tests.jobs.conftest import _start_gateway
+
     base, repo = place
     jobs = shared_folder("dass-slurm-mgr-")
+    # the jobs' data gateway: a real service on the same repository and database (the job
+    # tokens the managers make are in it); its own queue stays idle
+    (tmp_path / "gateway").mkdir()
+    gateway = _start_gateway(gateway_loop, gateway_hub, tmp_path / "gateway", f"file://{repo}", {})
     cfg = Config()
     cfg.Storage.url = f"file://{repo}"
-    cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'gateway' / 'catalog.sqlite'}"
+    cfg.JobManager.gateway_url = gateway.url
     cfg.JobManager.jobs_dir = str(jobs)
     cfg.JobManager.poll_interval = 0.2
     cfg.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"
@@ -343,6 +350,7 @@ def slurm_manager_factory(slurm_cluster, users, place, python_for_jobs, tmp_path
 
     make.identities = identities
     yield make
+    gateway.stop()
     shutil.rmtree(jobs, ignore_errors=True)
 
 

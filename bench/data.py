@@ -12,8 +12,11 @@ warm-up of each):
 The dass service runs as its own process (``python -m dass.service``, as JupyterHub starts it)
 against the small real hub of the service tests (``tests.service.service_support.FakeHub``:
 the hub API calls ``HubOAuth`` makes, on loopback); it checks every request with the
-catalogue and writes its audit row, as in production. Storage is a ``file://`` folder, or with
-``--s3`` a real S3 endpoint (moto on loopback). Sizes are small by default so that a run takes
+catalogue and writes its audit row, as in production. Storage is a ``file://`` folder -- read,
+as sessions and jobs on the service's machine read it, through the same-machine file handoff
+(:mod:`dass.data.localfiles`: the service checks the token and hands over a read-only
+descriptor), or with ``--http`` over HTTP -- or with ``--s3`` a real S3 endpoint (moto on
+loopback). Sizes are small by default so that a run takes
 a minute; the issue's figures are ``--large-mb 500 --files 1000``.
 
 Targets are reported, never asserted; figures also go to ``bench/results/data.json``.
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (after one warm-up)")
     parser.add_argument("--s3", action="store_true", help="storage on S3 (moto on loopback) instead of file://")
     parser.add_argument("--redirect", action="store_true", help="with --s3: c.DataGateway.s3_redirect = True")
+    parser.add_argument("--http", action="store_true",
+                        help="file://: read over HTTP, not through the same-machine file handoff")
     args = parser.parse_args(argv)
     if args.redirect and not args.s3:
         parser.error("--redirect needs --s3")
@@ -158,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         proc, url = start_service(tmp, hub.api_url, repo_url, options, db_url, args.redirect)
         block = args.block_mb * 1024 * 1024
-        gw = DassFileSystem(url=url, token=TOKEN, block_size=block, skip_instance_cache=True)
+        from dass.data.localfiles import socket_name
+
+        # file:// on one machine: the file handoff, as sessions and jobs here get it (--http: bytes over HTTP)
+        local = "" if (args.s3 or args.http) else socket_name(state=tmp / "state")
+        gw = DassFileSystem(url=url, token=TOKEN, block_size=block, local_socket=local, skip_instance_cache=True)
         large = f"{PROPOSAL}/large/large.bin"
         smalls = [f"{PROPOSAL}/small/f{i:05d}.bin" for i in range(args.files)]
         size = args.large_mb * 1024 * 1024
@@ -201,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = med["large"]["direct"] / med["large"]["dass"]
     overhead_ms = 1000 * (med["small"]["dass"] - med["small"]["direct"]) / max(1, args.files)
     target_large = 0.95 if args.redirect else 0.8
-    storage = "s3 (moto)" + (" + redirect" if args.redirect else "") if args.s3 else "file://"
+    storage = ("s3 (moto)" + (" + redirect" if args.redirect else "") if args.s3
+               else "file:// over HTTP" if args.http else "file:// (same-machine file handoff)")
     print()
     print(table([
         [f"{args.large_mb} MiB file", f"{mb / med['large']['direct']:.0f} MB/s", f"{mb / med['large']['dass']:.0f} MB/s",

@@ -6,13 +6,16 @@ proxy, dass service and idle culler) in a subprocess on free loopback ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import closing
@@ -476,3 +479,29 @@ def login(base_url: str, user: str, password: str) -> requests.Session:
                timeout=30, allow_redirects=False)
     assert r.status_code == 302, (r.status_code, r.text[:500])
     return s
+
+
+@contextlib.contextmanager
+def accounts_platform(name: str, extra_config: str = "", **kwargs):
+    """A :class:`PlatformProcess` as root with per-user Unix accounts (the tests' prefix and
+    ids), its state in a folder every account may enter (pytest's own tmp folder is 0700: no
+    other user could reach a home in it); the accounts and the folder are removed afterwards.
+    ``p.base`` is the folder (for :func:`shared_session_env`)."""
+    base = Path(tempfile.mkdtemp(prefix=f"dass-{name}-", dir="/tmp"))
+    base.chmod(0o755)
+    config = "\n".join([
+        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
+        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
+        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
+        extra_config(base) if callable(extra_config) else extra_config,
+    ])
+    p = None
+    try:
+        p = PlatformProcess(base / "state", name=name, extra_config=config, accounts=True, **kwargs)
+        p.base = base
+        yield p
+    finally:
+        if p is not None:
+            p.stop()
+        remove_test_accounts()
+        shutil.rmtree(base, ignore_errors=True)

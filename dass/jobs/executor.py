@@ -64,6 +64,18 @@ def launch(spec: ExecutionSpec) -> subprocess.Popen:
                   out_path=os.path.join(spec.cwd, "runner.out"), run_as=spec.run_as)
 
 
+def read_job_log(handle: Handle, offset: int = 0, limit: int = 1024**2) -> bytes:
+    """Bytes of ``job.log`` in the run's folder (``handle.state["workdir"]``) from ``offset``;
+    b"" when there is none yet (executors whose runs write into a folder the service sees)."""
+    path = Path(str(handle.state.get("workdir") or "")) / LOG_FILE
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
 def switch_user(name: str | None) -> Callable[[], None]:
     """A ``preexec_fn`` step that makes the child the Unix account ``name`` (its groups, group
     and user); nothing for None or the platform's own account."""
@@ -340,13 +352,7 @@ class LocalExecutor(Executor):
         return self.status(handle) is None
 
     def read_log(self, handle: Handle, offset: int = 0, limit: int = 1024**2) -> bytes:
-        path = Path(str(handle.state.get("workdir") or "")) / LOG_FILE
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_job_log(handle, offset, limit)
 
     async def cancel(self, handle: Handle) -> None:
         import psutil

@@ -36,7 +36,7 @@ from traitlets import Bool, Dict, Float, List, Unicode
 
 from ..errors import DassError
 from ..stacks.placement import choose_partition
-from .executor import LOG_FILE, RESULT_FILE, RUNNER_FILE, Executor, Handle
+from .executor import LOG_FILE, RESULT_FILE, RUNNER_FILE, Executor, Handle, read_job_log
 from .spec import ExecutionSpec
 
 #: Slurm job states in which the batch script may still run (or has yet to)
@@ -370,13 +370,7 @@ class SlurmExecutor(Executor):
         return exit_status(rec.get("JobState", ""), rec.get("ExitCode", ""))
 
     def read_log(self, handle: Handle, offset: int = 0, limit: int = 1024**2) -> bytes:
-        path = Path(str(handle.state.get("workdir") or "")) / LOG_FILE
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_job_log(handle, offset, limit)
 
     async def cancel(self, handle: Handle) -> None:
         slurm_id = str(handle.state.get("slurm_id") or "")

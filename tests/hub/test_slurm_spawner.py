@@ -48,11 +48,9 @@ def test_the_size_becomes_the_batch_request():
 def slurm_platform(slurm_cluster, tmp_path_factory):
     """The platform as root with per-user accounts (test prefix and ids) and the Slurm spawner;
     its state in a folder every account may enter (pytest's own tmp folder is 0700)."""
-    import shutil
-    import tempfile
     from pathlib import Path
 
-    from tests.support import TEST_ACCOUNT_IDS, TEST_ACCOUNT_PREFIX, PlatformProcess, remove_test_accounts
+    from tests.support import accounts_platform
 
     from tests.slurm_support import job_python
 
@@ -60,8 +58,6 @@ def slurm_platform(slurm_cluster, tmp_path_factory):
     if not python:
         pytest.skip("no Python the test users may run: make slurm (as root) builds /opt/dass-jobs-venv")
     prefix = Path(python).parent.parent  # the venv whose bin/ has jupyterhub-singleuser
-    base = Path(tempfile.mkdtemp(prefix="dass-slurm-", dir="/tmp"))
-    base.chmod(0o755)
     config = "\n".join([
         'c.JupyterHub.spawner_class = "dass.hub.slurm.DassSlurmSpawner"',
         f"c.DassSlurmSpawner.slurm_conf = {str(slurm_cluster.conf)!r}",
@@ -71,19 +67,9 @@ def slurm_platform(slurm_cluster, tmp_path_factory):
         "c.DassSlurmSpawner.startup_poll_interval = 0.5",
         "c.Spawner.start_timeout = 240",
         "c.Spawner.http_timeout = 120",
-        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
-        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
-        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
     ])
-    p = None
-    try:
-        p = PlatformProcess(base / "state", extra_config=config, name="platform-slurm", accounts=True)
+    with accounts_platform("platform-slurm", config) as p:
         yield p
-    finally:
-        if p is not None:
-            p.stop()
-        remove_test_accounts()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _progress(platform, user: str, seen: list[str], stop: threading.Event) -> None:

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.support import (
     SYSTEM_PYTHON,
-    TEST_ACCOUNT_IDS,
     TEST_ACCOUNT_PREFIX,
+    accounts_platform,
     PlatformProcess,
-    remove_test_accounts,
     shared_session_env,
 )
 
@@ -55,20 +52,10 @@ print(json.dumps({"uid": os.getuid(), "results": results}))
 
 @pytest.fixture(scope="module")
 def platform_accounts():
-    """The platform with accounts on, its state in a folder every user may enter, and alice's
-    and bob's sessions running."""
-    base = Path(tempfile.mkdtemp(prefix="dass-accounts-", dir="/tmp"))
-    base.chmod(0o755)  # pytest's own tmp folder is 0700: no other user could reach a home in it
-    command = shared_session_env(base)
-    extra = "\n".join([
-        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
-        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
-        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
-        f"c.DassLocalSpawner.cmd = [{str(command)!r}]",
-    ])
-    p = None
-    try:
-        p = PlatformProcess(base / "state", name="platform-accounts", extra_config=extra, accounts=True)
+    """The platform with accounts on, and alice's and bob's sessions running."""
+    with accounts_platform(
+        "platform-accounts", lambda base: f"c.DassLocalSpawner.cmd = [{str(shared_session_env(base))!r}]"
+    ) as p:
         for user, options in (
             ("alice", {"stack": "sem", "size": "small", "datasets": ["p-2026-001/sem-nanowires"]}),
             ("bob", {"stack": "sem", "size": "small"}),
@@ -76,11 +63,6 @@ def platform_accounts():
             r = p.spawn(user, options)
             assert r.status_code in (201, 202), r.text
         yield p
-    finally:
-        if p is not None:
-            p.stop()
-        remove_test_accounts()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def accounts_of(p: PlatformProcess):

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -25,10 +23,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.support import (
-    TEST_ACCOUNT_IDS,
-    TEST_ACCOUNT_PREFIX,
+    accounts_platform,
     PlatformProcess,
-    remove_test_accounts,
     shared_session_env,
     wait_for,
 )
@@ -176,36 +172,22 @@ def iso_platform(request, moto):
     """The platform as root with per-user accounts (test prefix and ids), its state in a folder
     every account may enter, the stm stack on a Python every account may run; on S3 with a
     key and secret of its own (moto takes any). alice has run one job."""
-    base = Path(tempfile.mkdtemp(prefix="dass-iso-", dir="/tmp"))
-    base.chmod(0o755)
-    command = shared_session_env(base)
-    stacks = {"stm": {"environment": str(command.parent.parent)}}
-    extra = "\n".join([
-        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
-        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
-        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
-        f"c.StackRegistry.stacks = {stacks!r}",
-    ])
+    def extra(base: Path) -> str:
+        env = shared_session_env(base).parent.parent
+        return f"c.StackRegistry.stacks = {{'stm': {{'environment': {str(env)!r}}}}}"
+
     kwargs: dict = {}
     options: dict = {}
     if request.param == "s3":
         moto.make_bucket("iso-repo")
         options = {**moto.options, "key": "AKIA" + uuid.uuid4().hex[:16].upper(), "secret": uuid.uuid4().hex * 2}
         kwargs = {"storage_url": "s3://iso-repo/repository", "storage_options": options}
-    p = None
-    try:
-        p = PlatformProcess(base / "state", name=f"platform-iso-{request.param}", extra_config=extra,
-                            accounts=True, **kwargs)
+    with accounts_platform(f"platform-iso-{request.param}", extra, **kwargs) as p:
         p.options = options
         mine = new_notebook(cells=[new_code_cell("print('alice was here')")])
         p.alice_job = _run_job(p, "alice", {"notebook": {"upload": nbformat.writes(mine), "name": "mine.ipynb"},
                                             "stack": "stm", "datasets": ["p-2026-001/sem-nanowires"]})["id"]
         yield p
-    finally:
-        if p is not None:
-            p.stop()
-        remove_test_accounts()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_bob_reaches_nothing_of_alice_nor_any_secret(iso_platform):

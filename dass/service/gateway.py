@@ -426,19 +426,29 @@ class DataHandler(BaseHandler):
             if start:
                 await asyncio.to_thread(f.seek, start)
             left = end - start
-            while left > 0:
-                data = await asyncio.to_thread(f.read, min(chunk, left))
-                if not data:
-                    break
-                left -= len(data)
-                record.bytes += len(data)
-                self.write(data)
-                if left > 0:  # the last chunk leaves with finish(), after the audit row is written
-                    try:
-                        await self.flush()
-                    except StreamClosedError:  # the reader went away: its row says how far it got
-                        self._record_audit()
-                        return
+            # the next chunk is read from storage while the current one goes out (the two
+            # halves of the trip overlap; one read at a time, in order)
+            pending = asyncio.ensure_future(asyncio.to_thread(f.read, min(chunk, left)))
+            try:
+                while left > 0:
+                    data = await pending
+                    pending = None
+                    if not data:
+                        break
+                    left -= len(data)
+                    record.bytes += len(data)
+                    if left > 0:
+                        pending = asyncio.ensure_future(asyncio.to_thread(f.read, min(chunk, left)))
+                    self.write(data)
+                    if left > 0:  # the last chunk leaves with finish(), after the audit row is written
+                        try:
+                            await self.flush()
+                        except StreamClosedError:  # the reader went away: its row says how far it got
+                            self._record_audit()
+                            return
+            finally:
+                if pending is not None:  # let the read in flight end before the file closes
+                    await asyncio.wait([pending])
         self.finish()
 
 

@@ -94,7 +94,7 @@ def test_a_session_waits_in_the_queue_starts_as_its_user_and_stops(slurm_platfor
 
     from tests.support import TEST_ACCOUNT_PREFIX
 
-    hub_user = "carol"
+    hub_user = "alice"  # of proposal p-2026-001 in the demo repository
     platform = slurm_platform
     platform.token_for(hub_user)
     # a job holding the whole node's memory: the session must wait in the queue
@@ -103,7 +103,8 @@ def test_a_session_waits_in_the_queue_starts_as_its_user_and_stops(slurm_platfor
     seen: list[str] = []
     stop = threading.Event()
     try:
-        r = platform.api("POST", f"/users/{hub_user}/server", json={"stack": "sem", "size": "small"})
+        r = platform.api("POST", f"/users/{hub_user}/server",
+                         json={"stack": "sem", "size": "small", "datasets": ["p-2026-001/sem-nanowires"]})
         assert r.status_code in (201, 202), r.text
         reader = threading.Thread(target=_progress, args=(platform, hub_user, seen, stop), daemon=True)
         reader.start()
@@ -119,8 +120,13 @@ def test_a_session_waits_in_the_queue_starts_as_its_user_and_stops(slurm_platfor
         mem_mib = int(StackRegistry().all_sizes["small"].mem_gib * 1024)
         assert jobs[1:4] == ["RUNNING", "debug", "1"]  # partition by group (none: the default), CPUs
         assert jobs[4] in (f"{mem_mib}M", f"{mem_mib // 1024}G")  # the size's memory
-        out = platform.run_in_kernel(hub_user, "import os; print(os.getuid(), os.environ['DASS_STACK'])", timeout=120)
-        assert out.split()[:2] == [str(account.pw_uid), "sem"]
+        out = platform.run_in_kernel(hub_user, (
+            "import os, json, dass.data\n"
+            "ds = dass.data.datasets()\n"  # no manifest on the node: the session's grant, from the gateway
+            "doc = json.loads(ds[0].fs.cat('dataset.json'))\n"
+            "print(os.getuid(), os.environ['DASS_STACK'], ','.join(ds.ids), doc['title'] == ds[0].title)"
+        ), timeout=120)
+        assert out.split()[:4] == [str(account.pw_uid), "sem", "p-2026-001/sem-nanowires", "True"]
     finally:
         stop.set()
         subprocess.run(["scancel", blocker], env=slurm_cluster.env, capture_output=True)

@@ -917,6 +917,15 @@ def _warm_html_exporter() -> None:
     """Import nbconvert and compile its templates while the kernel runs (about 0.5 s that
     would otherwise come after the last cell); errors surface later, in render_html."""
 
+    # what the kernel's client imports too, imported here first: two threads importing modules
+    # that import each other can meet a partially initialised module (Python breaks the
+    # deadlock that way), e.g. "cannot import name 'AsyncKernelManager' from partially
+    # initialized module 'jupyter_client.manager'"
+    import jupyter_client.manager  # noqa: F401
+    import nbclient  # noqa: F401
+    import nbformat  # noqa: F401
+    import papermill  # noqa: F401 - and what papermill imports, before the thread starts
+
     def warm() -> None:
         try:
             import nbformat

@@ -118,7 +118,9 @@ class JobManager(LoggingConfigurable):
     executor_class = Type(
         LocalExecutor,
         klass=Executor,
-        help="The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this machine).",
+        help="""The executor running jobs: ``dass.jobs.executor.LocalExecutor`` (processes on this
+        machine, the default) or ``dass.jobs.container.ContainerExecutor`` (podman containers of
+        the stack's image, as the user's account).""",
     ).tag(config=True)
 
     @default("jobs_dir")
@@ -645,6 +647,7 @@ class JobManager(LoggingConfigurable):
             enforce_memory_limit=self.enforce_memory_limit,
             gateway_url=self.gateway_url,
             token=token,
+            owner=job.owner,
         )
 
     def store_result(self, job_id: str, doc: dict[str, Any]) -> None:

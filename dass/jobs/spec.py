@@ -25,9 +25,15 @@ class ExecutionSpec:
     env: dict[str, str] = field(default_factory=dict)
     cpu: float = 1.0
     mem_limit_bytes: int | None = None
+    #: the size's memory itself (containers and pods limit resident memory by it)
+    mem_bytes: int = 0
     timeout_seconds: int = 3600
     #: the Unix account the job runs as (None: the platform's own account)
     run_as: str | None = None
+    #: the hub user the job belongs to (a container executor runs it as their account)
+    owner: str = ""
+    #: the stack's container image (container and Kubernetes executors)
+    image: str = ""
 
 
 def build_execution_spec(
@@ -43,6 +49,7 @@ def build_execution_spec(
     gateway_url: str = "",
     token: str = "",
     run_as: str | None = None,
+    owner: str = "",
 ) -> ExecutionSpec:
     """The command, environment and limits of a job run.
 
@@ -76,8 +83,11 @@ def build_execution_spec(
         mem_limit_bytes=address_space_limit(
             size.mem_bytes, headroom_bytes=memory_headroom_bytes, enforce=enforce_memory_limit
         ),
+        mem_bytes=size.mem_bytes,
         timeout_seconds=timeout_seconds,
         run_as=run_as,
+        owner=owner,
+        image=stack.image,
     )
 
 

@@ -1,0 +1,163 @@
+"""Sessions and jobs in podman containers on one machine, on the real platform.
+
+``dass up`` with ``DassContainerSpawner`` and ``ContainerExecutor``, every stack's image set to
+the CI test image (the base image: Debian, Python, JupyterLab, papermill, dass; no torch),
+built by :func:`tests.support.build_test_image` once per change of its inputs. alice's session
+runs in a container as her own account and reads her dataset through the data gateway from a
+kernel; her job runs in a container and completes; bob's container can reach neither her data
+(gateway 404), nor the repository, nor any credential. Skipped with the reason where podman
+cannot run (not root, not installed: ``make podman``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    ARTIFACTS,
+    TEST_ACCOUNT_IDS,
+    TEST_ACCOUNT_PREFIX,
+    PlatformProcess,
+    build_test_image,
+    podman_missing,
+    remove_test_accounts,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+REASON = podman_missing()
+if REASON:
+    pytestmark = [pytest.mark.integration, pytest.mark.skip(reason=REASON)]
+
+ALICE_DATASET = "p-2026-001/sem-nanowires"
+
+
+def containers(label: str) -> list[str]:
+    out = subprocess.run(["podman", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"],
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def test_image():
+    ARTIFACTS.mkdir(exist_ok=True)
+    tag, seconds = build_test_image(ARTIFACTS / "test-image-build.log")
+    print(f"\ntest image {tag}: ready in {seconds:.1f} s")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def container_platform(test_image):
+    base = Path(tempfile.mkdtemp(prefix="dass-containers-", dir="/tmp"))
+    stacks = {name: {"image": test_image} for name in ("sem", "kmap", "stm")}
+    extra = "\n".join([
+        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
+        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
+        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
+        "c.JupyterHub.spawner_class = 'dass.hub.container.DassContainerSpawner'",
+        "c.JobManager.executor_class = 'dass.jobs.container.ContainerExecutor'",
+        f"c.StackRegistry.stacks = {stacks!r}",
+    ])
+    p = None
+    try:
+        p = PlatformProcess(base / "state", name="platform-containers", extra_config=extra, accounts=True)
+        yield p
+    finally:
+        if p is not None:
+            for user in ("alice", "bob"):
+                try:
+                    p.stop_server(user)
+                except Exception:  # the platform may be gone: the containers are removed below
+                    pass
+            p.stop()
+        for name in containers("dass.kind"):
+            if name.startswith(("dass-session-" + TEST_ACCOUNT_PREFIX, "dass-job-")):
+                subprocess.run(["podman", "rm", "--force", name], capture_output=True)
+        remove_test_accounts()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+READ_DATASET = """
+import json, os
+import dass.data
+ds = dass.data.datasets()
+d = ds[%r]
+names = sorted(d.fs.ls("", detail=False))
+with d.fs.open(names[0] if not names[0].endswith("dataset.json") else names[1], "rb") as f:
+    head = f.read(8)
+print(json.dumps({"uid": os.getuid(), "names": names, "bytes": len(head),
+                  "home": os.environ["HOME"], "repo": os.path.exists(%r),
+                  "env": sorted(os.environ)}))
+"""
+
+
+def test_alice_session_runs_in_a_container_and_reads_her_dataset(container_platform):
+    p = container_platform
+    started = time.monotonic()
+    r = p.spawn("alice", {"stack": "sem", "size": "small", "datasets": [ALICE_DATASET]})
+    assert r.status_code in (201, 202), r.text
+    print(f"\ncontainer session of alice ready in {time.monotonic() - started:.1f} s")
+    names = containers("dass.kind=session")
+    assert any(n.startswith(f"dass-session-{TEST_ACCOUNT_PREFIX}alice") for n in names), names
+    repository = str(p.state / "repository")
+    out = json.loads(p.run_in_kernel("alice", READ_DATASET % (ALICE_DATASET, repository), timeout=120).strip().splitlines()[-1])
+    assert TEST_ACCOUNT_IDS[0] <= out["uid"] <= TEST_ACCOUNT_IDS[1]  # her account, not root
+    assert out["names"] and out["bytes"] > 0
+    assert out["repo"] is False  # the repository is not in the container
+    assert not [k for k in out["env"] if k.startswith(("AWS_", "DASS_STORAGE"))]
+    # the container's limits are the size's (small: 1 CPU, 2 GiB)
+    name = next(n for n in names if n.startswith(f"dass-session-{TEST_ACCOUNT_PREFIX}alice"))
+    inspect = json.loads(subprocess.run(["podman", "inspect", name], capture_output=True, text=True).stdout)[0]
+    assert inspect["HostConfig"]["Memory"] == 2 * 1024**3
+    assert inspect["HostConfig"]["NanoCpus"] == 1_000_000_000
+
+
+BOB_PROBE = """
+import json, os, requests
+url = os.environ["DASS_SERVICE_URL"].rstrip("/") + "/api/data/%s/"
+r = requests.get(url, params={"op": "ls"}, headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
+secrets = [k for k in os.environ if any(w in k.upper() for w in ("SECRET", "AWS", "PASSWORD", "STORAGE", "CRYPT", "PROXY_AUTH"))]
+print(json.dumps({"status": r.status_code, "repo": os.path.exists(%r), "state": os.path.exists(%r),
+                  "alice_home": os.path.exists(%r), "secrets": secrets}))
+"""
+
+
+def test_bob_container_cannot_reach_alice_data(container_platform):
+    p = container_platform
+    r = p.spawn("bob", {"stack": "sem", "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    alice_home = p.state / "homes" / f"{TEST_ACCOUNT_PREFIX}alice"
+    code = BOB_PROBE % (ALICE_DATASET, str(p.state / "repository"), str(p.state / "secrets.json"), str(alice_home))
+    out = json.loads(p.run_in_kernel("bob", code, timeout=120).strip().splitlines()[-1])
+    assert out == {"status": 404, "repo": False, "state": False, "alice_home": False, "secrets": []}, out
+
+
+def test_job_runs_in_a_container_and_completes(container_platform):
+    p = container_platform
+    body = {"notebook": "sem/service/image_summary.ipynb",
+            "parameters": {"input_dataset": ALICE_DATASET, "max_images": 2, "thumbnail_px": 32}}
+    r = p.service("POST", "api/jobs", "alice", json=body)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    seen: set[str] = set()
+
+    def done():
+        seen.update(containers("dass.kind=job"))
+        job = p.service("GET", f"api/jobs/{job_id}", "alice").json()
+        return job if job["status"] in ("COMPLETED", "FAILED", "STOPPED") else None
+
+    job = wait_for(done, 300, f"job {job_id}", interval=0.5)
+    log = p.service("GET", f"api/jobs/{job_id}/log", "alice").text
+    assert job["status"] == "COMPLETED", (job, log[-3000:])
+    assert f"dass-job-{job_id}" in seen  # it ran in its container…
+    assert f"dass-job-{job_id}" not in containers("dass.kind=job")  # …which is gone now
+    outputs = {o["path"] for o in p.service("GET", f"api/jobs/{job_id}/outputs", "alice").json()["outputs"]}
+    assert "output/summary.csv" in outputs

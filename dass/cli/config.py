@@ -17,8 +17,10 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..data.audit import AuditLog
     from ..data.catalog import Catalog
     from ..data.storage import Storage
+    from ..hub.container import DassContainerSpawner
     from ..hub.spawner import DassLocalSpawner, DassSpawnerMixin
     from ..stacks.registry import StackRegistry
+    from ..jobs.container import ContainerExecutor
     from ..jobs.executor import LocalExecutor
     from ..jobs.manager import JobManager
     from ..platform import Platform
@@ -27,8 +29,8 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..service.gateway import DataGateway
 
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
-    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner, DassService,
-            DataGateway, *stacks, JobManager, LocalExecutor]
+    return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner,
+            DassContainerSpawner, DassService, DataGateway, *stacks, JobManager, LocalExecutor, ContainerExecutor]
 
 
 def config_reference() -> str:

@@ -142,12 +142,9 @@ class DassContainerSpawner(UserHomeMixin, DassSpawnerMixin, Spawner):
             args.append("--allow-root")
         return args
 
-    def user_env(self, env):
-        env.update(self._account().env())
-        return env
-
     def get_env(self):
         env = super().get_env()
+        env.update(self._account().env())  # HOME, USER, LOGNAME, SHELL of the user's account
         for key in _HOST_ONLY:
             env.pop(key, None)
         env["DASS_SESSION_MANIFEST"] = str(self.manifest_path)

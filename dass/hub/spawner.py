@@ -6,7 +6,16 @@ spawn form, the turning of form data into ``user_options``, their validation (th
 :class:`~dass.stacks.session.SessionSpec` and the session's environment. A back end combines
 it with a JupyterHub spawner and only *renders and launches* the spec in
 :meth:`DassSpawnerMixin.render_session`: :class:`DassLocalSpawner` (processes on this machine)
-is the first; containers, Slurm and Kubernetes are further back ends on the same seam.
+is the first; containers (:mod:`dass.hub.container`), Slurm and Kubernetes are further back
+ends on the same seam.
+
+Why one module: the start sequence of :class:`DassSpawnerMixin` (check, spec, render, grant,
+audit, launch, wait) and the two halves every one-machine back end fills in —
+:class:`UserHomeMixin` (the account and its prepared home, shared by local processes and
+containers) and :class:`DassLocalSpawner` (the process) — call each other's hooks and share the
+errors shown to users (``_reject``, ``_spawn_error``); split, each half would import the other's
+private helpers. The pure parts live elsewhere: :mod:`dass.stacks.session` (the spec),
+:mod:`.homes` (link-safe writes into a home), :mod:`.picker` (the dataset picker).
 """
 
 from __future__ import annotations

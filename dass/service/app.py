@@ -251,6 +251,7 @@ class DassService(Application):
 
     @property
     def classes(self) -> list:  # shown by --help-all
+        from ..jobs.container import ContainerExecutor
         from ..jobs.executor import LocalExecutor
         from ..jobs.manager import JobManager
 
@@ -258,7 +259,7 @@ class DassService(Application):
             stacks = [c for ext in extension_classes(StackRegistry(config=self.config)) for c in ext.classes]
         except DassError:  # a bad stack definition is reported by initialize(), not by --help
             stacks = []
-        return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor, *stacks]
+        return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor, ContainerExecutor, *stacks]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:

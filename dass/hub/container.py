@@ -184,24 +184,15 @@ class DassContainerSpawner(UserHomeMixin, DassSpawnerMixin, Spawner):
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     async def render_session(self, spec: SessionSpec) -> None:
-        """Check that the stack's image is here, make the user's account and prepare its home."""
-        image = self.image_of(spec)
-        code, _, _ = await self._podman("image", "exists", image)
-        if code != 0:
-            self.log.error("Cannot start %s: image %s of stack %s is not on this machine", self._log_name, image, spec.stack)
-            raise _spawn_error(
-                f"the stack {spec.stack!r} cannot start on this machine: its container image "
-                f"{image} is not built; the administrator must run `make images` or fix "
-                f"c.StackRegistry.stacks[{spec.stack!r}]['image'] / c.DassContainerSpawner.image_tag"
-            )
+        """Make the user's account and prepare its home (whether the stack's image is here is
+        asked only when ``podman run`` fails: one podman call less per spawn)."""
+        self.image_of(spec)  # a stack without an image fails now, with the setting to fix
         await self.prepare_user_home(spec)
 
     async def launch(self, spec: SessionSpec):
         if not self.port:
             self.port = random_port()
         run = self.container_run(spec)
-        # a container of an earlier session that the hub lost track of (a hub killed mid-stop)
-        await self._podman("rm", "--force", "--ignore", run.name)
         argv = podman_run_argv(run, podman=self.podman_command)
         self.log.info("Starting container %s of %s: %s", run.name, self._log_name, shlex.join(argv))
         code, out, err = await self._podman(*argv[len(self.podman_command):], env=run.process_env(
@@ -209,6 +200,12 @@ class DassContainerSpawner(UserHomeMixin, DassSpawnerMixin, Spawner):
         ))
         if code != 0:
             self.log.error("podman run of %s failed (%s): %s", self._log_name, code, err.strip()[-2000:])
+            if (await self._podman("image", "exists", run.image))[0] != 0:
+                raise _spawn_error(
+                    f"the stack {spec.stack!r} cannot start on this machine: its container image "
+                    f"{run.image} is not built; the administrator must run `make images` or fix "
+                    f"c.StackRegistry.stacks[{spec.stack!r}]['image'] / c.DassContainerSpawner.image_tag"
+                )
             raise _spawn_error(
                 f"the session's container (stack {spec.stack!r}) could not start; the administrator "
                 "finds podman's message in the hub's log"

@@ -139,7 +139,6 @@ class ContainerExecutor(Executor):
         uid, gid = (account.uid, account.gid) if account is not None else (os.geteuid(), os.getegid())
         await asyncio.to_thread(self._give_folder, spec, account)
         run = self.container_run(spec, uid, gid)
-        await asyncio.to_thread(podman, self.podman_command, "rm", "--force", "--ignore", run.name)
         argv = podman_run_argv(run, podman=self.podman_command)
         base = {k: os.environ[k] for k in _PODMAN_ENV if k in os.environ}
         done = await asyncio.to_thread(_run, argv, run.process_env(base))

@@ -98,7 +98,8 @@ class ContainerRun:
 
 
 def podman_run_argv(run: ContainerRun, *, podman: Sequence[str] = ("podman",), detach: bool = True) -> list[str]:
-    """The ``podman run`` command line of ``run``: host network (it listens on 127.0.0.1), an
+    """The ``podman run`` command line of ``run``: a leftover container of the same name
+    replaced, the image never pulled, host network (it listens on 127.0.0.1), an
     init process (catatonit reaps the kernels' children), no capabilities, no new privileges,
     the limits, the binds, the labels and ``--env NAME`` for each variable (values in the
     environment, see :meth:`ContainerRun.process_env`).
@@ -119,6 +120,8 @@ def podman_run_argv(run: ContainerRun, *, podman: Sequence[str] = ("podman",), d
         argv.append("--detach")
     argv += [
         "--name", run.name,
+        "--replace",  # a leftover of the same name (a service or hub killed mid-stop) goes
+        "--pull", "never",  # images are built here (make images); never fetched from a registry
         "--network", "host",
         "--init",
         "--user", run.user,

@@ -38,6 +38,7 @@ if REASON:
     pytestmark = [pytest.mark.integration, pytest.mark.skip(reason=REASON)]
 
 ALICE_DATASET = "p-2026-001/sem-nanowires"
+MISSING_IMAGE = "localhost/dass-never-built"
 
 
 def containers(label: str) -> list[str]:
@@ -57,7 +58,8 @@ def test_image():
 @pytest.fixture(scope="module")
 def container_platform(test_image):
     base = Path(tempfile.mkdtemp(prefix="dass-containers-", dir="/tmp"))
-    stacks = {name: {"image": test_image} for name in ("sem", "kmap", "stm")}
+    stacks = {name: {"image": test_image} for name in ("sem", "kmap")}
+    stacks["stm"] = {"image": MISSING_IMAGE}  # a stack whose image was never built
     extra = "\n".join([
         f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
         f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
@@ -161,3 +163,14 @@ def test_job_runs_in_a_container_and_completes(container_platform):
     assert f"dass-job-{job_id}" not in containers("dass.kind=job")  # …which is gone now
     outputs = {o["path"] for o in p.service("GET", f"api/jobs/{job_id}/outputs", "alice").json()["outputs"]}
     assert "output/summary.csv" in outputs
+
+
+def test_a_stack_without_its_image_says_so(container_platform):
+    from tests.integration.test_spawn import _spawn_failure
+
+    p = container_platform
+    p.token_for("carol")
+    message = _spawn_failure(p, "carol", {"stack": "stm"})[-1]["message"]
+    assert "the stack 'stm' cannot start on this machine" in message, message
+    assert "make images" in message and MISSING_IMAGE in message
+    assert not [n for n in containers("dass.kind=session") if "carol" in n]

@@ -17,7 +17,7 @@ def test_podman_argv_by_value():
         pids_limit=100, labels={"dass.kind": "job"},
     )
     assert podman_run_argv(run) == [
-        "podman", "run", "--detach", "--name", "dass-job-1", "--network", "host", "--init",
+        "podman", "run", "--detach", "--name", "dass-job-1", "--replace", "--pull", "never", "--network", "host", "--init",
         "--user", "64101:64101", "--cap-drop", "all", "--security-opt", "no-new-privileges", "--read-only",
         "--workdir", "/j/1", "--cpus", "2", "--memory", str(4 * 1024**3), "--memory-swap", str(4 * 1024**3),
         "--pids-limit", "100", "--label", "dass.kind=job",

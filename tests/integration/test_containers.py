@@ -174,3 +174,54 @@ def test_a_stack_without_its_image_says_so(container_platform):
     assert "the stack 'stm' cannot start on this machine" in message, message
     assert "make images" in message and MISSING_IMAGE in message
     assert not [n for n in containers("dass.kind=session") if "carol" in n]
+
+
+LIMITS_PROBE = r"""
+import json, multiprocessing, os, time
+def spin(seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+def read(path):
+    try:
+        return open(path).read().strip()
+    except OSError:
+        return None
+t0 = time.time()
+procs = [multiprocessing.Process(target=spin, args=(3,)) for _ in range(2)]
+[p.start() for p in procs]; [p.join() for p in procs]
+wall = time.time() - t0
+cpu = os.times().children_user + os.times().children_system
+print(json.dumps({"wall": wall, "cpu": cpu, "pids_max": read("/sys/fs/cgroup/pids/pids.max") or read("/sys/fs/cgroup/pids.max"),
+                  "quota": read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or read("/sys/fs/cgroup/cpu.max")}))
+"""
+
+
+def test_size_limits_are_enforced_by_the_kernel(test_image):
+    """What this machine's kernel enforces of a size in a container: memory (the OOM killer
+    ends a process over it), CPU (a CFS quota: two busy processes get at most the size's
+    CPUs), processes (pids.max). The figures are printed for the README."""
+    from dass.stacks.containers import ContainerRun, podman_run_argv
+
+    def run(name, argv, **limits):
+        c = ContainerRun(name=name, image=test_image, argv=argv, user="65534:65534", **limits)
+        cmd = [a for a in podman_run_argv(c, detach=False)]
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        finally:
+            subprocess.run(["podman", "rm", "--force", "--ignore", name], capture_output=True)
+
+    over = run("dass-limits-memory", ("python", "-c", "b = bytearray(400 * 1024**2); print('not limited')"),
+               mem_bytes=128 * 1024**2)
+    assert over.returncode == 137 and "not limited" not in over.stdout, (over.returncode, over.stderr[-500:])
+    within = run("dass-limits-memory-ok", ("python", "-c", "b = bytearray(32 * 1024**2); print('ok')"),
+                 mem_bytes=128 * 1024**2)
+    assert within.returncode == 0 and "ok" in within.stdout, within.stderr[-500:]
+
+    done = run("dass-limits-cpu", ("python", "-c", LIMITS_PROBE), cpu=0.5, pids_limit=64)
+    assert done.returncode == 0, done.stderr[-1000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nlimits in a container (cpu 0.5, pids 64): {out}")
+    assert out["pids_max"] == "64"
+    assert out["quota"] in ("50000", "50000 100000")
+    assert out["cpu"] <= 0.5 * out["wall"] * 1.3 + 0.3, out  # two busy processes, half a CPU

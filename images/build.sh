@@ -39,8 +39,9 @@ debian() {  # the Debian root file system as an image (about 2.5 min, once per m
 }
 
 # read-only mounts that let pip inside the build use the host's configuration: its CA bundle
-# (PIP_CERT), pip.conf and the local files and folders it names (constraints, find-links,
-# file:// indexes)
+# (PIP_CERT, which overrides pip.conf's cert), pip.conf and the local files and folders it
+# names (constraints, find-links, file:// indexes); never anything under /etc/ssl, which apt
+# inside the build rewrites
 pip_mounts() {
     ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
     [ -f "$ca" ] && printf -- '-v %s:/etc/dass-build/ca.crt:ro ' "$ca"
@@ -48,7 +49,7 @@ pip_mounts() {
         [ -f "$f" ] && printf -- '-v %s:%s:ro ' "$f" "$f"
     done
     { cat /etc/pip.conf /etc/xdg/pip/pip.conf 2>/dev/null; echo "${PIP_FIND_LINKS:-} ${PIP_EXTRA_INDEX_URL:-} ${PIP_INDEX_URL:-}"; } \
-        | tr ' =' '\n\n' | sed -n 's|^file://||; /^\/[^ ]*$/p' | sort -u | while read -r d; do
+        | tr ' =' '\n\n' | sed -n 's|^file://||; /^\/etc\/ssl\//d; /^\/[^ ]*$/p' | sort -u | while read -r d; do
             [ -e "$d" ] && [ "$d" != / ] && printf -- '-v %s:%s:ro ' "$d" "$d"
         done
     return 0
@@ -68,10 +69,14 @@ build() {  # build NAME TAG [ARG=VALUE...]
     ctx=$(context)
     echo "building $tag from images/$name/Containerfile ..."
     # shellcheck disable=SC2046,SC2086
-    podman build -q --network host $(pip_mounts) --build-arg PIP_CERT=/etc/dass-build/ca.crt \
-        -f "$ROOT/images/$name/Containerfile" -t "$tag" $args "$ctx" >/dev/null \
-        || { rm -rf "$ctx"; echo "building $tag failed" >&2; exit 1; }
-    rm -rf "$ctx"
+    if ! podman build --network host $(pip_mounts) --build-arg PIP_CERT=/etc/dass-build/ca.crt \
+            -f "$ROOT/images/$name/Containerfile" -t "$tag" $args "$ctx" >"$ctx.log" 2>&1; then
+        tail -n 60 "$ctx.log" >&2
+        rm -rf "$ctx" "$ctx.log"
+        echo "building $tag failed" >&2
+        exit 1
+    fi
+    rm -rf "$ctx" "$ctx.log"
 }
 
 if [ "${1:-}" = "--test" ]; then

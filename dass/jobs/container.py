@@ -10,9 +10,11 @@ job's folder bound at its own path (and nothing else of the host), and only the 
 environment (the job's token among it, passed through podman's environment, never its
 command line).
 
-The handle's state is the container's name and the job folder; ``status`` reads the container's
-state and removes an ended container once its exit status is known; ``adopt`` finds a job's
-container again by its name after a restart.
+The handle's state is the container's name and the job folder. A ``podman wait`` per running
+container (a subprocess, no thread held) records its exit status, keeps its output as
+``runner.out``, removes it and wakes the manager; ``status`` answers from that record, so the
+service's event loop never waits for podman. ``adopt`` finds a job's container again by its
+name after a restart, and ``status`` then watches it the same way.
 """
 
 from __future__ import annotations
@@ -92,7 +94,11 @@ class ContainerExecutor(Executor):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: exit statuses of ended containers (they are removed once it is known)
         self._exits: dict[str, int] = {}
+        #: ``podman wait`` of each running container: status() answers from these without
+        #: calling podman in the service's event loop
+        self._watching: dict[str, asyncio.Task] = {}
 
     # -- rendering ------------------------------------------------------------------------------
     def _account(self, spec: ExecutionSpec):
@@ -149,12 +155,30 @@ class ContainerExecutor(Executor):
             self._exits[run.name] = 125
         else:
             self.log.info("job %s: started container %s (%s as %s)", spec.job_id, run.name, run.image, run.user)
-            asyncio.ensure_future(self._watch(run.name))
+            self._watch_later(run.name, spec.cwd)
         return handle
 
-    async def _watch(self, name: str) -> None:
-        """Tell the manager as soon as the container ends (``podman wait``)."""
-        await asyncio.to_thread(podman, self.podman_command, "wait", name, timeout=None)
+    def _watch_later(self, name: str, workdir: str) -> None:
+        self._watching[name] = asyncio.get_running_loop().create_task(self._watch(name, workdir))
+
+    async def _watch(self, name: str, workdir: str) -> None:
+        """Wait for the container's end (``podman wait``, no thread held), keep its output,
+        remove it, record its exit status and tell the manager at once."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.podman_command, "wait", name, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+            )
+            out, _ = await proc.communicate()
+            text = out.decode().strip()
+            code = int(text.splitlines()[-1]) if proc.returncode == 0 and text else None
+            if code is None:  # podman wait failed: ask for the state once
+                state = await asyncio.to_thread(container_state, self.podman_command, name)
+                code = -1 if state is None else int(state.get("ExitCode") or 0)
+            await asyncio.to_thread(self._keep_output, name, workdir)
+            await asyncio.to_thread(podman, self.podman_command, "rm", "--force", "--ignore", name)
+            self._exits[name] = code
+        finally:
+            self._watching.pop(name, None)
         if self.on_exit is not None:
             self.on_exit()
 
@@ -162,16 +186,19 @@ class ContainerExecutor(Executor):
         name = str(handle.state.get("container") or "")
         if name in self._exits:
             return self._exits[name]
+        if name in self._watching:
+            return None
+        # a container this executor did not start (adopted after a restart): look once, then watch
         state = container_state(self.podman_command, name)
         if state is None:
             return -1  # gone (removed by someone else, or never started)
-        if state.get("Running") or state.get("Status") in ("created", "configured", "initialized"):
-            return None
-        code = int(state.get("ExitCode") or 0)
-        self._exits[name] = code
-        self._keep_output(name, str(handle.state.get("workdir") or ""))
-        podman(self.podman_command, "rm", "--force", "--ignore", name)
-        return code
+        try:
+            self._watch_later(name, str(handle.state.get("workdir") or ""))
+        except RuntimeError:  # no running event loop: answer from the state alone
+            if state.get("Running") or state.get("Status") in ("created", "configured", "initialized"):
+                return None
+            return int(state.get("ExitCode") or 0)
+        return None
 
     def _keep_output(self, name: str, workdir: str) -> None:
         """The container's own output (the runner's stdout/stderr) as ``runner.out``."""
@@ -197,7 +224,11 @@ class ContainerExecutor(Executor):
         self.log.info("job %s: stopping container %s", handle.job_id, name)
         await asyncio.to_thread(podman, self.podman_command, "stop", "--ignore", "--time",
                                 str(self.kill_grace_seconds), name, timeout=self.kill_grace_seconds + 60)
-        self.status(handle)
+        watch = self._watching.get(name)
+        if watch is not None:
+            await asyncio.wait([watch], timeout=30)
+        else:
+            self.status(handle)
 
     def adopt(self, job_id: str, workdir: str, stored: Handle | None) -> Handle | None:
         if stored is not None and stored.state.get("container"):

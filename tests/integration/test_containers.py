@@ -225,3 +225,19 @@ def test_size_limits_are_enforced_by_the_kernel(test_image):
     assert out["pids_max"] == "64"
     assert out["quota"] in ("50000", "50000 100000")
     assert out["cpu"] <= 0.5 * out["wall"] * 1.3 + 0.3, out  # two busy processes, half a CPU
+
+
+def test_cancel_stops_and_removes_the_job_container(container_platform):
+    from tests.integration.test_jobs import SLEEPER, submit, wait_job
+
+    p = container_platform
+    job = submit(p, "alice", {"notebook": {"upload": SLEEPER, "name": "sleep.ipynb"},
+                              "parameters": {"seconds": 120}, "stack": "kmap"})
+    name = f"dass-job-{job['id']}"
+    wait_job(p, "alice", job["id"], statuses=("IN_PROGRESS",))
+    wait_for(lambda: name in containers("dass.kind=job"), 60, "the job's container")
+    r = p.service("POST", f"api/jobs/{job['id']}/cancel", "alice")
+    assert r.status_code == 202, r.text
+    done = wait_job(p, "alice", job["id"], timeout=90)
+    assert done["status"] == "STOPPED" and done["reason"] == "cancelled by alice", done
+    assert wait_for(lambda: name not in containers("dass.kind=job"), 30, "the container to be removed") is True

@@ -6,12 +6,14 @@ built by :func:`tests.support.build_test_image` once per change of its inputs. a
 runs in a container as her own account and reads her dataset through the data gateway from a
 kernel; her job runs in a container and completes; bob's container can reach neither her data
 (gateway 404), nor the repository, nor any credential. Skipped with the reason where podman
-cannot run (not root, not installed: ``make podman``).
+cannot run (not root, not installed: ``make podman``). ``DASS_TEST_STACK_IMAGES=1`` runs sem
+and kmap in their own images instead (built by ``make images``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -55,10 +57,24 @@ def test_image():
     return tag
 
 
+def stack_images() -> bool:
+    """``DASS_TEST_STACK_IMAGES=1``: run sem and kmap in their own images (``make images``)
+    instead of the test image; the test is skipped when they are not built."""
+    return os.environ.get("DASS_TEST_STACK_IMAGES", "") not in ("", "0")
+
+
 @pytest.fixture(scope="module")
 def container_platform(test_image):
     base = Path(tempfile.mkdtemp(prefix="dass-containers-", dir="/tmp"))
-    stacks = {name: {"image": test_image} for name in ("sem", "kmap")}
+    if stack_images():
+        from dass.hub.container import _dass_version
+
+        for name in ("sem", "kmap"):
+            if subprocess.run(["podman", "image", "exists", f"dass-stack-{name}:{_dass_version()}"]).returncode:
+                pytest.skip(f"DASS_TEST_STACK_IMAGES: dass-stack-{name}:{_dass_version()} is not built (make images)")
+        stacks = {name: {} for name in ("sem", "kmap")}  # their own images, tagged with the dass version
+    else:
+        stacks = {name: {"image": test_image} for name in ("sem", "kmap")}
     stacks["stm"] = {"image": MISSING_IMAGE}  # a stack whose image was never built
     extra = "\n".join([
         f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",

@@ -88,8 +88,9 @@ class ContainerExecutor(Executor):
 
     as_owner = Bool(
         True,
-        help="""Run each job as the Unix account of its owner (``c.UserAccounts``; the job folder is
-        given to that account). False: as the platform's own account.""",
+        help="""Run each job as the Unix account of its owner (the spec's ``run_as``, else the
+        owner's account of ``c.UserAccounts``; the job folder is given to that account). False:
+        as the platform's own account.""",
     ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -102,9 +103,20 @@ class ContainerExecutor(Executor):
 
     # -- rendering ------------------------------------------------------------------------------
     def _account(self, spec: ExecutionSpec):
-        from ..data.accounts import UserAccounts
+        """The account the job runs as: ``spec.run_as`` when the manager named one, else the
+        account of the job's owner (``c.UserAccounts``, made at first use); None: the
+        platform's own (``as_owner`` off, or no owner)."""
+        from ..data.accounts import Account, UserAccounts
 
-        if not (self.as_owner and spec.owner):
+        if not self.as_owner:
+            return None
+        if spec.run_as:
+            import pwd
+
+            entry = pwd.getpwnam(spec.run_as)
+            return Account(hub_name=spec.owner or entry.pw_name, name=entry.pw_name, uid=entry.pw_uid,
+                           gid=entry.pw_gid, home=Path(entry.pw_dir))
+        if not spec.owner:
             return None
         return UserAccounts(parent=self).ensure(spec.owner)
 

@@ -27,3 +27,17 @@ def test_job_container_from_the_execution_spec():
     assert "PATH" not in run.env  # the image's own PATH applies
     assert run.env["DASS_TOKEN"] == "job-token" and run.env["DASS_SERVICE_URL"].startswith("http://127.0.0.1")
     assert "job-token" not in " ".join(podman_run_argv(run))
+
+
+def test_a_job_runs_as_the_account_the_spec_names():
+    import os
+    import pwd
+
+    from dataclasses import replace
+
+    spec = build_execution_spec(job_id="1" * 32, workdir="/srv/jobs/x", stack=STACK, size=SIZE, timeout_seconds=60,
+                                base_env={}, owner="alice")
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    account = ContainerExecutor()._account(replace(spec, run_as=me))
+    assert (account.name, account.uid) == (me, os.geteuid())
+    assert ContainerExecutor(as_owner=False)._account(spec) is None

@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 JOB_VENV ?= /opt/dass-jobs-venv
 SLURM_ENV = $(if $(wildcard $(JOB_VENV)/bin/python),$(JOB_VENV),$(abspath $(VENV)))
 
-.PHONY: up test env node-proxy chromium slurm helm reference bench clean
+.PHONY: up test env node-proxy chromium slurm helm podman images reference bench clean
 
 # ---- environment (re-runs only when pyproject.toml changes) -------------------------------
 $(BIN)/python:
@@ -77,11 +77,33 @@ HELM_SHA1 := 6b9beb4b6b09af74ec48f0c778e50732d7bbb54b
 
 helm: .tools/helm
 
+# rootful podman for the container back end (sessions and jobs in containers) and its tests,
+# with the containers.conf settings this kind of machine needs (see README: Containers)
+CONTAINERS_CONF := /etc/containers/containers.conf.d/50-dass.conf
+podman:
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  command -v podman >/dev/null 2>&1 || echo "podman missing and not root (or no apt-get): container tests will be skipped"; \
+	else \
+	  { command -v podman && command -v runc && command -v debootstrap && [ -x /usr/libexec/podman/catatonit ]; } >/dev/null 2>&1 || \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc catatonit debootstrap >/dev/null) \
+	    || echo "could not install podman: container tests will be skipped"; \
+	  if command -v podman >/dev/null 2>&1 && [ ! -f $(CONTAINERS_CONF) ]; then \
+	    mkdir -p $(dir $(CONTAINERS_CONF)) && printf '%s\n' \
+	      '# written by dass (make podman): runc (crun refuses hybrid cgroups), ulimits a container' \
+	      '# may set without CAP_SYS_RESOURCE, host network (sessions listen on 127.0.0.1)' \
+	      '[containers]' 'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]' 'netns = "host"' \
+	      '[engine]' 'runtime = "runc"' > $(CONTAINERS_CONF); fi; \
+	fi
+
+# the container images (base, sem, kmap, stm, hub), tagged with the dass version
+images: podman
+	sh images/build.sh
+
 # ---- the two commands ---------------------------------------------------------------------
 up: env node-proxy
 	$(BIN)/dass up
 
-test: env node-proxy chromium slurm helm
+test: env node-proxy chromium slurm helm podman
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ---- extras -------------------------------------------------------------------------------

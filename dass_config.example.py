@@ -38,6 +38,11 @@
 # c.StackRegistry.stacks = {"kmap": {"groups": ["beamline-id01"], "allowed_sizes": ["medium", "xl"]}}
 # c.DassSpawnerMixin.max_datasets = 8
 
+# --- sessions and jobs in podman containers of the stacks' images (make podman; make images)
+# c.JupyterHub.spawner_class = "dass.hub.container.DassContainerSpawner"
+# c.JobManager.executor_class = "dass.jobs.container.ContainerExecutor"
+# c.DassContainerSpawner.image_tag = "0.1.0"    # default: the dass version (make images tags it)
+
 # --- ports and proxy
 # c.Platform.port = 8000
 # c.Platform.proxy = "auto"          # "node", "python" or "auto"

@@ -26,8 +26,15 @@ Slurm cluster (:class:`tests.slurm_support.SlurmCluster`), spawn-to-ready of
 ``batchspawner.SlurmSpawner`` with the same commands, for a Unix user made for the run; the
 ratio of the medians against the same target. Figures go to ``bench/results/spawn_slurm.json``.
 
-The figures also go to ``bench/results/spawn.json``. A missed target is reported, never an
-error: the exit status is 0 whenever the measurement itself worked.
+With ``--backend container`` the two platforms run sessions in podman containers of one image
+(the CI test image, built once per change like the tests do, or ``--image``):
+
+* ``dass``  — ``DassContainerSpawner`` (the user's account, home bound, limits, read-only image);
+* ``plain`` — a minimal spawner written here (:data:`PLAIN_PODMAN`) that does a plain
+  ``podman run -d --network host IMAGE jupyterhub-singleuser`` and nothing else: the reference.
+
+The figures also go to ``bench/results/spawn.json`` (``spawn-container.json``). A missed
+target is reported, never an error: the exit status is 0 whenever the measurement itself worked.
 """
 
 from __future__ import annotations
@@ -77,6 +84,102 @@ PHASES = {  # name: (from mark, to mark, what it is)
     "hub_detect": ("serving", "hub_saw_it", "hub's wait_up polling notices the server"),
     "to_serving": ("request", "serving", "the first two: spawn without the hub's polling"),
 }
+
+
+#: the reference of ``--backend container``: a plain ``podman run`` of the same image as a
+#: JupyterHub spawner (config text: the class is defined in the platform's config file)
+PLAIN_PODMAN = """
+import asyncio as _asyncio, json as _json, os as _os
+from jupyterhub.spawner import Spawner as _Spawner
+from jupyterhub.utils import random_port as _random_port
+
+
+async def _podman(*args, env=None):
+    p = await _asyncio.create_subprocess_exec("podman", *args, env=env or dict(_os.environ),
+                                              stdout=_asyncio.subprocess.PIPE, stderr=_asyncio.subprocess.PIPE)
+    out, err = await p.communicate()
+    return p.returncode, out.decode(), err.decode()
+
+
+class PlainPodmanSpawner(_Spawner):
+    container = ""
+
+    def get_state(self):
+        state = super().get_state()
+        if self.container:
+            state["container"] = self.container
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.container = state.get("container", "")
+
+    def clear_state(self):
+        super().clear_state()
+        self.container = ""
+
+    async def start(self):
+        self.port = _random_port()
+        env = self.get_env()
+        env.pop("PATH", None)
+        env["HOME"] = "/tmp"  # the image's user (nobody) has no home
+        name = "bench-plain-" + self.user.name
+        await _podman("rm", "--force", "--ignore", name)
+        argv = ["run", "--detach", "--name", name, "--network", "host"]
+        for key in env:
+            argv += ["--env", key]
+        argv += [IMAGE, "jupyterhub-singleuser", *self.get_args()]
+        code, _, err = await _podman(*argv, env={**_os.environ, **env})
+        if code:
+            raise RuntimeError(err)
+        self.container = name
+        return "127.0.0.1", self.port
+
+    async def poll(self):
+        if not self.container:
+            return 0
+        code, out, _ = await _podman("container", "inspect", "--format", "{{json .State}}", self.container)
+        if code:
+            return 0
+        state = _json.loads(out)
+        return None if state.get("Running") else int(state.get("ExitCode") or 0)
+
+    async def stop(self, now=False):
+        if self.container:
+            await _podman("rm", "--force", "--time", "10", self.container)
+
+
+c.JupyterHub.spawner_class = PlainPodmanSpawner
+c.Spawner.default_url = "/lab"
+"""
+
+
+def container_image(image: str | None) -> str:
+    """The image both container platforms run: ``image``, else the CI test image (built
+    unless it exists, as the tests do)."""
+    if image:
+        return image
+    from tests.support import ARTIFACTS, build_test_image
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    tag, seconds = build_test_image(ARTIFACTS / "test-image-build.log")
+    print(f"  image {tag} ready in {seconds:.1f}s", flush=True)
+    return tag
+
+
+def container_configs(image: str) -> tuple[str, str]:
+    """Config text of the ``dass`` (DassContainerSpawner) and ``plain`` (podman run) platforms."""
+    from tests.support import TEST_ACCOUNT_IDS, TEST_ACCOUNT_PREFIX
+
+    stacks = {name: {"image": image} for name in ("sem", "kmap", "stm")}
+    dass = "\n".join([
+        f"c.UserAccounts.name_prefix = {TEST_ACCOUNT_PREFIX!r}",
+        f"c.UserAccounts.uid_min = {TEST_ACCOUNT_IDS[0]}",
+        f"c.UserAccounts.uid_max = {TEST_ACCOUNT_IDS[1]}",
+        "c.JupyterHub.spawner_class = 'dass.hub.container.DassContainerSpawner'",
+        f"c.StackRegistry.stacks = {stacks!r}",
+    ])
+    return dass, f"IMAGE = {image!r}\n" + PLAIN_PODMAN
 
 
 def plain_config(state: Path) -> str:
@@ -271,6 +374,9 @@ def main(argv=None) -> int:
                     help="with --slurm: prefix of the environment sessions run in (jupyterhub-singleuser, "
                          "batchspawner-singleuser; readable by other users). Default: this one")
     ap.add_argument("--keep", action="store_true", help="keep the temporary state folders")
+    ap.add_argument("--backend", choices=("local", "container"), default="local",
+                    help="local processes (default) or podman containers (needs root and podman)")
+    ap.add_argument("--image", help="with --backend container: the image (default: the CI test image)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -284,12 +390,22 @@ def main(argv=None) -> int:
         print(f"dass spawn benchmark: {args.repeats} timed spawns per spawner (state in {work})",
               flush=True)
         dass_state = work / "dass"
-        p_dass = PlatformProcess(dass_state, name="bench-dass")
+        plain_state = work / "plain"
+        containers = args.backend == "container"
+        if containers:
+            from tests.support import podman_missing
+
+            reason = podman_missing()
+            if reason:
+                print(f"cannot run --backend container here: {reason}", file=sys.stderr)
+                return 2
+            dass_config, plain_extra = container_configs(container_image(args.image))
+        else:
+            dass_config, plain_extra = "", plain_config(plain_state)
+        p_dass = PlatformProcess(dass_state, name="bench-dass", extra_config=dass_config, accounts=containers)
         procs.append(p_dass)
         print(f"  dass platform ready in {p_dass.ready_after:.2f}s (log: {p_dass.log_path})", flush=True)
-        plain_state = work / "plain"
-        p_plain = PlatformProcess(plain_state, extra_config=plain_config(plain_state),
-                                  name="bench-plain")
+        p_plain = PlatformProcess(plain_state, extra_config=plain_extra, name="bench-plain")
         procs.append(p_plain)
         print(f"  plain platform ready in {p_plain.ready_after:.2f}s (log: {p_plain.log_path})",
               flush=True)
@@ -311,13 +427,15 @@ def main(argv=None) -> int:
         serving_a, serving_b = sa["phases_median_s"]["to_serving"], sb["phases_median_s"]["to_serving"]
         ratio_serving = serving_a / serving_b if serving_a and serving_b else None
         met = ratio <= TARGET_RATIO
+        labels = (("dass.hub.container.DassContainerSpawner", "podman run (PlainPodmanSpawner)") if containers
+                  else ("dass.hub.spawner.DassLocalSpawner", "jupyterhub.spawner.SimpleLocalProcessSpawner"))
         result = {
+            "backend": args.backend,
             "repeats": args.repeats,
             "hub_start_s": {"dass": round(p_dass.ready_after, 4), "plain": round(p_plain.ready_after, 4)},
             "spawn_to_ready": {
-                "dass": {"spawner": "dass.hub.spawner.DassLocalSpawner", "options": DASS_OPTIONS, **sa},
-                "plain": {"spawner": "jupyterhub.spawner.SimpleLocalProcessSpawner",
-                          "options": PLAIN_OPTIONS, **sb},
+                "dass": {"spawner": labels[0], "options": DASS_OPTIONS, **sa},
+                "plain": {"spawner": labels[1], "options": PLAIN_OPTIONS, **sb},
             },
             "ratio_dass_over_plain": round(ratio, 4),
             "ratio_of_minimums": round(ratio_min, 4),
@@ -336,8 +454,8 @@ def main(argv=None) -> int:
         print()
         print(f"Spawn to ready, user {USER}, {args.repeats} runs each, interleaved (seconds)")
         rows = []
-        for label, s in (("dass (DassLocalSpawner, sem/small, 2 datasets)", sa),
-                         ("plain (SimpleLocalProcessSpawner)", sb)):
+        for label, s in ((f"dass ({labels[0].rsplit('.', 1)[-1]}, sem/small, 2 datasets)", sa),
+                         (f"plain ({labels[1].rsplit('.', 1)[-1]})", sb)):
             hub = s["hub_reported_median_s"]
             rows.append([label, f"{s['median_s']:.3f}", f"{s['min_s']:.3f}", f"{s['max_s']:.3f}",
                          "-" if hub is None else f"{hub:.3f}"])
@@ -354,7 +472,7 @@ def main(argv=None) -> int:
         extra = "" if ratio_serving is None else f"; of request->serving, without the hub's polling: {ratio_serving:.3f}"
         print(f"(for information: ratio of the minimums {ratio_min:.3f}{extra})")
 
-        write_results(RESULTS, result)
+        write_results(RESULTS.with_name("spawn-container.json") if containers else RESULTS, result)
         print(f"(total {time.perf_counter() - started:.0f}s)")
         return 0
     finally:
@@ -363,6 +481,10 @@ def main(argv=None) -> int:
                 proc.stop()
             except Exception as e:  # report, keep stopping the others
                 print(f"warning: stopping {proc.name}: {e!r}", file=sys.stderr)
+        if args.backend == "container":
+            from tests.support import remove_test_accounts
+
+            remove_test_accounts()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -505,3 +505,62 @@ def accounts_platform(name: str, extra_config: str = "", **kwargs):
             p.stop()
         remove_test_accounts()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- containers (podman) ---------------------------------------------------------------------
+
+#: what the CI test image is built from: a change in any of these makes a new tag
+TEST_IMAGE_INPUTS = ("images/base/Containerfile", "images/build.sh", "pyproject.toml", "README.md")
+
+
+def podman_missing() -> str:
+    """Why this machine cannot run dass's containers ("" when it can)."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "containers run with rootful podman: the tests need root"
+    for tool in ("podman", "runc", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (run `make podman` as root)"
+    done = subprocess.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return f"podman does not work here: {done.stderr.strip()[-300:]}"
+    return ""
+
+
+def container_test_image_tag() -> str:
+    """``localhost/dass-test:<hash>``: the hash of the base Containerfile, the build script,
+    pyproject.toml and every file of the dass package, so CI builds the image once per change
+    and reuses it otherwise (podman's layer cache also keeps the dependency layer across
+    changes of dass's own code)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in TEST_IMAGE_INPUTS:
+        h.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
+    for path in sorted((ROOT / "dass").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return f"localhost/dass-test:{h.hexdigest()[:16]}"
+
+
+def build_test_image(log: Path | None = None) -> tuple[str, float]:
+    """Build the CI test image unless it exists; returns (tag, seconds spent). Older test
+    images are removed (one is kept per machine)."""
+    tag = container_test_image_tag()
+    started = time.monotonic()
+    if subprocess.run(["podman", "image", "exists", tag]).returncode != 0:
+        out = open(log, "w") if log else subprocess.DEVNULL
+        try:
+            subprocess.run(["sh", str(ROOT / "images" / "build.sh"), "--test", tag], check=True,
+                           stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+        finally:
+            if log:
+                out.close()
+        old = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/dass-test"],
+                             capture_output=True, text=True).stdout.split()
+        for other in old:
+            if other != tag:
+                subprocess.run(["podman", "rmi", "--force", other], capture_output=True)
+    return tag, time.monotonic() - started

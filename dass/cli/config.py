@@ -17,9 +17,11 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..data.audit import AuditLog
     from ..data.catalog import Catalog
     from ..data.storage import Storage
+    from ..hub.container import DassContainerSpawner
     from ..hub.spawner import DassLocalSpawner, DassSpawnerMixin
     from ..stacks.registry import StackRegistry
     from ..hub.slurm import DassSlurmSpawner
+    from ..jobs.container import ContainerExecutor
     from ..jobs.executor import LocalExecutor
     from ..jobs.slurm import SlurmExecutor
     from ..jobs.kubernetes import KubernetesExecutor
@@ -37,8 +39,8 @@ def config_classes(registry: Any = None) -> list[type]:
         kube = []
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
     return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner,
-            DassSlurmSpawner, *kube, DassService, DataGateway, *stacks, JobManager, LocalExecutor, SlurmExecutor,
-            KubernetesExecutor]
+            DassSlurmSpawner, *kube, DassContainerSpawner, DassService, DataGateway, *stacks, JobManager,
+            LocalExecutor, SlurmExecutor, KubernetesExecutor, ContainerExecutor]
 
 
 def config_reference() -> str:

@@ -6,13 +6,17 @@ spawn form, the turning of form data into ``user_options``, their validation (th
 :class:`~dass.stacks.session.SessionSpec` and the session's environment. A back end combines
 it with a JupyterHub spawner and only *renders and launches* the spec in
 :meth:`DassSpawnerMixin.render_session`: :class:`DassLocalSpawner` (processes on this machine)
-is the first; containers, Slurm and Kubernetes are further back ends on the same seam.
+is the first; containers (:mod:`dass.hub.container`), Slurm and Kubernetes are further back
+ends on the same seam.
 
-Why one module: the mixin and the local back end stay together because
-``dass.hub.spawner.DassLocalSpawner`` is the name the platform's defaults and deployers'
-configurations use, and the local back end is the reference the mixin's hooks
-(``render_session``, ``wait_started``) were cut for; every other back end lives in a module
-of its own (:mod:`dass.hub.kubernetes`).
+Why one module: the start sequence of :class:`DassSpawnerMixin` (check, spec, render, grant,
+audit, launch, wait) and the two halves every one-machine back end fills in —
+:class:`UserHomeMixin` (the account and its prepared home, shared by local processes and
+containers) and :class:`DassLocalSpawner` (the process) — call each other's hooks and share the
+errors shown to users (``_reject``, ``_spawn_error``); split, each half would import the other's
+private helpers. The pure parts live elsewhere: :mod:`dass.stacks.session` (the spec),
+:mod:`.homes` (link-safe writes into a home), :mod:`.picker` (the dataset picker); the cluster back ends have modules of their own
+(:mod:`dass.hub.slurm`, :mod:`dass.hub.kubernetes`).
 """
 
 from __future__ import annotations
@@ -310,9 +314,15 @@ class DassSpawnerMixin(Configurable):
             "takes up to a minute",
             40,
         )
-        started = await super().start()
+        started = await self.launch(spec)
         await self.wait_started(spec)
         return started
+
+    async def launch(self, spec: SessionSpec):
+        """Launch what :meth:`render_session` set up; returns (ip, port). By default the
+        JupyterHub spawner's own ``start`` (a local process…); a back end that is not a
+        JupyterHub spawner itself (containers) overrides it."""
+        return await super().start()
 
     async def wait_started(self, spec: SessionSpec) -> None:
         """Back ends wait here until the launched session listens, raising a message that
@@ -364,7 +374,99 @@ class DassSpawnerMixin(Configurable):
     size_note = "CPU and memory limits of the chosen size apply to the whole session."
 
 
-class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
+class UserHomeMixin(Configurable):
+    """A session's Unix account and home, the same for every back end on one machine.
+
+    The account (:class:`~dass.data.accounts.UserAccounts`, ``c.UserAccounts``: ``dass-alice``
+    for ``alice``, created at the first spawn) and its home ``<homes_root>/<account>`` (0700, the
+    user's). :meth:`prepare_user_home` mounts the chosen datasets under
+    ``~/datasets/<proposal>/<dataset>``, writes the manifest for ``dass.data.datasets()`` to
+    ``~/.dass/session.json`` (both folders belong to the platform: the user reads them, cannot
+    change them) and copies the stack's notebooks to ``~/notebooks/<stack>/`` (the user's)
+    unless the user already has them. Local processes run in that home; containers get it
+    bound at the same path.
+    """
+
+    home_dir = Unicode(
+        help="The session's home folder: its account's, ``<c.UserAccounts.homes_root>/<account name>`` (not a setting)."
+    )
+
+    @default("home_dir")
+    def _default_home_dir(self) -> str:
+        return str(self.accounts.home_of(self.user.name))
+
+    #: the account the session runs as (set by :meth:`render_session`)
+    account: Account | None = None
+
+    @property
+    def accounts(self) -> UserAccounts:
+        if getattr(self, "_dass_accounts", None) is None:
+            self._dass_accounts = UserAccounts(config=self.config, parent=self)
+        return self._dass_accounts
+
+    def _account(self) -> Account:
+        if self.account is None:
+            self.account = self.accounts.ensure(self.user.name)
+        return self.account
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.home_dir) / ".dass" / "session.json"
+
+    def user_env(self, env):
+        env.update(self._account().env())
+        return env
+
+    def _lab_config_dir(self) -> Path:
+        """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet):
+        ``~/.dass/jupyter-config``, beside the manifest in the platform's part of the home."""
+        return Path(self.home_dir) / ".dass" / "jupyter-config"
+
+    def _prepare_home(self, spec: SessionSpec) -> None:
+        from ..data.mount import mount_datasets, write_manifest
+
+        account = self._account()
+        home = account.home  # made 0700 and the user's by UserAccounts.ensure
+        # the parts of the home the platform writes and the user only reads: never a link or a
+        # folder the user made (a planted link would make the hub write elsewhere). A user who
+        # swaps ~/.dass between this check and the write below can still redirect the write of
+        # session.json (a race this leaves open; write_manifest should write through a folder
+        # descriptor with O_NOFOLLOW, as write_new and copy_notebooks do)
+        for part in (".dass", "datasets"):
+            platform_folder(home / part)
+        lab = self._lab_config_dir()
+        platform_folder(lab)
+        platform_folder(lab / "labconfig")
+        write_new(lab / "labconfig", "page_config.json", LAB_PAGE_CONFIG, replace=True)
+        records = list(self.dass_selection.datasets) if self.dass_selection else []
+        # mounts of earlier sessions not chosen now are removed; anything a user put there stays
+        entries = mount_datasets(self.storage, records, home)
+        write_manifest(
+            self.manifest_path,
+            stack=spec.stack,
+            size=spec.size,
+            service_url=spec.service_url,
+            entries=entries,
+        )
+        share_read_only(self.manifest_path, account)
+        stack = self.registry.get(spec.stack)
+        source = self.registry.landing_notebook_path(stack).parent
+        if source.is_dir():
+            copy_notebooks(sorted(source.glob("*.ipynb")), home, ("notebooks", spec.stack), account)
+
+    async def prepare_user_home(self, spec: SessionSpec) -> Account:
+        """Make the user's account (first spawn) and prepare its home for ``spec``."""
+        try:
+            account = await asyncio.to_thread(self.accounts.ensure, self.user.name)
+        except AccountError as e:
+            self.log.error("Cannot start %s: %s", self._log_name, e)
+            raise _spawn_error(f"the session cannot start: {e.user_message}") from None
+        self.account = account
+        await asyncio.to_thread(self._prepare_home, spec)
+        return account
+
+
+class DassLocalSpawner(UserHomeMixin, DassSpawnerMixin, LocalProcessSpawner):
     """Sessions as local processes (the one-machine back end).
 
     Each session runs under its user's own Unix account (:class:`~dass.data.accounts.UserAccounts`,
@@ -402,32 +504,10 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
         help="GiB of address space added to a size's memory for the Jupyter server and libraries' reservations.",
     ).tag(config=True)
 
-    home_dir = Unicode(
-        help="The session's home folder: its account's, ``<c.UserAccounts.homes_root>/<account name>`` (not a setting)."
-    )
-
-    @default("home_dir")
-    def _default_home_dir(self) -> str:
-        return str(self.accounts.home_of(self.user.name))
-
     @default("cmd")
     def _default_cmd(self):
         # the platform's own environment (PATH of the hub may not include it)
         return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
-
-    #: the account the session runs as (set by :meth:`render_session`)
-    account: Account | None = None
-
-    @property
-    def accounts(self) -> UserAccounts:
-        if getattr(self, "_dass_accounts", None) is None:
-            self._dass_accounts = UserAccounts(config=self.config, parent=self)
-        return self._dass_accounts
-
-    def _account(self) -> Account:
-        if self.account is None:
-            self.account = self.accounts.ensure(self.user.name)
-        return self.account
 
     def get_args(self):
         args = super().get_args()
@@ -435,14 +515,6 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
         if self._account().uid == 0 and "--allow-root" not in args:
             args.append("--allow-root")
         return args
-
-    @property
-    def manifest_path(self) -> Path:
-        return Path(self.home_dir) / ".dass" / "session.json"
-
-    def user_env(self, env):
-        env.update(self._account().env())
-        return env
 
     def get_env(self):
         env = super().get_env()
@@ -454,11 +526,6 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
             env[SOCKET_ENV] = socket_name(self.config)
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         return env
-
-    def _lab_config_dir(self) -> Path:
-        """A Jupyter config folder disabling JupyterLab's news pop-up (it calls the internet):
-        ``~/.dass/jupyter-config``, beside the manifest in the platform's part of the home."""
-        return Path(self.home_dir) / ".dass" / "jupyter-config"
 
     def make_preexec_fn(self, name):
         become = self._account().preexec()
@@ -546,38 +613,6 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
             )
         raise _spawn_error(f"the session cannot start: {fix} (and have jupyterhub installed)")
 
-    def _prepare_home(self, spec: SessionSpec) -> None:
-        from ..data.mount import mount_datasets, write_manifest
-
-        account = self._account()
-        home = account.home  # made 0700 and the user's by UserAccounts.ensure
-        # the parts of the home the platform writes and the user only reads: never a link or a
-        # folder the user made (a planted link would make the hub write elsewhere). A user who
-        # swaps ~/.dass between this check and the write below can still redirect the write of
-        # session.json (a race this leaves open; write_manifest should write through a folder
-        # descriptor with O_NOFOLLOW, as write_new and copy_notebooks do)
-        for part in (".dass", "datasets"):
-            platform_folder(home / part)
-        lab = self._lab_config_dir()
-        platform_folder(lab)
-        platform_folder(lab / "labconfig")
-        write_new(lab / "labconfig", "page_config.json", LAB_PAGE_CONFIG, replace=True)
-        records = list(self.dass_selection.datasets) if self.dass_selection else []
-        # mounts of earlier sessions not chosen now are removed; anything a user put there stays
-        entries = mount_datasets(self.storage, records, home)
-        write_manifest(
-            self.manifest_path,
-            stack=spec.stack,
-            size=spec.size,
-            service_url=spec.service_url,
-            entries=entries,
-        )
-        share_read_only(self.manifest_path, account)
-        stack = self.registry.get(spec.stack)
-        source = self.registry.landing_notebook_path(stack).parent
-        if source.is_dir():
-            copy_notebooks(sorted(source.glob("*.ipynb")), home, ("notebooks", spec.stack), account)
-
     async def render_session(self, spec: SessionSpec) -> None:
         """Make the user's account (first spawn), check that it can run the session's Python,
         mount the datasets into the home, write the manifest, copy the notebooks, and run the
@@ -602,7 +637,7 @@ class DassLocalSpawner(DassSpawnerMixin, LocalProcessSpawner):
             raise _spawn_error(f"the session cannot start: {e.user_message}") from None
         self.account = account
         await asyncio.to_thread(self._check_runnable, account, self.cmd[0], spec)
-        await asyncio.to_thread(self._prepare_home, spec)
+        await self.prepare_user_home(spec)
 
     async def wait_started(self, spec: SessionSpec) -> None:
         """Wait until the session's server listens on its port; if its process ends first,

@@ -118,11 +118,12 @@ class JobManager(LoggingConfigurable):
     executor_class = Type(
         LocalExecutor,
         klass=Executor,
-        help="""The executor running jobs: dass.jobs.executor.LocalExecutor (processes on this
-        machine), dass.jobs.slurm.SlurmExecutor (``sbatch`` on a Slurm cluster, see
-        ``c.SlurmExecutor``) or dass.jobs.kubernetes.KubernetesExecutor (one Kubernetes Job per
-        run, in the stack's image; set ``gateway_url`` to the service's address inside the
-        cluster).""",
+        help="""The executor running jobs: ``dass.jobs.executor.LocalExecutor`` (processes on this
+        machine, the default), ``dass.jobs.container.ContainerExecutor`` (podman containers of
+        the stack's image, as the user's account), ``dass.jobs.slurm.SlurmExecutor`` (``sbatch``
+        on a Slurm cluster, see ``c.SlurmExecutor``) or
+        ``dass.jobs.kubernetes.KubernetesExecutor`` (one Kubernetes Job per run, in the stack's
+        image; set ``gateway_url`` to the service's address inside the cluster).""",
     ).tag(config=True)
 
     @default("jobs_dir")
@@ -673,6 +674,7 @@ class JobManager(LoggingConfigurable):
             token=token,
             run_as=None if account.is_platform else account.name,
             groups=tuple(identity.groups),
+            owner=job.owner,
         )
 
     def store_result(self, job_id: str, doc: dict[str, Any]) -> None:

@@ -37,6 +37,8 @@ class ExecutionSpec:
     #: the stack's name, and the size's GPUs (Kubernetes requests them)
     stack: str = ""
     gpus: int = 0
+    #: the hub user the job belongs to (a container executor runs it as their account)
+    owner: str = ""
 
 
 def build_execution_spec(
@@ -53,6 +55,7 @@ def build_execution_spec(
     token: str = "",
     run_as: str | None = None,
     groups: tuple[str, ...] = (),
+    owner: str = "",
 ) -> ExecutionSpec:
     """The command, environment and limits of a job run.
 
@@ -93,6 +96,7 @@ def build_execution_spec(
         image=stack.image,
         stack=stack.name,
         gpus=size.gpus,
+        owner=owner,
     )
 
 

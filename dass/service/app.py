@@ -269,6 +269,7 @@ class DassService(Application):
 
     @property
     def classes(self) -> list:  # shown by --help-all
+        from ..jobs.container import ContainerExecutor
         from ..jobs.executor import LocalExecutor
         from ..jobs.manager import JobManager
         from ..jobs.slurm import SlurmExecutor
@@ -278,7 +279,7 @@ class DassService(Application):
         except DassError:  # a bad stack definition is reported by initialize(), not by --help
             stacks = []
         return [DassService, Storage, Catalog, AuditLog, DataGateway, StackRegistry, HubOAuth, JobManager, LocalExecutor,
-                SlurmExecutor, *stacks]
+                SlurmExecutor, ContainerExecutor, *stacks]
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:

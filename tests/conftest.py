@@ -22,3 +22,13 @@ def _accounts_only_where_asked():
     trait.default_value = False
     yield
     trait.default_value = default
+
+
+@pytest.fixture
+def product_defaults():
+    """The product's own defaults back for one test (the generated config reference)."""
+    trait = UserAccounts.class_traits()["enabled"]
+    tests_default = trait.default_value
+    trait.default_value = "auto"
+    yield
+    trait.default_value = tests_default

@@ -10,7 +10,7 @@ from dass.cli import config_reference
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_config_reference_is_current():
+def test_config_reference_is_current(product_defaults):
     committed = (ROOT / "docs" / "config-reference.md").read_text()
     assert committed == config_reference(), "run `make reference` and commit docs/config-reference.md"
 

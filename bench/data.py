@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         from dass.data.localfiles import socket_name
 
         # file:// on one machine: the file handoff, as sessions and jobs here get it (--http: bytes over HTTP)
-        local = "" if (args.s3 or args.http) else socket_name(state=tmp / "state")
+        local = "" if (args.s3 or args.http) else socket_name(state=tmp / "state", repository=repo_url)
         gw = DassFileSystem(url=url, token=TOKEN, block_size=block, local_socket=local, skip_instance_cache=True)
         large = f"{PROPOSAL}/large/large.bin"
         smalls = [f"{PROPOSAL}/small/f{i:05d}.bin" for i in range(args.files)]

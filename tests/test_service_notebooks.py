@@ -107,10 +107,35 @@ def _mount_session(storage, stack: str, records: list, home: Path) -> Path:
         home / ".dass" / "session.json",
         stack=stack,
         size="small",
-        storage_url=storage.url,
-        storage_options=storage.storage_options,
+        service_url=None,  # the datasets are read from their local views; the registry needs a gateway
         entries=entries,
     )
+
+
+@pytest.fixture(scope="module")
+def gateway(repository, tmp_path_factory):
+    """A real dass service on the same repository and catalogue: the data gateway a session or
+    job reaches the SEM model registry through (``dass.data.repository()``)."""
+    from tests.service.service_support import FakeHub, LoopThread, start_service
+
+    storage, catalog = repository
+    loop = LoopThread()
+    hub = FakeHub()
+    loop.run(hub.start())
+    svc = start_service(loop, tmp_path_factory.mktemp("gateway"), hub.api_url, db_url=catalog.db_url,
+                        repo_url=storage.url, extra_config="c.JobManager.max_concurrency = 0")
+    yield svc
+    svc.stop()
+    loop.run(hub.stop())
+    loop.close()
+
+
+@pytest.fixture
+def with_gateway(gateway, monkeypatch):
+    """The kernel reaches the gateway with alice's token (as her session would with its own)."""
+    monkeypatch.setenv("DASS_SERVICE_URL", gateway.url)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "alice-token")
+    return gateway
 
 
 @pytest.fixture
@@ -382,7 +407,7 @@ def sem_model(repository, tmp_path_factory):
     return checkpoint
 
 
-def test_sem_classify_dataset_equals_the_classifier_called_directly(run_job, repository, sem_model):
+def test_sem_classify_dataset_equals_the_classifier_called_directly(run_job, repository, sem_model, with_gateway):
     from dass.sem.classify import Classifier
 
     storage, _ = repository
@@ -407,7 +432,7 @@ def test_sem_classify_dataset_equals_the_classifier_called_directly(run_job, rep
     assert "trained on SYNTHETIC images" in _stdout(nb)
 
 
-def test_sem_classify_dataset_without_images_says_so(run_job, sem_model):
+def test_sem_classify_dataset_without_images_says_so(run_job, sem_model, with_gateway):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         run_job("sem", "classify_dataset", BOB, {"input_dataset": "p-2026-002/stm-au111-fast"})
     assert "holds no PNG, TIFF or JPEG image" in str(err.value)

@@ -17,7 +17,7 @@ reads over HTTP as before.
 
 Examples
 --------
->>> socket_name(state="/srv/dass/state").startswith("@dass-gateway-")
+>>> socket_name(state="/srv/dass/state", repository="file:///srv/dass/repository").startswith("@dass-gateway-")
 True
 """
 
@@ -31,6 +31,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from ..errors import DassError
+
 __all__ = ["SOCKET_ENV", "socket_name", "open_remote", "HandoffRefused"]
 
 #: the variable naming the socket in sessions and jobs (``@name``: the abstract namespace)
@@ -39,13 +41,20 @@ SOCKET_ENV = "DASS_GATEWAY_SOCKET"
 MAX_LINE = 64 * 1024
 
 
-def socket_name(config: Any = None, *, state: str | os.PathLike | None = None) -> str:
-    """``@dass-gateway-<hash of the state folder>``: one name per platform on a machine."""
+def socket_name(config: Any = None, *, state: str | os.PathLike | None = None,
+                repository: str | None = None) -> str:
+    """``@dass-gateway-<hash>``: one name per platform on a machine, from its state folder and
+    its repository (``c.Storage.url``), which the hub, the job service and the service share."""
     if state is None:
         from .paths import state_dir
 
         state = state_dir(config)
-    digest = hashlib.sha256(str(Path(state).resolve()).encode()).hexdigest()[:16]
+    if repository is None:
+        from .storage import Storage
+
+        repository = Storage(config=config).url
+    key = f"{Path(state).resolve()}\n{repository}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"@dass-gateway-{digest}"
 
 
@@ -53,7 +62,7 @@ def _address(name: str) -> str:
     return "\0" + name[1:] if name.startswith("@") else name
 
 
-class HandoffRefused(OSError):
+class HandoffRefused(DassError):
     """The service refused the handoff (``status`` is the HTTP status it would answer)."""
 
     def __init__(self, status: int, message: str) -> None:

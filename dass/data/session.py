@@ -11,11 +11,11 @@ Examples
 >>> with grains.open("raw/image_001.tif") as f:          # doctest: +SKIP
 ...     data = f.read()
 
-Reading goes through the dass service's data gateway (``dass://<proposal>/<dataset>/…``,
-:mod:`dass.data.dassfs`) with the session's own token (a job's token in a job), which may read
-exactly the datasets chosen at spawn (a job's declared inputs); the session holds no storage
-credential. ``~/datasets/<proposal>/<dataset>`` is a read-only local view of the same files
-made by the platform at spawn; :meth:`Dataset.local_path` gives real local files (that view,
+Reading goes through the session's read-only local view ``~/datasets/<proposal>/<dataset>``
+(made by the platform at spawn, under the access rule) where it holds the dataset, else through
+the dass service's data gateway (``dass://<proposal>/<dataset>/…``, :mod:`dass.data.dassfs`)
+with the session's own token (a job's token in a job), which may read exactly the datasets
+chosen at spawn (a job's declared inputs); the session holds no storage credential; :meth:`Dataset.local_path` gives real local files (that view,
 or a copy made on demand in ``~/.cache/dass``) for libraries that need them (h5py with
 external links, pyfastspm…).
 """
@@ -111,14 +111,20 @@ class Dataset:
     def fs(self) -> Any:
         """An fsspec filesystem rooted at the dataset folder (paths are relative to it).
 
-        A ``DirFileSystem`` over ``dass://`` (the data gateway, with this session's token), so
-        that ``ds.fs.ls("")``, ``ds.fs.open("raw/x.tif")``, ``ds.fs.glob("**/*.tif")`` work the
-        same everywhere. Read-only: a write answers ``PermissionError``.
+        A ``DirFileSystem`` over the session's read-only view when it holds the dataset (made
+        by the platform at spawn, under the same access rule; the fastest way to the files),
+        else over ``dass://`` (the data gateway, with this session's token). Either way
+        ``ds.fs.ls("")``, ``ds.fs.open("raw/x.tif")``, ``ds.fs.glob("**/*.tif")`` work the same.
+        Read-only: a write answers ``PermissionError``.
         """
         if self._fs is None:
             from fsspec.implementations.dirfs import DirFileSystem
 
-            if self.url.startswith("dass://"):
+            if self.path is not None and self.path.is_dir() and self.url.startswith("dass://"):
+                import fsspec
+
+                backend, inner = fsspec.filesystem("file"), str(self.path)
+            elif self.url.startswith("dass://"):
                 from .dassfs import DassFileSystem
 
                 url = os.environ.get("DASS_SERVICE_URL") or self._service_url

@@ -161,10 +161,10 @@ def test_s3_storage_copies_read_only(s3_repo, s3_options, tmp_path, monkeypatch)
     for secret in (s3_options["key"], s3_options["secret"], s3_options["endpoint_url"], s3_repo):
         assert secret not in text  # no credential, endpoint or bucket reaches the session
     check_session_api(manifest, home, monkeypatch)
-    # the session's fs is the data gateway, never the bucket
+    # the session's fs is its read-only view (else the data gateway), never the bucket
     d1 = datasets(manifest)["p1/d1"]
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "session-token")
-    assert type(d1.fs.fs).__name__ == "DassFileSystem"
+    assert type(d1.fs.fs).__name__ == "LocalFileSystem" and d1.fs.path == str(copy)
+    assert sorted(d1.ls()) == ["dataset.json", "raw"]
     # mounting again replaces the read-only copy; unchosen copies are removed
     mount_datasets(storage, records_of(storage, tmp_path, ["p1/d1"]), home)
     assert [p.name for p in (home / "datasets").glob("*/*")] == ["d1"]

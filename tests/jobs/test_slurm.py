@@ -164,10 +164,22 @@ def _executor(cluster) -> SlurmExecutor:
     return SlurmExecutor(slurm_conf=str(cluster.conf), status_cache_seconds=0.2, cancel_timeout=60)
 
 
-def _job(place, user, notebook: str, python: str) -> ExecutionSpec:
+@pytest.fixture(scope="module")
+def slurm_gateway(place, gateway_loop, gateway_hub, tmp_path_factory):
+    """The jobs' data gateway: a real dass service on the Slurm tests' repository."""
+    from tests.jobs.conftest import JobGateway, _start_gateway
+
+    _base, repo = place
+    url = f"file://{repo}"
+    svc = _start_gateway(gateway_loop, gateway_hub, tmp_path_factory.mktemp("slurm-gateway"), url, {})
+    yield JobGateway(svc, url)
+    svc.stop()
+
+
+def _job(place, gateway, user, notebook: str, python: str) -> ExecutionSpec:
     base, repo = place
     workdir = base / f"{user.pw_name}-{notebook.split('.')[0]}-{time.monotonic_ns()}"
-    runner_spec(workdir, notebook=notebook, storage_url=f"file://{repo}")
+    runner_spec(workdir, notebook=notebook, gateway=gateway)
     subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(workdir)], check=True)
     os.chmod(workdir, 0o700)
     spec = execution_spec(workdir)
@@ -191,13 +203,13 @@ def _log(workdir) -> str:
     )
 
 
-def test_a_job_completes_as_its_owner_with_exactly_its_environment(slurm_cluster, users, place, python_for_jobs,
+def test_a_job_completes_as_its_owner_with_exactly_its_environment(slurm_gateway, slurm_cluster, users, place, python_for_jobs,
                                                                      monkeypatch):
     from dass.jobs.runner import load_result
 
     monkeypatch.setenv("DASS_SERVICE_CANARY", "service-only")  # in sbatch's environment, never the job's
     ex = _executor(slurm_cluster)
-    spec = _job(place, users["alice"], "runner_env.ipynb", python_for_jobs)
+    spec = _job(place, slurm_gateway, users["alice"], "runner_env.ipynb", python_for_jobs)
     handle = asyncio.run(ex.start(spec))
     assert handle.state["slurm_id"].isdigit()
     assert _wait_end(ex, handle) == 0, _log(spec.cwd)
@@ -216,11 +228,11 @@ def test_a_job_completes_as_its_owner_with_exactly_its_environment(slurm_cluster
     assert ex.read_log(handle) == Path(spec.cwd, "job.log").read_bytes() != b""
 
 
-def test_the_job_process_sees_no_variable_but_its_own(slurm_cluster, users, place, python_for_jobs, monkeypatch):
+def test_the_job_process_sees_no_variable_but_its_own(slurm_gateway, slurm_cluster, users, place, python_for_jobs, monkeypatch):
     """The process Slurm starts has exactly spec.env (no SLURM_*, nothing of the service)."""
     monkeypatch.setenv("DASS_SERVICE_CANARY", "service-only")
     ex = _executor(slurm_cluster)
-    spec = _job(place, users["bob"], "runner_env.ipynb", python_for_jobs)
+    spec = _job(place, slurm_gateway, users["bob"], "runner_env.ipynb", python_for_jobs)
     probe = Path(spec.cwd) / "environ.json"
     spec = dataclasses.replace(spec, argv=(python_for_jobs, "-c",
                                f"import json, os; json.dump(dict(os.environ), open({str(probe)!r}, 'w'))"))
@@ -230,11 +242,11 @@ def test_the_job_process_sees_no_variable_but_its_own(slurm_cluster, users, plac
     assert probe.stat().st_uid == users["bob"].pw_uid
 
 
-def test_a_failing_job_ends_failed_with_its_reason(slurm_cluster, users, place, python_for_jobs):
+def test_a_failing_job_ends_failed_with_its_reason(slurm_gateway, slurm_cluster, users, place, python_for_jobs):
     from dass.jobs.runner import load_result
 
     ex = _executor(slurm_cluster)
-    spec = _job(place, users["bob"], "runner_raise.ipynb", python_for_jobs)
+    spec = _job(place, slurm_gateway, users["bob"], "runner_raise.ipynb", python_for_jobs)
     handle = asyncio.run(ex.start(spec))
     _wait_end(ex, handle)
     result = ex.local_result(handle, spec.cwd)
@@ -242,10 +254,10 @@ def test_a_failing_job_ends_failed_with_its_reason(slurm_cluster, users, place, 
     assert result["status"] == "FAILED" and "ValueError: bad value" in result["reason"], _log(spec.cwd)
 
 
-def test_cancel_ends_the_job_and_everything_it_started(slurm_cluster, users, place, python_for_jobs):
+def test_cancel_ends_the_job_and_everything_it_started(slurm_gateway, slurm_cluster, users, place, python_for_jobs):
     ex = _executor(slurm_cluster)
     alice = users["alice"]
-    spec = _job(place, alice, "runner_sleep.ipynb", python_for_jobs)
+    spec = _job(place, slurm_gateway, alice, "runner_sleep.ipynb", python_for_jobs)
     handle = asyncio.run(ex.start(spec))
     deadline = time.monotonic() + 120
     while "about to sleep" not in ex.read_log(handle).decode(errors="replace"):
@@ -258,9 +270,9 @@ def test_cancel_ends_the_job_and_everything_it_started(slurm_cluster, users, pla
     assert left == "", f"processes of the cancelled job left: {left}"
 
 
-def test_two_users_run_at_once_each_as_their_own_uid(slurm_cluster, users, place, python_for_jobs):
+def test_two_users_run_at_once_each_as_their_own_uid(slurm_gateway, slurm_cluster, users, place, python_for_jobs):
     ex = _executor(slurm_cluster)
-    specs = [_job(place, users[u], "runner_env.ipynb", python_for_jobs) for u in ("alice", "bob")]
+    specs = [_job(place, slurm_gateway, users[u], "runner_env.ipynb", python_for_jobs) for u in ("alice", "bob")]
 
     async def both():
         return await asyncio.gather(*(ex.start(s) for s in specs))
@@ -403,11 +415,11 @@ def pwd_uid(name: str) -> int:
     return pwd.getpwnam(name).pw_uid
 
 
-def test_a_run_slurm_ends_fails_with_slurms_reason(slurm_cluster, users, place, python_for_jobs):
+def test_a_run_slurm_ends_fails_with_slurms_reason(slurm_gateway, slurm_cluster, users, place, python_for_jobs):
     """A run ended by Slurm itself (here: scancel by an administrator, outside dass) before the
     runner could write a result fails with what Slurm said."""
     ex = _executor(slurm_cluster)
-    spec = _job(place, users["bob"], "runner_sleep.ipynb", python_for_jobs)
+    spec = _job(place, slurm_gateway, users["bob"], "runner_sleep.ipynb", python_for_jobs)
     spec = dataclasses.replace(spec, argv=(python_for_jobs, "-c", "import time; time.sleep(120)"))
     handle = asyncio.run(ex.start(spec))
     deadline = time.monotonic() + 60

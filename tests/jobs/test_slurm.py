@@ -150,7 +150,9 @@ def place(slurm_cluster, users, runner_repo):
     """A jobs folder users may traverse and a repository copy the test users may write."""
     base = shared_folder("dass-slurm-jobs-")
     repo = base / "repository"
-    shutil.copytree(runner_repo, repo)
+    # the seeded datasets only: results other job tests left in the shared repository (some
+    # deliberately broken) are not this module's
+    shutil.copytree(runner_repo, repo, ignore=lambda folder, names: ["results"] if Path(folder) == Path(runner_repo) else [])
     subprocess.run(["chmod", "-R", "a+rwX", str(repo)], check=True)
     for shared in ("results", "results/.runs"):  # every user's job adds its folder here
         (repo / shared).mkdir(exist_ok=True)

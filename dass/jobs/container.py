@@ -36,7 +36,7 @@ from ..stacks.containers import (
     podman,
     podman_run_argv,
 )
-from .executor import LOG_FILE, Executor, Handle
+from .executor import LOG_FILE, Executor, Handle, read_job_log
 from .spec import RUNNER_MODULE, ExecutionSpec
 
 #: variables of a job's environment that belong to the host (the image has its own PATH)
@@ -223,13 +223,7 @@ class ContainerExecutor(Executor):
                 self.log.warning("container %s: output not kept: %s", name, e)
 
     def read_log(self, handle: Handle, offset: int = 0, limit: int = 1024**2) -> bytes:
-        path = Path(str(handle.state.get("workdir") or "")) / LOG_FILE
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_job_log(handle, offset, limit)
 
     async def cancel(self, handle: Handle) -> None:
         name = str(handle.state.get("container") or "")

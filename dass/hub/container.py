@@ -38,9 +38,9 @@ from ..stacks.containers import (
     ContainerRun,
     container_name,
     container_state,
-    image_reference,
     podman_run_argv,
 )
+from ..stacks.container import image_ref
 from ..stacks.session import SessionSpec
 from .spawner import DassSpawnerMixin, UserHomeMixin, _spawn_error
 
@@ -134,7 +134,7 @@ class DassContainerSpawner(UserHomeMixin, DassSpawnerMixin, Spawner):
                 f"the stack {spec.stack!r} has no container image; the administrator must set "
                 f"c.StackRegistry.stacks[{spec.stack!r}]['image']"
             )
-        return image_reference(spec.image, self.image_tag)
+        return image_ref(spec.image, tag=self.image_tag)
 
     def get_args(self):
         args = super().get_args()

@@ -32,10 +32,10 @@ from ..stacks.containers import (
     ContainerRun,
     container_name,
     container_state,
-    image_reference,
     podman,
     podman_run_argv,
 )
+from ..stacks.container import image_ref
 from .executor import LOG_FILE, Executor, Handle, read_job_log
 from .spec import RUNNER_MODULE, ExecutionSpec
 
@@ -127,7 +127,7 @@ class ContainerExecutor(Executor):
         env = {k: v for k, v in spec.env.items() if k not in _HOST_ONLY}
         return ContainerRun(
             name=container_name("dass-job", spec.job_id),
-            image=image_reference(spec.image, self.image_tag),
+            image=image_ref(spec.image, tag=self.image_tag),
             argv=(self.python, "-m", RUNNER_MODULE, spec.cwd),
             user=f"{uid}:{gid}",
             env=env,

@@ -37,24 +37,6 @@ def container_name(*parts: str) -> str:
     return "-".join(w for w in words if w)[:200]
 
 
-def image_reference(image: str, tag: str) -> str:
-    """``image`` with ``tag`` added when it names none (a digest or a tag is kept as it is).
-
-    Examples
-    --------
-    >>> image_reference("dass-stack-sem", "0.1.0")
-    'dass-stack-sem:0.1.0'
-    >>> image_reference("registry.example.org:5000/dass-stack-sem", "0.1.0")
-    'registry.example.org:5000/dass-stack-sem:0.1.0'
-    >>> image_reference("localhost/dass-test:abc", "0.1.0")
-    'localhost/dass-test:abc'
-    """
-    last = image.rsplit("/", 1)[-1]
-    if "@" in last or ":" in last or not tag:
-        return image
-    return f"{image}:{tag}"
-
-
 @dataclass(frozen=True)
 class Bind:
     """A host folder bound into the container (at the same path unless ``target`` is set)."""

@@ -14,6 +14,7 @@ from dass.stacks.container import container_security_context, cpu_quantity, imag
     ("localhost/dass-test:abc", "r.example.org/", "0.1.0", "localhost/dass-test:abc"),
     ("ghcr.io/lab/sem@sha256:" + "a" * 64, "", "0.1.0", "ghcr.io/lab/sem@sha256:" + "a" * 64),
     ("lab/sem", "", "", "lab/sem"),
+    ("dass-stack-kmap@sha256:ab", "", "0.1.0", "dass-stack-kmap@sha256:ab"),
 ])
 def test_image_references(image, prefix, tag, ref):
     assert image_ref(image, prefix=prefix, tag=tag) == ref

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dass.stacks.containers import Bind, ContainerRun, container_name, image_reference, podman_run_argv
+from dass.stacks.containers import Bind, ContainerRun, container_name, podman_run_argv
 
 
 def test_podman_argv_by_value():
@@ -29,9 +29,7 @@ def test_podman_argv_by_value():
     assert run.process_env({"PATH": "/usr/bin"}) == {"PATH": "/usr/bin", "DASS_TOKEN": "t0ps3cret", "OMP_NUM_THREADS": "2"}
 
 
-def test_names_images_and_binds():
+def test_names_and_binds():
     assert container_name("dass-session", "dtst-alice", "gpu box") == "dass-session-dtst-alice-gpu-box"
-    assert image_reference("dass-stack-kmap", "0.1.0") == "dass-stack-kmap:0.1.0"
-    assert image_reference("dass-stack-kmap@sha256:ab", "0.1.0") == "dass-stack-kmap@sha256:ab"
     with pytest.raises(ValueError, match="not allowed"):
         Bind("/srv/a,b").option()

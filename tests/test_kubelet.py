@@ -148,3 +148,18 @@ def test_an_image_that_is_not_here_leaves_the_pod_pending_and_says_so():
         assert "localhost/dass-never-built:1" in state["message"] and "dass-stack-x:1" in state["message"]
         assert _pod(emu, "noimage")["status"]["phase"] == "Pending" and containers_of("noimage") == []
     assert not kubelet.errors
+
+
+def test_a_test_that_fails_leaves_no_container_behind():
+    image = podman_test_image()
+    with pytest.raises(RuntimeError, match="the test failed"):
+        with Emulator() as emu, Kubelet(emu, image_for=lambda ref: image) as kubelet:
+            emu.create("v1/pods", NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "left", "namespace": NS},
+                                       "spec": {"securityContext": {"runAsUser": 1000},
+                                                "volumes": [{"name": "w", "emptyDir": {}}],
+                                                "containers": [{"name": "c", "image": "x", "command": ["sleep", "600"],
+                                                                "volumeMounts": [{"name": "w", "mountPath": "/w"}]}]}})
+            _until(lambda: (_pod(emu, "left") or {}).get("status", {}).get("phase") == "Running", "the pod running")
+            assert containers_of("left")
+            raise RuntimeError("the test failed")
+    assert containers_of("left") == [] and not kubelet.root.exists()

@@ -188,6 +188,16 @@ def demo_catalog(tmp_path_factory):
     return cfg
 
 
+async def _with_own_reflectors(flow):
+    """``await flow()``, then stop KubeSpawner's reflectors: it shares them class-wide between the
+    spawners of a process, and these watch this test's emulator, which ends with the test (a
+    later test's spawner would otherwise watch a dead API and never see its pod)."""
+    try:
+        return await flow()
+    finally:
+        await DassKubeSpawner._stop_all_reflectors()  # KubeSpawner's own hook for tests
+
+
 def test_spawn_ready_stop_against_the_emulator(tmp_path, monkeypatch, demo_catalog):
     from dass.data.grants import Grants
 
@@ -218,7 +228,7 @@ def test_spawn_ready_stop_against_the_emulator(tmp_path, monkeypatch, demo_catal
             await spawner.stop(now=True)
             return url, pod, grant, state, polled, spawner
 
-        url, pod, grant, state, polled, spawner = asyncio.run(flow())
+        url, pod, grant, state, polled, spawner = asyncio.run(_with_own_reflectors(flow))
         validate(pod)
         assert url == "http://127.0.0.1:8888" or url.endswith(":8888")
         assert polled is None  # running
@@ -329,7 +339,7 @@ def _session_in_a_container(demo_catalog, hub, image):
             await spawner.stop(now=True)
             return url, api, pod_name, container, details, polled
 
-        url, api, pod_name, container, details, polled = asyncio.run(flow())
+        url, api, pod_name, container, details, polled = asyncio.run(_with_own_reflectors(flow))
         assert url == f"http://127.0.0.1:{config.KubeSpawner.port}"
         assert "version" in api and polled is None
         assert details["Config"]["User"] == "1000:100"

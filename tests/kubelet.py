@@ -166,7 +166,8 @@ class Kubelet:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._loop, name="kubelet", daemon=True)
-        self.root = Path(".")
+        #: the folder of the pods' volumes and the claims (``claims/<name>``), made on entering
+        self.root = Path("/nonexistent")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -197,7 +198,8 @@ class Kubelet:
                     wait.wait(30)
         for thread in list(self._threads):
             thread.join(30)
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.root.name.startswith("dass-kubelet-"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def _remove_containers(self, label_filter: str) -> None:
         names = podman(self.podman, "ps", "--all", "--filter", label_filter, "--format", "{{.Names}}").stdout.split()

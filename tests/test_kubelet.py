@@ -163,3 +163,20 @@ def test_a_test_that_fails_leaves_no_container_behind():
             assert containers_of("left")
             raise RuntimeError("the test failed")
     assert containers_of("left") == [] and not kubelet.root.exists()
+
+
+def test_containers_of_a_test_process_that_died_are_removed_by_the_next_kubelet():
+    import subprocess
+
+    from tests.kubelet import LABEL
+
+    image = podman_test_image()
+    name = "k8s-dass-orphan-c"
+    made = subprocess.run(["podman", "create", "--name", name, "--label", f"{LABEL}=999999999-dead",
+                           "--label", "io.kubernetes.pod.name=orphan", image, "true"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    try:
+        with Emulator() as emu, Kubelet(emu, image_for=lambda ref: image):
+            assert containers_of("orphan") == []
+    finally:
+        subprocess.run(["podman", "rm", "--force", "--ignore", name], capture_output=True)

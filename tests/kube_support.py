@@ -10,14 +10,19 @@
   gaps between it and a real API server filled (see ``../shared/ENVIRONMENT.md``): its bundled
   resource list loaded, ``metadata.uid``/``namespace``/``creationTimestamp`` stamped on
   create, new pods and Jobs given a ``status``, and ``watch=True`` taken as ``watch=true``. It
-  also answers ``pods/<name>/log`` from :attr:`Emulator.logs`. Pods never run by themselves:
-  a test sets their status with :meth:`Emulator.set_pod_status`.
+  also answers ``pods/<name>/log`` from :attr:`Emulator.logs`, else from
+  :attr:`Emulator.log_reader` (the podman kubelet's). Pods never run by themselves: a test
+  sets their status with :meth:`Emulator.set_pod_status`, or runs them with podman
+  (:class:`tests.kubelet.Kubelet`, which is also the Job controller).
+- :func:`job_pod`: the pod the Job controller makes from a Job's template (pure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
+import json
 import os
 import re
 import sys
@@ -88,6 +93,8 @@ class Emulator:
     def __init__(self) -> None:
         self.url = ""
         self.logs: dict[str, bytes] = {}  # pod name -> its log
+        #: ``async (namespace, pod, container) -> bytes | None``: a pod's log when ``logs`` has none
+        self.log_reader: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -119,6 +126,7 @@ class Emulator:
         emulator = _filled_emulator_class()()
         emulator.resources.load_bundled()  # gap 1: the API's resource list
         emulator.pod_logs = self.logs
+        emulator.log_reader = lambda *args: self.log_reader(*args) if self.log_reader else None
         self.emulator = emulator
         async with emulator, kmock.Server(emulator) as server:
             self.url = str(server.url).rstrip("/")
@@ -140,10 +148,29 @@ class Emulator:
             for (res, ns, _name), obj in list(emu.objects.items()):
                 if f"{res.group + '/' if res.group else ''}{res.version}/{res.plural}" == resource and not obj.deleted:
                     if namespace is None or ns == namespace:
-                        out.append(obj.raw)
+                        out.append(copy.deepcopy(obj.raw))  # a snapshot: the store changes under it
             return out
 
         return self.call(read)
+
+    def request(self, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> tuple[int, Any]:
+        """One HTTP request to the emulator's API, as any client makes it (watchers are told
+        of the change); returns ``(status, decoded JSON or text)``."""
+
+        async def send(emu: Any) -> tuple[int, Any]:
+            import aiohttp
+
+            async with aiohttp.ClientSession() as http:
+                kwargs = {} if body is None else {"json": body, "headers": {"Content-Type": content_type}}
+                async with http.request(method, f"{self.url}{path}", **kwargs) as r:
+                    text = await r.text()
+                    try:
+                        return r.status, json.loads(text)
+                    except ValueError:
+                        return r.status, text
+
+        return self.call(send)
 
     def patch(self, resource: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Change a stored object as a controller or the kubelet would (and tell watchers)."""
@@ -177,16 +204,9 @@ class Emulator:
 
     def run_job_pod(self, job: dict[str, Any]) -> str:
         """What the Job controller does: create the Job's pod from its template; returns its name."""
-        meta = job["metadata"]
-        name = f"{meta['name']}-x1"
-        template = job["spec"]["template"]
-        self.create("v1/pods", meta["namespace"], {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": meta["namespace"],
-                         "labels": {**template["metadata"]["labels"], "job-name": meta["name"]}},
-            "spec": template["spec"],
-        })
-        return name
+        pod = job_pod(job, "x1")
+        self.create("v1/pods", job["metadata"]["namespace"], pod)
+        return pod["metadata"]["name"]
 
     def set_pod_status(self, namespace: str, name: str, phase: str, *, exit_code: int | None = None,
                        ip: str = "127.0.0.1") -> None:
@@ -205,6 +225,33 @@ class Emulator:
         self.patch("v1/pods", namespace, name, {"status": status})
 
 
+def job_pod(job: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """The pod Kubernetes' Job controller makes for ``job`` (pure): named ``<job>-<suffix>``,
+    its template's labels plus the ones the controller adds (``job-name``,
+    ``batch.kubernetes.io/job-name``, ``controller-uid``…), owned by the Job (so that deleting
+    the Job deletes it), its template's spec.
+
+    Examples
+    --------
+    >>> job = {"metadata": {"name": "dass-job-1", "namespace": "dass", "uid": "u1"},
+    ...        "spec": {"template": {"metadata": {"labels": {"dass.job-id": "1"}},
+    ...                              "spec": {"containers": [{"name": "runner"}]}}}}
+    >>> pod = job_pod(job, "x1")
+    >>> pod["metadata"]["name"], pod["metadata"]["labels"]["job-name"], pod["metadata"]["ownerReferences"][0]["uid"]
+    ('dass-job-1-x1', 'dass-job-1', 'u1')
+    """
+    meta = job["metadata"]
+    template = job["spec"]["template"]
+    labels = {**(template.get("metadata") or {}).get("labels", {}),
+              "job-name": meta["name"], "batch.kubernetes.io/job-name": meta["name"]}
+    pod_meta: dict[str, Any] = {"name": f"{meta['name']}-{suffix}", "namespace": meta["namespace"], "labels": labels}
+    if meta.get("uid"):
+        labels |= {"controller-uid": meta["uid"], "batch.kubernetes.io/controller-uid": meta["uid"]}
+        pod_meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": copy.deepcopy(template["spec"])}
+
+
 def _filled_emulator_class():
     """KubernetesEmulator with the gaps filled in its request handling (a subclass, as the
     emulator's own documentation advises for "special" behaviour)."""
@@ -217,13 +264,19 @@ def _filled_emulator_class():
     @attrs.define(kw_only=True)
     class FilledEmulator(kmock.KubernetesEmulator):
         pod_logs: dict = attrs.field(factory=dict)
+        log_reader: Any = None
 
         async def _handle(self, request):  # noqa: ANN001 - kmock's Request
             import aiohttp.web
 
             match = log_path.match(request.url.path)
             if match and request.method == "GET":  # the pods/log sub-resource
-                return aiohttp.web.Response(body=self.pod_logs.get(match.group(2), b""), content_type="text/plain")
+                namespace, pod = match.groups()
+                body = self.pod_logs.get(pod)
+                if body is None and self.log_reader is not None:
+                    reading = self.log_reader(namespace, pod, request.params.get("container"))
+                    body = await reading if reading is not None else None
+                return aiohttp.web.Response(body=body or b"", content_type="text/plain")
             if request.params.get("watch", "").lower() == "true" and request.action != enums.action.WATCH:
                 # gap 4: watch=True; the emulator finds its requests by identity, so swap it there too
                 watch = attrs.evolve(request, action=enums.action.WATCH)

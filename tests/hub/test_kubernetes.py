@@ -188,6 +188,16 @@ def demo_catalog(tmp_path_factory):
     return cfg
 
 
+async def _with_own_reflectors(flow):
+    """``await flow()``, then stop KubeSpawner's reflectors: it shares them class-wide between the
+    spawners of a process, and these watch this test's emulator, which ends with the test (a
+    later test's spawner would otherwise watch a dead API and never see its pod)."""
+    try:
+        return await flow()
+    finally:
+        await DassKubeSpawner._stop_all_reflectors()  # KubeSpawner's own hook for tests
+
+
 def test_spawn_ready_stop_against_the_emulator(tmp_path, monkeypatch, demo_catalog):
     from dass.data.grants import Grants
 
@@ -218,7 +228,7 @@ def test_spawn_ready_stop_against_the_emulator(tmp_path, monkeypatch, demo_catal
             await spawner.stop(now=True)
             return url, pod, grant, state, polled, spawner
 
-        url, pod, grant, state, polled, spawner = asyncio.run(flow())
+        url, pod, grant, state, polled, spawner = asyncio.run(_with_own_reflectors(flow))
         validate(pod)
         assert url == "http://127.0.0.1:8888" or url.endswith(":8888")
         assert polled is None  # running
@@ -260,3 +270,90 @@ def test_the_setup_script_writes_the_manifest_and_notebooks_once(kubeconfig, tmp
     page = json.loads((tmp_path / ".dass" / "jupyter-config" / "labconfig" / "page_config.json").read_text())
     assert page["disabledExtensions"] == {"@jupyterlab/apputils-extension:announcements": True}
     assert oct((tmp_path / ".dass" / "session.json").stat().st_mode & 0o777) == "0o600"
+
+
+# -- spawn, ready, stop with the pod run by podman -------------------------------------------------
+
+
+def test_a_session_pod_runs_jupyter_in_a_container_until_stopped(demo_catalog):
+    """The emulator's pod run by the test kubelet (tests/kubelet.py) in the CI test image:
+    the init container writes the session's manifest into the home claim, JupyterLab's server
+    answers on 127.0.0.1 at the port the spawner chose (what the hub waits for), as uid 1000
+    with the size's limits, and stop removes the container before the pod is gone. The hub
+    API the server checks at its start is the service tests' stand-in hub."""
+    from tests.kubelet import podman_test_image
+    from tests.service.service_support import FakeHub, LoopThread
+
+    image = podman_test_image()  # skips, saying why, where podman cannot run
+    loop, hub_api = LoopThread(), FakeHub()
+    loop.run(hub_api.start())
+    hub = SimpleNamespace(api_url=hub_api.api_url, public_host="", url="/hub/", base_url="/hub/")
+    try:
+        _session_in_a_container(demo_catalog, hub, image)
+    finally:
+        loop.run(hub_api.stop())
+        loop.close()
+
+
+def _session_in_a_container(demo_catalog, hub, image):
+    import os
+    import urllib.parse
+    import urllib.request
+
+    from jupyterhub.utils import wait_for_http_server
+
+    from dass.platform import Platform
+    from tests.kubelet import Kubelet, containers_of, inspect
+    from tests.support import free_port
+
+    with Emulator() as emu, Kubelet(emu, image_for=lambda ref: image) as kubelet:
+        config = _config()
+        config.merge(demo_catalog)
+        config.KubeSpawner.k8s_api_host = emu.url
+        config.KubeSpawner.events_enabled = False
+        config.KubeSpawner.ip = "127.0.0.1"  # pods share the host's network here: loopback only
+        config.KubeSpawner.port = free_port()
+        # what the platform gives a spawner, sized for a loaded 2-core machine
+        config.KubeSpawner.start_timeout = Platform.spawn_start_timeout.default_value
+        config.KubeSpawner.http_timeout = Platform.spawn_http_timeout.default_value
+
+        async def flow():
+            spawner = DassKubeSpawner(_mock=True, config=config, user=_user(), hub=hub)
+            spawner.api_token = "session-token-of-alice"
+            spawner.user_options = {"stack": "sem", "size": "small", "datasets": ["p-2026-001/sem-nanowires"]}
+            url = await asyncio.wait_for(spawner.start(), spawner.start_timeout)
+            # the server's prefix (/user/alice/ under a hub with an ORM server, / here)
+            prefix = urllib.parse.urlparse(spawner.get_env()["JUPYTERHUB_SERVICE_URL"]).path
+            # what the hub does before it calls a session ready: any HTTP answer at its URL
+            try:
+                await wait_for_http_server(f"{url}{prefix}", timeout=spawner.http_timeout)
+            except TimeoutError:
+                _, log = await asyncio.to_thread(emu.request, "GET", f"/api/v1/namespaces/dass/pods/{spawner.pod_name}/log")
+                raise AssertionError(f"the session did not answer; its log:\n{log[-5000:]}") from None
+            with urllib.request.urlopen(f"{url}{prefix}api", timeout=30) as r:  # jupyter_server's own
+                api = json.loads(r.read())
+            pod_name = spawner.pod_name
+            (container,) = [n for n in containers_of(pod_name) if n.endswith("-notebook")]
+            details = inspect(container)
+            polled = await spawner.poll()
+            await spawner.stop(now=True)
+            return url, api, pod_name, container, details, polled
+
+        url, api, pod_name, container, details, polled = asyncio.run(_with_own_reflectors(flow))
+        assert url == f"http://127.0.0.1:{config.KubeSpawner.port}"
+        assert "version" in api and polled is None
+        assert details["Config"]["User"] == "1000:100"
+        assert details["HostConfig"]["Memory"] == 2 * 1024**3 and details["HostConfig"]["NanoCpus"] == 1_000_000_000
+        env = dict(e.split("=", 1) for e in details["Config"]["Env"])
+        assert env["DASS_SERVICE_URL"] == SERVICE and env["JUPYTERHUB_API_TOKEN"] == "session-token-of-alice"
+        assert not [k for k in env if any(w in k.lower() for w in SECRET_WORDS)]
+        # the init container's work, in the home claim on this machine
+        home = kubelet.root / "claims" / "dass-home-alice"
+        manifest = home / ".dass" / "session.json"
+        assert oct(manifest.stat().st_mode & 0o777) == "0o600" and manifest.stat().st_uid == 1000
+        assert json.loads(manifest.read_text())["datasets"][0]["url"] == "dass://p-2026-001/sem-nanowires"
+        assert (home / "notebooks" / "sem" / "welcome.ipynb").is_file()
+        # stopped: the pod went only after its containers
+        assert emu.objects("v1/pods", "dass") == [] and containers_of(pod_name) == []
+        assert os.path.isdir(home)  # the claim outlives the pod
+    assert not kubelet.errors, kubelet.errors

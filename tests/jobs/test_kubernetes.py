@@ -160,7 +160,7 @@ def manager_factory(tmp_path, cluster):
     return make
 
 
-async def _until(manager, job_id, statuses, timeout=20, close=True):
+async def _until(manager, job_id, statuses, timeout=20, close=True, interval=0.05):
     """Tick the manager until the job reaches one of ``statuses``."""
     deadline = time.monotonic() + timeout
     try:
@@ -169,7 +169,7 @@ async def _until(manager, job_id, statuses, timeout=20, close=True):
             job = manager.get(ALICE, job_id)
             if job["status"] in statuses:
                 return job
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(interval)
     finally:
         if close:
             await manager.executor.aclose()
@@ -286,3 +286,123 @@ def test_the_pod_command_writes_the_job_log_to_its_output(tmp_path):
     log = (tmp_path / "job.log").read_text()
     assert "job k8s-log: runner started" in log
     assert done.stdout == log  # the same lines, in the same order
+
+
+# -- real jobs: the pods run by podman, the data through a real gateway ---------------------------
+
+#: a job's timeout in these tests (the manager fails a job at its timeout): sized for a loaded
+#: 2-core machine, where the image summary of two images takes well under a minute when idle
+JOB_TIMEOUT = 300
+
+
+@pytest.fixture
+def podman_cluster(tmp_path, gateway_loop, gateway_hub):
+    """The emulator with the test kubelet (tests/kubelet.py: every pod in the CI test image,
+    every container removed at the end whatever happens), a real dass service as the jobs'
+    data gateway on 127.0.0.1, and a JobManager with the KubernetesExecutor on the gateway's
+    repository and database (the job tokens it makes are the gateway's; the gateway's own
+    queue stays idle), as the service runs on a cluster."""
+    from types import SimpleNamespace
+
+    from tests.jobs.conftest import JobGateway, _start_gateway
+    from tests.kubelet import Kubelet, podman_test_image
+
+    image = podman_test_image()  # skips, saying why, where podman cannot run
+    repo = tmp_path / "repo"
+    seed(fsspec.filesystem("file"), str(repo))
+    (tmp_path / "gateway").mkdir()
+    service = _start_gateway(gateway_loop, gateway_hub, tmp_path / "gateway", f"file://{repo}", {})
+    try:
+        with Emulator() as emu, Kubelet(emu, image_for=lambda ref: image) as kubelet:
+            cfg = Config()
+            cfg.Storage.url = f"file://{repo}"
+            cfg.Catalog.db_url = f"sqlite:///{tmp_path / 'gateway' / 'catalog.sqlite'}"
+            cfg.JobManager.jobs_dir = str(tmp_path / "jobs")
+            cfg.JobManager.home_dir_template = str(tmp_path / "homes" / "{username}")
+            cfg.JobManager.gateway_url = service.url
+            cfg.JobManager.executor_class = KubernetesExecutor
+            cfg.KubernetesExecutor.api_url = emu.url
+            cfg.KubernetesExecutor.kubeconfig = os.environ["KUBECONFIG"]  # written by tests.kube_support
+            cfg.KubernetesExecutor.namespace = "dass"
+            cfg.KubernetesExecutor.log_refresh_seconds = 1
+            catalog, storage = Catalog(config=cfg), Storage(config=cfg)
+            catalog.upgrade()
+
+            async def identity_for(name):
+                return ALICE
+
+            manager = JobManager(config=cfg, catalog=catalog, storage=storage, registry=StackRegistry(config=cfg),
+                                 identity_for=identity_for)
+            yield SimpleNamespace(emu=emu, kubelet=kubelet, manager=manager, gateway=JobGateway(service, f"file://{repo}"),
+                                  repo=repo)
+        assert not kubelet.errors, kubelet.errors
+    finally:
+        service.stop()
+
+
+def _pods(emu, job_id):
+    return [p for p in emu.objects("v1/pods", "dass") if p["metadata"]["labels"].get("dass.job-id") == job_id]
+
+
+def test_a_real_job_completes_in_its_pod_and_records_its_output_through_the_gateway(podman_cluster):
+    from tests.kubelet import containers_of, inspect
+
+    c = podman_cluster
+    job, _ = c.manager.submit(ALICE, {"notebook": SEM, "timeout": JOB_TIMEOUT, "parameters": {
+        "input_dataset": "p-2026-001/sem-nanowires", "max_images": 2, "thumbnail_px": 32}})
+    done = asyncio.run(_until(c.manager, job["id"], {"COMPLETED", "FAILED", "STOPPED"}, timeout=JOB_TIMEOUT + 60,
+                              interval=0.5))
+    log = c.manager.log_chunk(ALICE, job["id"])[0]
+    assert done["status"] == "COMPLETED", (done, log[-3000:])
+    # the output, written by the pod through the gateway with the job's token
+    assert "output/summary.csv" in {o["path"] for o in done["outputs"]}
+    assert (c.repo / "results" / f"job-{job['id']}" / "output" / "summary.csv").is_file()
+    assert c.gateway.grants.of("job", job["id"]) == []  # the job's token is revoked
+    assert f"job {job['id']}: COMPLETED" in log  # the pod's log, read through the API
+    assert (c.manager.workdir(job["id"]) / "job.log").is_file()  # and kept beside the job
+    # the Job and its pod, as the controller and the kubelet left them
+    (k8s_job,) = c.emu.objects("batch/v1/jobs", "dass")
+    assert [cond["type"] for cond in k8s_job["status"]["conditions"] if cond["status"] == "True"][-1] == "Complete"
+    (pod,) = _pods(c.emu, job["id"])
+    assert pod["metadata"]["labels"]["job-name"] == job_name(job["id"]) and pod["status"]["phase"] == "Succeeded"
+    (container,) = containers_of(pod["metadata"]["name"])
+    details = inspect(container)
+    # what the pod was given: its files, the gateway's address and its token, nothing else
+    env = dict(e.split("=", 1) for e in details["Config"]["Env"])
+    assert env["DASS_SERVICE_URL"] == c.gateway.url and len(env["DASS_TOKEN"]) > 20
+    words = ("AWS", "SECRET", "STORAGE", "PASSWORD", "DB_URL", "DATABASE")
+    assert not [k for k in env if any(w in k.upper() for w in words)]
+    assert str(c.repo) not in json.dumps(details)
+    assert {m["Destination"] for m in details["Mounts"]} == {"/job", "/job/spec.json", "/job/input.ipynb"}
+    assert details["Config"]["User"] == "1000:100" and details["HostConfig"]["Memory"] == 2 * 1024**3
+
+
+def test_a_cancelled_job_loses_its_pod_and_container_and_keeps_its_log(podman_cluster):
+    from tests.integration.test_jobs import SLEEPER
+    from tests.kubelet import containers_of
+
+    c = podman_cluster
+    job, _ = c.manager.submit(ALICE, {"notebook": {"upload": SLEEPER, "name": "sleep.ipynb"},
+                                      "parameters": {"seconds": JOB_TIMEOUT}, "timeout": JOB_TIMEOUT})
+
+    async def flow():
+        await _until(c.manager, job["id"], {"IN_PROGRESS"}, close=False)
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while "runner started" not in c.manager.log_chunk(ALICE, job["id"])[0]:  # the notebook is running
+            assert time.monotonic() < deadline, "the job's pod did not start its runner"
+            await c.manager.tick()
+            await asyncio.sleep(0.5)
+        (pod,) = await asyncio.to_thread(_pods, c.emu, job["id"])
+        names = await asyncio.to_thread(containers_of, pod["metadata"]["name"])
+        c.manager.cancel(ALICE, job["id"])
+        return pod["metadata"]["name"], names, await _until(c.manager, job["id"], {"STOPPED"}, timeout=60)
+
+    pod, running, stopped = asyncio.run(flow())
+    assert running and stopped["reason"] == "cancelled by alice"
+    assert "runner started" in c.manager.log_chunk(ALICE, job["id"])[0]  # kept before the pod went
+    deadline = time.monotonic() + c.kubelet.grace_seconds + 60
+    while _pods(c.emu, job["id"]):  # the Job's deletion reaches its pod (the garbage collector)
+        assert time.monotonic() < deadline, "the cancelled job's pod is still there"
+        time.sleep(0.2)
+    assert containers_of(pod) == []  # a pod goes only after its containers
+    assert c.emu.objects("batch/v1/jobs", "dass") == [] and c.emu.objects("v1/secrets", "dass") == []

@@ -1,7 +1,8 @@
 """Support of the dass service tests: a real service on a free port, a small real "hub".
 
 The hub is a tiny tornado application that answers the hub API calls the service makes, the
-way JupyterHub answers them: ``GET /hub/api/user`` (who owns this token, with its scopes; what
+way JupyterHub answers them: ``GET /hub/api/`` (the version, which a session's
+``jupyterhub-singleuser`` checks before it serves), ``GET /hub/api/user`` (who owns this token, with its scopes; what
 :meth:`HubAuth.user_for_token` asks), ``GET /hub/api/users/{name}`` (a user's groups and admin
 flag, only with the service's own token) and ``POST /hub/api/oauth2/token`` (code for token, the
 end of the OAuth login). Everything on the service side is the real code: JupyterHub's
@@ -168,6 +169,16 @@ class _HubHandler(web.RequestHandler):
         self.finish({"status": status, "message": message})
 
 
+class _RootHandler(_HubHandler):
+    """``GET /hub/api/``: JupyterHub's version, in the body and the ``X-JupyterHub-Version`` header."""
+
+    def get(self) -> None:
+        import jupyterhub
+
+        self.set_header("X-JupyterHub-Version", jupyterhub.__version__)
+        self.finish({"version": jupyterhub.__version__})
+
+
 class _UserHandler(_HubHandler):
     """``GET /hub/api/user``: the owner of the token, with the token's scopes."""
 
@@ -229,6 +240,7 @@ class FakeHub:
         self.fail_users = False
         self.app = web.Application(
             [
+                (r"/hub/api/?", _RootHandler),
                 (r"/hub/api/user", _UserHandler),
                 (r"/hub/api/users/([^/]+)", _UsersHandler),
                 (r"/hub/api/oauth2/token", _OAuthTokenHandler),

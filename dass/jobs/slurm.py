@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from traitlets import Bool, Dict, Float, List, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from ..errors import DassError
 from ..stacks.placement import choose_partition
@@ -120,20 +120,170 @@ def build_batch_script(
     exec /usr/bin/env -i HOME=/j/abc /usr/bin/python3 -m dass.jobs.runner /j/abc
     <BLANKLINE>
     """
-    if export not in ("NONE", "NIL"):
-        raise ValueError(f"export must be NONE or NIL, not {export!r}: the job gets exactly spec.env")
-    for value in (spec.cwd, spec.job_id, partition, *extra_options):
-        if value and not _SAFE.match(value):
-            raise ValueError(f"job {spec.job_id}: a line break in {value!r} would break the batch script")
-    bad = [k for k in spec.env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
-    if bad:
-        raise ValueError(f"job {spec.job_id}: environment names {bad} are not valid shell names")
+    _check(spec, partition, extra_options, export)
     opts = [
         f"--job-name={job_name(spec.job_id)}",
         f"--comment=dass-job:{spec.job_id}",
         f"--chdir={spec.cwd}",
         f"--output={os.path.join(spec.cwd, LOG_NAME)}",
         "--open-mode=append",
+        *_resources(spec, partition, extra_options, export),
+    ]
+    lines = ["#!/bin/sh", *(f"#SBATCH {o}" for o in opts)]
+    if spec.mem_limit_bytes:
+        lines.append(f"ulimit -v {math.ceil(spec.mem_limit_bytes / 1024)}")
+    lines.append(_exec_line(spec))
+    return "\n".join(lines) + "\n"
+
+
+def build_array_script(
+    specs: Sequence[ExecutionSpec],
+    *,
+    partition: str = "",
+    extra_options: Sequence[str] = (),
+    export: str = "NONE",
+    max_running: int = 0,
+) -> str:
+    """The batch script that runs elements of one parameter sweep as one Slurm job array.
+
+    The array's task ids are the elements' ``sweep_index`` (``--array=0-2``; ``%max_running``
+    when given), and each task picks its element by ``$SLURM_ARRAY_TASK_ID``: it enters the
+    element's folder, appends its output to the element's ``runner.out`` and runs exactly the
+    command and environment :func:`build_batch_script` would run for it alone. The elements
+    must share owner, size, timeout and sweep (the manager hands over one sweep at a time).
+
+    ``--job-name=dass-sweep-<sweep id>`` and ``--comment=dass-sweep:<sweep id>`` let
+    :meth:`SlurmExecutor.adopt_element` find an element's task in Slurm's own records.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from dass.jobs.spec import ExecutionSpec
+    >>> specs = [ExecutionSpec(job_id=j, argv=("/usr/bin/python3", "-m", "dass.jobs.runner", f"/j/{j}"),
+    ...                        cwd=f"/j/{j}", env={"HOME": f"/j/{j}"}, timeout_seconds=60,
+    ...                        sweep_id="s1", sweep_index=i) for i, j in enumerate(("a", "b"))]
+    >>> print(build_array_script(specs, max_running=4))
+    #!/bin/sh
+    #SBATCH --job-name=dass-sweep-s1
+    #SBATCH --comment=dass-sweep:s1
+    #SBATCH --array=0-1%4
+    #SBATCH --chdir=/j
+    #SBATCH --output=/dev/null
+    #SBATCH --export=NONE
+    #SBATCH --nodes=1
+    #SBATCH --ntasks=1
+    #SBATCH --cpus-per-task=1
+    #SBATCH --time=0-00:01:00
+    case "$SLURM_ARRAY_TASK_ID" in
+    0)
+      cd /j/a || exit 1
+      exec >>/j/a/runner.out 2>&1
+      exec /usr/bin/env -i HOME=/j/a /usr/bin/python3 -m dass.jobs.runner /j/a ;;
+    1)
+      cd /j/b || exit 1
+      exec >>/j/b/runner.out 2>&1
+      exec /usr/bin/env -i HOME=/j/b /usr/bin/python3 -m dass.jobs.runner /j/b ;;
+    esac
+    echo "dass: sweep s1 has no element $SLURM_ARRAY_TASK_ID in this array" >&2
+    exit 1
+    <BLANKLINE>
+    """
+    if not specs:
+        raise ValueError("a job array needs at least one element")
+    first = specs[0]
+    if not first.sweep_id:
+        raise ValueError(f"job {first.job_id} is not an element of a sweep (spec.sweep_id is empty)")
+    indexes = [s.sweep_index for s in specs]
+    if any(i is None or i < 0 for i in indexes) or len(set(indexes)) != len(indexes):
+        raise ValueError(f"sweep {first.sweep_id}: every element needs its own index, got {indexes}")
+    common = ("sweep_id", "run_as", "cpu", "mem_limit_bytes", "timeout_seconds", "groups")
+    for spec in specs:
+        _check(spec, partition, extra_options, export)
+        differ = [name for name in common if getattr(spec, name) != getattr(first, name)]
+        if differ:
+            raise ValueError(f"sweep {first.sweep_id}: job {spec.job_id} differs from job {first.job_id} in "
+                             f"{', '.join(differ)}; one array runs elements alike")
+    throttle = f"%{max_running}" if max_running > 0 else ""
+    opts = [
+        f"--job-name=dass-sweep-{first.sweep_id}",
+        f"--comment=dass-sweep:{first.sweep_id}",
+        f"--array={task_ranges(indexes)}{throttle}",
+        f"--chdir={os.path.commonpath([s.cwd for s in specs])}",
+        "--output=/dev/null",  # each task appends to its own element's runner.out
+        *_resources(first, partition, extra_options, export),
+    ]
+    lines = ["#!/bin/sh", *(f"#SBATCH {o}" for o in opts)]
+    if first.mem_limit_bytes:
+        lines.append(f"ulimit -v {math.ceil(first.mem_limit_bytes / 1024)}")
+    lines.append('case "$SLURM_ARRAY_TASK_ID" in')
+    for spec in sorted(specs, key=lambda s: s.sweep_index):
+        cwd = shlex.quote(spec.cwd)
+        lines += [
+            f"{spec.sweep_index})",
+            f"  cd {cwd} || exit 1",
+            f"  exec >>{shlex.quote(os.path.join(spec.cwd, LOG_NAME))} 2>&1",
+            f"  {_exec_line(spec)} ;;",
+        ]
+    lines += [
+        "esac",
+        f'echo "dass: sweep {first.sweep_id} has no element $SLURM_ARRAY_TASK_ID in this array" >&2',
+        "exit 1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def task_ranges(indexes: Sequence[int]) -> str:
+    """Array task ids as Slurm writes them: sorted, runs of consecutive ids as ranges.
+
+    >>> task_ranges([0, 1, 2]), task_ranges([5, 0, 2, 3])
+    ('0-2', '0,2-3,5')
+    """
+    out: list[str] = []
+    ordered = sorted(set(indexes))
+    start = prev = ordered[0]
+    for i in [*ordered[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(out)
+
+
+def array_tasks(expression: str) -> list[int]:
+    """The task ids of a Slurm ``ArrayTaskId`` (``3``, ``0-3%2``, ``1,4-6``, ``0-10:5``).
+
+    >>> array_tasks("3"), array_tasks("0-3%2"), array_tasks("1,4-6"), array_tasks("0-10:5")
+    ([3], [0, 1, 2, 3], [1, 4, 5, 6], [0, 5, 10])
+    >>> array_tasks("N/A")
+    []
+    """
+    tasks: list[int] = []
+    for part in expression.split("%", 1)[0].split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
+        if not m:
+            return []
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+        tasks.extend(range(first, last + 1, int(m.group(3) or 1)))
+    return tasks
+
+
+def _check(spec: ExecutionSpec, partition: str, extra_options: Sequence[str], export: str) -> None:
+    if export not in ("NONE", "NIL"):
+        raise ValueError(f"export must be NONE or NIL, not {export!r}: the job gets exactly spec.env")
+    for value in (spec.cwd, spec.job_id, spec.sweep_id, partition, *extra_options):
+        if value and not _SAFE.match(value):
+            raise ValueError(f"job {spec.job_id}: a line break in {value!r} would break the batch script")
+    bad = [k for k in spec.env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+    if bad:
+        raise ValueError(f"job {spec.job_id}: environment names {bad} are not valid shell names")
+
+
+def _resources(spec: ExecutionSpec, partition: str, extra_options: Sequence[str], export: str) -> list[str]:
+    """The ``sbatch`` options of the environment mode, size, time, partition and extras."""
+    opts = [
         f"--export={export}",
         "--nodes=1",
         "--ntasks=1",
@@ -145,17 +295,22 @@ def build_batch_script(
     if partition:
         opts.append(f"--partition={partition}")
     opts.extend(extra_options)
-    lines = ["#!/bin/sh", *(f"#SBATCH {o}" for o in opts)]
-    if spec.mem_limit_bytes:
-        lines.append(f"ulimit -v {math.ceil(spec.mem_limit_bytes / 1024)}")
+    return opts
+
+
+def _exec_line(spec: ExecutionSpec) -> str:
+    """``exec`` of the runner with exactly ``spec.env`` (``env -i``), every word quoted."""
     env = " ".join(shlex.quote(f"{k}={v}") for k, v in spec.env.items())
     command = " ".join(shlex.quote(a) for a in spec.argv)
-    lines.append(f"exec /usr/bin/env -i {env} {command}".replace("  ", " "))
-    return "\n".join(lines) + "\n"
+    return f"exec /usr/bin/env -i {env} {command}".replace("  ", " ")
 
 
 def parse_scontrol(text: str) -> dict[str, dict[str, str]]:
     """``scontrol -o show job`` output → {slurm job id: {field: value}}.
+
+    A task of a job array is found under ``<array job id>_<task id>`` as well: a task that
+    runs or ran has a record of its own; tasks still pending share their array's record
+    (``ArrayTaskId=2-3%2``), found under each of their ids.
 
     >>> parse_scontrol("JobId=7 JobName=dass-x JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0 Comment=a b")
     {'7': {'JobId': '7', 'JobName': 'dass-x', 'JobState': 'FAILED', 'Reason': 'NonZeroExitCode', 'ExitCode': '1:0', 'Comment': 'a b'}}
@@ -173,6 +328,13 @@ def parse_scontrol(text: str) -> dict[str, dict[str, str]]:
                 fields[key] += " " + word  # a value with spaces (Comment, Command)
         if "JobId" in fields:
             jobs[fields["JobId"]] = fields
+    pending, own = [], []
+    for rec in list(jobs.values()):
+        if rec.get("ArrayJobId") and rec.get("ArrayTaskId"):
+            (own if rec["ArrayTaskId"].isdigit() else pending).append(rec)
+    for rec in pending + own:  # a task's own record wins over its array's
+        for task in array_tasks(rec["ArrayTaskId"]):
+            jobs[f"{rec['ArrayJobId']}_{task}"] = rec
     return jobs
 
 
@@ -208,6 +370,15 @@ class SlurmExecutor(Executor):
     #: runs happen on cluster nodes: they fetch their inputs through the data gateway, not
     #: from a view in their folder (the folder itself must be on a filesystem the nodes share)
     shares_files = False
+    #: a sweep is one job array, submitted whole; Slurm's queue decides how many tasks run
+    sweep_at_once = True
+
+    array_max_running = Integer(
+        0,
+        help="""The most tasks of one sweep's job array that Slurm runs at the same time
+        (``sbatch --array=0-99%N``); 0 leaves it to the cluster's limits. A whole sweep is
+        submitted at once, beyond ``c.JobManager.max_concurrency``.""",
+    ).tag(config=True)
 
     partition = Unicode(
         "",
@@ -333,6 +504,34 @@ class SlurmExecutor(Executor):
         return Handle(job_id=spec.job_id, executor=self.name,
                       state={"slurm_id": slurm_id, "workdir": spec.cwd, "run_as": spec.run_as or ""})
 
+    async def start_sweep(self, specs: list[ExecutionSpec]) -> list[Handle | DassError]:
+        """Submit the elements as one job array (one ``sbatch --array``); each element's handle
+        names its task, ``<array job id>_<sweep index>``, for status, log and ``scancel``."""
+        first = specs[0]
+        try:
+            script = build_array_script(specs, partition=self.partition_for(first), extra_options=self.extra_options,
+                                        export=self.export, max_running=self.array_max_running)
+        except ValueError as e:
+            return [SlurmError(f"sweep {first.sweep_id}: no batch script: {e}")] * len(specs)
+        argv = self._as_user(first.run_as, [self._bin("sbatch"), "--parsable"], sbatch=True)
+        try:
+            r = await asyncio.to_thread(self._run, argv, input=script)
+        except SlurmError as e:
+            return [e] * len(specs)
+        array_id = r.stdout.strip().split(";")[0]
+        if not array_id.isdigit():
+            return [SlurmError(f"sweep {first.sweep_id}: sbatch answered {r.stdout.strip()!r}, not a job id")] * len(specs)
+        self._snapshot_at = -math.inf
+        self.log.info("sweep %s: %d jobs submitted as Slurm job array %s (user %s, partition %s)", first.sweep_id,
+                      len(specs), array_id, first.run_as or "service", self.partition_for(first) or "default")
+        return [self._element_handle(spec.job_id, spec.cwd, array_id, spec.sweep_index, spec.run_as or "")
+                for spec in specs]
+
+    def _element_handle(self, job_id: str, workdir: str, array_id: str, task: int, run_as: str) -> Handle:
+        return Handle(job_id=job_id, executor=self.name,
+                      state={"slurm_id": f"{array_id}_{task}", "array_id": array_id, "task": task,
+                             "workdir": workdir, "run_as": run_as})
+
     def _jobs(self, fresh: bool = False) -> dict[str, dict[str, str]]:
         """Every job slurmctld still holds, by Slurm id (cached ``status_cache_seconds``)."""
         now = time.monotonic()
@@ -408,6 +607,27 @@ class SlurmExecutor(Executor):
             return Handle(job_id=job_id, executor=self.name, state={"slurm_id": "", "workdir": workdir})
         return None
 
+    def find_element(self, sweep_id: str, task: int) -> dict[str, str] | None:
+        """Slurm's newest record of element ``task`` of a sweep's job array (its own, or its
+        array's while it is pending), by the array's job name and comment."""
+        jobs = self._jobs(fresh=True)
+        mine = [rec for key, rec in jobs.items()
+                if key.endswith(f"_{task}") and rec.get("JobName") == f"dass-sweep-{sweep_id}"
+                and rec.get("Comment") == f"dass-sweep:{sweep_id}"]
+        return max(mine, key=lambda r: int(r["ArrayJobId"]), default=None)
+
+    def adopt_element(self, job_id: str, workdir: str, stored: Handle | None, sweep_id: str,
+                      sweep_index: int) -> Handle | None:
+        if stored is not None and stored.state.get("slurm_id"):
+            return stored
+        rec = self.find_element(sweep_id, sweep_index)
+        if rec is not None:
+            self.log.info("job %s: found as task %s of Slurm job array %s (%s)", job_id, sweep_index,
+                          rec["ArrayJobId"], rec.get("JobState"))
+            user = re.sub(r"\(.*$", "", rec.get("UserId", ""))
+            return self._element_handle(job_id, workdir, rec["ArrayJobId"], sweep_index, user)
+        return self.adopt(job_id, workdir, None)
+
     def local_result(self, handle: Handle | None, workdir: str) -> dict[str, Any] | None:
         from .runner import load_result
 
@@ -421,5 +641,6 @@ class SlurmExecutor(Executor):
         state = (rec or {}).get("JobState", "")
         if state in ENDED_BY_SLURM:
             why = ENDED_BY_SLURM[state]
-            return {"status": "FAILED", "reason": f"{why} (Slurm job {rec['JobId']}, {state}, reason {rec.get('Reason', '?')})"}
+            slurm_id = handle.state.get("slurm_id") or rec["JobId"]
+            return {"status": "FAILED", "reason": f"{why} (Slurm job {slurm_id}, {state}, reason {rec.get('Reason', '?')})"}
         return None

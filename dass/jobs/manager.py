@@ -326,9 +326,9 @@ class JobManager(LoggingConfigurable):
             try:
                 checked.append(self._check_element(identity, body, choice, declared, element.parameters, today, seen))
             except JobRequestError as e:
-                if e.field not in element.parameters and not e.field.startswith("parameter"):
-                    raise  # about the whole request (stack, size, datasets): said as for a job
                 where = element.origin.get(e.field, "")
+                if where == "parameters" or (not where and not e.field.startswith("parameter")):
+                    raise  # the same in every element (a fixed parameter, stack, size): said as for a job
                 if where.startswith("sweep."):
                     raise JobRequestError(e.status, f"{where}: {e.message}", where.split("[", 1)[0]) from None
                 raise JobRequestError(

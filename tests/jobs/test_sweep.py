@@ -107,6 +107,8 @@ def test_a_sweep_queues_one_ordinary_job_per_element(manager):
         ({"sweep": {"input_dataset": [NANOWIRES, "p-2026-002/stm-movie"]}, "parameters": {}}, 403,
          "sweep.input_dataset", "sweep.input_dataset[1]: parameter 'input_dataset': dataset 'p-2026-002/stm-movie' "
                                 "does not exist or you may not use it"),
+        ({"parameters": {"input_dataset": "p-2026-002/stm-movie"}}, 403, "input_dataset",  # fixed: said once
+         "parameter 'input_dataset': dataset 'p-2026-002/stm-movie' does not exist"),
         ({"size": "huge"}, 422, "size", "size"),
         ({"surprise": 1}, 422, "surprise", "unknown field(s) surprise"),
     ],

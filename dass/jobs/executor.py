@@ -5,7 +5,10 @@ an opaque :class:`Handle` (JSON-able state only the executor reads: a pid and fo
 Slurm job id or a Kubernetes Job name elsewhere), ask its ``status``, read its ``log``,
 ``cancel`` it, and ``adopt`` it again after the service restarted, from the stored handle or,
 when the service died before storing one, from the executor's own records. The manager keeps
-the handle in the job's row and never looks inside it.
+the handle in the job's row and never looks inside it. The elements of a parameter sweep
+(:mod:`dass.jobs.sweep`) go through ``start_sweep``: by default each is started like a job; a
+back end with a queue of its own (``sweep_at_once``) submits the whole sweep together (Slurm:
+one job array), and ``adopt_element`` finds an element's run in the whole's records.
 
 :class:`LocalExecutor` runs the runner as a process on this machine, in a session (process
 group) of its own with the size's memory limit; cancel and timeouts kill the whole process

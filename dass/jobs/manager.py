@@ -326,15 +326,20 @@ class JobManager(LoggingConfigurable):
             try:
                 checked.append(self._check_element(identity, body, choice, declared, element.parameters, today, seen))
             except JobRequestError as e:
+                # say where the refused value is: a swept value, a parameter set (a value in it,
+                # or one it lacks), else the same in every element (a fixed parameter, stack,
+                # size) and said as for a job
                 where = element.origin.get(e.field, "")
-                if where == "parameters" or (not where and not e.field.startswith("parameter")):
-                    raise  # the same in every element (a fixed parameter, stack, size): said as for a job
                 if where.startswith("sweep."):
                     raise JobRequestError(e.status, f"{where}: {e.message}", where.split("[", 1)[0]) from None
-                raise JobRequestError(
-                    e.status, f"sweep element {element.index} ({element.describe()}): {e.message}",
-                    where.split("[", 1)[0] if where.startswith("parameter_sets") else e.field,
-                ) from None
+                if element.parameter_set is not None and (where.startswith("parameter_sets") or
+                                                          (not where and e.field in declared)):
+                    raise JobRequestError(
+                        e.status, f"sweep element {element.index} ({element.describe()}), from "
+                                  f"parameter_sets[{element.parameter_set}]: {e.message}",
+                        f"parameter_sets[{element.parameter_set}]",
+                    ) from None
+                raise
         timeout = self._check_timeout(body)
         sweep_id = uuid.uuid4().hex
         now = utcnow()

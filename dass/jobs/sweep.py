@@ -47,11 +47,14 @@ class SweepElement:
     origin : dict of str to str
         Where each value came from, by parameter name: ``"parameters"``,
         ``"parameter_sets[1]"`` or ``"sweep.threshold[2]"`` (error messages name it).
+    parameter_set : int or None
+        The index of its parameter set (None: the sweep has none).
     """
 
     index: int
     parameters: dict[str, Any]
     origin: dict[str, str]
+    parameter_set: int | None = None
 
     def describe(self) -> str:
         """The element's swept and set values in one line, for messages."""
@@ -142,7 +145,7 @@ def expand_sweep(
             for name, i in zip(names, combo):
                 values[name] = axes[name][i]
                 origin[name] = f"sweep.{name}[{i}]"
-            elements.append(SweepElement(len(elements), values, origin))
+            elements.append(SweepElement(len(elements), values, origin, s if sets else None))
     return elements
 
 

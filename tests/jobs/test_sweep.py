@@ -102,8 +102,8 @@ def test_a_sweep_queues_one_ordinary_job_per_element(manager):
         ({"sweep": {"max_images": [1, "many"]}}, 422, "sweep.max_images",
          "sweep.max_images[1]: parameter 'max_images': expected int"),
         ({"sweep": {"max_images": list(range(200))}}, 422, "sweep", "more than the 100 allowed"),
-        ({"sweep": None, "parameter_sets": [{"max_images": 1}, {"thumbnail_px": "big"}]}, 422, "parameter_sets",
-         "sweep element 1 (thumbnail_px=\"big\"): parameter 'thumbnail_px': expected int"),
+        ({"sweep": None, "parameter_sets": [{"max_images": 1}, {"thumbnail_px": "big"}]}, 422, "parameter_sets[1]",
+         "sweep element 1 (thumbnail_px=\"big\"), from parameter_sets[1]: parameter 'thumbnail_px': expected int"),
         ({"sweep": {"input_dataset": [NANOWIRES, "p-2026-002/stm-movie"]}, "parameters": {}}, 403,
          "sweep.input_dataset", "sweep.input_dataset[1]: parameter 'input_dataset': dataset 'p-2026-002/stm-movie' "
                                 "does not exist or you may not use it"),
@@ -209,3 +209,27 @@ def test_the_scheduler_hands_a_sweeps_elements_to_the_executor_together(manager,
     assert len(specs_started) == len(expected[0][1])  # the default start_sweep starts each
     counts = manager.get_sweep(ALICE, sweep["id"])["counts"]
     assert counts["IN_PROGRESS"] == len(expected[0][1])
+
+
+def _required_notebook() -> dict:
+    import json
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = new_code_cell("count: int = None\nn = 1")
+    cell.metadata["tags"] = ["parameters"]
+    return json.loads(nbformat.writes(new_notebook(cells=[cell])))
+
+
+def test_a_parameter_set_that_lacks_a_required_parameter_is_named(manager):
+    body = {"notebook": {"upload": _required_notebook(), "name": "req.ipynb"},
+            "parameter_sets": [{"count": 1}, {"n": 2}]}
+    with pytest.raises(JobRequestError) as e:
+        manager.submit_sweep(ALICE, body)
+    assert e.value.field == "parameter_sets[1]"
+    assert e.value.message.startswith("sweep element 1 (n=2), from parameter_sets[1]: parameter 'count' is required")
+    # missing in every element: said once, as for a job
+    with pytest.raises(JobRequestError) as e:
+        manager.submit_sweep(ALICE, {**body, "parameter_sets": None, "sweep": {"n": [1, 2]}})
+    assert e.value.field == "count" and e.value.message.startswith("parameter 'count' is required")

@@ -136,4 +136,6 @@ def build_runner_spec(
         "kernel_name": kernel_name,
         "cell_timeout": cell_timeout,
         "created": job["created_at"],
+        # the parameter sweep the job is an element of (the results' dataset.json records it)
+        **({"sweep": {"id": job["sweep_id"], "index": job["sweep_index"]}} if job.get("sweep_id") else {}),
     }

@@ -558,6 +558,8 @@ def test_a_sweep_is_one_sbatch_whose_tasks_run_as_the_owner_each_with_its_parame
         assert (manager.workdir(job["id"]) / "output" / "value.txt").read_text() == f"{job['parameters']['value']} {uid}"
         assert job["parameters"]["value"] == [11, 22, 33][job["sweep_index"]]
         assert any(o["path"].endswith("value.txt") for o in job["outputs"])  # its own results, as any job
+        meta = json.loads((Path(manager.storage.root) / "results" / f"job-{job['id']}" / "dataset.json").read_text())
+        assert meta["domain"]["job"]["sweep"] == {"id": sweep_id, "index": job["sweep_index"]}
         assert manager.log_chunk(alice, job["id"])[0]  # its own log
 
 

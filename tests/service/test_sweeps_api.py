@@ -118,6 +118,24 @@ def test_the_cli_submits_a_sweep_and_shows_its_progress(idle, tmp_path):
     assert r.returncode == 0 and "6 jobs: 6 STOPPED" in r.stdout, r.stderr
 
 
+def test_the_cli_takes_parameter_sets_from_a_file(idle, tmp_path):
+    import json
+
+    cfg = tmp_path / "dass_config.py"
+    cfg.write_text("")
+    sets = tmp_path / "sets.json"
+    sets.write_text(json.dumps([{"max_images": 1}, {"max_images": 2, "thumbnail_px": 64}]))
+    r = dass_jobs(cfg, "--url", idle.url, "--token", "alice-token", "submit", SEM, "--param-sets", str(sets),
+                  "--sweep", "input_dataset=p-2026-001/sem-grains")
+    assert r.returncode == 0, r.stderr
+    jobs = idle.get(f"api/jobs?sweep={r.stdout.split()[0]}", "alice-token").json()["jobs"]
+    assert [j["parameters"] for j in jobs] == [
+        {"input_dataset": GRAINS, "max_images": 1}, {"input_dataset": GRAINS, "max_images": 2, "thumbnail_px": 64}]
+    sets.write_text("{not json")
+    r = dass_jobs(cfg, "--url", idle.url, "--token", "alice-token", "submit", SEM, "--param-sets", str(sets))
+    assert r.returncode == 2 and r.stderr.startswith(f"dass: error: --param-sets {sets}: "), r.stderr
+
+
 @pytest.mark.parametrize("args, words", [
     (["--sweep", "max_images"], "--sweep 'max_images': write NAME=VALUE,VALUE,..."),
     (["--sweep", "max_images=1,x"], "sweep.max_images[1]: parameter 'max_images': expected int, got str"),

@@ -68,3 +68,5 @@
 # c.DassSlurmSpawner.partitions_by_group = c.SlurmExecutor.partitions_by_group = {"staff": "long"}
 # c.DassSlurmSpawner.gpus_by_size = {"large": 1}
 # c.DassSlurmSpawner.session_prefix = "/opt/dass"   # a Python environment every user may run
+# c.SlurmExecutor.array_max_running = 8             # tasks of one sweep's job array at once
+# c.JobManager.max_sweep_jobs = 100                 # elements of one sweep (below MaxArraySize)

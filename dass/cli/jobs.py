@@ -53,6 +53,50 @@ def _parse_params(pairs: list[str], files: list[str]) -> dict:
     return params
 
 
+def _parse_sweep(items: list[str]) -> dict[str, list]:
+    """``--sweep NAME=V1,V2,…`` (repeatable) → ``{NAME: [V1, V2, …]}``: each value as JSON, else
+    text; a JSON list (``NAME=[1, "a,b"]``) for values holding commas."""
+    sweep: dict[str, list] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise CLIError(f"--sweep {item!r}: write NAME=VALUE,VALUE,... (or NAME=[JSON list])")
+        if name in sweep:
+            raise CLIError(f"--sweep {name} is given twice; list all its values in one --sweep")
+        if raw.lstrip().startswith("["):
+            try:
+                values = json.loads(raw)
+            except ValueError as e:
+                raise CLIError(f"--sweep {name}: not a JSON list: {e}") from None
+        else:
+            values = [_value(part) for part in raw.split(",")] if raw else []
+        sweep[name] = values
+    return sweep
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a plain string
+
+
+def _load_sets(path: str | None) -> list | None:
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CLIError(f"--param-sets {path}: {e}") from None
+
+
+def _print_sweep(sweep: dict) -> None:
+    from ..jobs.client import sweep_counts
+
+    print(f"{sweep['id']}  {sweep_counts(sweep)}  {sweep['notebook']}")
+
+
 def _print_job(job: dict) -> None:
     reason = f"  ({job['reason']})" if job.get("reason") else ""
     print(f"{job['id']}  {job['status']:<11} {job['stack']:<5} {job['notebook']}{reason}")
@@ -64,7 +108,27 @@ def _cmd_jobs(args) -> int:
     from ..jobs.client import _default_report
 
     c = _jobs_client(args)
-    if args.sub == "submit":
+    if args.sub == "submit" and (args.sweep or args.param_sets):
+        from ..jobs.client import _sweep_report
+
+        sweep = c.submit_sweep(
+            args.notebook,
+            _parse_params(args.param, args.param_file),
+            sweep=_parse_sweep(args.sweep) or None,
+            parameter_sets=_load_sets(args.param_sets),
+            datasets=args.dataset or None,
+            stack=args.stack,
+            size=args.size,
+            timeout=args.timeout,
+            idempotency_key=args.idempotency_key,
+        )
+        print(f"{sweep['id']}  {sweep['count']} jobs")
+        if args.wait:
+            sweep = c.wait_sweep(sweep["id"], report=_sweep_report)
+            for job in c.list(sweep=sweep["id"], limit=500):
+                _print_job(job)
+            return 0 if sweep["counts"]["COMPLETED"] == sweep["count"] else 1
+    elif args.sub == "submit":
         job = c.submit(
             args.notebook,
             _parse_params(args.param, args.param_file),
@@ -81,7 +145,11 @@ def _cmd_jobs(args) -> int:
             job = c.wait(job["id"], report=_default_report)
             return 0 if job["status"] == "COMPLETED" else 1
     elif args.sub == "list":
-        for job in c.list(status=args.status):
+        for job in c.list(status=args.status, sweep=args.sweep):
+            _print_job(job)
+    elif args.sub == "sweep":
+        _print_sweep(c.get_sweep(args.id))
+        for job in c.list(sweep=args.id, limit=500):
             _print_job(job)
     elif args.sub == "show":
         print(json.dumps(c.get(args.id), indent=1))
@@ -92,6 +160,8 @@ def _cmd_jobs(args) -> int:
                 sys.stdout.flush()
         else:
             sys.stdout.write(c.log(args.id)[0])
+    elif args.sub == "cancel" and args.sweep:
+        _print_sweep(c.cancel_sweep(args.id))
     elif args.sub == "cancel":
         _print_job(c.cancel(args.id))
     elif args.sub == "outputs":
@@ -111,7 +181,7 @@ def _cmd_jobs(args) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``jobs submit|list|show|log|cancel|outputs|download|verify``."""
+    """Add ``jobs submit|list|show|sweep|log|cancel|outputs|download|verify``."""
     jobs = sub.add_parser("jobs", help="headless notebook jobs (through the dass service)")
     jobs.add_argument("--url", help="dass service URL (default: the platform of the config file, "
                                     "<c.Platform.ip:port>/services/dass/; without a config file $DASS_URL, "
@@ -127,13 +197,27 @@ def register(sub: Any) -> None:
     p.add_argument("--size")
     p.add_argument("--timeout", type=int, help="seconds the job may run")
     p.add_argument("--idempotency-key", help="submitting the same key again returns the first job")
-    p.add_argument("--wait", action="store_true", help="follow the log until the job ends; exit 1 unless COMPLETED")
+    p.add_argument("--sweep", action="append", metavar="NAME=V1,V2,...",
+                   help="sweep a parameter over these values (each as JSON, else text; NAME=[JSON list] for "
+                        "values with commas); repeat for more parameters: one job per combination, "
+                        "submitted at once as one sweep")
+    p.add_argument("--param-sets", metavar="FILE",
+                   help="a JSON file holding a list of parameter objects: one job for each (with --sweep: "
+                        "for each combination too)")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the log until the job ends (a sweep: its counts per status until all have "
+                        "ended); exit 1 unless COMPLETED")
     p = jsub.add_parser("list", help="your jobs (admins: all)")
     p.add_argument("--status", help="comma-separated statuses, e.g. QUEUED,IN_PROGRESS")
-    for name, text in (("show", "a job as JSON"), ("cancel", "cancel a job"), ("outputs", "a job's result files"),
-                       ("verify", "re-check the checksums of a job's inputs and outputs")):
+    p.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep, in its order")
+    for name, text in (("show", "a job as JSON"), ("outputs", "a job's result files"),
+                       ("verify", "re-check the checksums of a job's inputs and outputs"),
+                       ("sweep", "a sweep: its counts per status and its jobs")):
         p = jsub.add_parser(name, help=text)
         p.add_argument("id")
+    p = jsub.add_parser("cancel", help="cancel a job (with --sweep: every unfinished job of a sweep)")
+    p.add_argument("id")
+    p.add_argument("--sweep", action="store_true", help="ID is a sweep's: cancel all its unfinished jobs")
     p = jsub.add_parser("log", help="a job's log")
     p.add_argument("id")
     p.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")

@@ -40,6 +40,7 @@ __all__ = [
     "DatasetAccess",
     "DatasetCategory",
     "Job",
+    "JobSweep",
     "SemClassification",
     "AuditEvent",
     "AccessGrant",
@@ -186,6 +187,9 @@ class Job(Base):
     derived_dataset: Mapped[str | None] = mapped_column(String(129))
     outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     cancelled_by: Mapped[str | None] = mapped_column(String(255))
+    #: the parameter sweep the job is an element of, and its place in it (migration 0007)
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    sweep_index: Mapped[int | None] = mapped_column(Integer)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -207,7 +211,29 @@ class Job(Base):
             "results_url": self.results_url,
             "derived_dataset": self.derived_dataset,
             "outputs": self.outputs,
+            "sweep_id": self.sweep_id,
+            "sweep_index": self.sweep_index,
         }
+
+
+class JobSweep(Base):
+    """A parameter sweep: one submission of a notebook over many parameter sets, whose
+    elements are ordinary jobs (``Job.sweep_id``, ``Job.sweep_index``); migration 0007."""
+
+    __tablename__ = "job_sweeps"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_job_sweeps_owner_idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    notebook_source: Mapped[str] = mapped_column(Text)
+    #: the request's fixed parameters, swept values (name -> list) and explicit parameter sets
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    axes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameter_sets: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    count: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------------------------------------

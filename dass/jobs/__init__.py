@@ -8,10 +8,10 @@ In a session (or any script with a hub token)::
     dass.jobs.wait(job["id"])
 
 The client functions are imported lazily (``submit``, ``wait``, ``get``, ``download``,
-``JobsClient``), so ``import dass.jobs`` stays light.
+``submit_sweep``, ``wait_sweep``, ``JobsClient``), so ``import dass.jobs`` stays light.
 """
 
-_CLIENT_NAMES = ("submit", "wait", "get", "download", "JobsClient", "JobsError")
+_CLIENT_NAMES = ("submit", "wait", "get", "download", "submit_sweep", "wait_sweep", "JobsClient", "JobsError")
 
 
 def __getattr__(name):

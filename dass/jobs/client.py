@@ -9,6 +9,12 @@ Inside a JupyterLab session it needs no arguments: the session's own hub token
     job = dass.jobs.wait(job["id"])          # prints status changes
     dass.jobs.download(job["id"], "summary.csv", "summary.csv")
 
+    # a parameter sweep: one job per combination, submitted at once
+    sweep = dass.jobs.submit_sweep("sem/service/image_summary.ipynb",
+                                   parameters={"input_dataset": "p-2026-001/sem-nanowires"},
+                                   sweep={"max_images": [5, 10, 20]})
+    sweep = dass.jobs.wait_sweep(sweep["id"])  # prints the counts per status as they change
+
 Outside, pass ``url`` and ``token`` (or set ``$DASS_URL`` and ``$DASS_TOKEN``).
 """
 
@@ -55,13 +61,48 @@ class JobsClient(ServiceClient):
                 body[key] = value
         return self._request("POST", "api/jobs", json=body).json()
 
+    def submit_sweep(
+        self,
+        notebook: str | os.PathLike | dict,
+        parameters: dict | None = None,
+        *,
+        sweep: dict[str, list] | None = None,
+        parameter_sets: list[dict] | None = None,
+        datasets: list[str] | None = None,
+        stack: str | None = None,
+        size: str | None = None,
+        timeout: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        """Submit a parameter sweep: one job for every combination of the values of ``sweep``
+        (``{"threshold": [0.1, 0.2], "method": ["a", "b"]}``: four jobs), times every set of
+        ``parameter_sets``, each with ``parameters`` besides. Returns the sweep (its ``jobs``)."""
+        body: dict[str, Any] = {"notebook": _notebook_field(notebook)}
+        for key, value in (("parameters", parameters), ("sweep", sweep), ("parameter_sets", parameter_sets),
+                           ("datasets", datasets), ("stack", stack), ("size", size), ("timeout", timeout),
+                           ("idempotency_key", idempotency_key)):
+            if value is not None:
+                body[key] = value
+        return self._request("POST", "api/sweeps", json=body).json()
+
     def get(self, job_id: str) -> dict:
         return self._request("GET", f"api/jobs/{job_id}").json()
 
-    def list(self, status: str | None = None, limit: int = 100) -> list[dict]:
-        params = {"limit": limit}
+    def get_sweep(self, sweep_id: str) -> dict:
+        """A sweep: its elements' job ids and how many are in each status (``counts``)."""
+        return self._request("GET", f"api/sweeps/{sweep_id}").json()
+
+    def cancel_sweep(self, sweep_id: str) -> dict:
+        """Cancel every element of the sweep that has not finished."""
+        return self._request("POST", f"api/sweeps/{sweep_id}/cancel").json()
+
+    def list(self, status: str | None = None, limit: int = 100, sweep: str | None = None) -> list[dict]:
+        """Your jobs (admins: all), newest first; the elements of one sweep, in order, with ``sweep``."""
+        params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
+        if sweep:
+            params["sweep"] = sweep
         return self._request("GET", "api/jobs", params=params).json()["jobs"]
 
     def cancel(self, job_id: str) -> dict:
@@ -120,6 +161,31 @@ class JobsClient(ServiceClient):
             time.sleep(interval)
 
 
+    def wait_sweep(self, sweep_id: str, *, interval: float = 1.0, timeout: float | None = None,
+                   report: Callable[[dict], None] | None = None) -> dict:
+        """Wait until every element of the sweep has finished; ``report`` is called whenever
+        the counts per status change."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if sweep["counts"] != last:
+                last = sweep["counts"]
+                if report:
+                    report(sweep)
+            if sweep["finished"]:
+                return sweep
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id} not finished after {timeout} s: {sweep_counts(sweep)}")
+            time.sleep(interval)
+
+
+def sweep_counts(sweep: dict) -> str:
+    """``"6 jobs: 2 COMPLETED, 1 IN_PROGRESS, 3 QUEUED"`` (statuses with no job left out)."""
+    parts = [f"{n} {status}" for status, n in sweep["counts"].items() if n]
+    return f"{sweep['count']} jobs: " + ", ".join(parts)
+
+
 def _notebook_field(notebook: Any) -> Any:
     if isinstance(notebook, dict):
         return notebook
@@ -138,6 +204,10 @@ def _looks_registered(text: str) -> bool:
 def _default_report(job: dict) -> None:
     reason = f": {job['reason']}" if job.get("reason") else ""
     print(f"job {job['id'][:8]} {job['status']}{reason}", file=sys.stderr, flush=True)
+
+
+def _sweep_report(sweep: dict) -> None:
+    print(f"sweep {sweep['id'][:8]} {sweep_counts(sweep)}", file=sys.stderr, flush=True)
 
 
 _client: JobsClient | None = None
@@ -159,6 +229,16 @@ def submit(notebook, parameters=None, **kw) -> dict:
 def wait(job_id: str, **kw) -> dict:
     kw.setdefault("report", _default_report)
     return client().wait(job_id, **kw)
+
+
+def submit_sweep(notebook, parameters=None, **kw) -> dict:
+    """Submit a parameter sweep with the session's identity; see :meth:`JobsClient.submit_sweep`."""
+    return client().submit_sweep(notebook, parameters, **kw)
+
+
+def wait_sweep(sweep_id: str, **kw) -> dict:
+    kw.setdefault("report", _sweep_report)
+    return client().wait_sweep(sweep_id, **kw)
 
 
 def get(job_id: str) -> dict:

@@ -5,7 +5,10 @@ an opaque :class:`Handle` (JSON-able state only the executor reads: a pid and fo
 Slurm job id or a Kubernetes Job name elsewhere), ask its ``status``, read its ``log``,
 ``cancel`` it, and ``adopt`` it again after the service restarted, from the stored handle or,
 when the service died before storing one, from the executor's own records. The manager keeps
-the handle in the job's row and never looks inside it.
+the handle in the job's row and never looks inside it. The elements of a parameter sweep
+(:mod:`dass.jobs.sweep`) go through ``start_sweep``: by default each is started like a job; a
+back end with a queue of its own (``sweep_at_once``) submits the whole sweep together (Slurm:
+one job array), and ``adopt_element`` finds an element's run in the whole's records.
 
 :class:`LocalExecutor` runs the runner as a process on this machine, in a session (process
 group) of its own with the size's memory limit; cancel and timeouts kill the whole process
@@ -30,6 +33,7 @@ from typing import Any, Callable
 from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
+from ..errors import DassError
 from .spec import ExecutionSpec
 
 #: the runner's first act is writing this file in its working directory (see dass.jobs.runner)
@@ -145,6 +149,11 @@ class Executor(LoggingConfigurable):
     #: service then gives a job a read-only view of its inputs in its folder; otherwise the
     #: runner fetches them through the data gateway
     shares_files = False
+    #: whether :meth:`start_sweep` hands a whole sweep to a queue of the back end's own (a
+    #: Slurm job array): the manager then gives it every queued element of a sweep at once,
+    #: beyond ``c.JobManager.max_concurrency``, and the back end decides how many run at once;
+    #: otherwise it gives it as many elements as may run now
+    sweep_at_once = False
 
     def __init__(self, on_exit: Callable[[], None] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -153,6 +162,21 @@ class Executor(LoggingConfigurable):
     async def start(self, spec: ExecutionSpec) -> Handle:
         """Launch the run of ``spec``; returns its handle."""
         raise NotImplementedError
+
+    async def start_sweep(self, specs: list[ExecutionSpec]) -> list["Handle | DassError"]:
+        """Launch the runs of elements of one parameter sweep (same owner, stack, size and
+        timeout; ``spec.sweep_index`` tells each one's place). Returns one entry per spec, in
+        order: its handle, or the error that refused it (the others run all the same).
+
+        This default starts each with :meth:`start`; a back end with a queue of its own may
+        submit them together (:class:`~dass.jobs.slurm.SlurmExecutor`: one job array)."""
+        outcomes: list[Handle | DassError] = []
+        for spec in specs:
+            try:
+                outcomes.append(await self.start(spec))
+            except DassError as e:
+                outcomes.append(e)
+        return outcomes
 
     async def refresh(self, handles: list[Handle]) -> None:
         """Learn the state of the runs of ``handles`` (the manager calls it once per scheduling
@@ -175,6 +199,12 @@ class Executor(LoggingConfigurable):
         """Find a run again after a restart: from ``stored`` when the manager kept its handle,
         else from the executor's own records. None: the run never started."""
         raise NotImplementedError
+
+    def adopt_element(self, job_id: str, workdir: str, stored: Handle | None, sweep_id: str,
+                      sweep_index: int) -> Handle | None:
+        """:meth:`adopt` for the element ``sweep_index`` of sweep ``sweep_id`` (a back end that
+        submitted the sweep together finds the element's run in the whole's records)."""
+        return self.adopt(job_id, workdir, stored)
 
     def local_result(self, handle: Handle | None, workdir: str) -> dict[str, Any] | None:
         """The run's result where the runner could not write it to repository storage

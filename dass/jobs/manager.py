@@ -42,10 +42,12 @@ from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
 from ..stacks.selection import SelectionError, validate_selection
 from .executor import Executor, Handle, LocalExecutor
-from .model import Job, Status, utcnow
+from .model import Job, JobSweep, Status, utcnow
 from .spec import build_execution_spec, build_runner_spec
 
 REQUEST_KEYS = ("notebook", "parameters", "datasets", "stack", "size", "timeout", "idempotency_key")
+#: a sweep request: a job request and what varies (see :mod:`.sweep`)
+SWEEP_KEYS = (*REQUEST_KEYS, "sweep", "parameter_sets")
 NAME_OK = re.compile(r"^[\w. ()-]+\.ipynb$")
 
 
@@ -98,6 +100,13 @@ class JobManager(LoggingConfigurable):
     ).tag(config=True)
     max_notebook_bytes = Integer(5 * 1024**2, help="Largest notebook a job accepts (bytes).").tag(config=True)
     max_datasets = Integer(8, help="The most input datasets of one job.").tag(config=True)
+    max_sweep_jobs = Integer(
+        100,
+        help="""The most elements (jobs) one parameter sweep (``POST api/sweeps``) may have: the
+        product of the numbers of swept values, times the number of parameter sets. A larger
+        sweep is refused (422) before anything is queued. On Slurm a sweep is one job array:
+        keep this below the cluster's ``MaxArraySize`` (Slurm's default 1001).""",
+    ).tag(config=True)
     memory_headroom_gib = Integer(
         2, help="GiB added to a size's memory for the runner and kernel (as for sessions)."
     ).tag(config=True)
@@ -262,25 +271,133 @@ class JobManager(LoggingConfigurable):
         Nothing is queued unless every check passed. A repeated ``idempotency_key`` of the
         same user returns the job it created first (``created`` False).
         """
-        import nbformat
-
-        from .params import ParameterError, inspect_parameters, validate_parameters
-
-        if not isinstance(body, dict):
-            raise JobRequestError(422, "the request body must be a JSON object", "body")
-        unknown = sorted(set(body) - set(REQUEST_KEYS))
-        if unknown:
-            raise JobRequestError(
-                422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_KEYS)}", unknown[0]
-            )
-        key = body.get("idempotency_key")
-        request_sha = _request_sha256(body)
+        key, request_sha = self._check_request(body, REQUEST_KEYS)
         if key is not None:
-            if not isinstance(key, str) or not 0 < len(key) <= 255:
-                raise JobRequestError(422, "idempotency_key must be a string of 1 to 255 characters", "idempotency_key")
             existing = self._by_key(identity.name, key, request_sha)
             if existing is not None:
                 return existing, False
+        choice, declared = self._load_notebook(identity, body)
+        today = dt.date.today()
+        seen: dict[str, Any] = {}  # dataset records found visible, so each id is checked once
+        values, selection = self._check_element(identity, body, choice, declared, body.get("parameters") or {},
+                                                today, seen)
+        timeout = self._check_timeout(body)
+        job = self._new_job(identity, choice, values, selection, timeout, key=key, request_sha=request_sha,
+                            created_at=utcnow())
+        try:
+            with self._db() as db, db.begin():
+                db.add(job)
+        except IntegrityError:  # the same key, submitted twice at the same moment
+            shutil.rmtree(job.workdir, ignore_errors=True)
+            existing = self._by_key(identity.name, key, request_sha)
+            if existing is None:
+                raise
+            return existing, False
+        self.log.info("job %s: queued for %s (%s, %s)", job.id, identity.name, job.stack, choice.source)
+        self._wake.set()
+        return job.to_json(), True
+
+    def submit_sweep(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+        """Validate a parameter sweep and queue all its elements; returns (sweep, created).
+
+        The request is a job request with ``sweep`` and/or ``parameter_sets`` (see
+        :mod:`.sweep`). Every element is checked like a single job before anything is queued;
+        each becomes an ordinary job with the sweep's id and its index. A repeated
+        ``idempotency_key`` returns the sweep it created first.
+        """
+        from .params import ParameterError
+        from .sweep import expand_sweep
+
+        key, request_sha = self._check_request(body, SWEEP_KEYS)
+        if key is not None:
+            existing = self._sweep_by_key(identity, key, request_sha)
+            if existing is not None:
+                return existing, False
+        choice, declared = self._load_notebook(identity, body)
+        try:
+            elements = expand_sweep(body.get("parameters"), body.get("sweep"), body.get("parameter_sets"),
+                                    max_elements=self.max_sweep_jobs)
+        except ParameterError as e:
+            raise JobRequestError(e.status, str(e), e.field) from None
+        today = dt.date.today()
+        seen: dict[str, Any] = {}
+        checked = []
+        for element in elements:
+            try:
+                checked.append(self._check_element(identity, body, choice, declared, element.parameters, today, seen))
+            except JobRequestError as e:
+                # say where the refused value is: a swept value, a parameter set (a value in it,
+                # or one it lacks), else the same in every element (a fixed parameter, stack,
+                # size) and said as for a job
+                where = element.origin.get(e.field, "")
+                if where.startswith("sweep."):
+                    raise JobRequestError(e.status, f"{where}: {e.message}", where.split("[", 1)[0]) from None
+                if element.parameter_set is not None and (where.startswith("parameter_sets") or
+                                                          (not where and e.field in declared)):
+                    raise JobRequestError(
+                        e.status, f"sweep element {element.index} ({element.describe()}), from "
+                                  f"parameter_sets[{element.parameter_set}]: {e.message}",
+                        f"parameter_sets[{element.parameter_set}]",
+                    ) from None
+                raise
+        timeout = self._check_timeout(body)
+        sweep_id = uuid.uuid4().hex
+        now = utcnow()
+        sweep = JobSweep(
+            id=sweep_id,
+            owner=identity.name,
+            notebook_source=choice.source,
+            parameters=dict(body.get("parameters") or {}),
+            axes=dict(body.get("sweep") or {}),
+            parameter_sets=list(body.get("parameter_sets") or []),
+            count=len(elements),
+            idempotency_key=key,
+            request_sha256=request_sha,
+            created_at=now,
+        )
+        jobs = [
+            self._new_job(identity, choice, values, selection, timeout, key=None, request_sha=None, created_at=now,
+                          sweep_id=sweep_id, sweep_index=element.index)
+            for element, (values, selection) in zip(elements, checked)
+        ]
+        try:
+            with self._db() as db, db.begin():
+                db.add(sweep)
+                db.flush()
+                db.add_all(jobs)
+        except IntegrityError:  # the same key, submitted twice at the same moment
+            for job in jobs:
+                shutil.rmtree(job.workdir, ignore_errors=True)
+            existing = self._sweep_by_key(identity, key, request_sha) if key is not None else None
+            if existing is None:
+                raise
+            return existing, False
+        self.log.info("sweep %s: %d jobs queued for %s (%s, %s)", sweep_id, len(jobs), identity.name,
+                      jobs[0].stack, choice.source)
+        self._wake.set()
+        return self.get_sweep(identity, sweep_id), True
+
+    def _check_request(self, body: Any, keys: tuple[str, ...]) -> tuple[str | None, str]:
+        """The request's shape and idempotency key; returns (key, checksum of the request)."""
+        if not isinstance(body, dict):
+            raise JobRequestError(422, "the request body must be a JSON object", "body")
+        unknown = sorted(set(body) - set(keys))
+        if unknown:
+            hint = "; a sweep is sent to POST api/sweeps" if set(unknown) & {"sweep", "parameter_sets"} else ""
+            raise JobRequestError(
+                422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(keys)}{hint}", unknown[0]
+            )
+        key = body.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
+            raise JobRequestError(422, "idempotency_key must be a string of 1 to 255 characters", "idempotency_key")
+        return key, _request_sha256(body)
+
+    def _load_notebook(self, identity: Identity, body: dict[str, Any]) -> tuple[NotebookChoice, dict]:
+        """The chosen notebook and its declared parameters."""
+        import nbformat
+
+        from .params import inspect_parameters
+
         if "notebook" not in body:
             raise JobRequestError(422, "notebook is required", "notebook")
         choice = self._choose_notebook(body["notebook"], identity.name)
@@ -289,9 +406,12 @@ class JobManager(LoggingConfigurable):
             nbformat.validate(nb)
         except Exception as e:  # nbformat raises several kinds
             raise JobRequestError(422, f"notebook is not a valid Jupyter notebook: {str(e).splitlines()[0]}", "notebook") from None
-        declared = inspect_parameters(nb)
-        today = dt.date.today()
-        seen: dict[str, Any] = {}  # dataset records found visible, so each id is checked once
+        return choice, inspect_parameters(nb)
+
+    def _check_element(self, identity: Identity, body: dict[str, Any], choice: NotebookChoice, declared: dict,
+                       parameters: Any, today: dt.date, seen: dict[str, Any]):
+        """One job's parameters, datasets, stack and size, checked; returns (values, selection)."""
+        from .params import ParameterError, validate_parameters
 
         def visible(dataset_id: str) -> bool:
             if dataset_id not in seen:
@@ -299,7 +419,7 @@ class JobManager(LoggingConfigurable):
             return dataset_id in seen
 
         try:
-            values, param_datasets = validate_parameters(body.get("parameters") or {}, declared, visible_dataset=visible)
+            values, param_datasets = validate_parameters(parameters, declared, visible_dataset=visible)
         except ParameterError as e:
             raise JobRequestError(e.status, str(e), e.field) from None
         self._check_with_stack(body.get("stack") or choice.stack, values)
@@ -319,19 +439,27 @@ class JobManager(LoggingConfigurable):
             )
         except SelectionError as e:
             raise JobRequestError(403 if e.forbidden else 422, str(e), e.field) from None
+        return values, selection
+
+    def _check_timeout(self, body: dict[str, Any]) -> int:
         timeout = body.get("timeout", self.default_timeout)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= self.max_timeout:
             raise JobRequestError(
                 422, f"timeout must be a whole number of seconds from 1 to {self.max_timeout}", "timeout"
             )
+        return timeout
+
+    def _new_job(self, identity: Identity, choice: NotebookChoice, values: dict[str, Any], selection: Any,
+                 timeout: int, *, key: str | None, request_sha: str | None, created_at: dt.datetime,
+                 sweep_id: str | None = None, sweep_index: int | None = None) -> Job:
+        """A new QUEUED job row and its working folder (with the notebook)."""
+        from ..data.metadata import sha256_bytes
 
         job_id = uuid.uuid4().hex
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True, mode=0o700)
         (workdir / "input.ipynb").write_text(choice.text)
-        from ..data.metadata import sha256_bytes
-
-        job = Job(
+        return Job(
             id=job_id,
             owner=identity.name,
             status=Status.QUEUED.value,
@@ -344,22 +472,12 @@ class JobManager(LoggingConfigurable):
             timeout_seconds=timeout,
             idempotency_key=key,
             request_sha256=request_sha,
-            created_at=utcnow(),
+            created_at=created_at,
             workdir=str(workdir),
             outputs=[],
+            sweep_id=sweep_id,
+            sweep_index=sweep_index,
         )
-        try:
-            with self._db() as db, db.begin():
-                db.add(job)
-        except IntegrityError:  # the same key, submitted twice at the same moment
-            shutil.rmtree(workdir, ignore_errors=True)
-            existing = self._by_key(identity.name, key, request_sha)
-            if existing is None:
-                raise
-            return existing, False
-        self.log.info("job %s: queued for %s (%s, %s)", job_id, identity.name, job.stack, choice.source)
-        self._wake.set()
-        return job.to_json(), True
 
     def _check_with_stack(self, stack: str | None, values: dict[str, Any]) -> None:
         """Run the stack's own checks of parameter values (e.g. an STM processing recipe),
@@ -387,6 +505,21 @@ class JobManager(LoggingConfigurable):
                 )
             return job.to_json()
 
+    def _sweep_by_key(self, identity: Identity, key: str, request_sha: str) -> dict[str, Any] | None:
+        """The sweep ``identity`` created with ``key`` (the same rules as :meth:`_by_key`)."""
+        with self._db() as db:
+            sweep = db.scalar(select(JobSweep).where(JobSweep.owner == identity.name, JobSweep.idempotency_key == key))
+            if sweep is None:
+                return None
+            if sweep.request_sha256 and sweep.request_sha256 != request_sha:
+                raise JobRequestError(
+                    422,
+                    f"idempotency_key {key!r} was already used for a different request (sweep {sweep.id}); "
+                    "send the same request again, or use a new key for a new sweep",
+                    "idempotency_key",
+                )
+        return self.get_sweep(identity, sweep.id)
+
     # ------------------------------------------------------------------------------ read
 
     def _visible_job(self, db: Session, identity: Identity, job_id: str) -> Job:
@@ -400,12 +533,47 @@ class JobManager(LoggingConfigurable):
         with self._db() as db:
             return self._visible_job(db, identity, job_id).to_json()
 
+    def _visible_sweep(self, db: Session, identity: Identity, sweep_id: str) -> JobSweep:
+        sweep = db.get(JobSweep, sweep_id) if re.fullmatch(r"[0-9a-f]{32}", sweep_id or "") else None
+        if sweep is None or not (identity.admin or sweep.owner == identity.name):
+            raise JobRequestError(404, f"sweep {sweep_id[:64]} not found", "sweep")
+        return sweep
+
+    def get_sweep(self, identity: Identity, sweep_id: str) -> dict[str, Any]:
+        """A sweep: its request, its elements' job ids (by index) and how many are in each status."""
+        with self._db() as db:
+            sweep = self._visible_sweep(db, identity, sweep_id)
+            rows = db.execute(select(Job.id, Job.status).where(Job.sweep_id == sweep.id).order_by(Job.sweep_index)).all()
+        counts = {s.value: 0 for s in Status}
+        for _, status in rows:
+            counts[status] = counts.get(status, 0) + 1
+        return {
+            "id": sweep.id,
+            "owner": sweep.owner,
+            "notebook": sweep.notebook_source,
+            "parameters": sweep.parameters,
+            "sweep": sweep.axes,
+            "parameter_sets": sweep.parameter_sets,
+            "count": sweep.count,
+            "created_at": as_utc(sweep.created_at).isoformat(),
+            "idempotency_key": sweep.idempotency_key,
+            "counts": counts,
+            "finished": all(Status(status).finished for _, status in rows),
+            "jobs": [job_id for job_id, _ in rows],
+        }
+
     def list_jobs(
-        self, identity: Identity, *, status: str | None = None, limit: int = 100, offset: int = 0
+        self, identity: Identity, *, status: str | None = None, limit: int = 100, offset: int = 0,
+        sweep: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """The jobs ``identity`` may see, newest first; of one sweep (in its order) when ``sweep``."""
         query = select(Job)
         if not identity.admin:
             query = query.where(Job.owner == identity.name)
+        if sweep:
+            with self._db() as db:
+                self._visible_sweep(db, identity, sweep)
+            query = query.where(Job.sweep_id == sweep)
         if status:
             names = [s.strip().upper() for s in status.split(",") if s.strip()]
             bad = [n for n in names if n not in Status.__members__]
@@ -416,7 +584,8 @@ class JobManager(LoggingConfigurable):
             query = query.where(Job.status.in_(names))
         with self._db() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery()))
-            rows = db.scalars(query.order_by(Job.created_at.desc()).limit(limit).offset(offset))
+            order = (Job.sweep_index,) if sweep else (Job.created_at.desc(), Job.sweep_index)
+            rows = db.scalars(query.order_by(*order).limit(limit).offset(offset))
             return [j.to_json() for j in rows], int(total or 0)
 
     def log_chunk(self, identity: Identity, job_id: str, offset: int = 0, limit: int = 1024**2) -> tuple[str, int, dict]:
@@ -449,17 +618,37 @@ class JobManager(LoggingConfigurable):
             status = Status(job.status)
             if status.finished or status == Status.STOPPING:
                 raise JobRequestError(409, f"job {job_id} is {job.status}: nothing to cancel", "id")
-            job.cancelled_by = identity.name
-            if status in (Status.QUEUED, Status.CREATED):
-                job.status = Status.STOPPED.value
-                job.reason = f"cancelled by {identity.name} before it started"
-                job.finished_at = utcnow()
-            else:
-                job.status = Status.STOPPING.value
+            self._cancel_row(job, identity)
             data = job.to_json()
         self.log.info("job %s: cancel requested by %s", job_id, identity.name)
         self._wake.set()
         return data
+
+    def cancel_sweep(self, identity: Identity, sweep_id: str) -> dict[str, Any]:
+        """Cancel every element of a sweep that has not finished; returns the sweep."""
+        with self._db() as db, db.begin():
+            sweep = self._visible_sweep(db, identity, sweep_id)
+            open_ = [Status.CREATED.value, Status.QUEUED.value, Status.IN_PROGRESS.value]
+            jobs = list(db.scalars(select(Job).where(Job.sweep_id == sweep.id, Job.status.in_(open_))))
+            if not jobs:
+                raise JobRequestError(409, f"sweep {sweep_id} has no job left to cancel: all have finished "
+                                           "or are stopping", "id")
+            for job in jobs:
+                self._cancel_row(job, identity)
+        self.log.info("sweep %s: cancel of %d jobs requested by %s", sweep_id, len(jobs), identity.name)
+        self._wake.set()
+        return self.get_sweep(identity, sweep_id)
+
+    @staticmethod
+    def _cancel_row(job: Job, identity: Identity) -> None:
+        """A queued job stops now; a running one is stopped by the next scheduling tick."""
+        job.cancelled_by = identity.name
+        if Status(job.status) in (Status.QUEUED, Status.CREATED):
+            job.status = Status.STOPPED.value
+            job.reason = f"cancelled by {identity.name} before it started"
+            job.finished_at = utcnow()
+        else:
+            job.status = Status.STOPPING.value
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -497,7 +686,11 @@ class JobManager(LoggingConfigurable):
         """After a (re)start: adopt live runs, finish ended ones, re-queue never-started ones."""
         with self._db() as db, db.begin():
             for job in db.scalars(select(Job).where(Job.status.in_((Status.IN_PROGRESS.value, Status.STOPPING.value)))):
-                handle = self.executor.adopt(job.id, job.workdir, self._stored_handle(job))
+                if job.sweep_id is None:
+                    handle = self.executor.adopt(job.id, job.workdir, self._stored_handle(job))
+                else:
+                    handle = self.executor.adopt_element(job.id, job.workdir, self._stored_handle(job),
+                                                         job.sweep_id, job.sweep_index or 0)
                 if handle is None:
                     self.log.warning("job %s: was starting when the service stopped; queued again", job.id)
                     job.status, job.started_at = Status.QUEUED.value, None
@@ -531,11 +724,21 @@ class JobManager(LoggingConfigurable):
         while len(self._running) < self.max_concurrency:
             with self._db() as db:
                 job = db.scalar(
-                    select(Job).where(Job.status == Status.QUEUED.value).order_by(Job.created_at).limit(1)
+                    select(Job).where(Job.status == Status.QUEUED.value)
+                    .order_by(Job.created_at, Job.sweep_index).limit(1)
                 )
-            if job is None:
+                jobs = [job] if job is not None else []
+                if job is not None and job.sweep_id is not None:
+                    # the queued elements of its sweep: all of them where the back end queues
+                    # a sweep itself (one Slurm job array), else as many as may run now
+                    free = None if self.executor.sweep_at_once else self.max_concurrency - len(self._running)
+                    jobs = list(db.scalars(
+                        select(Job).where(Job.sweep_id == job.sweep_id, Job.status == Status.QUEUED.value)
+                        .order_by(Job.sweep_index).limit(free)
+                    ))
+            if not jobs:
                 break
-            if not await self._start(job):
+            if not await self._start(jobs):
                 break
 
     async def _watch(self, job: Job, handle: Handle) -> None:
@@ -561,36 +764,50 @@ class JobManager(LoggingConfigurable):
 
         asyncio.ensure_future(kill())
 
-    async def _start(self, job: Job) -> bool:
-        """Start one queued job; False when it must wait (the hub cannot be asked now)."""
+    async def _start(self, jobs: list[Job]) -> bool:
+        """Start queued jobs of one owner (one job, or elements of one sweep, which the executor
+        gets together); False when they must wait (the hub cannot be asked now)."""
+        owner = jobs[0].owner
         try:
-            identity = await self.identity_for(job.owner)
+            identity = await self.identity_for(owner)
         except Exception as e:
-            self.log.warning("job %s: cannot look up %s on the hub (%s); will retry", job.id, job.owner, e)
+            self.log.warning("job %s: cannot look up %s on the hub (%s); will retry", jobs[0].id, owner, e)
             return False
-        with self._db() as db, db.begin():
-            job = db.get(Job, job.id)
-            if job.status != Status.QUEUED.value:
-                return True
-            try:
-                exec_spec = self._prepare(job, identity)
-            except (JobRequestError, SelectionError, DassDataError, OSError) as e:
-                job.status, job.reason, job.finished_at = Status.FAILED.value, _one_line(str(e)), utcnow()
-                self.log.warning("job %s: cannot start: %s", job.id, e)
-                return True
-            job.status, job.started_at = Status.IN_PROGRESS.value, utcnow()
-        try:
-            handle = await self.executor.start(exec_spec)
-        except DassError as e:  # refused where it runs (e.g. by the cluster): a failed job, said why
-            self.log.error("job %s: the %s executor could not start it: %s", job.id, self.executor.name, e)
-            with self._db() as db, db.begin():
-                row = db.get(Job, job.id)
-                row.status, row.reason, row.finished_at = Status.FAILED.value, _one_line(e.user_message), utcnow()
-                self._end_access(row)
+        specs = []
+        for queued in jobs:
+            with self._db() as db, db.begin():  # one transaction each: _prepare writes grants
+                job = db.get(Job, queued.id)
+                if job.status != Status.QUEUED.value:
+                    continue
+                try:
+                    exec_spec = self._prepare(job, identity)
+                except (JobRequestError, SelectionError, DassDataError, OSError) as e:
+                    job.status, job.reason, job.finished_at = Status.FAILED.value, _one_line(str(e)), utcnow()
+                    self.log.warning("job %s: cannot start: %s", job.id, e)
+                    continue
+                job.status, job.started_at = Status.IN_PROGRESS.value, utcnow()
+                specs.append(exec_spec)
+        if not specs:
             return True
-        with self._db() as db, db.begin():
-            db.get(Job, job.id).executor_handle = handle.to_json()
-        self._running[job.id] = handle
+        if jobs[0].sweep_id is None:
+            try:
+                outcomes: list[Handle | DassError] = [await self.executor.start(specs[0])]
+            except DassError as e:
+                outcomes = [e]
+        else:
+            outcomes = await self.executor.start_sweep(specs)
+        for spec, outcome in zip(specs, outcomes):
+            if isinstance(outcome, Handle):
+                with self._db() as db, db.begin():
+                    db.get(Job, spec.job_id).executor_handle = outcome.to_json()
+                self._running[spec.job_id] = outcome
+                continue
+            # refused where it runs (e.g. by the cluster): a failed job, said why
+            self.log.error("job %s: the %s executor could not start it: %s", spec.job_id, self.executor.name, outcome)
+            with self._db() as db, db.begin():
+                row = db.get(Job, spec.job_id)
+                row.status, row.reason, row.finished_at = Status.FAILED.value, _one_line(outcome.user_message), utcnow()
+                self._end_access(row)
         return True
 
     def _prepare(self, job: Job, identity: Identity):
@@ -675,6 +892,8 @@ class JobManager(LoggingConfigurable):
             run_as=None if account.is_platform else account.name,
             groups=tuple(identity.groups),
             owner=job.owner,
+            sweep_id=job.sweep_id or "",
+            sweep_index=job.sweep_index,
         )
 
     def store_result(self, job_id: str, doc: dict[str, Any]) -> None:

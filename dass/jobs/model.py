@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from ..data.orm import Job, as_utc
+from ..data.orm import Job, JobSweep, as_utc
 
-__all__ = ["Job", "Status", "as_utc", "utcnow"]
+__all__ = ["Job", "JobSweep", "Status", "as_utc", "utcnow"]
 
 
 class Status(str, enum.Enum):

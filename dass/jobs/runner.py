@@ -328,6 +328,8 @@ def build_derived_metadata(
             if o["path"] != METADATA_FILE  # a file cannot hold its own checksum
         },
     }
+    if isinstance(spec.get("sweep"), dict):  # an element of a parameter sweep: which, and where
+        doc["domain"]["job"]["sweep"] = {"id": str(spec["sweep"].get("id")), "index": spec["sweep"].get("index")}
     if any((d.get("metadata") or {}).get("synthetic") for d in spec.get("datasets") or []):
         doc["synthetic"] = True  # derived from synthetic data: says so, like its inputs
     return doc

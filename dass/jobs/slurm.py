@@ -1,22 +1,19 @@
 """Jobs on a Slurm cluster: ``sbatch`` of the same runner every executor runs.
 
-:func:`build_batch_script` is the pure builder: an :class:`~dass.jobs.spec.ExecutionSpec` (and
-the partition chosen for it) becomes the text of a batch script, tested by value. It carries
-everything in ``#SBATCH`` lines, and the script is handed to ``sbatch`` on its standard input,
-so nothing of the job (its token included) appears in a process's arguments:
-
-- ``--job-name=dass-<job id>`` and ``--comment=dass-job:<job id>``: how :meth:`SlurmExecutor.adopt`
-  finds the run in Slurm's own records when the service died before it kept the handle;
-- ``--chdir`` the job's folder, ``--output`` its ``runner.out`` (the runner writes ``job.log``);
-- ``--export=NONE`` and ``env -i``: the job gets exactly ``spec.env``, never the service's
-  environment (nor the ``SLURM_*`` variables of the submitting process);
-- size → ``--cpus-per-task``/``--mem`` (and ``ulimit -v``, the same address-space limit the
-  local executor sets), timeout → ``--time``, partition from :attr:`SlurmExecutor.partitions_by_group`.
+The batch scripts are built by the pure builders of :mod:`dass.jobs.slurm_script`
+(:func:`build_batch_script`, :func:`build_array_script`), which also read Slurm's answers
+(:func:`parse_scontrol`, :func:`exit_status`); their names are importable from here too.
 
 :class:`SlurmExecutor` submits as ``spec.run_as``: as root with ``sbatch --uid/--gid``, else
-through ``exec_prefix`` (``sudo -n -u {run_as}``, as batchspawner does). Its handle state is
-``{"slurm_id", "workdir"}``; ``status`` reads one cached ``scontrol -o show job`` per
-``status_cache_seconds`` for all runs (and ``sacct`` when the cluster keeps accounting).
+through ``exec_prefix`` (``sudo -n -u {run_as}``, as batchspawner does), the partition from
+:attr:`SlurmExecutor.partitions_by_group`. Its handle state is ``{"slurm_id", "workdir"}``;
+``status`` reads one cached ``scontrol -o show job`` per ``status_cache_seconds`` for all runs
+(and ``sacct`` when the cluster keeps accounting).
+
+A parameter sweep is one job array: :meth:`SlurmExecutor.start_sweep` submits the script of
+:func:`build_array_script` with one ``sbatch``. An element's handle names its task,
+``slurm_id = "<array job id>_<index>"``, which ``scontrol``, ``sacct`` and ``scancel`` take as
+they take a job id (:func:`parse_scontrol` files pending tasks under that name too).
 """
 
 from __future__ import annotations
@@ -26,176 +23,40 @@ import math
 import os
 import pwd
 import re
-import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from traitlets import Bool, Dict, Float, List, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from ..errors import DassError
 from ..stacks.placement import choose_partition
 from .executor import LOG_FILE, RESULT_FILE, RUNNER_FILE, Executor, Handle, read_job_log
+from .slurm_script import (
+    ACTIVE_STATES,
+    ENDED_BY_SLURM,
+    LOG_NAME,
+    array_tasks,
+    build_array_script,
+    build_batch_script,
+    exit_status,
+    job_name,
+    parse_scontrol,
+    slurm_time,
+    task_ranges,
+)
 from .spec import ExecutionSpec
 
-#: Slurm job states in which the batch script may still run (or has yet to)
-ACTIVE_STATES = frozenset(
-    {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
-     "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT"}
-)
-#: what a run ended by Slurm (not by itself) tells its owner
-ENDED_BY_SLURM = {
-    "TIMEOUT": "Slurm ended the job at its time limit",
-    "OUT_OF_MEMORY": "Slurm ended the job: it used more memory than its size allows",
-    "NODE_FAIL": "the Slurm node running the job failed",
-    "BOOT_FAIL": "the Slurm node for the job failed to boot",
-    "PREEMPTED": "Slurm preempted the job",
-    "DEADLINE": "Slurm ended the job at its deadline",
-    "CANCELLED": "the job was cancelled in Slurm (scancel)",
-}
-LOG_NAME = "runner.out"
-_SAFE = re.compile(r"^[^\n\r\0]+$")
+__all__ = [
+    "ACTIVE_STATES", "ENDED_BY_SLURM", "LOG_NAME", "SlurmError", "SlurmExecutor", "array_tasks",
+    "build_array_script", "build_batch_script", "choose_partition", "exit_status", "job_name",
+    "parse_scontrol", "slurm_time", "task_ranges",
+]
 
 
 class SlurmError(DassError):
     """A Slurm command failed; the message says which and why."""
-
-
-def job_name(job_id: str) -> str:
-    return f"dass-{job_id}"
-
-
-def slurm_time(seconds: int) -> str:
-    """``--time`` of a timeout: whole minutes, rounded up (Slurm's granularity), as D-HH:MM:SS."""
-    minutes = max(1, math.ceil(seconds / 60))
-    days, rest = divmod(minutes * 60, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return f"{days}-{h:02d}:{m:02d}:{s:02d}"
-
-
-def build_batch_script(
-    spec: ExecutionSpec,
-    *,
-    partition: str = "",
-    extra_options: Sequence[str] = (),
-    export: str = "NONE",
-) -> str:
-    """The batch script that runs ``spec`` on Slurm.
-
-    Parameters
-    ----------
-    spec : ExecutionSpec
-        The job's command, folder, environment and limits.
-    partition : str
-        Slurm partition ("" leaves Slurm's default).
-    extra_options : sequence of str
-        More ``sbatch`` options (``--account=…``, ``--qos=…``, ``--gres=gpu:1``), one per item.
-    export : str
-        ``--export`` mode: ``NONE`` (the spec's variables only) or ``NIL`` (the same, and Slurm
-        does not try to load the user's login environment).
-
-    Examples
-    --------
-    >>> from dass.jobs.spec import ExecutionSpec
-    >>> spec = ExecutionSpec(job_id="abc", argv=("/usr/bin/python3", "-m", "dass.jobs.runner", "/j/abc"),
-    ...                      cwd="/j/abc", env={"HOME": "/j/abc"}, cpu=2, mem_limit_bytes=3 * 1024**3,
-    ...                      timeout_seconds=90)
-    >>> print(build_batch_script(spec, partition="short"))
-    #!/bin/sh
-    #SBATCH --job-name=dass-abc
-    #SBATCH --comment=dass-job:abc
-    #SBATCH --chdir=/j/abc
-    #SBATCH --output=/j/abc/runner.out
-    #SBATCH --open-mode=append
-    #SBATCH --export=NONE
-    #SBATCH --nodes=1
-    #SBATCH --ntasks=1
-    #SBATCH --cpus-per-task=2
-    #SBATCH --time=0-00:02:00
-    #SBATCH --mem=3072M
-    #SBATCH --partition=short
-    ulimit -v 3145728
-    exec /usr/bin/env -i HOME=/j/abc /usr/bin/python3 -m dass.jobs.runner /j/abc
-    <BLANKLINE>
-    """
-    if export not in ("NONE", "NIL"):
-        raise ValueError(f"export must be NONE or NIL, not {export!r}: the job gets exactly spec.env")
-    for value in (spec.cwd, spec.job_id, partition, *extra_options):
-        if value and not _SAFE.match(value):
-            raise ValueError(f"job {spec.job_id}: a line break in {value!r} would break the batch script")
-    bad = [k for k in spec.env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
-    if bad:
-        raise ValueError(f"job {spec.job_id}: environment names {bad} are not valid shell names")
-    opts = [
-        f"--job-name={job_name(spec.job_id)}",
-        f"--comment=dass-job:{spec.job_id}",
-        f"--chdir={spec.cwd}",
-        f"--output={os.path.join(spec.cwd, LOG_NAME)}",
-        "--open-mode=append",
-        f"--export={export}",
-        "--nodes=1",
-        "--ntasks=1",
-        f"--cpus-per-task={max(1, math.ceil(spec.cpu))}",
-        f"--time={slurm_time(spec.timeout_seconds)}",
-    ]
-    if spec.mem_limit_bytes:
-        opts.append(f"--mem={math.ceil(spec.mem_limit_bytes / 1024**2)}M")
-    if partition:
-        opts.append(f"--partition={partition}")
-    opts.extend(extra_options)
-    lines = ["#!/bin/sh", *(f"#SBATCH {o}" for o in opts)]
-    if spec.mem_limit_bytes:
-        lines.append(f"ulimit -v {math.ceil(spec.mem_limit_bytes / 1024)}")
-    env = " ".join(shlex.quote(f"{k}={v}") for k, v in spec.env.items())
-    command = " ".join(shlex.quote(a) for a in spec.argv)
-    lines.append(f"exec /usr/bin/env -i {env} {command}".replace("  ", " "))
-    return "\n".join(lines) + "\n"
-
-
-def parse_scontrol(text: str) -> dict[str, dict[str, str]]:
-    """``scontrol -o show job`` output → {slurm job id: {field: value}}.
-
-    >>> parse_scontrol("JobId=7 JobName=dass-x JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0 Comment=a b")
-    {'7': {'JobId': '7', 'JobName': 'dass-x', 'JobState': 'FAILED', 'Reason': 'NonZeroExitCode', 'ExitCode': '1:0', 'Comment': 'a b'}}
-    """
-    jobs: dict[str, dict[str, str]] = {}
-    for line in text.splitlines():
-        fields: dict[str, str] = {}
-        key = None
-        for word in line.split(" "):
-            m = re.match(r"^([A-Za-z/:_]+)=(.*)$", word)
-            if m:
-                key = m.group(1)
-                fields[key] = m.group(2)
-            elif key is not None and word:
-                fields[key] += " " + word  # a value with spaces (Comment, Command)
-        if "JobId" in fields:
-            jobs[fields["JobId"]] = fields
-    return jobs
-
-
-def exit_status(state: str, exit_code: str) -> int | None:
-    """A Slurm state and ``ExitCode=rc:signal`` → the executor's status (None: still running).
-
-    >>> exit_status("RUNNING", "0:0"), exit_status("COMPLETED", "0:0"), exit_status("FAILED", "3:0")
-    (None, 0, 3)
-    >>> exit_status("CANCELLED", "0:15"), exit_status("TIMEOUT", "0:0")
-    (-15, -1)
-    """
-    state = state.split()[0] if state else ""
-    if state in ACTIVE_STATES:
-        return None
-    try:
-        rc, sig = (int(x) for x in exit_code.split(":"))
-    except ValueError:
-        return -1
-    if sig:
-        return -sig
-    if state == "COMPLETED" or rc:
-        return rc
-    return -1
 
 
 class SlurmExecutor(Executor):
@@ -208,6 +69,15 @@ class SlurmExecutor(Executor):
     #: runs happen on cluster nodes: they fetch their inputs through the data gateway, not
     #: from a view in their folder (the folder itself must be on a filesystem the nodes share)
     shares_files = False
+    #: a sweep is one job array, submitted whole; Slurm's queue decides how many tasks run
+    sweep_at_once = True
+
+    array_max_running = Integer(
+        0,
+        help="""The most tasks of one sweep's job array that Slurm runs at the same time
+        (``sbatch --array=0-99%N``); 0 leaves it to the cluster's limits. A whole sweep is
+        submitted at once, beyond ``c.JobManager.max_concurrency``.""",
+    ).tag(config=True)
 
     partition = Unicode(
         "",
@@ -333,6 +203,34 @@ class SlurmExecutor(Executor):
         return Handle(job_id=spec.job_id, executor=self.name,
                       state={"slurm_id": slurm_id, "workdir": spec.cwd, "run_as": spec.run_as or ""})
 
+    async def start_sweep(self, specs: list[ExecutionSpec]) -> list[Handle | DassError]:
+        """Submit the elements as one job array (one ``sbatch --array``); each element's handle
+        names its task, ``<array job id>_<sweep index>``, for status, log and ``scancel``."""
+        first = specs[0]
+        try:
+            script = build_array_script(specs, partition=self.partition_for(first), extra_options=self.extra_options,
+                                        export=self.export, max_running=self.array_max_running)
+        except ValueError as e:
+            return [SlurmError(f"sweep {first.sweep_id}: no batch script: {e}")] * len(specs)
+        argv = self._as_user(first.run_as, [self._bin("sbatch"), "--parsable"], sbatch=True)
+        try:
+            r = await asyncio.to_thread(self._run, argv, input=script)
+        except SlurmError as e:
+            return [e] * len(specs)
+        array_id = r.stdout.strip().split(";")[0]
+        if not array_id.isdigit():
+            return [SlurmError(f"sweep {first.sweep_id}: sbatch answered {r.stdout.strip()!r}, not a job id")] * len(specs)
+        self._snapshot_at = -math.inf
+        self.log.info("sweep %s: %d jobs submitted as Slurm job array %s (user %s, partition %s)", first.sweep_id,
+                      len(specs), array_id, first.run_as or "service", self.partition_for(first) or "default")
+        return [self._element_handle(spec.job_id, spec.cwd, array_id, spec.sweep_index, spec.run_as or "")
+                for spec in specs]
+
+    def _element_handle(self, job_id: str, workdir: str, array_id: str, task: int, run_as: str) -> Handle:
+        return Handle(job_id=job_id, executor=self.name,
+                      state={"slurm_id": f"{array_id}_{task}", "array_id": array_id, "task": task,
+                             "workdir": workdir, "run_as": run_as})
+
     def _jobs(self, fresh: bool = False) -> dict[str, dict[str, str]]:
         """Every job slurmctld still holds, by Slurm id (cached ``status_cache_seconds``)."""
         now = time.monotonic()
@@ -408,6 +306,27 @@ class SlurmExecutor(Executor):
             return Handle(job_id=job_id, executor=self.name, state={"slurm_id": "", "workdir": workdir})
         return None
 
+    def find_element(self, sweep_id: str, task: int) -> dict[str, str] | None:
+        """Slurm's newest record of element ``task`` of a sweep's job array (its own, or its
+        array's while it is pending), by the array's job name and comment."""
+        jobs = self._jobs(fresh=True)
+        mine = [rec for key, rec in jobs.items()
+                if key.endswith(f"_{task}") and rec.get("JobName") == f"dass-sweep-{sweep_id}"
+                and rec.get("Comment") == f"dass-sweep:{sweep_id}"]
+        return max(mine, key=lambda r: int(r["ArrayJobId"]), default=None)
+
+    def adopt_element(self, job_id: str, workdir: str, stored: Handle | None, sweep_id: str,
+                      sweep_index: int) -> Handle | None:
+        if stored is not None and stored.state.get("slurm_id"):
+            return stored
+        rec = self.find_element(sweep_id, sweep_index)
+        if rec is not None:
+            self.log.info("job %s: found as task %s of Slurm job array %s (%s)", job_id, sweep_index,
+                          rec["ArrayJobId"], rec.get("JobState"))
+            user = re.sub(r"\(.*$", "", rec.get("UserId", ""))
+            return self._element_handle(job_id, workdir, rec["ArrayJobId"], sweep_index, user)
+        return self.adopt(job_id, workdir, None)
+
     def local_result(self, handle: Handle | None, workdir: str) -> dict[str, Any] | None:
         from .runner import load_result
 
@@ -421,5 +340,6 @@ class SlurmExecutor(Executor):
         state = (rec or {}).get("JobState", "")
         if state in ENDED_BY_SLURM:
             why = ENDED_BY_SLURM[state]
-            return {"status": "FAILED", "reason": f"{why} (Slurm job {rec['JobId']}, {state}, reason {rec.get('Reason', '?')})"}
+            slurm_id = handle.state.get("slurm_id") or rec["JobId"]
+            return {"status": "FAILED", "reason": f"{why} (Slurm job {slurm_id}, {state}, reason {rec.get('Reason', '?')})"}
         return None

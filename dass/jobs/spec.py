@@ -39,6 +39,9 @@ class ExecutionSpec:
     gpus: int = 0
     #: the hub user the job belongs to (a container executor runs it as their account)
     owner: str = ""
+    #: the parameter sweep the job is an element of ("" for none), and its index in it
+    sweep_id: str = ""
+    sweep_index: int | None = None
 
 
 def build_execution_spec(
@@ -56,6 +59,8 @@ def build_execution_spec(
     run_as: str | None = None,
     groups: tuple[str, ...] = (),
     owner: str = "",
+    sweep_id: str = "",
+    sweep_index: int | None = None,
 ) -> ExecutionSpec:
     """The command, environment and limits of a job run.
 
@@ -97,6 +102,8 @@ def build_execution_spec(
         stack=stack.name,
         gpus=size.gpus,
         owner=owner,
+        sweep_id=sweep_id,
+        sweep_index=sweep_index,
     )
 
 
@@ -129,4 +136,6 @@ def build_runner_spec(
         "kernel_name": kernel_name,
         "cell_timeout": cell_timeout,
         "created": job["created_at"],
+        # the parameter sweep the job is an element of (the results' dataset.json records it)
+        **({"sweep": {"id": job["sweep_id"], "index": job["sweep_index"]}} if job.get("sweep_id") else {}),
     }

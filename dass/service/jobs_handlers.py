@@ -1,4 +1,4 @@
-"""REST handlers of headless jobs (``api/jobs…``, ``api/notebooks``).
+"""REST handlers of headless jobs (``api/jobs…``, ``api/sweeps…``, ``api/notebooks``).
 
 Every handler authorizes through :class:`~dass.jobs.manager.JobManager`: a user sees, follows,
 cancels and downloads only their own jobs (admins all); another user's job answers 404. The
@@ -69,14 +69,23 @@ class JobsBase(BaseHandler):
         if isinstance(parameters, dict):
             for name in parameters:
                 self.check_name(name, "a parameter name")
+        sweep, sets = body.get("sweep"), body.get("parameter_sets")
+        for names in ([sweep] if isinstance(sweep, dict) else []) + (sets if isinstance(sets, list) else []):
+            if isinstance(names, dict):
+                for name in names:
+                    self.check_name(name, "a parameter name")
 
 
 class JobsHandler(JobsBase):
     def get(self) -> None:
-        args = self.query_args(("status", "limit", "offset"))
+        args = self.query_args(("status", "limit", "offset", "sweep"))
         limit = self.int_arg(args, "limit", 100, 1, 500)
         offset = self.int_arg(args, "offset", 0, 0)
-        jobs, total = self.jobs.list_jobs(self.identity, status=args.get("status"), limit=limit, offset=offset)
+        sweep = args.get("sweep") or None
+        if sweep is not None:
+            self.check_name(sweep, "sweep")
+        jobs, total = self.jobs.list_jobs(self.identity, status=args.get("status"), limit=limit, offset=offset,
+                                          sweep=sweep)
         self.write_json({"jobs": jobs, "total": total, "limit": limit, "offset": offset})
 
     def post(self) -> None:
@@ -91,6 +100,38 @@ class JobsHandler(JobsBase):
         self.audit_job(records, job)
         self.set_header("Location", f"{self.base_url}api/jobs/{job['id']}")
         self.write_json(job, 201 if created else 200)
+
+
+class SweepsHandler(JobsBase):
+    """``POST api/sweeps``: one notebook over many parameter sets, each element an ordinary job."""
+
+    def post(self) -> None:
+        self.audit_action = "job.submit"  # as api/jobs: one row per element and input dataset
+        self.query_args(())
+        body = self.json_body()
+        self.check_request(body)
+        asked = body.get("datasets") if isinstance(body, dict) else None
+        asked = list(dict.fromkeys(d for d in asked if isinstance(d, str))) if isinstance(asked, list) else []
+        records = [self.audit(dataset=d) for d in asked]
+        sweep, created = self.jobs.submit_sweep(self.identity, body)
+        jobs, _ = self.jobs.list_jobs(self.identity, sweep=sweep["id"], limit=max(1, sweep["count"]))
+        for i, job in enumerate(jobs):
+            self.audit_job(records if i == 0 else [self.audit(dataset=d) for d in asked], job)
+        self.set_header("Location", f"{self.base_url}api/sweeps/{sweep['id']}")
+        self.write_json(sweep, 201 if created else 200)
+
+
+class SweepHandler(JobsBase):
+    def get(self, sweep_id: str) -> None:
+        self.query_args(())
+        self.write_json(self.jobs.get_sweep(self.identity, sweep_id))
+
+
+class SweepCancelHandler(JobsBase):
+    def post(self, sweep_id: str) -> None:
+        self.query_args(())
+        sweep = self.jobs.cancel_sweep(self.identity, sweep_id)
+        self.write_json(sweep, 202 if sweep["counts"]["STOPPING"] else 200)
 
 
 class JobHandler(JobsBase):
@@ -249,5 +290,8 @@ default_handlers = [
     (r"api/jobs/([0-9a-zA-Z]+)/notebook", JobNotebookHandler),
     (r"api/jobs/([0-9a-zA-Z]+)/verify", JobVerifyHandler),
     (r"api/jobs/([0-9a-zA-Z]+)/result", JobResultHandler),
+    ("api/sweeps", SweepsHandler),
+    (r"api/sweeps/([0-9a-zA-Z]+)", SweepHandler),
+    (r"api/sweeps/([0-9a-zA-Z]+)/cancel", SweepCancelHandler),
     ("api/notebooks", NotebooksHandler),
 ]

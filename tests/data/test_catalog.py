@@ -57,7 +57,7 @@ def test_migrations_run_twice_idempotently(tmp_path: Path):
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     head = ScriptDirectory.from_config(cfg).get_current_head()
-    assert head == "0006"  # 0001 catalogue, 0002 jobs, 0003 SEM labels, 0004 job handles, 0005 audit, 0006 grants
+    assert head == "0007"  # 0001 catalogue, 0002 jobs, 0003 SEM labels, 0004 job handles, 0005 audit, 0006 grants, 0007 sweeps
     with engine.connect() as conn:
         assert conn.execute(text(f"select version_num from {VERSION_TABLE}")).scalars().all() == [head]
     engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, inspect
 from dass.data.catalog import Catalog
 from dass.data.orm import VERSION_TABLE, Base
 
-TABLES = {"proposals", "datasets", "dataset_access", "dataset_categories", "jobs", "sem_classifications",
+TABLES = {"proposals", "datasets", "dataset_access", "dataset_categories", "jobs", "job_sweeps", "sem_classifications",
           "audit_events", "access_grants"}
 
 

@@ -270,3 +270,24 @@ def test_submit_from_a_session_with_its_own_token(platform):
         assert out == [["COMPLETED", "alice", f"stack:{SEM}"], ["COMPLETED", "alice", "home:analysis/mine.ipynb"]]
     finally:
         platform.stop_server("alice")
+
+
+def test_cli_sweep_runs_every_element_locally_with_its_own_parameter(platform, tmp_path):
+    """A sweep on the local executor: each element an ordinary job run by papermill, with its
+    own value; --wait shows the counts per status until all have ended."""
+    upload = tmp_path / "sleep.ipynb"
+    upload.write_text(json.dumps(SLEEPER))
+    r = _dass_cli(platform, "alice", "submit", str(upload), "--stack", "stm", "--sweep", "seconds=0.1,0.2,0.3",
+                  "--wait", timeout=300)
+    assert r.returncode == 0, r.stderr
+    sweep_id = r.stdout.split()[0]
+    assert "3 jobs: 3 COMPLETED" in r.stderr, r.stderr  # the last progress line
+    sweep = platform.service("GET", f"api/sweeps/{sweep_id}", "alice").json()
+    assert sweep["finished"] and sweep["counts"]["COMPLETED"] == 3
+    jobs = platform.service("GET", f"api/jobs?sweep={sweep_id}", "alice").json()["jobs"]
+    for job, seconds in zip(jobs, (0.1, 0.2, 0.3)):
+        assert job["parameters"] == {"seconds": seconds} and job["sweep_id"] == sweep_id
+        r = platform.service("GET", f"api/jobs/{job['id']}/outputs/output/done.txt", "alice")
+        assert r.text == f"slept {seconds}"
+    r = _dass_cli(platform, "bob", "sweep", sweep_id)
+    assert r.returncode == 2 and "not found" in r.stderr

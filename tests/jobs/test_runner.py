@@ -452,6 +452,11 @@ def test_build_derived_metadata_is_valid_and_pure():
     assert "stack:sem/service/classify.ipynb" in md.description and "p1/d1" in md.description
     assert "cell 2 raised X: y" in md.description
     assert md.synthetic is False
+    # an element of a parameter sweep says which sweep, and its place in it
+    doc = build_derived_metadata({**spec, "sweep": {"id": "s" * 32, "index": 2}}, outputs, dt.date(2026, 5, 1),
+                                 status="COMPLETED")
+    md = parse_metadata(json.dumps(doc), path="dataset.json", proposal="results")
+    assert md.domain["job"]["sweep"] == {"id": "s" * 32, "index": 2}
 
 
 def test_load_result(tmp_path):

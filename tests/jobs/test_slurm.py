@@ -1,6 +1,8 @@
 """The Slurm executor: the batch script by value, then real jobs on a one-node Slurm cluster
 (tests/slurm_support.py), each as its owner's own Unix account: complete, fail with a reason,
-cancel, two users at once, and a service restart mid-job (0 lost, 0 run twice).
+cancel, two users at once, and a service restart mid-job (0 lost, 0 run twice); parameter
+sweeps as one job array (each element as its owner, with its own parameter; cancel of one
+element; another user's sweep out of reach; a restart mid-sweep).
 
 Until per-user accounts (dass.data.accounts) and the data gateway land, the test users are
 made with useradd (prefix ``dasst``, removed afterwards) and the repository is a file://
@@ -22,6 +24,8 @@ import pytest
 
 from dass.jobs.slurm import (
     SlurmExecutor,
+    array_tasks,
+    build_array_script,
     build_batch_script,
     choose_partition,
     exit_status,
@@ -126,6 +130,51 @@ def test_slurm_states_map_to_exit_statuses():
     assert slurm_time(1) == "0-00:01:00" and slurm_time(90000) == "1-01:00:00"
     jobs = parse_scontrol("JobId=3 JobName=dass-a UserId=dasstx(1001) JobState=RUNNING Comment=dass-job:a\n\n")
     assert jobs["3"]["UserId"] == "dasstx(1001)" and jobs["3"]["Comment"] == "dass-job:a"
+
+
+def _elements(n: int = 3) -> list[ExecutionSpec]:
+    return [dataclasses.replace(SPEC, job_id=f"j{i}", cwd=f"/jobs/j{i}", argv=(*SPEC.argv[:3], f"/jobs/j{i}"),
+                                env={**SPEC.env, "HOME": f"/jobs/j{i}", "DASS_JOB_ID": f"j{i}"},
+                                sweep_id="s1", sweep_index=i) for i in range(n)]
+
+
+def test_a_sweep_is_one_array_script_each_task_running_exactly_its_element():
+    specs = _elements()
+    script = build_array_script(specs, partition="short", max_running=2)
+    opts = _options(script)
+    assert opts[:5] == ["--job-name=dass-sweep-s1", "--comment=dass-sweep:s1", "--array=0-2%2", "--chdir=/jobs",
+                        "--output=/dev/null"]
+    assert opts[5:] == _options(build_batch_script(SPEC, partition="short"))[5:]  # same size, time, partition
+    # run the script's body as each task would (sh, SLURM_ARRAY_TASK_ID), echoing what it would exec
+    body = "\n".join(line for line in script.splitlines() if not line.startswith(("#", "ulimit")))
+    body = body.replace("cd /jobs/", ": /jobs/").replace("exec >>", ": ").replace("exec /usr/bin/env -i", "exec /bin/echo")
+    for spec in specs:
+        out = subprocess.run(["sh", "-c", body], capture_output=True, text=True,
+                             env={"SLURM_ARRAY_TASK_ID": str(spec.sweep_index)})
+        assert out.returncode == 0 and f"DASS_JOB_ID={spec.job_id} " in out.stdout
+        assert out.stdout.rstrip().endswith(f"dass.jobs.runner {spec.cwd}")
+    out = subprocess.run(["sh", "-c", body], capture_output=True, text=True, env={"SLURM_ARRAY_TASK_ID": "7"})
+    assert out.returncode == 1 and "sweep s1 has no element 7" in out.stderr
+
+
+def test_an_array_of_some_elements_names_their_indexes_and_refuses_unlike_elements():
+    specs = _elements(6)
+    assert "--array=0,2-3,5" in _options(build_array_script([specs[i] for i in (5, 0, 2, 3)]))
+    with pytest.raises(ValueError, match="differs from job j0 in run_as"):
+        build_array_script([specs[0], dataclasses.replace(specs[1], run_as="dass-bob")])
+    with pytest.raises(ValueError, match="its own index"):
+        build_array_script([specs[0], dataclasses.replace(specs[1], sweep_index=0)])
+    with pytest.raises(ValueError, match="not an element of a sweep"):
+        build_array_script([SPEC])
+
+
+def test_array_tasks_are_found_pending_in_their_array_and_then_by_their_own_record():
+    text = ("JobId=9 ArrayJobId=9 ArrayTaskId=2-3%2 JobName=dass-sweep-s JobState=PENDING\n"
+            "JobId=10 ArrayJobId=9 ArrayTaskId=0 JobName=dass-sweep-s JobState=RUNNING\n"
+            "JobId=11 ArrayJobId=9 ArrayTaskId=1 JobName=dass-sweep-s JobState=COMPLETED\n")
+    jobs = parse_scontrol(text)
+    assert [jobs[f"9_{i}"]["JobState"] for i in range(4)] == ["RUNNING", "COMPLETED", "PENDING", "PENDING"]
+    assert array_tasks("0-4:2%1") == [0, 2, 4] and array_tasks("(null)") == []
 
 
 # ---------------------------------------------------------------- real jobs on a real Slurm
@@ -339,7 +388,8 @@ def slurm_manager_factory(slurm_cluster, users, place, python_for_jobs, tmp_path
     cfg.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"
     cfg.SlurmExecutor.slurm_conf = str(slurm_cluster.conf)
     cfg.SlurmExecutor.status_cache_seconds = 0.2
-    identities = {"alice": Identity("alice", frozenset({"p-2026-001"}))}
+    identities = {"alice": Identity("alice", frozenset({"p-2026-001"})),
+                  "bob": Identity("bob", frozenset({"p-2026-002"}))}
 
     class AccountsStandIn(JobManager):
         def _prepare(self, job, identity):
@@ -435,3 +485,143 @@ def test_a_run_slurm_ends_fails_with_slurms_reason(slurm_gateway, slurm_cluster,
     assert result["status"] == "FAILED"
     assert result["reason"].startswith("the job was cancelled in Slurm (scancel)")
     assert f"Slurm job {handle.state['slurm_id']}, CANCELLED" in result["reason"]
+
+
+# ---------------------------------------------------------------- sweeps: one job array
+
+
+def _param_notebook() -> dict:
+    """A notebook with parameters ``value`` and ``seconds``: it sleeps, then writes its value
+    and the uid it ran as to ``value.txt``."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell("value = 0\nseconds = 0.0")
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, new_code_cell(
+        "import os, time\n"
+        "time.sleep(seconds)\n"
+        "open(os.path.join(os.environ['DASS_OUTPUT_DIR'], 'value.txt'), 'w').write(f'{value} {os.getuid()}')"
+    )])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return json.loads(nbformat.writes(nb))
+
+
+def _array_records(cluster, sweep_id: str) -> dict[int, dict[str, str]]:
+    """Slurm's records of the tasks of a sweep's job arrays, by task id."""
+    jobs = parse_scontrol(cluster.run("scontrol", "-o", "show", "job"))
+    return {int(r["ArrayTaskId"]): r for r in jobs.values()
+            if r.get("JobName") == f"dass-sweep-{sweep_id}" and r.get("ArrayTaskId", "").isdigit()}
+
+
+def _sweep_done(manager, who, sweep_id):
+    return manager.get_sweep(who, sweep_id)["finished"]
+
+
+def test_a_sweep_is_one_sbatch_whose_tasks_run_as_the_owner_each_with_its_parameter(slurm_manager_factory,
+                                                                                      slurm_cluster):
+    """Three elements, one sbatch: the tasks share one array job id (scontrol's ArrayJobId:
+    this cluster keeps no accounting for sacct), each ran as dasstalice and wrote its own value.
+    Bob neither sees nor cancels the sweep, through dass or through Slurm."""
+    alice, bob = (slurm_manager_factory.identities[u] for u in ("alice", "bob"))
+
+    async def scenario():
+        manager = slurm_manager_factory()
+        manager.start()
+        sweep, _ = manager.submit_sweep(alice, {"notebook": {"upload": _param_notebook(), "name": "sweep.ipynb"},
+                                                "sweep": {"value": [11, 22, 33]}})
+        await _until(lambda: all(j in manager._running for j in sweep["jobs"]), 60, "the sweep submitted")
+        for call in (lambda: manager.get_sweep(bob, sweep["id"]), lambda: manager.cancel_sweep(bob, sweep["id"])):
+            with pytest.raises(JobRequestError) as e:
+                call()
+            assert e.value.status == 404
+        array_id = manager._running[sweep["jobs"][0]].state["array_id"]
+        refused = subprocess.run(["sudo", "-n", "-u", "dasstbob", "scancel", array_id], capture_output=True,
+                                 text=True, env=slurm_cluster.env)
+        assert refused.returncode != 0 or "Access/permission denied" in refused.stderr, refused
+        await _until(lambda: _sweep_done(manager, alice, sweep["id"]), 300, "the sweep's end")
+        await manager.stop()
+        return manager, sweep["id"]
+
+    from dass.jobs.manager import JobRequestError
+
+    manager, sweep_id = asyncio.run(scenario())
+    sweep = manager.get_sweep(alice, sweep_id)
+    jobs, _ = manager.list_jobs(alice, sweep=sweep_id)
+    assert sweep["counts"]["COMPLETED"] == 3, [(j["status"], j["reason"], _log(manager.workdir(j["id"]))) for j in jobs]
+    records = _array_records(slurm_cluster, sweep_id)
+    assert sorted(records) == [0, 1, 2]
+    assert len({r["ArrayJobId"] for r in records.values()}) == 1  # one sbatch
+    assert all(r["JobState"] == "COMPLETED" and r["UserId"].startswith("dasstalice(") for r in records.values())
+    uid = pwd_uid("dasstalice")
+    for job in jobs:
+        assert (manager.workdir(job["id"]) / "output" / "value.txt").read_text() == f"{job['parameters']['value']} {uid}"
+        assert job["parameters"]["value"] == [11, 22, 33][job["sweep_index"]]
+        assert any(o["path"].endswith("value.txt") for o in job["outputs"])  # its own results, as any job
+        meta = json.loads((Path(manager.storage.root) / "results" / f"job-{job['id']}" / "dataset.json").read_text())
+        assert meta["domain"]["job"]["sweep"] == {"id": sweep_id, "index": job["sweep_index"]}
+        assert manager.log_chunk(alice, job["id"])[0]  # its own log
+
+
+def test_cancel_of_one_element_stops_only_its_task(slurm_manager_factory, slurm_cluster):
+    alice = slurm_manager_factory.identities["alice"]
+
+    async def scenario():
+        manager = slurm_manager_factory()
+        manager.start()
+        sweep, _ = manager.submit_sweep(alice, {"notebook": {"upload": _param_notebook(), "name": "sweep.ipynb"},
+                                                "parameter_sets": [{"value": 1}, {"value": 2, "seconds": 600}]})
+        long_job = sweep["jobs"][1]
+        await _until(lambda: long_job in manager._running, 60, "the sweep submitted")
+        handle = manager._running[long_job]
+        await _until(lambda: (manager.executor.record(handle, fresh=True) or {}).get("JobState") == "RUNNING", 120,
+                     "the long element running")
+        assert manager.cancel(alice, long_job)["status"] == "STOPPING"
+        await _until(lambda: _sweep_done(manager, alice, sweep["id"]), 300, "the sweep's end")
+        await manager.stop()
+        return manager, sweep["id"], handle
+
+    manager, sweep_id, handle = asyncio.run(scenario())
+    jobs, _ = manager.list_jobs(alice, sweep=sweep_id)
+    assert [j["status"] for j in jobs] == ["COMPLETED", "STOPPED"], [(j["reason"], _log(manager.workdir(j["id"])))
+                                                                     for j in jobs]
+    assert jobs[1]["reason"] == "cancelled by alice"
+    records = _array_records(slurm_cluster, sweep_id)
+    assert records[0]["JobState"] == "COMPLETED" and records[1]["JobState"].startswith("CANCELLED")
+    assert handle.state["slurm_id"] == f"{records[1]['ArrayJobId']}_1"
+
+
+@pytest.mark.parametrize("handle_kept", [True, False], ids=["handles-kept", "died-before-keeping-the-handles"])
+def test_a_service_restart_mid_sweep_loses_no_element_and_runs_none_twice(slurm_manager_factory, slurm_cluster,
+                                                                          handle_kept):
+    from dass.jobs.model import Job
+
+    alice = slurm_manager_factory.identities["alice"]
+
+    async def scenario():
+        first = slurm_manager_factory()
+        first.start()
+        sweep, _ = first.submit_sweep(alice, {"notebook": {"upload": _param_notebook(), "name": "sweep.ipynb"},
+                                              "parameters": {"seconds": 4}, "sweep": {"value": [1, 2]}})
+        await _until(lambda: all(j in first._running for j in sweep["jobs"]), 60, "the sweep submitted")
+        first._task.cancel()  # the service dies: no stop(), nothing cancelled
+        if not handle_kept:
+            with first._db() as db, db.begin():
+                for job_id in sweep["jobs"]:
+                    db.get(Job, job_id).executor_handle = None
+        second = slurm_manager_factory()
+        second.start()
+        assert all(j in second._running for j in sweep["jobs"])  # adopted, not queued again
+        assert second.get_sweep(alice, sweep["id"])["counts"]["QUEUED"] == 0
+        await _until(lambda: _sweep_done(second, alice, sweep["id"]), 300, "the adopted sweep's end")
+        await second.stop()
+        return second, sweep["id"]
+
+    manager, sweep_id = asyncio.run(scenario())
+    jobs, _ = manager.list_jobs(alice, sweep=sweep_id)
+    assert [j["status"] for j in jobs] == ["COMPLETED", "COMPLETED"], [_log(manager.workdir(j["id"])) for j in jobs]
+    records = _array_records(slurm_cluster, sweep_id)
+    assert sorted(records) == [0, 1] and len({r["ArrayJobId"] for r in records.values()}) == 1  # ran once each
+    for job in jobs:
+        value = (manager.workdir(job["id"]) / "output" / "value.txt").read_text().split()[0]
+        assert value == str(job["parameters"]["value"])

@@ -235,6 +235,40 @@ def _cases() -> list[Case]:
     add(Case("submitJob", "POST", "api/jobs", (401,), "no credential and a 2 MB body", token=None,
              body=b"x" * 2_000_000, headers=JSON))
     add(Case("submitJob", "POST", "api/jobs?x=1", (400,), "an unknown query parameter", body=js({"notebook": SEM})))
+    add(Case("listJobs", "GET", "api/jobs?sweep=a%00b", (400, 404), "a NUL in the sweep filter"))
+    add(Case("listJobs", "GET", f"api/jobs?sweep={'s' * 10_000}", (400, 404), "a 10,000-character sweep"))
+    add(Case("listJobs", "GET", f"api/jobs?sweep={NO_ID}", (404,), "no such sweep"))
+    sweep = {"notebook": SEM, "sweep": {"max_images": [1, 2]}}
+    for body, expect, why in [
+        (b"{", (400,), "malformed JSON"),
+        (NESTED, (400,), "60,000 nested brackets"),
+        (b"[]", (422,), "an array"),
+        (js({"notebook": SEM}), (422,), "neither sweep nor parameter_sets"),
+        (js({**sweep, "sweep": []}), (422,), "sweep as a list"),
+        (js({**sweep, "sweep": {"max_images": []}}), (422,), "an empty value list"),
+        (js({**sweep, "sweep": {"max_images": 3}}), (422,), "values that are not a list"),
+        (js({**sweep, "sweep": {"max_images": [1, "many"]}}), (422,), "a value of the wrong type"),
+        (js({**sweep, "sweep": {"nope": [1]}}), (422,), "an unknown parameter"),
+        (js({**sweep, "sweep": {"max_images": list(range(5000))}}), (422,), "5,000 elements"),
+        (js({**sweep, "sweep": {"max_images": [2**70]}}), (400,), "a 70-bit integer value"),
+        (js({**sweep, "sweep": {"a\x00": [1]}}), (400,), "a NUL in a swept name"),
+        (js({**sweep, "parameter_sets": [{"p" * 10_000: 1}]}), (400,), "a 10,000-character name in a set"),
+        (js({**sweep, "parameter_sets": "x"}), (422,), "parameter_sets as a string"),
+        (js({**sweep, "parameter_sets": [1]}), (422,), "a number as a parameter set"),
+        (js({**sweep, "surprise": 1}), (422,), "an unknown field"),
+    ]:
+        add(Case("submitSweep", "POST", "api/sweeps", expect, why, body=body, headers=JSON))
+    add(Case("submitSweep", "POST", "api/sweeps", (413,), "a declared body over the limit",
+             body=b" " * (JOB_BODY_LIMIT + 1), headers=JSON))
+    add(Case("submitSweep", "POST", "api/sweeps?x=1", (400,), "an unknown query parameter", body=js(sweep)))
+    add(Case("submitSweep", "GET", "api/sweeps", (405,), "method not allowed"))
+    add(Case("getSweep", "GET", f"api/sweeps/{'x' * 10_000}", (404,), "a 10,000-character id"))
+    add(Case("getSweep", "GET", "api/sweeps/a%00b", (404,), "a NUL in the id"))
+    add(Case("getSweep", "GET", f"api/sweeps/{NO_ID}?x=1", (400,), "an unknown query parameter"))
+    add(Case("getSweep", "GET", "api/sweeps/{job}", (404,), "a job's id is not a sweep's"))
+    add(Case("getSweep", "DELETE", f"api/sweeps/{NO_ID}", (405,), "method not allowed"))
+    add(Case("cancelSweep", "POST", f"api/sweeps/{NINES}/cancel", (404,), "no such sweep", body=NESTED))
+    add(Case("cancelSweep", "GET", f"api/sweeps/{NO_ID}/cancel", (405,), "method not allowed"))
     add(Case("getJob", "GET", f"api/jobs/{'x' * 10_000}", (404,), "a 10,000-character id"))
     add(Case("getJob", "GET", "api/jobs/a%00b", (404,), "a NUL in the id"))
     add(Case("getJob", "GET", "api/jobs/{job}?x=1", (400,), "an unknown query parameter"))

@@ -64,8 +64,8 @@
 # --- sessions and jobs on the facility's Slurm cluster (see README, "Slurm")
 # c.JupyterHub.spawner_class = "dass.hub.slurm.DassSlurmSpawner"
 # c.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"
-# c.DassSlurmSpawner.partition = c.SlurmExecutor.partition = "short"
-# c.DassSlurmSpawner.partitions_by_group = c.SlurmExecutor.partitions_by_group = {"staff": "long"}
+# c.SlurmPlacement.partition = "short"            # sessions and jobs (or c.DassSlurmSpawner / c.SlurmExecutor alone)
+# c.SlurmPlacement.partitions_by_group = {"staff": "long"}
 # c.DassSlurmSpawner.gpus_by_size = {"large": 1}
 # c.DassSlurmSpawner.session_prefix = "/opt/dass"   # a Python environment every user may run
 # c.SlurmExecutor.array_max_running = 8             # tasks of one sweep's job array at once

@@ -19,6 +19,7 @@ def config_classes(registry: Any = None) -> list[type]:
     from ..data.storage import Storage
     from ..hub.container import DassContainerSpawner
     from ..hub.spawner import DassLocalSpawner, DassSpawnerMixin
+    from ..stacks.placement import SlurmPlacement
     from ..stacks.registry import StackRegistry
     from ..hub.slurm import DassSlurmSpawner
     from ..jobs.container import ContainerExecutor
@@ -39,7 +40,7 @@ def config_classes(registry: Any = None) -> list[type]:
         kube = []
     stacks = [c for ext in extension_classes(registry or StackRegistry()) for c in ext.classes]
     return [Platform, UserAccounts, Storage, Catalog, AuditLog, StackRegistry, DassSpawnerMixin, DassLocalSpawner,
-            DassSlurmSpawner, *kube, DassContainerSpawner, DassService, DataGateway, *stacks, JobManager,
+            SlurmPlacement, DassSlurmSpawner, *kube, DassContainerSpawner, DassService, DataGateway, *stacks, JobManager,
             LocalExecutor, SlurmExecutor, KubernetesExecutor, ContainerExecutor]
 
 

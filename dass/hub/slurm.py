@@ -26,7 +26,7 @@ from batchspawner import SlurmSpawner
 from batchspawner.batchspawner import JobStatus
 from traitlets import Dict, Float, Integer, Unicode, default
 
-from ..stacks.placement import choose_partition
+from ..stacks.placement import SlurmPlacement
 from ..stacks.session import SessionSpec
 from .spawner import DassSpawnerMixin
 
@@ -65,27 +65,13 @@ def slurm_request(spec: SessionSpec, *, partition: str = "", gpus: int = 0, hour
     }
 
 
-class DassSlurmSpawner(DassSpawnerMixin, SlurmSpawner):
+class DassSlurmSpawner(DassSpawnerMixin, SlurmPlacement, SlurmSpawner):
     """Sessions as Slurm batch jobs (batchspawner), each as the user's Unix account.
 
     ``c.JupyterHub.spawner_class = "dass.hub.slurm.DassSlurmSpawner"``.
     """
 
     size_note = "On the Slurm cluster the size's CPUs and memory are the batch job's request."
-
-    partition = Unicode(
-        "",
-        help="""Slurm partition of sessions whose user is in none of ``partitions_by_group``
-        ("" leaves Slurm's default partition).""",
-    ).tag(config=True)
-
-    partitions_by_group = Dict(
-        key_trait=Unicode(),
-        value_trait=Unicode(),
-        help="""Partition by hub group, e.g. ``{"staff": "long", "beamline-x": "gpu"}``: a session
-        goes to the partition of the first entry (in this order) naming one of the user's
-        groups, else to ``partition``. The same rule as ``c.SlurmExecutor.partitions_by_group``.""",
-    ).tag(config=True)
 
     gpus_by_size = Dict(
         key_trait=Unicode(),
@@ -158,7 +144,7 @@ class DassSlurmSpawner(DassSpawnerMixin, SlurmSpawner):
     # -- rendering and launching ---------------------------------------------------------------
 
     def partition_for_user(self) -> str:
-        return choose_partition(self.identity.groups, self.partitions_by_group, self.partition)
+        return self.partition_for_groups(self.identity.groups)
 
     async def render_session(self, spec: SessionSpec) -> None:
         request = slurm_request(

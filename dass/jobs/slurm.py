@@ -6,7 +6,8 @@ The batch scripts are built by the pure builders of :mod:`dass.jobs.slurm_script
 
 :class:`SlurmExecutor` submits as ``spec.run_as``: as root with ``sbatch --uid/--gid``, else
 through ``exec_prefix`` (``sudo -n -u {run_as}``, as batchspawner does), the partition from
-:attr:`SlurmExecutor.partitions_by_group`. Its handle state is ``{"slurm_id", "workdir"}``;
+:class:`~dass.stacks.placement.SlurmPlacement` (shared with the session back end). Its handle
+state is ``{"slurm_id", "workdir"}``;
 ``status`` reads one cached ``scontrol -o show job`` per ``status_cache_seconds`` for all runs
 (and ``sacct`` when the cluster keeps accounting).
 
@@ -28,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Integer, List, Unicode
+from traitlets import Bool, Float, Integer, List, Unicode
 
 from ..errors import DassError
-from ..stacks.placement import choose_partition
+from ..stacks.placement import SlurmPlacement, choose_partition
 from .executor import LOG_FILE, RESULT_FILE, RUNNER_FILE, Executor, Handle, read_job_log
 from .slurm_script import (
     ACTIVE_STATES,
@@ -59,7 +60,7 @@ class SlurmError(DassError):
     """A Slurm command failed; the message says which and why."""
 
 
-class SlurmExecutor(Executor):
+class SlurmExecutor(SlurmPlacement, Executor):
     """Jobs as Slurm batch jobs (``sbatch``), each as its owner's Unix account.
 
     Select it with ``c.JobManager.executor_class = "dass.jobs.slurm.SlurmExecutor"``.
@@ -77,20 +78,6 @@ class SlurmExecutor(Executor):
         help="""The most tasks of one sweep's job array that Slurm runs at the same time
         (``sbatch --array=0-99%N``); 0 leaves it to the cluster's limits. A whole sweep is
         submitted at once, beyond ``c.JobManager.max_concurrency``.""",
-    ).tag(config=True)
-
-    partition = Unicode(
-        "",
-        help="""Slurm partition of jobs whose owner is in none of ``partitions_by_group``
-        ("" leaves Slurm's default partition).""",
-    ).tag(config=True)
-
-    partitions_by_group = Dict(
-        key_trait=Unicode(),
-        value_trait=Unicode(),
-        help="""Partition by hub group, e.g. ``{"staff": "long", "beamline-x": "gpu"}``: a job
-        goes to the partition of the first entry (in this order) naming one of its owner's
-        groups, else to ``partition``.""",
     ).tag(config=True)
 
     extra_options = List(
@@ -187,7 +174,7 @@ class SlurmExecutor(Executor):
     # -- the interface ----------------------------------------------------------------------
 
     def partition_for(self, spec: ExecutionSpec) -> str:
-        return choose_partition(spec.groups, self.partitions_by_group, self.partition)
+        return self.partition_for_groups(spec.groups)
 
     async def start(self, spec: ExecutionSpec) -> Handle:
         script = build_batch_script(spec, partition=self.partition_for(spec), extra_options=self.extra_options,

@@ -120,6 +120,19 @@ def test_partition_by_hub_group_first_match_in_configured_order():
     assert ex.partition_for(SPEC) == "short"
 
 
+def test_one_placement_setting_places_sessions_and_jobs_and_each_may_differ():
+    from traitlets.config import Config
+
+    from dass.hub.slurm import DassSlurmSpawner
+
+    config = Config({"SlurmPlacement": {"partition": "short", "partitions_by_group": {"staff": "long"}},
+                     "SlurmExecutor": {"partition": "batch"}})
+    session, jobs = DassSlurmSpawner(config=config), SlurmExecutor(config=config)
+    assert (session.partition, jobs.partition) == ("short", "batch")
+    assert session.partition_for_groups(["staff"]) == jobs.partition_for_groups(["staff"]) == "long"
+    assert jobs.partition_for(SPEC) == "batch"
+
+
 def test_slurm_states_map_to_exit_statuses():
     assert [exit_status(s, "0:0") for s in ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")] == [None] * 4
     assert exit_status("COMPLETED", "0:0") == 0

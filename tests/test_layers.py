@@ -27,7 +27,7 @@ STACK_PLUGINS = {
     "dass.kmap.service", "dass.kmap.widgets",
     "dass.stm.catalog", "dass.stm.service", "dass.stm.widgets", "dass.stm.still_widgets", "dass.stm.cli",
 }
-BASE = {"dass", "dass.config", "dass.client", "dass.errors", "dass.versions"}
+BASE = {"dass", "dass.config", "dass.client", "dass.errors", "dass.versions", "dass.slurm"}
 SCIENCE = ("dass.sem", "dass.kmap", "dass.stm")
 FRONT = ("dass.service", "dass.cli", "dass.platform", "dass.demo", "dass.__main__")
 

@@ -76,7 +76,7 @@ def cluster_options(
         The session's host, where the scheduler listens.
     **overrides
         Any ``SLURMCluster`` argument, which replaces the preset one (``scheduler_options``
-        is merged into the preset's).
+        is merged into the preset's; an ``interface`` there replaces the preset ``host``).
 
     Returns
     -------
@@ -102,6 +102,9 @@ def cluster_options(
     >>> cluster_options(env, python="p", home="/h", host="n", cores=8, memory="16GiB",
     ...                 scheduler_options={"dashboard_address": ":8787"})["scheduler_options"]
     {'host': 'n', 'dashboard_address': ':8787'}
+    >>> cluster_options(env, python="p", home="/h", host="n",
+    ...                 scheduler_options={"interface": "ib0"})["scheduler_options"]
+    {'dashboard_address': ':0', 'interface': 'ib0'}
     """
     if not environ.get("SLURM_JOB_ID"):
         raise SlurmSessionError(
@@ -130,6 +133,8 @@ def cluster_options(
                 "SLURM_MEM_PER_CPU): pass memory= (e.g. memory='4GiB') to dass.slurm.cluster()"
             )
     scheduler = {"host": host, "dashboard_address": ":0", **overrides.pop("scheduler_options", {})}
+    if "interface" in scheduler:  # the scheduler's address from a network interface instead
+        del scheduler["host"]
     options: dict[str, Any] = {
         # Slurm's default partition when the job names none ("": dask-jobqueue's own setting)
         "queue": environ.get("SLURM_JOB_PARTITION") or None,

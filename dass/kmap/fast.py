@@ -13,11 +13,15 @@ engine does the same arithmetic in the same order and changes only the plumbing:
   (entry by entry, pixel by pixel) with float64 sums, so every bin gets the same float64
   value as xsocs' repeated ``histogramnd_from_lut`` calls;
 * each cube is fitted as soon as it exists, from the float32 values the q-space file holds
-  (xsocs' ``project``, ``background_estimation``, ``gaussian_fit``/``centroid``);
-* with ``n_proc`` > 1, forked worker processes take blocks of positions and return the fit
-  results and the cube chunks already deflated (the q-space file's own gzip filter), which the
-  parent writes as raw chunks: compression runs in parallel, writes need no lock;
-* ``write_qspace=False`` skips the 4-D q-space file when only the maps are wanted.
+  (xsocs' ``project``, ``background_estimation``, ``centroid``; the Gaussian fit runs xsocs'
+  ``gaussian_fit`` arithmetic with MINPACK ``lmdif`` called as ``leastsq`` calls it, without
+  ``leastsq``'s unused covariance: :func:`_gaussian_fit`);
+* the process that made a block's cubes also deflates their chunks (the q-space file's own
+  gzip filter and level) and the parent writes them as raw chunks; with ``n_proc`` > 1,
+  forked worker processes take blocks of positions, so compression runs in parallel and
+  writes need no lock. ``n_proc=1`` is one process and one thread doing everything;
+* ``qspace_output=None`` (``write_qspace=False`` in :func:`dass.kmap.service.process_scan`)
+  skips the 4-D q-space file when only the maps are wanted.
 
 The q-space file (when written) holds the same datasets and values as xsocs'; the fit file is
 written by xsocs' own ``FitResult.to_fit_h5``. Tests compare both with xsocs (max abs
@@ -30,6 +34,7 @@ import logging
 import math
 import multiprocessing
 import os
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +55,6 @@ log = logging.getLogger(__name__)
 BLOCK_BYTES = 128 * 2**20
 #: At most this many positions per block (progress granularity, pickling size).
 MAX_BLOCK = 256
-#: Threads per process that deflate the q-space chunks while the process fits.
-COMPRESSION_THREADS = 1
 
 # the plan that forked workers inherit (set by convert_fit before the pool starts)
 _PLAN: dict[str, Any] | None = None
@@ -153,8 +156,11 @@ def _deflate(blocks: np.ndarray, level: int) -> list[tuple[int, bytes]]:
     """The non-zero chunks as the gzip filter stores them: ``(chunk number, zlib stream)``.
 
     All-zero chunks are not written at all: HDF5 reads an unwritten chunk as the dataset's
-    fill value, 0, so the values are the same. ``zlib.compress`` releases the GIL, so this
-    runs in a thread beside the fits.
+    fill value, 0, so the values are the same. This runs in the process that made the cube:
+    ``zlib.compress`` releases the GIL, but a thread that deflates xsocs' small chunks
+    (1.4 kB at a 28^3 grid) needs the GIL back after each one and gets it only every
+    switch interval (5 ms) while the fits run, so in a thread it ran mostly after the fits,
+    at a higher CPU cost than inline.
     """
     keep = np.nonzero(blocks.any(axis=1))[0]
     return [(int(i), zlib.compress(blocks[i].data, level)) for i in keep]
@@ -230,20 +236,6 @@ def _gaussian_fit(axis: np.ndarray, signal: np.ndarray) -> tuple[float, float, f
     return float(area), float(center), float(sigma), True
 
 
-_THREADS: Any = None
-
-
-def _threads() -> Any:
-    """This process's compression threads (created after a fork, never inherited)."""
-    global _THREADS
-    if _THREADS is None or _THREADS[0] != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
-
-        _THREADS = (os.getpid(), ThreadPoolExecutor(max_workers=COMPRESSION_THREADS,
-                                                    thread_name_prefix="dass-kmap-deflate"))
-    return _THREADS[1]
-
-
 def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     """Histogram, fit (and deflate) the positions ``indices[a:b]`` of the plan."""
     import h5py
@@ -260,6 +252,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     dims = plan["dims"]
     nbins = int(np.prod(dims))
     medfilt = plan["medfilt"]
+    t0 = time.perf_counter()
     blocks = []
     for e, (fname, entry) in enumerate(zip(plan["files"], plan["entries"])):
         with h5py.File(fname, "r") as h5:
@@ -280,6 +273,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
         blocks.append(flat[:, plan["valid"][e]].astype(np.float64, copy=False))
     weights = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
     del blocks
+    t1 = time.perf_counter()
     lut = plan["lut"]
     fit_func = centroid if plan["method"] == "centroid" else _gaussian_fit
     bg = plan["background"]
@@ -295,10 +289,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
             cubes32.append(cube.astype(np.float32))
         if plan["write"] and not plan["write_raw"]:
             chunks.append(cube)
-    if plan["write_raw"]:
-        pool = _threads()
-        level = plan["gzip_level"]
-        futures = [pool.submit(_deflate, _chunk_blocks(c, plan["chunk"]), level) for c in cubes32]
+    t2 = time.perf_counter()
     for cube32 in cubes32:
         q = cube32 if qslice is None else np.ascontiguousarray(cube32[qslice])
         projections = project(q, hits)
@@ -306,8 +297,12 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
             for arr in projections:
                 arr -= background_estimation(bg, arr)
         fits.append([fit_func(ax, sig) for ax, sig in zip(axes, projections)])
+    t3 = time.perf_counter()
     if plan["write_raw"]:
-        chunks = [f.result() for f in futures]
+        level = plan["gzip_level"]
+        chunks = [_deflate(_chunk_blocks(c, plan["chunk"]), level) for c in cubes32]
+    log.debug("kmap block %d:%d (pid %d): read %.3f s, histogram %.3f s, fit %.3f s, deflate %.3f s",
+              a, b, os.getpid(), t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return {"bounds": bounds, "fits": fits, "sums": sums, "chunks": chunks}
 
 

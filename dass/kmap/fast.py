@@ -236,13 +236,30 @@ def _gaussian_fit(axis: np.ndarray, signal: np.ndarray) -> tuple[float, float, f
     return float(area), float(center), float(sigma), True
 
 
+def _hit_sums(hits: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The bin counts summed onto each axis as xsocs' ``project`` sums them, and where they
+    are <= 0: computed once instead of once per position."""
+    tmp = hits.sum(2)
+    sums = tmp.sum(1), tmp.sum(0), hits.sum((0, 1))
+    return tuple((s, s <= 0) for s in sums)
+
+
+def _project(cube: np.ndarray, hit_sums: tuple[tuple[np.ndarray, np.ndarray], ...]) -> list[np.ndarray]:
+    """xsocs' ``util.project(cube, hits)``: the same sums of the same array divided by the same
+    counts (so the same values), with the counts' sums taken from :func:`_hit_sums`."""
+    tmp = cube.sum(2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = [tmp.sum(1) / hit_sums[0][0], tmp.sum(0) / hit_sums[1][0], cube.sum((0, 1)) / hit_sums[2][0]]
+    for arr, (_, empty) in zip(out, hit_sums):
+        arr[empty] = 0
+    return out
+
+
 def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     """Histogram, fit (and deflate) the positions ``indices[a:b]`` of the plan."""
     import h5py
     from silx.math.medianfilter import medfilt2d
     from xsocs.process.fit.peak_fit import background_estimation, centroid
-    from xsocs.util import project
-
     plan = _PLAN
     assert plan is not None
     a, b = bounds
@@ -279,7 +296,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     bg = plan["background"]
     qslice = plan["qslice"]
     axes = plan["fit_axes"]
-    hits = plan["fit_hits"]
+    hit_sums = plan["hit_sums"]
     fits, sums, chunks = [], np.empty(len(idx), dtype=np.float64), []
     cubes32 = []
     for p in range(len(idx)):
@@ -292,7 +309,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     t2 = time.perf_counter()
     for cube32 in cubes32:
         q = cube32 if qslice is None else np.ascontiguousarray(cube32[qslice])
-        projections = project(q, hits)
+        projections = _project(q, hit_sums)
         if bg is not None:
             for arr in projections:
                 arr -= background_estimation(bg, arr)
@@ -457,7 +474,7 @@ def convert_fit(
         "files": geo["files"], "entries": geo["entries"], "indices": indices, "dims": tuple(dims),
         "img_dtype": img_dtype, "norm": norm, "medfilt": medfilt_dims, "valid": valid,
         "lut": np.concatenate(luts) if len(luts) > 1 else luts[0], "method": method, "background": bg_code,
-        "qslice": qslice, "fit_axes": fit_axes, "fit_hits": fit_hits, "write": write,
+        "qslice": qslice, "fit_axes": fit_axes, "hit_sums": _hit_sums(fit_hits), "write": write,
         "write_raw": write and dset_info.get("raw", False), "gzip_level": dset_info.get("gzip_level", 4),
         "chunk": chunk, "chunk_slices": chunk_slices,
     }
@@ -472,6 +489,8 @@ def convert_fit(
         qh5 = h5py.File(q_path, "r+") if write else None
         try:
             qds = qh5["Data/qspace"] if qh5 is not None else None
+            write_chunk = qds.id.write_direct_chunk if qds is not None else None
+            chunk_starts = [tuple(sl.start for sl in cs) for cs in chunk_slices]
             if n_workers > 1:
                 ctx = multiprocessing.get_context("fork")
                 pool = ctx.Pool(n_workers)
@@ -489,8 +508,7 @@ def convert_fit(
                         if _PLAN["write_raw"]:
                             for p, parts in enumerate(res["chunks"], start=a):
                                 for i, data in parts:
-                                    sl = chunk_slices[i]
-                                    qds.id.write_direct_chunk((p, sl[0].start, sl[1].start, sl[2].start), data)
+                                    write_chunk((p, *chunk_starts[i]), data)
                         else:
                             qds[a:b] = np.stack(res["chunks"])
                     done += b - a

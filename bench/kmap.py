@@ -16,6 +16,15 @@ of processes, times the same work both ways, same input and parameters:
 * xsocs: ``xsocs.process.qspace.kmap_2_qspace`` then ``PeakFitter(...).peak_fit()`` and
   ``FitResult.to_fit_h5``, with the same grid and processes.
 
+"Processes" is ``n_proc`` on both sides. dass with 1: everything (reading, histogram, fit,
+deflating the q-space chunks, writing) in the one process and thread that calls it; with N > 1:
+N forked workers (read, histogram, fit, deflate) and the calling process writing the chunks
+they return. xsocs with N: a pool of N workers (conversion: read, histogram, deflate and write
+under a lock; fit: re-read and fit) plus its calling process and, for the conversion, a manager
+process that serves the index queue and the lock. Both sides run with ``OMP_NUM_THREADS=1``
+(set in the fresh interpreter before numpy loads) and the same gzip level for the q-space file
+(the dataset xsocs creates; dass writes the same chunks, deflated by ``zlib`` at that level).
+
 Before timing, one run of each side on each scan keeps its files and the two are compared:
 every dataset of the q-space files and every fit parameter must be identical (max abs
 difference 0; printed). ``--maps-only`` adds a third side, the dass engine without the

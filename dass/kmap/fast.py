@@ -319,7 +319,13 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     t3 = time.perf_counter()
     if plan["write_raw"]:
         level = plan["gzip_level"]
-        chunks = [_deflate(_chunk_blocks(c, plan["chunk"]), level) for c in cubes32]
+        table, streams = [], []
+        for p, cube32 in enumerate(cubes32):
+            for i, stream in _deflate(_chunk_blocks(cube32, plan["chunk"]), level):
+                table.append((a + p, i, len(stream)))
+                streams.append(stream)
+        # one buffer and one table per block: cheap to pickle back to the parent
+        chunks = (np.array(table, dtype=np.int64).reshape(-1, 3), b"".join(streams))
     log.debug("kmap block %d:%d (pid %d): read %.3f s, histogram %.3f s, fit %.3f s, deflate %.3f s",
               a, b, os.getpid(), t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return {"bounds": bounds, "fits": fits, "sums": sums, "chunks": chunks}
@@ -379,6 +385,7 @@ def convert_fit(
     from xsocs.process.fit import FitResult as XsocsFitResult
     from xsocs.process.fit import FitTypes
 
+    start = time.perf_counter()
     info = check_master(master)
     params = check_parameters(info, grid=grid, roi=roi, mask=mask, normalizer=normalizer,
                               medfilt=medfilt, n_proc=n_proc)
@@ -481,6 +488,7 @@ def convert_fit(
         "chunk": chunk, "chunk_slices": chunk_slices,
     }
     bounds = [(a, min(n, a + block)) for a in range(0, n, block)]
+    log.debug("kmap %s: set up in %.3f s", info.path, time.perf_counter() - start)
     log.info("kmap %s: dass engine, %d positions in %d block(s), %d process(es), grid %s, q-space file %s",
              info.path, n, len(bounds), n_workers, dims, q_path or "skipped")
     fits: list[Any] = [None] * n
@@ -508,12 +516,16 @@ def convert_fit(
                     sums[a:b] = res["sums"]
                     if qds is not None:
                         if _PLAN["write_raw"]:
-                            for p, parts in enumerate(res["chunks"], start=a):
-                                for i, data in parts:
-                                    write_chunk((p, *chunk_starts[i]), data)
+                            table, data = res["chunks"]
+                            view, end = memoryview(data), 0
+                            for p, i, size in table.tolist():
+                                write_chunk((p, *chunk_starts[i]), view[end: end + size])
+                                end += size
                         else:
                             qds[a:b] = np.stack(res["chunks"])
                     done += b - a
+                    log.debug("kmap %s: positions %d:%d written at %.3f s", info.path, a, b,
+                              time.perf_counter() - start)
                     if progress is not None:
                         progress(done / n)
             finally:
@@ -552,6 +564,7 @@ def convert_fit(
         fit_path.unlink()
     fit_path.parent.mkdir(parents=True, exist_ok=True)
     result.to_fit_h5(str(fit_path), mode="w")
+    log.debug("kmap %s: fit file written at %.3f s", info.path, time.perf_counter() - start)
     if not fit_path.is_file():  # pragma: no cover - to_fit_h5 raises on failure
         raise KmapProcessingError("the fit file was not written", file=fit_path)
     return from_xsocs(result, fit_path)

@@ -159,8 +159,8 @@ def _deflate(blocks: np.ndarray, level: int) -> list[tuple[int, bytes]]:
     fill value, 0, so the values are the same. This runs in the process that made the cube:
     ``zlib.compress`` releases the GIL, but a thread that deflates xsocs' small chunks
     (1.4 kB at a 28^3 grid) needs the GIL back after each one and gets it only every
-    switch interval (5 ms) while the fits run, so in a thread it ran mostly after the fits,
-    at a higher CPU cost than inline.
+    switch interval (5 ms) while the fits run, so in a thread most of it ran after the fits
+    anyway (the wait for it was up to a third of a block's time), with the switching on top.
     """
     size = blocks.shape[1] * blocks.itemsize
     flat = memoryview(np.ascontiguousarray(blocks)).cast("B")  # slices of it are cheap views
@@ -176,7 +176,7 @@ def _lmdif() -> Callable[..., tuple] | None:
     ``full_output``, builds a covariance matrix (a triangular inverse) that xsocs'
     ``gaussian_fit`` never reads. Calling ``_lmdif`` with the same arguments runs the same
     iterations on the same inputs, so it returns the same parameters and status, and saves
-    about half of the time of each fit. A scipy without it gets ``leastsq`` itself.
+    about 40 % of the time of each fit. A scipy without it gets ``leastsq`` itself.
     """
     global _LMDIF
     if _LMDIF is False:
@@ -262,6 +262,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     import h5py
     from silx.math.medianfilter import medfilt2d
     from xsocs.process.fit.peak_fit import background_estimation, centroid
+
     plan = _PLAN
     assert plan is not None
     a, b = bounds

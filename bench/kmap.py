@@ -3,7 +3,7 @@
 Run it from the repository root::
 
     .venv/bin/python bench/kmap.py            # 2,500 and 10,000 positions, 1 and 2 processes
-    .venv/bin/python bench/kmap.py --quick    # 400 and 900 positions, 2 runs, --direct (minutes)
+    .venv/bin/python bench/kmap.py --quick    # 400 and 900 positions, 3 runs, --direct (minutes)
     .venv/bin/python bench/kmap.py --sizes 2500 --procs 1 2 4 --repeats 2
 
 For each scan size it writes one synthetic scan (:func:`dass.kmap.synthetic.generate`, square
@@ -15,6 +15,15 @@ of processes, times the same work both ways, same input and parameters:
   Gaussian fit, no background, the q-space file and the xsocs fit file written;
 * xsocs: ``xsocs.process.qspace.kmap_2_qspace`` then ``PeakFitter(...).peak_fit()`` and
   ``FitResult.to_fit_h5``, with the same grid and processes.
+
+"Processes" is ``n_proc`` on both sides. dass with 1: everything (reading, histogram, fit,
+deflating the q-space chunks, writing) in the one process and thread that calls it; with N > 1:
+N forked workers (read, histogram, fit, deflate) and the calling process writing the chunks
+they return. xsocs with N: a pool of N workers (conversion: read, histogram, deflate and write
+under a lock; fit: re-read and fit) plus its calling process and, for the conversion, a manager
+process that serves the index queue and the lock. Both sides run with ``OMP_NUM_THREADS=1``
+(set in the fresh interpreter before numpy loads) and the same gzip level for the q-space file
+(the dataset xsocs creates; dass writes the same chunks, deflated by ``zlib`` at that level).
 
 Before timing, one run of each side on each scan keeps its files and the two are compared:
 every dataset of the q-space files and every fit parameter must be identical (max abs
@@ -188,12 +197,11 @@ def bench_direct(work: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="sizes 400 and 900 positions, 2 repeats, with --direct (a few minutes)")
+                    help="sizes 400 and 900 positions, 3 repeats, with --direct (several minutes)")
     ap.add_argument("--sizes", type=int, nargs="+", help="numbers of positions (square scans)")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="processes to compare")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="timed runs per side and setting (the median is reported; default 3, "
-                         "--quick 2)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs per side and setting (the median is reported)")
     ap.add_argument("--angles", type=int, default=7, help="rocking angles per scan")
     ap.add_argument("--frame", type=int, default=32, help="detector frame side, pixels")
     ap.add_argument("--grid", type=int, default=28, help="q-space bins per axis")
@@ -216,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     from dass.kmap import synthetic
 
     sizes = args.sizes or ([400, 900] if args.quick else [2500, 10000])
-    if args.repeats is None:
-        args.repeats = 2 if args.quick else 3
     args.direct = args.direct or args.quick
     grid = [args.grid] * 3
     work = Path(tempfile.mkdtemp(prefix="dass-bench-kmap-"))

@@ -13,11 +13,15 @@ engine does the same arithmetic in the same order and changes only the plumbing:
   (entry by entry, pixel by pixel) with float64 sums, so every bin gets the same float64
   value as xsocs' repeated ``histogramnd_from_lut`` calls;
 * each cube is fitted as soon as it exists, from the float32 values the q-space file holds
-  (xsocs' ``project``, ``background_estimation``, ``gaussian_fit``/``centroid``);
-* with ``n_proc`` > 1, forked worker processes take blocks of positions and return the fit
-  results and the cube chunks already deflated (the q-space file's own gzip filter), which the
-  parent writes as raw chunks: compression runs in parallel, writes need no lock;
-* ``write_qspace=False`` skips the 4-D q-space file when only the maps are wanted.
+  (xsocs' ``project``, ``background_estimation``, ``centroid``; the Gaussian fit runs xsocs'
+  ``gaussian_fit`` arithmetic with MINPACK ``lmdif`` called as ``leastsq`` calls it, without
+  ``leastsq``'s unused covariance: :func:`_gaussian_fit`);
+* the process that made a block's cubes also deflates their chunks (the q-space file's own
+  gzip filter and level) and the parent writes them as raw chunks; with ``n_proc`` > 1,
+  forked worker processes take blocks of positions, so compression runs in parallel and
+  writes need no lock. ``n_proc=1`` is one process and one thread doing everything;
+* ``qspace_output=None`` (``write_qspace=False`` in :func:`dass.kmap.service.process_scan`)
+  skips the 4-D q-space file when only the maps are wanted.
 
 The q-space file (when written) holds the same datasets and values as xsocs'; the fit file is
 written by xsocs' own ``FitResult.to_fit_h5``. Tests compare both with xsocs (max abs
@@ -30,6 +34,7 @@ import logging
 import math
 import multiprocessing
 import os
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +55,6 @@ log = logging.getLogger(__name__)
 BLOCK_BYTES = 128 * 2**20
 #: At most this many positions per block (progress granularity, pickling size).
 MAX_BLOCK = 256
-#: Threads per process that deflate the q-space chunks while the process fits.
-COMPRESSION_THREADS = 1
 
 # the plan that forked workers inherit (set by convert_fit before the pool starts)
 _PLAN: dict[str, Any] | None = None
@@ -153,33 +156,112 @@ def _deflate(blocks: np.ndarray, level: int) -> list[tuple[int, bytes]]:
     """The non-zero chunks as the gzip filter stores them: ``(chunk number, zlib stream)``.
 
     All-zero chunks are not written at all: HDF5 reads an unwritten chunk as the dataset's
-    fill value, 0, so the values are the same. ``zlib.compress`` releases the GIL, so this
-    runs in a thread beside the fits.
+    fill value, 0, so the values are the same. This runs in the process that made the cube:
+    ``zlib.compress`` releases the GIL, but a thread that deflates xsocs' small chunks
+    (1.4 kB at a 28^3 grid) needs the GIL back after each one and gets it only every
+    switch interval (5 ms) while the fits run, so in a thread most of it ran after the fits
+    anyway (the wait for it was up to a third of a block's time), with the switching on top.
     """
-    keep = np.nonzero(blocks.any(axis=1))[0]
-    return [(int(i), zlib.compress(blocks[i].data, level)) for i in keep]
+    size = blocks.shape[1] * blocks.itemsize
+    flat = memoryview(np.ascontiguousarray(blocks)).cast("B")  # slices of it are cheap views
+    return [(i, zlib.compress(flat[i * size: (i + 1) * size], level))
+            for i in np.flatnonzero(blocks.any(axis=1)).tolist()]
 
 
-_THREADS: Any = None
+def _lmdif() -> Callable[..., tuple] | None:
+    """MINPACK's ``lmdif`` as :func:`scipy.optimize.leastsq` calls it, or None.
+
+    ``leastsq(func, x0, args, full_output=True, maxfev=...)`` checks the shapes by calling
+    ``func`` once, calls ``_minpack._lmdif`` with its defaults and then, with
+    ``full_output``, builds a covariance matrix (a triangular inverse) that xsocs'
+    ``gaussian_fit`` never reads. Calling ``_lmdif`` with the same arguments runs the same
+    iterations on the same inputs, so it returns the same parameters and status, and saves
+    about 40 % of the time of each fit. A scipy without it gets ``leastsq`` itself.
+    """
+    global _LMDIF
+    if _LMDIF is False:
+        try:
+            from scipy.optimize import _minpack
+
+            _LMDIF = _minpack._lmdif
+        except (ImportError, AttributeError):  # pragma: no cover - another scipy layout
+            _LMDIF = None
+    return _LMDIF
 
 
-def _threads() -> Any:
-    """This process's compression threads (created after a fork, never inherited)."""
-    global _THREADS
-    if _THREADS is None or _THREADS[0] != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
+_LMDIF: Any = False  # resolved on first use (scipy.optimize takes a second to import)
+# leastsq's defaults: ftol, xtol, gtol; xsocs' maxfev; epsfcn = the eps of the residuals'
+# dtype (float64); factor; diag
+_LMDIF_ARGS = (1.49012e-8, 1.49012e-8, 0.0, 100000, float(np.finfo(np.float64).eps), 100, None)
+# xsocs' constant, numpy.sqrt(2 * numpy.pi) (xsocs.util._SQRT_2_PI), computed the same way
+_SQRT_2_PI = np.sqrt(2 * np.pi)
 
-        _THREADS = (os.getpid(), ThreadPoolExecutor(max_workers=COMPRESSION_THREADS,
-                                                    thread_name_prefix="dass-kmap-deflate"))
-    return _THREADS[1]
+
+def _gaussian_residual(parameters: np.ndarray, axis: np.ndarray, signal: np.ndarray) -> np.ndarray:
+    """xsocs' ``_gaussian_err``: ``gaussian(axis, *parameters) - signal``, the same float64
+    operations in the same order (so the same values), with less Python around them."""
+    area, center, sigma = parameters.tolist()
+    arg = axis - center
+    arg /= sigma
+    arg *= arg  # ``** 2``: numpy squares as x * x
+    arg *= -0.5
+    scale = area / (_SQRT_2_PI * sigma)  # a numpy float64: x / 0 gives inf or nan, as in xsocs
+    out = np.exp(arg)  # a new array, as in xsocs (same exp loop)
+    out *= scale
+    out -= signal
+    return out
+
+
+def _gaussian_fit(axis: np.ndarray, signal: np.ndarray) -> tuple[float, float, float, bool]:
+    """xsocs' ``peak_fit.gaussian_fit`` with the same starting values, optimiser and status:
+    ``(area, center, sigma, ok)``.
+
+    The starting values are computed as xsocs computes them; MINPACK ``lmdif`` is called
+    directly (see :func:`_lmdif`) with the arguments ``leastsq`` gives it. Where ``leastsq``
+    would refuse the input (fewer points than parameters), where the inputs are not float64
+    or ``lmdif`` is not reachable, xsocs' function itself runs, so results and errors are
+    xsocs' there too.
+    """
+    lmdif = _lmdif()
+    if lmdif is None or len(axis) < 3 or axis.dtype != np.float64 or signal.dtype != np.float64:
+        from xsocs.process.fit.peak_fit import gaussian_fit
+
+        return gaussian_fit(axis, signal)
+    area = signal.sum() * (axis[-1] - axis[0]) / len(axis)
+    center = axis[signal.argmax()]
+    sigma = area / (signal.max() * _SQRT_2_PI)
+    x0 = np.asarray((area, center, sigma)).flatten()  # as leastsq makes it
+    got = lmdif(_gaussian_residual, x0, (axis, signal), 0, *_LMDIF_ARGS)
+    if got[-1] not in (1, 2, 3, 4):
+        return float("nan"), float("nan"), float("nan"), False
+    area, center, sigma = got[0]
+    return float(area), float(center), float(sigma), True
+
+
+def _hit_sums(hits: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The bin counts summed onto each axis as xsocs' ``project`` sums them, and where they
+    are <= 0: computed once instead of once per position."""
+    tmp = hits.sum(2)
+    sums = tmp.sum(1), tmp.sum(0), hits.sum((0, 1))
+    return tuple((s, s <= 0) for s in sums)
+
+
+def _project(cube: np.ndarray, hit_sums: tuple[tuple[np.ndarray, np.ndarray], ...]) -> list[np.ndarray]:
+    """xsocs' ``util.project(cube, hits)``: the same sums of the same array divided by the same
+    counts (so the same values), with the counts' sums taken from :func:`_hit_sums`."""
+    tmp = cube.sum(2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = [tmp.sum(1) / hit_sums[0][0], tmp.sum(0) / hit_sums[1][0], cube.sum((0, 1)) / hit_sums[2][0]]
+    for arr, (_, empty) in zip(out, hit_sums):
+        arr[empty] = 0
+    return out
 
 
 def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     """Histogram, fit (and deflate) the positions ``indices[a:b]`` of the plan."""
     import h5py
     from silx.math.medianfilter import medfilt2d
-    from xsocs.process.fit.peak_fit import background_estimation, centroid, gaussian_fit
-    from xsocs.util import project
+    from xsocs.process.fit.peak_fit import background_estimation, centroid
 
     plan = _PLAN
     assert plan is not None
@@ -190,6 +272,7 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
     dims = plan["dims"]
     nbins = int(np.prod(dims))
     medfilt = plan["medfilt"]
+    t0 = time.perf_counter()
     blocks = []
     for e, (fname, entry) in enumerate(zip(plan["files"], plan["entries"])):
         with h5py.File(fname, "r") as h5:
@@ -210,12 +293,13 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
         blocks.append(flat[:, plan["valid"][e]].astype(np.float64, copy=False))
     weights = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
     del blocks
+    t1 = time.perf_counter()
     lut = plan["lut"]
-    fit_func = centroid if plan["method"] == "centroid" else gaussian_fit
+    fit_func = centroid if plan["method"] == "centroid" else _gaussian_fit
     bg = plan["background"]
     qslice = plan["qslice"]
     axes = plan["fit_axes"]
-    hits = plan["fit_hits"]
+    hit_sums = plan["hit_sums"]
     fits, sums, chunks = [], np.empty(len(idx), dtype=np.float64), []
     cubes32 = []
     for p in range(len(idx)):
@@ -225,19 +309,26 @@ def _process_block(bounds: tuple[int, int]) -> dict[str, Any]:
             cubes32.append(cube.astype(np.float32))
         if plan["write"] and not plan["write_raw"]:
             chunks.append(cube)
-    if plan["write_raw"]:
-        pool = _threads()
-        level = plan["gzip_level"]
-        futures = [pool.submit(_deflate, _chunk_blocks(c, plan["chunk"]), level) for c in cubes32]
+    t2 = time.perf_counter()
     for cube32 in cubes32:
         q = cube32 if qslice is None else np.ascontiguousarray(cube32[qslice])
-        projections = project(q, hits)
+        projections = _project(q, hit_sums)
         if bg is not None:
             for arr in projections:
                 arr -= background_estimation(bg, arr)
         fits.append([fit_func(ax, sig) for ax, sig in zip(axes, projections)])
+    t3 = time.perf_counter()
     if plan["write_raw"]:
-        chunks = [f.result() for f in futures]
+        level = plan["gzip_level"]
+        table, streams = [], []
+        for p, cube32 in enumerate(cubes32):
+            for i, stream in _deflate(_chunk_blocks(cube32, plan["chunk"]), level):
+                table.append((a + p, i, len(stream)))
+                streams.append(stream)
+        # one buffer and one table per block: cheap to pickle back to the parent
+        chunks = (np.array(table, dtype=np.int64).reshape(-1, 3), b"".join(streams))
+    log.debug("kmap block %d:%d (pid %d): read %.3f s, histogram %.3f s, fit %.3f s, deflate %.3f s",
+              a, b, os.getpid(), t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return {"bounds": bounds, "fits": fits, "sums": sums, "chunks": chunks}
 
 
@@ -295,6 +386,7 @@ def convert_fit(
     from xsocs.process.fit import FitResult as XsocsFitResult
     from xsocs.process.fit import FitTypes
 
+    start = time.perf_counter()
     info = check_master(master)
     params = check_parameters(info, grid=grid, roi=roi, mask=mask, normalizer=normalizer,
                               medfilt=medfilt, n_proc=n_proc)
@@ -392,11 +484,12 @@ def convert_fit(
         "files": geo["files"], "entries": geo["entries"], "indices": indices, "dims": tuple(dims),
         "img_dtype": img_dtype, "norm": norm, "medfilt": medfilt_dims, "valid": valid,
         "lut": np.concatenate(luts) if len(luts) > 1 else luts[0], "method": method, "background": bg_code,
-        "qslice": qslice, "fit_axes": fit_axes, "fit_hits": fit_hits, "write": write,
+        "qslice": qslice, "fit_axes": fit_axes, "hit_sums": _hit_sums(fit_hits), "write": write,
         "write_raw": write and dset_info.get("raw", False), "gzip_level": dset_info.get("gzip_level", 4),
         "chunk": chunk, "chunk_slices": chunk_slices,
     }
     bounds = [(a, min(n, a + block)) for a in range(0, n, block)]
+    log.debug("kmap %s: set up in %.3f s", info.path, time.perf_counter() - start)
     log.info("kmap %s: dass engine, %d positions in %d block(s), %d process(es), grid %s, q-space file %s",
              info.path, n, len(bounds), n_workers, dims, q_path or "skipped")
     fits: list[Any] = [None] * n
@@ -407,6 +500,8 @@ def convert_fit(
         qh5 = h5py.File(q_path, "r+") if write else None
         try:
             qds = qh5["Data/qspace"] if qh5 is not None else None
+            write_chunk = qds.id.write_direct_chunk if qds is not None else None
+            chunk_starts = [tuple(sl.start for sl in cs) for cs in chunk_slices]
             if n_workers > 1:
                 ctx = multiprocessing.get_context("fork")
                 pool = ctx.Pool(n_workers)
@@ -422,13 +517,16 @@ def convert_fit(
                     sums[a:b] = res["sums"]
                     if qds is not None:
                         if _PLAN["write_raw"]:
-                            for p, parts in enumerate(res["chunks"], start=a):
-                                for i, data in parts:
-                                    sl = chunk_slices[i]
-                                    qds.id.write_direct_chunk((p, sl[0].start, sl[1].start, sl[2].start), data)
+                            table, data = res["chunks"]
+                            view, end = memoryview(data), 0
+                            for p, i, size in table.tolist():
+                                write_chunk((p, *chunk_starts[i]), view[end: end + size])
+                                end += size
                         else:
                             qds[a:b] = np.stack(res["chunks"])
                     done += b - a
+                    log.debug("kmap %s: positions %d:%d written at %.3f s", info.path, a, b,
+                              time.perf_counter() - start)
                     if progress is not None:
                         progress(done / n)
             finally:
@@ -467,6 +565,7 @@ def convert_fit(
         fit_path.unlink()
     fit_path.parent.mkdir(parents=True, exist_ok=True)
     result.to_fit_h5(str(fit_path), mode="w")
+    log.debug("kmap %s: fit file written at %.3f s", info.path, time.perf_counter() - start)
     if not fit_path.is_file():  # pragma: no cover - to_fit_h5 raises on failure
         raise KmapProcessingError("the fit file was not written", file=fit_path)
     return from_xsocs(result, fit_path)

@@ -141,3 +141,39 @@ def test_lighter_qspace_compression_keeps_the_values(beamline_scan, tmp_path, co
     with pytest.raises(KmapInputError) as err:
         convert_fit(master, None, tmp_path / "f3.h5", qspace_compression="zstd")
     assert err.value.field == "qspace_compression"
+
+
+def _awkward_signals():
+    rng = np.random.default_rng(7)
+    for n in (3, 5, 28):
+        axis = np.linspace(2.10, 2.14, n)
+        peak = 40.0 * np.exp(-0.5 * ((axis - 2.121) / 0.004) ** 2)
+        yield f"peak-{n}", axis, peak + rng.normal(0, 0.5, n)
+        yield f"zeros-{n}", axis, np.zeros(n)
+        yield f"nan-{n}", axis, np.full(n, np.nan)
+        yield f"inf-{n}", axis, np.r_[np.inf, np.zeros(n - 1)]
+        yield f"flat-{n}", axis, np.ones(n)
+        yield f"negative-{n}", axis, -peak
+        yield f"spike-{n}", axis, np.eye(1, n, n // 2).ravel()
+
+
+@pytest.mark.parametrize("name, axis, signal", list(_awkward_signals()), ids=lambda v: v if isinstance(v, str) else "")
+def test_gaussian_fit_equals_xsocs(name, axis, signal):
+    """The engine's Gaussian fit (MINPACK lmdif called as leastsq calls it) returns xsocs'
+    parameters and status bit for bit, also on signals without a peak."""
+    from xsocs.process.fit.peak_fit import gaussian_fit
+
+    from dass.kmap.fast import _gaussian_fit
+
+    with np.errstate(all="ignore"):
+        theirs = gaussian_fit(axis, signal.copy())
+        ours = _gaussian_fit(axis, signal.copy())
+    assert_identical(np.array(ours[:3]), np.array(theirs[:3]), name)
+    assert ours[3] is theirs[3]
+
+
+def test_gaussian_fit_refuses_what_leastsq_refuses():
+    from dass.kmap.fast import _gaussian_fit
+
+    with pytest.raises(TypeError, match="Improper input"):
+        _gaussian_fit(np.array([1.0, 2.0]), np.array([1.0, 3.0]))

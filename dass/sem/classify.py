@@ -8,7 +8,8 @@ cleanly). Images are prepared with
 helper thread while the previous batch runs through the network (:meth:`Classifier.run`):
 decoding and preprocessing overlap the forward pass, only a bounded queue of small model
 inputs is held, and a batch is whatever is ready when the network is free, so nothing waits
-for a batch to fill. A single image takes a direct path without the thread.
+for a batch to fill. A single image takes a direct path without the thread. The forward
+pass leaves one core to the preparing thread while it runs (:attr:`Classifier.threads`).
 
 :meth:`Classifier.classify` raises :class:`~dass.sem.io.SemReadError` naming the
 first unreadable item; :meth:`Classifier.classify_files` instead returns one

@@ -379,6 +379,7 @@ class Classifier:
         thread.start()
         size = self.info.input_size
         buffer = np.empty((batch_size, size, size), np.float32)
+        min_batch = max(1, batch_size // 4)
         finished, n_done = False, 0
         try:
             while not finished:
@@ -387,7 +388,14 @@ class Classifier:
                     try:
                         entries.append(q.get_nowait())
                     except queue.Empty:
-                        break
+                        # a batch of one or two costs about twice as much per image as one of
+                        # a quarter batch: wait for that many while more are being prepared
+                        if len(entries) >= min_batch or not producing.is_set() or entries[-1] is done_marker:
+                            break
+                        try:
+                            entries.append(q.get(timeout=0.05))
+                        except queue.Empty:
+                            continue
                 index = []
                 for entry in entries:
                     if entry is done_marker:

@@ -8,7 +8,8 @@ cleanly). Images are prepared with
 helper thread while the previous batch runs through the network (:meth:`Classifier.run`):
 decoding and preprocessing overlap the forward pass, only a bounded queue of small model
 inputs is held, and a batch is whatever is ready when the network is free, so nothing waits
-for a batch to fill. A single image takes a direct path without the thread.
+for a batch to fill. A single image takes a direct path without the thread. The forward
+pass leaves one core to the preparing thread while it runs (:attr:`Classifier.threads`).
 
 :meth:`Classifier.classify` raises :class:`~dass.sem.io.SemReadError` naming the
 first unreadable item; :meth:`Classifier.classify_files` instead returns one
@@ -186,6 +187,12 @@ class Classifier:
         #: The module inference calls (the accelerated form of :attr:`model`) and its mode.
         self.runner, self.acceleration = _accelerate(model, input_size=info.input_size, device=device,
                                                      mode=accelerate)
+        import torch
+
+        #: Intra-op threads of a forward pass when nothing else of the run competes for the
+        #: cores (default: torch's, one per core); one fewer while the helper thread prepares
+        #: inputs (:meth:`run`).
+        self.threads = torch.get_num_threads()
 
     def __repr__(self) -> str:
         return (f"<Classifier {self.info.name} ({self.info.architecture}, {len(self.info.classes)} classes) "
@@ -253,6 +260,24 @@ class Classifier:
             probs = torch.softmax(self.runner(x.contiguous(memory_format=torch.channels_last)).float(), dim=1)
         return probs.cpu().numpy()
 
+    def _set_threads(self, busy: bool) -> None:
+        """Intra-op threads of this thread's next forward pass: :attr:`threads`, one fewer when
+        `busy` (other work of the run -- decoding, storing -- uses a core meanwhile).
+
+        Why: torch's OpenMP threads wait for each other at every layer; one more busy thread
+        than cores makes them wait for a descheduled peer, and a forward pass of a small
+        network then takes several times longer (``bench/sem.py``: mobilenet_v3_small with 2
+        threads beside a decoding thread on 2 cores). Only the calling thread's setting
+        changes (OpenMP keeps it per thread).
+        """
+        if self.device != "cpu":
+            return
+        import torch
+
+        want = max(1, self.threads - 1) if busy else max(1, self.threads)
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
+
     def _prediction(self, probs: np.ndarray) -> Prediction:
         probs = probs.astype(np.float64)
         probs = probs / probs.sum()
@@ -268,6 +293,11 @@ class Classifier:
         input, or None to skip item i) runs on a helper thread, one item at a time, into a
         queue of at most ``2 * batch_size`` inputs; this thread runs the network on whatever
         is ready (at most `batch_size`) as soon as it is free. One item: no thread at all.
+
+        Cores are not oversubscribed: while the helper thread prepares inputs, and for a single
+        item once `prepared` has let the caller start its own work, a forward pass uses one
+        intra-op thread fewer than :attr:`threads`; afterwards all of them. The calling
+        thread's torch thread count is restored at the end.
 
         Parameters
         ----------
@@ -294,20 +324,37 @@ class Classifier:
             if prepared is not None:
                 prepared()
             return out
-        if count == 1:  # the single-image path: no thread, no queue, no batching delay
-            try:
-                x = produce(0)
-            finally:
-                if prepared is not None:
-                    prepared()
-            if x is not None:
-                out[0] = self._prediction(self.predict_arrays(x[None])[0])
-                if progress is not None:
-                    progress(1, 1, "classified")
-            return out
+        if self.device == "cpu":
+            import torch
+
+            threads_before = torch.get_num_threads()
+        try:
+            if count == 1:  # the single-image path: no thread, no queue, no batching delay
+                try:
+                    x = produce(0)
+                finally:
+                    if prepared is not None:
+                        prepared()
+                if x is not None:
+                    self._set_threads(busy=prepared is not None)  # the caller stores meanwhile
+                    out[0] = self._prediction(self.predict_arrays(x[None])[0])
+                    if progress is not None:
+                        progress(1, 1, "classified")
+                return out
+            return self._overlapped(count, produce, out, batch_size, progress, prepared)
+        finally:
+            if self.device == "cpu" and torch.get_num_threads() != threads_before:
+                torch.set_num_threads(threads_before)
+
+    def _overlapped(self, count: int, produce: Callable[[int], "np.ndarray | None"], out: dict[int, Prediction],
+                    batch_size: int, progress: Progress | None, prepared: Callable[[], None] | None
+                    ) -> dict[int, Prediction]:
+        """:meth:`run` for more than one item: the helper thread and the bounded queue."""
         q: queue.Queue = queue.Queue(maxsize=2 * batch_size)
         done_marker = object()
         stop = threading.Event()
+        producing = threading.Event()
+        producing.set()
 
         def worker() -> None:
             try:
@@ -320,6 +367,7 @@ class Classifier:
             except BaseException as exc:  # handed to the consumer, raised there
                 q.put((None, exc))
             finally:
+                producing.clear()
                 if prepared is not None:
                     try:
                         prepared()
@@ -331,6 +379,7 @@ class Classifier:
         thread.start()
         size = self.info.input_size
         buffer = np.empty((batch_size, size, size), np.float32)
+        min_batch = max(1, batch_size // 4)
         finished, n_done = False, 0
         try:
             while not finished:
@@ -339,7 +388,14 @@ class Classifier:
                     try:
                         entries.append(q.get_nowait())
                     except queue.Empty:
-                        break
+                        # a batch of one or two costs about twice as much per image as one of
+                        # a quarter batch: wait for that many while more are being prepared
+                        if len(entries) >= min_batch or not producing.is_set() or entries[-1] is done_marker:
+                            break
+                        try:
+                            entries.append(q.get(timeout=0.05))
+                        except queue.Empty:
+                            continue
                 index = []
                 for entry in entries:
                     if entry is done_marker:
@@ -351,6 +407,7 @@ class Classifier:
                     buffer[len(index)] = x
                     index.append(i)
                 if index:
+                    self._set_threads(busy=producing.is_set())
                     probs = self.predict_arrays(buffer[: len(index)])
                     for i, p in zip(index, probs):
                         out[i] = self._prediction(p)

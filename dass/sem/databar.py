@@ -80,7 +80,11 @@ def detect_data_bar(image: np.ndarray, *, max_fraction: float = MAX_BAR_FRACTION
     """
     if not 0 < max_fraction < 1:
         raise ValueError(f"max_fraction must be between 0 and 1, got {max_fraction}")
-    gray = _as_gray(image)
+    return _bar_row(_as_gray(image), max_fraction)
+
+
+def _bar_row(gray: np.ndarray, max_fraction: float = MAX_BAR_FRACTION) -> int | None:
+    """:func:`detect_data_bar` on a float grayscale image in [0, 1] (not converted again)."""
     h, w = gray.shape
     if h < 8 or w < 8:
         return None
@@ -99,21 +103,21 @@ def detect_data_bar(image: np.ndarray, *, max_fraction: float = MAX_BAR_FRACTION
     # share of flat rows in [r, h) for every r >= start
     flat_from = np.zeros(h)
     flat_from[start:] = np.cumsum(flat[start:][::-1])[::-1] / np.arange(h - start, 0, -1)
-    best, best_score = None, _MIN_EDGE
-    for r in range(first, last + 1):
-        if flat_from[r] < _FLAT_BAND or not flat[r]:
-            continue
-        # A boundary below flat rows is more likely text inside the bar than
-        # the bar's top edge: halve its weight (a separator line still wins).
-        # The strongest cue is the step from textured image rows to the flat
-        # rows of the bar: add the rise in flatness over the 3 rows above.
-        above = slice(max(0, r - 3), r)
-        jump = max(0.0, flatness[r] - flatness[above].max())
-        score = edge[r - 1] * (0.5 if flat[above].all() else 1.0) + jump
-        if score > best_score:
-            best, best_score = r, score
-    if best is None:
+    # every candidate row r in first..last at once (the rows above ``first`` that the scores
+    # read are at least ``start``): a boundary below flat rows is more likely text inside the
+    # bar than the bar's top edge, so its weight is halved (a separator line still wins); the
+    # strongest cue is the step from textured image rows to the flat rows of the bar, so the
+    # rise in flatness over the 3 rows above is added
+    rows = np.arange(first, last + 1)
+    if rows.size == 0:
         return None
+    above = np.maximum(np.stack([rows - 1, rows - 2, rows - 3]), start)  # no-op: first - 3 > start
+    jump = np.maximum(0.0, flatness[rows] - flatness[above].max(axis=0))
+    score = edge[rows - 1] * np.where(flat[above].all(axis=0), 0.5, 1.0) + jump
+    score[(flat_from[rows] < _FLAT_BAND) | ~flat[rows] | ~(score > _MIN_EDGE)] = -np.inf
+    if not np.isfinite(score).any():
+        return None
+    best = int(rows[np.argmax(score)])  # the first of equal scores, as a top-down scan finds
     # include a thin uniform separator line directly above the chosen row
     for _ in range(3):
         r = best - 1
@@ -196,15 +200,20 @@ def preprocess(image: Any, size: int, *, crop: bool = True, bar_row: int | None 
         if bar_row is None:
             bar_row = image.data_bar_row
         image = image.image
-    gray = _as_gray(image)
+    if isinstance(image, np.ndarray) and image.dtype == np.float32 and image.ndim == 2 and (
+        image.size and 0.0 <= image.min() and image.max() <= 1.0
+    ):
+        gray = image  # already what _as_gray makes (a SemImage's image): no copy, not modified
+    else:
+        gray = _as_gray(image)
     if crop:
         if bar_row is None:
-            bar_row = detect_data_bar(gray)
+            bar_row = _bar_row(gray)
         elif not 0 < int(bar_row) <= gray.shape[0]:
             raise ValueError(f"bar_row must be in 1..{gray.shape[0]} for an image of height {gray.shape[0]}, "
                              f"got {bar_row}")
         if bar_row is not None:
             gray = gray[: int(bar_row)]
     pil = Image.fromarray(np.ascontiguousarray(gray), mode="F")
-    out = np.asarray(pil.resize((int(size), int(size)), Image.Resampling.BICUBIC, reducing_gap=None), dtype=np.float32)
-    return np.clip(out, 0.0, 1.0)
+    out = np.array(pil.resize((int(size), int(size)), Image.Resampling.BICUBIC, reducing_gap=None), dtype=np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)

@@ -309,3 +309,44 @@ def test_reading_notes_travel_with_the_outcome(checkpoint, images):
                                list(outcomes[1].prediction.scores.values()), atol=2e-3)
     lines = outcome_lines(outcomes).splitlines()
     assert "; note: 12-bit data in a 16-bit TIFF" in lines[0] and "note" not in lines[1]
+
+
+def test_run_leaves_a_core_to_preparation_and_restores_the_thread_count(checkpoint, images):
+    """While the helper thread prepares inputs (and while a single image's caller stores it),
+    a forward pass uses one intra-op thread fewer; then all of ``threads``; the calling
+    thread's torch setting is back afterwards."""
+    import threading
+
+    clf = Classifier.load(checkpoint, device="cpu")
+    clf.threads = 3
+    inputs = [preprocess(i, SIZE) for i in images]
+    first_forward, all_prepared = threading.Event(), threading.Event()
+    seen = []
+    network = clf.runner
+
+    def runner(x):  # the module inference calls, watched
+        seen.append((x.shape[0], torch.get_num_threads()))
+        first_forward.set()
+        if len(seen) == 1:  # keep the first batch in flight until every input is prepared
+            assert all_prepared.wait(30)
+        return network(x)
+
+    clf.runner = runner
+
+    def produce(i):
+        if i == 1:  # item 0 goes through the network alone, while this one is prepared
+            assert first_forward.wait(30)
+        return inputs[i]
+
+    before = torch.get_num_threads()
+    out = clf.run(3, produce, batch_size=4, prepared=all_prepared.set)
+    assert sorted(out) == [0, 1, 2]
+    assert seen == [(1, 2), (2, 3)]  # one fewer while preparing, all once prepared
+    assert torch.get_num_threads() == before
+
+    seen.clear()
+    first_forward.clear(), all_prepared.set()
+    clf.run(1, lambda i: inputs[0], prepared=lambda: None)  # the caller works meanwhile
+    clf.run(1, lambda i: inputs[0])  # nothing else runs
+    assert [t for _, t in seen] == [2, 3]
+    assert torch.get_num_threads() == before

@@ -105,3 +105,28 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_openmp_wait_policy_applies_only_before_torch_and_keeps_the_operators(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from dass.sem.models import ModelError, set_openmp_wait_policy
+
+    code = ("import os, sys; from dass.sem.models import set_openmp_wait_policy as s; "
+            "print(s(sys.argv[1]), 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+    def run(policy, **extra):
+        return subprocess.run([sys.executable, "-c", code, policy], env={**env, **extra}, capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    assert run("passive") == ["True", "False", "PASSIVE"]  # torch is not imported by dass.sem.models
+    assert run("passive", OMP_WAIT_POLICY="active") == ["False", "False", "active"]  # the operator's wins
+    assert run("") == ["False", "False", "None"]
+    # here torch is imported already: nothing changes
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert set_openmp_wait_policy("passive") is False and "OMP_WAIT_POLICY" not in os.environ
+    with pytest.raises(ModelError, match="passive"):
+        set_openmp_wait_policy("sleepy")

@@ -38,9 +38,10 @@ True
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-__all__ = ["DassError", "INTERNAL_ERROR"]
+__all__ = ["DassError", "INTERNAL_ERROR", "json_kind"]
 
 #: What a caller sees for an error that is not a :class:`DassError` (the traceback is logged).
 INTERNAL_ERROR = "internal error; see the service log"
@@ -93,3 +94,26 @@ class DassError(Exception):
     def log_message(self) -> str:
         """The full text, for the log and for the operator at the command line."""
         return str(self)
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words, for error messages ("must be a list, not a string").
+
+    Examples
+    --------
+    >>> [json_kind(v) for v in (None, True, 3, "x", [1], {"a": 1})]
+    ['null', 'a boolean', 'a number', 'a string', 'a list', 'an object']
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import json_kind
 from .errors import MetadataError
 
 __all__ = [
@@ -124,22 +125,6 @@ class ProposalMetadata:
 # parsing helpers
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 class _Checker:
     """Small helper that raises MetadataError with the file path filled in."""
 
@@ -151,7 +136,7 @@ class _Checker:
 
     def string(self, value: Any, fieldname: str, *, empty_ok: bool = False) -> str:
         if not isinstance(value, str):
-            raise self.fail(fieldname, f"must be a string, not {_type_name(value)}")
+            raise self.fail(fieldname, f"must be a string, not {json_kind(value)}")
         if not empty_ok and not value.strip():
             raise self.fail(fieldname, "must not be empty")
         return value
@@ -161,17 +146,17 @@ class _Checker:
 
     def boolean(self, value: Any, fieldname: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(fieldname, f"must be true or false, not {_type_name(value)}")
+            raise self.fail(fieldname, f"must be true or false, not {json_kind(value)}")
         return value
 
     def obj(self, value: Any, fieldname: str) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(fieldname, f"must be an object, not {_type_name(value)}")
+            raise self.fail(fieldname, f"must be an object, not {json_kind(value)}")
         return value
 
     def strings(self, value: Any, fieldname: str) -> list[str]:
         if not isinstance(value, list):
-            raise self.fail(fieldname, f"must be a list of strings, not {_type_name(value)}")
+            raise self.fail(fieldname, f"must be a list of strings, not {json_kind(value)}")
         return [self.string(v, f"{fieldname}[{i}]") for i, v in enumerate(value)]
 
     def only_keys(self, value: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
@@ -271,7 +256,7 @@ def parse_metadata(data: bytes | str, *, path: str, proposal: str) -> DatasetMet
     c = _Checker(path)
     doc = _load_json(data, path)
     if not isinstance(doc, dict):
-        raise c.fail("", f"the file must hold a JSON object, not {_type_name(doc)}")
+        raise c.fail("", f"the file must hold a JSON object, not {json_kind(doc)}")
     c.only_keys(doc, _TOP_LEVEL, "")
     for name in _REQUIRED:
         if name not in doc:
@@ -287,7 +272,7 @@ def parse_metadata(data: bytes | str, *, path: str, proposal: str) -> DatasetMet
 
     raw_creators = doc["creators"]
     if not isinstance(raw_creators, list):
-        raise c.fail("creators", f"must be a list of {{'name', 'affiliation', 'orcid'}} objects, not {_type_name(raw_creators)}")
+        raise c.fail("creators", f"must be a list of {{'name', 'affiliation', 'orcid'}} objects, not {json_kind(raw_creators)}")
     if not raw_creators:
         raise c.fail("creators", "must name at least one creator")
     creators = []
@@ -383,7 +368,7 @@ def parse_proposal(data: bytes | str, *, path: str) -> ProposalMetadata:
     c = _Checker(path)
     doc = _load_json(data, path)
     if not isinstance(doc, dict):
-        raise c.fail("", f"the file must hold a JSON object, not {_type_name(doc)}")
+        raise c.fail("", f"the file must hold a JSON object, not {json_kind(doc)}")
     c.only_keys(doc, ("title", "pi", "description"), "")
     return ProposalMetadata(
         title=c.opt_string(doc.get("title"), "title"),

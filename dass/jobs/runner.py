@@ -65,7 +65,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from .kernels import hand_over, kernel_manager_class

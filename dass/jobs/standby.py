@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger("dass.jobs.standby")
 

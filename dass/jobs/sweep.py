@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import json_kind
 from .params import ParameterError
 
 __all__ = ["SweepElement", "expand_sweep", "sweep_size"]
@@ -161,7 +162,7 @@ def _check_axes(sweep: Any, base: Mapping[str, Any]) -> dict[str, list]:
         field = f"sweep.{name}"
         if not isinstance(values, list):
             raise ParameterError(
-                f"{field} must be a list of values to try, e.g. [0.1, 0.2], not {_kind(values)}; "
+                f"{field} must be a list of values to try, e.g. [0.1, 0.2], not {json_kind(values)}; "
                 "a value that stays the same goes in parameters",
                 field=field,
             )
@@ -185,7 +186,7 @@ def _check_sets(parameter_sets: Any, axes: Mapping[str, list]) -> list[dict[str,
     if parameter_sets is None:
         return None
     if not isinstance(parameter_sets, list) or not parameter_sets:
-        what = "empty" if parameter_sets == [] else _kind(parameter_sets)
+        what = "empty" if parameter_sets == [] else json_kind(parameter_sets)
         raise ParameterError(
             'parameter_sets must be a non-empty list of parameter objects, e.g. [{"threshold": 0.1}, '
             f'{{"threshold": 0.2}}], not {what}',
@@ -195,7 +196,7 @@ def _check_sets(parameter_sets: Any, axes: Mapping[str, list]) -> list[dict[str,
     for i, chosen in enumerate(parameter_sets):
         field = f"parameter_sets[{i}]"
         if not isinstance(chosen, Mapping):
-            raise ParameterError(f"{field} must be an object of parameter names and values, not {_kind(chosen)}",
+            raise ParameterError(f"{field} must be an object of parameter names and values, not {json_kind(chosen)}",
                                  field=field)
         both = sorted(set(chosen) & set(axes))
         if both:
@@ -207,19 +208,3 @@ def _check_sets(parameter_sets: Any, axes: Mapping[str, list]) -> list[dict[str,
             raise ParameterError(f"{field} repeats an earlier parameter set: give each set once", field=field)
         seen.add(key)
     return [dict(s) for s in parameter_sets]
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__

@@ -146,38 +146,19 @@ class JobsClient(ServiceClient):
     def wait(self, job_id: str, *, interval: float = 1.0, timeout: float | None = None,
              report: Callable[[dict], None] | None = None) -> dict:
         """Wait until the job has finished; ``report`` is called at every status change."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while True:
-            job = self.get(job_id)
-            if job["status"] != last:
-                last = job["status"]
-                if report:
-                    report(job)
-            if job["status"] in FINISHED:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
-            time.sleep(interval)
-
+        return _poll(lambda: self.get(job_id), changed=lambda job: job["status"],
+                     finished=lambda job: job["status"] in FINISHED,
+                     late=lambda job: f"job {job_id} still {job['status']} after {timeout} s",
+                     interval=interval, timeout=timeout, report=report)
 
     def wait_sweep(self, sweep_id: str, *, interval: float = 1.0, timeout: float | None = None,
                    report: Callable[[dict], None] | None = None) -> dict:
         """Wait until every element of the sweep has finished; ``report`` is called whenever
         the counts per status change."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while True:
-            sweep = self.get_sweep(sweep_id)
-            if sweep["counts"] != last:
-                last = sweep["counts"]
-                if report:
-                    report(sweep)
-            if sweep["finished"]:
-                return sweep
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"sweep {sweep_id} not finished after {timeout} s: {sweep_counts(sweep)}")
-            time.sleep(interval)
+        return _poll(lambda: self.get_sweep(sweep_id), changed=lambda sweep: sweep["counts"],
+                     finished=lambda sweep: sweep["finished"],
+                     late=lambda sweep: f"sweep {sweep_id} not finished after {timeout} s: {sweep_counts(sweep)}",
+                     interval=interval, timeout=timeout, report=report)
 
 
 def sweep_counts(sweep: dict) -> str:
@@ -247,3 +228,23 @@ def get(job_id: str) -> dict:
 
 def download(job_id: str, path: str, target) -> Path:
     return client().download(job_id, path, target)
+
+
+def _poll(fetch: Callable[[], dict], *, changed: Callable[[dict], Any], finished: Callable[[dict], bool],
+          late: Callable[[dict], str], interval: float, timeout: float | None,
+          report: Callable[[dict], None] | None) -> dict:
+    """Fetch until ``finished``; ``report`` whenever ``changed`` of the answer changes; a
+    TimeoutError saying ``late`` after ``timeout`` seconds (None: no limit)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = object()
+    while True:
+        doc = fetch()
+        if changed(doc) != last:
+            last = changed(doc)
+            if report:
+                report(doc)
+        if finished(doc):
+            return doc
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(late(doc))
+        time.sleep(interval)

@@ -523,9 +523,8 @@ class JobManager(LoggingConfigurable):
     # ------------------------------------------------------------------------------ read
 
     def _visible_job(self, db: Session, identity: Identity, job_id: str) -> Job:
-        job = db.get(Job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id or "") else None
-        if job is None or not (identity.admin or job.owner == identity.name):
-            # the same answer for "missing" and "not yours": ids of others are not revealed
+        job = _owned(db, Job, identity, job_id)
+        if job is None:  # the same answer for "missing" and "not yours": ids of others are not revealed
             raise JobRequestError(404, f"job {job_id} not found", "id")
         return job
 
@@ -534,8 +533,8 @@ class JobManager(LoggingConfigurable):
             return self._visible_job(db, identity, job_id).to_json()
 
     def _visible_sweep(self, db: Session, identity: Identity, sweep_id: str) -> JobSweep:
-        sweep = db.get(JobSweep, sweep_id) if re.fullmatch(r"[0-9a-f]{32}", sweep_id or "") else None
-        if sweep is None or not (identity.admin or sweep.owner == identity.name):
+        sweep = _owned(db, JobSweep, identity, sweep_id)
+        if sweep is None:
             raise JobRequestError(404, f"sweep {sweep_id[:64]} not found", "sweep")
         return sweep
 
@@ -1007,3 +1006,10 @@ def _one_line(text: str) -> str:
 
 def _strip_protocol(url: str, storage: Storage) -> str:
     return type(storage.fs)._strip_protocol(url)
+
+
+def _owned(db: Session, model: type, identity: Identity, ident: str) -> Any:
+    """The row of ``model`` (a job or a sweep) with id ``ident`` when ``identity`` may see it
+    (its owner, or an admin); None when it is missing, not theirs or not an id at all."""
+    row = db.get(model, ident) if re.fullmatch(r"[0-9a-f]{32}", ident or "") else None
+    return row if row is not None and (identity.admin or row.owner == identity.name) else None

@@ -20,7 +20,9 @@ architecture and device (CPU, and the GPU when torch sees one), it prints, measu
    ``auto`` picks can be checked on the machine;
 2. **throughput**: images/s of one ``POST api/classify`` holding all N images (images in,
    categories out: a folder upload, stored as a new dataset, indexed, decoded, data bar
-   cropped, resized, classified and recorded, and the answer parsed), against the **raw
+   cropped, resized, classified and recorded, and the answer parsed), sent and timed by a
+   client in its own process (``requests``, as a user's script; in the service's process it
+   would share the service's GIL, which no real client does), against the **raw
    model**: the plain eager module as a user of torch runs it, on the already-preprocessed
    inputs of the same images (made once, untimed, by the endpoint's own preprocessing), in
    batches of 32 (the service's batch size) under ``torch.inference_mode``, top category per
@@ -38,10 +40,11 @@ architecture and device (CPU, and the GPU when torch sees one), it prints, measu
    a mobilenet-class model (``mobilenet_v3_small``, ``mobilenet_v3_large``); the original
    NFFA service took "a few seconds per image".
 
-Both sides run in this process with ``torch.set_num_threads(T)`` (default: all cores) and
-the OpenMP wait policy the service sets (``--omp-wait-policy``, default ``passive`` like
-``c.SemClassifyService.openmp_wait_policy``; applied before torch is imported); the service
-lowers its own thread count while it decodes (``c.SemClassifyService.threads``). Every
+The service and the raw model run in this process with ``torch.set_num_threads(T)`` (default:
+all cores) and the OpenMP wait policy the service sets (``--omp-wait-policy``, default
+``passive`` like ``c.SemClassifyService.openmp_wait_policy``; applied before torch is
+imported); the service runs a request on T workers, each at one intra-op thread
+(``c.SemClassifyService.threads``). Every
 row shows the 1-minute load average before and after its rounds: on a shared machine the
 seconds are noisy, the interleaved ratios less so. The figures also go to
 ``bench/results/sem.json``. A missed target is reported, never an error: the exit status is 0
@@ -184,10 +187,11 @@ def forward_modes(checkpoint: Path, device: str, compile_too: bool, repeats: int
     return out
 
 
-def post(service, images: list[bytes]) -> dict:
+def post(session: requests.Session, url: str, images: list[bytes]) -> dict:
+    """``POST api/classify`` with `images` as alice; the parsed answer (every image classified)."""
     files = [("files", (f"img{i:04d}.png", data, "image/png")) for i, data in enumerate(images)]
-    r = requests.post(service.url + "api/classify", headers={"Authorization": f"token {USER_TOKEN}"},
-                      files=files, data={"proposal": PROPOSAL}, timeout=600)
+    r = session.post(url + "api/classify", headers={"Authorization": f"token {USER_TOKEN}"},
+                     files=files, data={"proposal": PROPOSAL}, timeout=600)
     if r.status_code != 200:
         raise RuntimeError(f"POST api/classify answered {r.status_code}: {r.text[:500]}")
     body = r.json()
@@ -196,14 +200,70 @@ def post(service, images: list[bytes]) -> dict:
     return body
 
 
+def client_main(url: str, folder: str) -> int:
+    """The endpoint's client, in its own process (``--client URL FOLDER``): a user's client
+    never runs in the service's process, and in it, it would share the service's GIL. Reads
+    ``START STOP`` lines on stdin, posts those images of `folder` (sorted) in one request and
+    answers each with a JSON line: the request's wall seconds, or the error."""
+    import json
+
+    images = [p.read_bytes() for p in sorted(Path(folder).iterdir())]
+    session = requests.Session()
+    for line in sys.stdin:
+        start, stop = (int(v) for v in line.split())
+        t = time.perf_counter()
+        try:
+            post(session, url, images[start:stop])
+            answer = {"seconds": time.perf_counter() - t}
+        except Exception as exc:  # reported by the bench, which stops
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
+class Client:
+    """:func:`client_main` in a subprocess; :meth:`post` times one request there."""
+
+    def __init__(self, url: str, images: list[bytes], folder: Path) -> None:
+        import subprocess
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, data in enumerate(images):
+            (folder / f"img{i:04d}.png").write_bytes(data)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--client", url, str(folder)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def post(self, start: int, stop: int) -> float:
+        """Seconds of ``POST api/classify`` with images ``start:stop``, measured by the client."""
+        import json
+
+        self.proc.stdin.write(f"{start} {stop}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench's client process ended (exit status {self.proc.wait()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer["seconds"]
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+
+
 def timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t
 
 
-def measure(service, registry, checkpoint: Path, name: str, device: str, images: list[bytes], repeats: int,
-            threads: int, progress=print) -> dict:
+def measure(service, client: Client, registry, checkpoint: Path, name: str, device: str, images: list[bytes],
+            repeats: int, threads: int, progress=print) -> dict:
     import os
 
     import numpy as np
@@ -216,7 +276,7 @@ def measure(service, registry, checkpoint: Path, name: str, device: str, images:
     sem.device = device
     sem.unload()  # the next request loads the model on the chosen device
     registry.set_default(name)
-    post(service, images[:2])  # warm-up: loads (and accelerates) the model in the service
+    client.post(0, 2)  # warm-up: loads (and accelerates) the model in the service
     served = sem.classifier_sync()
     # the model inputs, made once and untimed by the endpoint's own preprocessing
     inputs = torch.from_numpy(np.stack([served.prepare(data) for data in images]))[:, None]
@@ -235,12 +295,12 @@ def measure(service, registry, checkpoint: Path, name: str, device: str, images:
     raw_single_s: dict[int, list[float]] = {t: [] for t in choices}
     for i in range(repeats):
         k = i % len(images)
-        endpoint_s.append(timed(post, service, images))
+        endpoint_s.append(client.post(0, len(images)))
         for t in choices:
             raw_s[t].append(timed(raw[t].run))
             fwd_s[t].append(timed(fwd[t].run))
         direct_s.append(timed(direct.classify, images))
-        single_s.append(timed(post, service, images[k:k + 1]))
+        single_s.append(client.post(k, k + 1))
         for t in choices:
             raw_single_s[t].append(timed(raw[t].run, k, k + 1))
         progress(f"  {name} on {device} ({served.acceleration}): round {i + 1}/{repeats}: endpoint "
@@ -288,6 +348,9 @@ def measure(service, registry, checkpoint: Path, name: str, device: str, images:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--client"]:  # the endpoint's client process (Client)
+        return client_main(*argv[1:3])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=32, help="images per throughput request (default 32)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (default 3)")
@@ -339,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         service = start_service(loop, tmp_path / "service", hub.api_url, **urls,
                                 extra_config="c.SemClassifyService.max_files = 1000\n"
                                              "c.DassService.log_level = 'WARN'")
+        client = Client(service.url, images, tmp_path / "images")
         try:
             registry = ModelRegistry(Storage(url=urls["repo_url"]))
             work = [(a, d) for a in architectures for d in devices]
@@ -355,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                     for t, g in f.items():
                         fwd_rows.append([architecture, device, mode, t, f"{g['batch_ms_per_image']:.1f}",
                                          f"{g['single_ms']:.1f}"])
-                r = measure(service, registry, checkpoint, name, device, images, args.repeats,
+                r = measure(service, client, registry, checkpoint, name, device, images, args.repeats,
                             torch.get_num_threads(), progress=tqdm.write)
                 r["forward_ms"] = modes
                 results.append(r)
@@ -368,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{r['raw_single_ms']:.0f}", f"{r['single_upload_ms']:.0f}", goal,
                              "%.1f-%.1f" % tuple(r["load_average"])])
         finally:
+            client.close()
             service.stop()
             loop.run(hub.stop())
             loop.close()

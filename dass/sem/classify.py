@@ -4,12 +4,16 @@ The model is loaded once (:meth:`Classifier.load`) and put in its fastest infere
 (:func:`dass.sem.models.accelerate`: the fastest of the eager, channels-last and, on CPU,
 frozen traced module, timed on the machine; checked against the eager model, falling back
 cleanly). Images are prepared with
-:func:`dass.sem.databar.preprocess` -- the very function training uses -- one at a time on a
-helper thread while the previous batch runs through the network (:meth:`Classifier.run`):
-decoding and preprocessing overlap the forward pass, only a bounded queue of small model
-inputs is held, and a batch is whatever is ready when the network is free, so nothing waits
-for a batch to fill. A single image takes a direct path without the thread. The forward
-pass leaves one core to the preparing thread while it runs (:attr:`Classifier.threads`).
+:func:`dass.sem.databar.preprocess` -- the very function training uses. Several images run
+on one worker thread per core (:attr:`Classifier.threads`, :meth:`Classifier.run`), the
+caller's included: each worker prepares the next image, or runs a forward pass at one
+intra-op thread over the inputs that are ready, whichever is due. Decoding and the network
+overlap, every core stays busy to the end, only a few small model inputs are held, and
+nothing waits for a batch to fill. On a 2-core machine two such forward passes side by side
+do about twice the work of one pass at two intra-op threads for the small networks, whose
+layers are too small for torch's threads to share well. A single image takes a direct path
+on the calling thread, at one intra-op thread or all the cores, whichever was faster for the
+model when it loaded.
 
 :meth:`Classifier.classify` raises :class:`~dass.sem.io.SemReadError` naming the
 first unreadable item; :meth:`Classifier.classify_files` instead returns one
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -189,10 +192,43 @@ class Classifier:
                                                      mode=accelerate)
         import torch
 
-        #: Intra-op threads of a forward pass when nothing else of the run competes for the
-        #: cores (default: torch's, one per core); one fewer while the helper thread prepares
-        #: inputs (:meth:`run`).
+        self._single_threads: int | None = None
         self.threads = torch.get_num_threads()
+        if device == "cpu":
+            self.single_threads  # noqa: B018 - measured now, at load, not on the first request
+
+    @property
+    def threads(self) -> int:
+        """Cores a run uses (default: torch's intra-op threads, one per core): the workers of a
+        run of several images (:meth:`run`), and the most intra-op threads of a single
+        image's forward pass (:attr:`single_threads`)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        self._threads = max(1, int(n))
+        self._single_threads = None  # measured again for the new count
+
+    @property
+    def single_threads(self) -> int:
+        """Intra-op threads of a single image's forward pass on the CPU: the faster of one and
+        :attr:`threads` (:func:`dass.sem.models.single_image_threads`, timed once)."""
+        if self._single_threads is None:
+            if self.device != "cpu" or self._threads <= 1:
+                self._single_threads = self._threads
+            else:
+                import torch
+
+                from dass.sem.models import single_image_threads
+
+                before = torch.get_num_threads()
+                torch.set_num_threads(self._threads)
+                try:
+                    self._single_threads = single_image_threads(self.runner, input_size=self.info.input_size,
+                                                                device=self.device)
+                finally:
+                    torch.set_num_threads(before)
+        return self._single_threads
 
     def __repr__(self) -> str:
         return (f"<Classifier {self.info.name} ({self.info.architecture}, {len(self.info.classes)} classes) "
@@ -260,23 +296,19 @@ class Classifier:
             probs = torch.softmax(self.runner(x.contiguous(memory_format=torch.channels_last)).float(), dim=1)
         return probs.cpu().numpy()
 
-    def _set_threads(self, busy: bool) -> None:
-        """Intra-op threads of this thread's next forward pass: :attr:`threads`, one fewer when
-        `busy` (other work of the run -- decoding, storing -- uses a core meanwhile).
+    def _use_threads(self, n: int) -> None:
+        """Intra-op threads of this thread's next forward passes on the CPU (at least one).
 
-        Why: torch's OpenMP threads wait for each other at every layer; one more busy thread
-        than cores makes them wait for a descheduled peer, and a forward pass of a small
-        network then takes several times longer (``bench/sem.py``: mobilenet_v3_small with 2
-        threads beside a decoding thread on 2 cores). Only the calling thread's setting
-        changes (OpenMP keeps it per thread).
+        Only the calling thread's setting changes (OpenMP keeps it per thread); :meth:`run`
+        restores the caller's at its end.
         """
         if self.device != "cpu":
             return
         import torch
 
-        want = max(1, self.threads - 1) if busy else max(1, self.threads)
-        if torch.get_num_threads() != want:
-            torch.set_num_threads(want)
+        n = max(1, int(n))
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
     def _prediction(self, probs: np.ndarray) -> Prediction:
         probs = probs.astype(np.float64)
@@ -290,14 +322,18 @@ class Classifier:
         """Classify `count` items whose model inputs ``produce(i)`` makes, overlapping the two.
 
         ``produce(i)`` (decode + :meth:`prepare`, or anything returning an ``(S, S)`` float32
-        input, or None to skip item i) runs on a helper thread, one item at a time, into a
-        queue of at most ``2 * batch_size`` inputs; this thread runs the network on whatever
-        is ready (at most `batch_size`) as soon as it is free. One item: no thread at all.
+        input, or None to skip item i) and the forward passes run on :attr:`threads` workers:
+        this thread and ``threads - 1`` helper threads (``sem-worker-N``). A worker runs the
+        network on the ready inputs once there are a quarter of `batch_size` of them (at most
+        `batch_size`), or once every item is being prepared (then the last ones are shared
+        between the workers); else it prepares the next item. So at most about a quarter
+        batch per worker is held ahead of the network. On the CPU each worker's forward pass
+        uses one intra-op thread: the workers never want more cores than :attr:`threads`.
 
-        Cores are not oversubscribed: while the helper thread prepares inputs, and for a single
-        item once `prepared` has let the caller start its own work, a forward pass uses one
-        intra-op thread fewer than :attr:`threads`; afterwards all of them. The calling
-        thread's torch thread count is restored at the end.
+        One item takes the direct path on this thread, without helpers, at
+        :attr:`single_threads` intra-op threads -- when that is several, one fewer once
+        `prepared` has let the caller start its own work.
+        The calling thread's torch thread count is restored at the end.
 
         Parameters
         ----------
@@ -310,8 +346,9 @@ class Classifier:
         progress : callable, optional
             ``progress(done, total, "classified")`` after every forward pass.
         prepared : callable, optional
-            Called (on the helper thread) once every item has been produced -- e.g. to start
-            storing the files while the last batches run.
+            Called (on a worker thread) once every item has been produced -- e.g. to start
+            storing the files while the last batches run -- or, when the run fails first, at
+            its end.
 
         Returns
         -------
@@ -336,91 +373,108 @@ class Classifier:
                     if prepared is not None:
                         prepared()
                 if x is not None:
-                    self._set_threads(busy=prepared is not None)  # the caller stores meanwhile
+                    # one thread, or all the cores but one when the caller stores meanwhile
+                    n = self.single_threads
+                    self._use_threads(n - 1 if prepared is not None and n > 1 else n)
                     out[0] = self._prediction(self.predict_arrays(x[None])[0])
                     if progress is not None:
                         progress(1, 1, "classified")
                 return out
-            return self._overlapped(count, produce, out, batch_size, progress, prepared)
+            return self._parallel(count, produce, out, batch_size, progress, prepared)
         finally:
             if self.device == "cpu" and torch.get_num_threads() != threads_before:
                 torch.set_num_threads(threads_before)
 
-    def _overlapped(self, count: int, produce: Callable[[int], "np.ndarray | None"], out: dict[int, Prediction],
-                    batch_size: int, progress: Progress | None, prepared: Callable[[], None] | None
-                    ) -> dict[int, Prediction]:
-        """:meth:`run` for more than one item: the helper thread and the bounded queue."""
-        q: queue.Queue = queue.Queue(maxsize=2 * batch_size)
-        done_marker = object()
-        stop = threading.Event()
-        producing = threading.Event()
-        producing.set()
+    def _parallel(self, count: int, produce: Callable[[int], "np.ndarray | None"], out: dict[int, Prediction],
+                  batch_size: int, progress: Progress | None, prepared: Callable[[], None] | None
+                  ) -> dict[int, Prediction]:
+        """:meth:`run` for more than one item: :attr:`threads` workers, the caller one of them.
 
-        def worker() -> None:
-            try:
-                for i in range(count):
-                    if stop.is_set():
-                        return
-                    x = produce(i)
-                    if x is not None:
-                        q.put((i, x))
-            except BaseException as exc:  # handed to the consumer, raised there
-                q.put((None, exc))
-            finally:
-                producing.clear()
-                if prepared is not None:
-                    try:
-                        prepared()
-                    except Exception:  # pragma: no cover - a callback bug must not hang the run
-                        log.exception("SEM classify: the prepared() callback failed")
-                q.put(done_marker)
-
-        thread = threading.Thread(target=worker, name="sem-prepare", daemon=True)
-        thread.start()
-        size = self.info.input_size
-        buffer = np.empty((batch_size, size, size), np.float32)
+        Every worker does whatever is due next: a forward pass (at one intra-op thread on the
+        CPU) of the inputs that are ready once there are a quarter batch of them, or once
+        nothing is left to prepare (the last ones split between the workers); otherwise it
+        prepares the next item. So every core is busy until the end, and none is ever asked
+        for two things at once.
+        """
+        workers = max(1, min(int(self.threads), count))
         min_batch = max(1, batch_size // 4)
-        finished, n_done = False, 0
-        try:
-            while not finished:
-                entries = [q.get()]
-                while len(entries) < batch_size:
-                    try:
-                        entries.append(q.get_nowait())
-                    except queue.Empty:
-                        # a batch of one or two costs about twice as much per image as one of
-                        # a quarter batch: wait for that many while more are being prepared
-                        if len(entries) >= min_batch or not producing.is_set() or entries[-1] is done_marker:
-                            break
-                        try:
-                            entries.append(q.get(timeout=0.05))
-                        except queue.Empty:
-                            continue
-                index = []
-                for entry in entries:
-                    if entry is done_marker:
-                        finished = True
-                        break
-                    i, x = entry
-                    if i is None:
-                        raise x
-                    buffer[len(index)] = x
-                    index.append(i)
-                if index:
-                    self._set_threads(busy=producing.is_set())
-                    probs = self.predict_arrays(buffer[: len(index)])
-                    for i, p in zip(index, probs):
-                        out[i] = self._prediction(p)
-                    n_done += len(index)
-                    if progress is not None:
-                        progress(n_done, count, "classified")
-        finally:
-            stop.set()
-            while thread.is_alive():  # let a worker blocked on a full queue finish
+        cond = threading.Condition()
+        ready: list[tuple[int, np.ndarray]] = []
+        state = {"next": 0, "produced": 0, "done": 0, "prepared_called": False}
+        failure: list[BaseException] = []
+        report = threading.Lock()  # progress() is called from one thread at a time
+
+        def call(callback: Callable[[], None] | None) -> None:
+            if callback is None:
+                return
+            try:
+                callback()
+            except Exception:  # pragma: no cover - a callback bug must not hang or fail the run
+                log.exception("SEM classify: the prepared() callback failed")
+
+        def claim() -> tuple[str, Any]:
+            """Under ``cond``: ("forward", inputs), ("produce", index) or ("stop", None)."""
+            while True:
+                if failure:
+                    return "stop", None
+                left = state["next"] < count
+                if ready and (len(ready) >= min_batch or not left):
+                    n = len(ready) if left else -(-len(ready) // workers)
+                    taken = ready[: min(n, batch_size)]
+                    del ready[: len(taken)]
+                    return "forward", taken
+                if left:
+                    state["next"] += 1
+                    return "produce", state["next"] - 1
+                return "stop", None  # any item still being prepared is run by its worker
+
+        def work() -> None:
+            self._use_threads(1)
+            while True:
+                with cond:
+                    what, arg = claim()
+                if what == "stop":
+                    return
                 try:
-                    q.get(timeout=0.05)
-                except queue.Empty:
-                    pass
+                    if what == "produce":
+                        x = produce(arg)
+                        call_prepared = False
+                        with cond:
+                            if x is not None:
+                                ready.append((arg, x))
+                            state["produced"] += 1
+                            if state["produced"] == count and not state["prepared_called"]:
+                                state["prepared_called"] = call_prepared = True
+                        if call_prepared:
+                            call(prepared)
+                        continue
+                    index = [i for i, _ in arg]
+                    probs = self.predict_arrays(np.stack([x for _, x in arg]))
+                    predictions = [self._prediction(p) for p in probs]
+                    with cond:
+                        out.update(zip(index, predictions))
+                        state["done"] += len(index)
+                        done = state["done"]
+                    if progress is not None:
+                        with report:
+                            progress(done, count, "classified")
+                except BaseException as exc:  # stops every worker; raised on the calling thread
+                    with cond:
+                        failure.append(exc)
+                    return
+
+        helpers = [threading.Thread(target=work, name=f"sem-worker-{k}", daemon=True) for k in range(1, workers)]
+        for thread in helpers:
+            thread.start()
+        try:
+            work()
+        finally:
+            for thread in helpers:
+                thread.join()
+            if not state["prepared_called"]:  # a failure stopped the preparation
+                call(prepared)
+        if failure:
+            raise failure[0]
         return out
 
     def classify(self, images: Sequence[ImageInput], *, batch_size: int = 32,

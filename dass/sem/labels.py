@@ -216,10 +216,15 @@ def upload_metadata(
     return doc
 
 
-def _write(storage: Storage, path: str, data: bytes) -> None:
+def _write(storage: Storage, path: str, data: bytes, made: set[str] | None = None) -> None:
+    """Write one file, making its folder first unless it is in `made` (folders made already,
+    added to)."""
     parent = path.rsplit("/", 1)[0]
     with storage.translate_errors(f"writing {storage.url_of(path)}"):
-        storage.fs.makedirs(parent, exist_ok=True)
+        if made is None or parent not in made:
+            storage.fs.makedirs(parent, exist_ok=True)
+            if made is not None:
+                made.add(parent)
         storage.fs.pipe_file(path, data)
 
 
@@ -274,10 +279,11 @@ def store_upload(
     contents: dict[str, str] = {}  # repository name -> sha256
     paths: list[str] = []
     meta: dict[str, Mapping[str, Any]] = {}
+    made: set[str] = set()  # one makedirs per folder, not per file
     for i, (filename, data) in enumerate(files):
         rel = safe_filename(filename, contents)
         data = data() if callable(data) else data
-        _write(storage, f"{folder}/{rel}", data)
+        _write(storage, f"{folder}/{rel}", data, made)
         contents[rel] = sha256_bytes(data)
         del data
         paths.append(rel)

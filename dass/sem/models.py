@@ -35,6 +35,7 @@ __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "accelerate",
+    "single_image_threads",
     "IMAGENET_GRAY_MEAN",
     "IMAGENET_GRAY_STD",
     "ModelError",
@@ -436,8 +437,10 @@ def accelerate(model: "torch.nn.Module", *, input_size: int, device: str = "cpu"
     - ``"compile"``: ``torch.compile`` (needs a C++ compiler on CPU; compiles on the first
       batch of each new shape, tens of seconds).
     - ``"auto"``: each of ``"eager"``, ``"channels_last"`` and (on CPU) ``"freeze"`` is timed
-      on a probe batch of 8 and on one image when the model loads (about a second for
-      resnet18 on 2 cores), and the fastest is kept: which one wins depends on the
+      on a probe batch of 8 (on CPU at one intra-op thread, as the workers of
+      :meth:`dass.sem.classify.Classifier.run` call it) and on one image (at the faster of
+      one and all the threads) when the model loads (about a second for resnet18 on 2 cores),
+      and the fastest for both probes together is kept: which one wins depends on the
       architecture and the machine (``bench/sem.py`` prints the table).
 
     Whatever is chosen is checked: its softmax on a probe batch must match the eager
@@ -544,17 +547,66 @@ def _fastest(model: "torch.nn.Module", *, input_size: int, device: str, check: b
             log.warning("SEM model: %s inference failed while timed (%s); not used", candidate, exc)
             continue
         built[candidate] = runner
-    # interleaved rounds (A B C A B C ...): a burst of load from elsewhere hits every candidate
+    # interleaved rounds (A B C A B C ...): a burst of load from elsewhere hits every candidate.
+    # Timed as dass.sem.classify.Classifier.run calls it: batches at one intra-op thread per
+    # worker on the CPU, a single image at the faster of one and all of this thread's
+    # a single image at the faster of one and all of this thread's (see single_image_threads)
+    cpu = str(device).startswith("cpu")
+    threads = torch.get_num_threads()
+    counts = sorted({1, threads}) if cpu else [threads]
     batch: dict[str, list[float]] = {c: [] for c in built}
-    single: dict[str, list[float]] = {c: [] for c in built}
-    with torch.inference_mode():
-        for _ in range(3):
-            for candidate, runner in built.items():
-                batch[candidate].append(seconds(runner, x8) / 8)
-                single[candidate].append(seconds(runner, x1))
-    timings = {c: statistics.median(batch[c]) + statistics.median(single[c]) for c in built}
+    single: dict[tuple[str, int], list[float]] = {(c, n): [] for c in built for n in counts}
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                for candidate, runner in built.items():
+                    for n in counts:
+                        if cpu:
+                            torch.set_num_threads(n)
+                        if n == 1 or not cpu:
+                            batch[candidate].append(seconds(runner, x8) / 8)
+                        single[candidate, n].append(seconds(runner, x1))
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    # the time of both probes, a batch of 8 and one image: throughput weighs more than latency
+    timings = {c: 8 * statistics.median(batch[c]) + min(statistics.median(single[c, n]) for n in counts)
+               for c in built}
     best = min(timings, key=timings.get) if timings else "eager"
-    log.info("SEM model %s: inference timed per image + one image: %s; using %s",
+    log.info("SEM model %s: inference timed, a batch of 8 + one image: %s; using %s",
              getattr(model, "architecture", "?"),
              ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items()), best)
     return built.get(best, model), best
+
+
+def single_image_threads(runner: Any, *, input_size: int, device: str = "cpu", rounds: int = 3) -> int:
+    """The faster intra-op thread count for one image through `runner`: 1 or torch's current.
+
+    On a small network a single image's layers are too small for several threads to share:
+    with ``OMP_WAIT_POLICY=passive`` every layer wakes the sleeping threads, and on a 2-core
+    machine mobilenet_v3_small took 16-19 ms at two threads and 7 ms at one; a large network
+    gains from more threads. Timed in interleaved rounds (after one warm-up each) on this
+    thread; its count is left as it was. Not on a GPU (torch's count there is returned).
+    """
+    import statistics
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    if not str(device).startswith("cpu") or threads <= 1:
+        return threads
+    x1 = torch.rand(1, 1, input_size, input_size).contiguous(memory_format=torch.channels_last)
+    seconds: dict[int, list[float]] = {1: [], threads: []}
+    try:
+        with torch.inference_mode():
+            for r in range(rounds + 1):
+                for n in seconds:
+                    torch.set_num_threads(n)
+                    t = time.perf_counter()
+                    runner(x1)
+                    if r:  # the first round warms up
+                        seconds[n].append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+    return min(seconds, key=lambda n: statistics.median(seconds[n]))

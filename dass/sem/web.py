@@ -27,10 +27,11 @@ limits; it is the stack's plug-in (``web:`` in stacks.yaml), read as one piece.
 The model is the registry's default (or ``c.SemClassifyService.model``), loaded on the first
 request that needs it (or at start with ``preload``) in its fastest inference form
 (``c.SemClassifyService.accelerate``); torch is imported only then. A request's images are
-decoded and preprocessed one at a time on a helper thread while the network runs
-the previous batch on the inference thread (:meth:`dass.sem.classify.Classifier.run`); only
-the small model inputs wait in a bounded queue, never every decoded image. Uploads are stored
-while the last batches run. The event loop never blocks.
+decoded, preprocessed and classified by one worker per core (``c.SemClassifyService.threads``,
+:meth:`dass.sem.classify.Classifier.run`): each worker reads and decodes one image at a time,
+or runs a forward pass at one intra-op thread over the inputs that are ready; only a few small
+model inputs wait, never every decoded image. Uploads are stored while the last batches run.
+The event loop never blocks.
 """
 
 from __future__ import annotations
@@ -144,9 +145,10 @@ class SemClassifyService(LoggingConfigurable):
         (bytes per decoded pixel + 17): about 18 bytes per pixel of an 8-bit gray image, so
         512 MiB admits 29 megapixels, a 6144 x 4096 scan); a larger image gets a per-file
         error. With request bodies and ``.zip`` members spooled to disk
-        (``c.DassService.spool_bytes``, ``spool_dir``) and images decoded one at a time, this
-        bounds what one ``api/classify`` request adds to the service's memory: about this, plus
-        one file (``max_file_bytes``) and one forward pass of ``batch_size`` images.""",
+        (``c.DassService.spool_bytes``, ``spool_dir``) and images decoded one at a time per
+        worker (``threads``), this bounds what one ``api/classify`` request adds to the
+        service's memory: about this plus one file (``max_file_bytes``) per worker, and the
+        forward passes of at most ``batch_size`` images each.""",
     ).tag(config=True)
 
     batch_size = Integer(
@@ -174,12 +176,15 @@ class SemClassifyService(LoggingConfigurable):
 
     threads = Integer(
         0,
-        help="""Intra-op threads (``torch.set_num_threads``) of the classifier's forward pass on
-        the CPU; 0: torch's default, one per core. While a request's images are still being
-        decoded on the helper thread (and while a single image's upload is stored), a forward
-        pass uses one fewer, so that the two never want more cores than there are: torch's
-        threads wait for each other at every layer, and a descheduled one makes a small
-        network several times slower.""",
+        help="""Cores the classifier uses; 0: torch's default intra-op threads, one per core. A
+        request of several images runs on that many workers: each decodes and preprocesses the
+        next image, or runs a forward pass at one intra-op thread over the inputs that are
+        ready, whichever is due, so decoding and the network overlap and the workers never
+        want more cores than this. (Torch's threads wait for each other at every layer: on a
+        2-core machine two forward passes side by side did about twice the work of one pass at
+        two threads for the small networks.) A single image's forward pass runs at one thread
+        or at this many, whichever was faster for the model when it loaded, one fewer while
+        its upload is stored.""",
     ).tag(config=True)
 
     openmp_wait_policy = CaselessStrEnum(
@@ -324,7 +329,7 @@ class SemClassifyService(LoggingConfigurable):
             Items with ``data`` (or a ``reason``); each gets ``prepared``, ``metadata`` and
             ``notes``, or a ``reason``.
         read : callable, optional
-            ``read(item)`` fills ``item.data`` first (dataset files), on the helper thread.
+            ``read(item)`` fills ``item.data`` first (dataset files), on the worker preparing it.
         prepared : asyncio.Event, optional
             Set once every item is prepared, while the last batches may still run.
 
@@ -473,8 +478,10 @@ class ClassifyHandler(SemBase):
     The body is spooled to disk as it arrives (``body_in_memory = False``); the files of a
     multipart body and the members of its ``.zip`` archives go, one after another, into one
     unnamed temporary file of the request (:class:`dass.service.uploads.Spool`), and are read
-    back one at a time to be decoded and stored. What one request holds in memory is one file,
-    one decoded image (``max_decode_bytes``) and the model's batch, however many files it sends.
+    back one at a time per worker to be decoded, and one at a time to be stored. What one
+    request holds in memory is one file and one decoded image (``max_decode_bytes``) per
+    worker (``c.SemClassifyService.threads``) and the model's batches, however many files it
+    sends.
     """
 
     audit_action = "classify"  # classify.upload or classify.read once the request says which
@@ -602,7 +609,7 @@ class ClassifyHandler(SemBase):
                                 "archives of images")
         classifier = await self.loaded_classifier()  # 503 before anything is stored
 
-        def load(item: FileItem) -> None:  # on the helper thread: one file in memory at a time
+        def load(item: FileItem) -> None:  # on a worker: one file in memory at a time per worker
             if item.spooled is not None and not item.reason:
                 item.data = spool.read(item.spooled)
 

@@ -247,35 +247,53 @@ def test_an_acceleration_that_fails_falls_back_cleanly(model_and_info):
         accelerate(model, input_size=SIZE, mode="fast")
 
 
-def test_run_overlaps_preparation_with_the_forward_pass_in_bounded_memory(checkpoint, images):
+def test_run_shares_preparation_and_forward_passes_between_workers_in_bounded_memory(checkpoint, images):
     import threading
 
     clf = Classifier.load(checkpoint, device="cpu")
+    clf.threads = 2
     inputs = [preprocess(i, SIZE) for i in images] * 6  # 24 items
     batch_size = 4
-    threads, forwarded, ahead = set(), [0], []
+    producers, forwards, ahead = set(), [], []
+    lock = threading.Lock()
+    network = clf.runner
+    done = [0]
+
+    def runner(x):  # the module inference calls, watched
+        forwards.append((threading.current_thread().name, x.shape[0], torch.get_num_threads()))
+        return network(x)
+
+    clf.runner = runner
 
     def produce(i):
-        threads.add(threading.current_thread().name)
-        ahead.append(i - forwarded[0])
+        with lock:
+            producers.add(threading.current_thread().name)
+            ahead.append(i - done[0])
         return None if i == 5 else inputs[i]  # item 5 skipped
 
-    def progress(done, total, message):
-        forwarded[0] = done
+    def progress(n, total, message):
+        assert total == len(inputs) and message == "classified"
+        done[0] = n
 
+    caller = threading.current_thread().name
+    before = torch.get_num_threads()
     out = clf.run(len(inputs), produce, batch_size=batch_size, progress=progress)
-    assert threads == {"sem-prepare"}  # prepared on the helper thread
     assert sorted(out) == [i for i in range(len(inputs)) if i != 5]
+    assert done[0] == len(inputs) - 1  # progress counts what went through the network
+    assert producers <= {caller, "sem-worker-1"}
+    assert all(n <= batch_size and t == 1 for _, n, t in forwards)  # one intra-op thread per worker
+    assert torch.get_num_threads() == before
+    clf.runner = network
     direct = clf.classify([inputs[i] for i in sorted(out)], batch_size=batch_size)
     for i, p in zip(sorted(out), direct):
         np.testing.assert_allclose(list(out[i].scores.values()), list(p.scores.values()), atol=1e-6)
-    # never more than the queue (2 batches) plus one batch in flight ahead of the network
-    assert max(ahead) <= 3 * batch_size + 1
+    # inputs held ahead of the network: about a quarter batch per worker, never a whole request
+    assert max(ahead) <= 2 * batch_size + 2
 
     # one image: the direct path on the calling thread
-    threads.clear()
+    producers.clear()
     single = clf.run(1, produce, batch_size=batch_size)
-    assert threads == {threading.current_thread().name} and list(single) == [0]
+    assert producers == {caller} and list(single) == [0]
 
     # an error while preparing stops the run and is raised to the caller; nothing hangs
     def failing(i):
@@ -283,11 +301,74 @@ def test_run_overlaps_preparation_with_the_forward_pass_in_bounded_memory(checkp
             raise SemReadError("item 7: broken")
         return inputs[i]
 
-    with pytest.raises(SemReadError, match="item 7: broken"):
-        clf.run(len(inputs), failing, batch_size=2)
     prepared = []
+    with pytest.raises(SemReadError, match="item 7: broken"):
+        clf.run(len(inputs), failing, batch_size=2, prepared=lambda: prepared.append(True))
+    assert prepared == [True]  # called at the end when the run fails before everything is prepared
+    assert torch.get_num_threads() == before
+    prepared.clear()
     clf.run(3, lambda i: inputs[i], prepared=lambda: prepared.append(True))
     assert prepared == [True]
+
+
+def test_run_uses_every_worker_when_one_is_held_up(checkpoint, images):
+    """While one worker prepares a slow item, the other prepares and classifies the rest: the
+    work goes to whichever worker is free, both prepare and both run the network."""
+    import threading
+
+    clf = Classifier.load(checkpoint, device="cpu")
+    clf.threads = 2
+    inputs = [preprocess(i, SIZE) for i in images] * 3  # 12 items
+    forwarded = threading.Event()
+    producers, forwarders = {}, set()
+    network = clf.runner
+
+    def runner(x):
+        forwarders.add(threading.current_thread().name)
+        forwarded.set()
+        return network(x)
+
+    clf.runner = runner
+
+    def produce(i):
+        producers[i] = threading.current_thread().name
+        if i == 0:  # held until the other worker has run the network
+            assert forwarded.wait(30)
+        return inputs[i]
+
+    out = clf.run(len(inputs), produce, batch_size=4)
+    assert sorted(out) == list(range(len(inputs)))
+    slow = producers[0]
+    assert {name for i, name in producers.items() if i} - {slow}  # the other one prepared meanwhile
+    assert forwarders - {slow}  # the network ran on the other worker while item 0 was held
+
+
+def test_single_image_threads_and_the_thread_count_of_the_caller(checkpoint, images):
+    """A single image runs at ``single_threads`` intra-op threads (the faster of one and
+    ``threads``, measured), one fewer while the caller stores its upload; the calling thread's
+    torch setting is back afterwards."""
+    clf = Classifier.load(checkpoint, device="cpu")
+    clf.threads = 3
+    assert clf.single_threads in (1, 3)  # measured again for the new count
+    inputs = [preprocess(i, SIZE) for i in images]
+    seen = []
+    network = clf.runner
+
+    def runner(x):
+        seen.append(torch.get_num_threads())
+        return network(x)
+
+    clf.runner = runner
+    before = torch.get_num_threads()
+    for measured in (1, 3):
+        clf._single_threads = measured  # as if measured so
+        seen.clear()
+        clf.run(1, lambda i: inputs[0], prepared=lambda: None)  # the caller works meanwhile
+        clf.run(1, lambda i: inputs[0])  # nothing else runs
+        assert seen == ([1, 1] if measured == 1 else [2, 3])
+        assert torch.get_num_threads() == before
+    clf.threads = 1
+    assert clf.single_threads == 1
 
 
 def test_reading_notes_travel_with_the_outcome(checkpoint, images):
@@ -311,42 +392,3 @@ def test_reading_notes_travel_with_the_outcome(checkpoint, images):
     assert "; note: 12-bit data in a 16-bit TIFF" in lines[0] and "note" not in lines[1]
 
 
-def test_run_leaves_a_core_to_preparation_and_restores_the_thread_count(checkpoint, images):
-    """While the helper thread prepares inputs (and while a single image's caller stores it),
-    a forward pass uses one intra-op thread fewer; then all of ``threads``; the calling
-    thread's torch setting is back afterwards."""
-    import threading
-
-    clf = Classifier.load(checkpoint, device="cpu")
-    clf.threads = 3
-    inputs = [preprocess(i, SIZE) for i in images]
-    first_forward, all_prepared = threading.Event(), threading.Event()
-    seen = []
-    network = clf.runner
-
-    def runner(x):  # the module inference calls, watched
-        seen.append((x.shape[0], torch.get_num_threads()))
-        first_forward.set()
-        if len(seen) == 1:  # keep the first batch in flight until every input is prepared
-            assert all_prepared.wait(30)
-        return network(x)
-
-    clf.runner = runner
-
-    def produce(i):
-        if i == 1:  # item 0 goes through the network alone, while this one is prepared
-            assert first_forward.wait(30)
-        return inputs[i]
-
-    before = torch.get_num_threads()
-    out = clf.run(3, produce, batch_size=4, prepared=all_prepared.set)
-    assert sorted(out) == [0, 1, 2]
-    assert seen == [(1, 2), (2, 3)]  # one fewer while preparing, all once prepared
-    assert torch.get_num_threads() == before
-
-    seen.clear()
-    first_forward.clear(), all_prepared.set()
-    clf.run(1, lambda i: inputs[0], prepared=lambda: None)  # the caller works meanwhile
-    clf.run(1, lambda i: inputs[0])  # nothing else runs
-    assert [t for _, t in seen] == [2, 3]
-    assert torch.get_num_threads() == before

@@ -398,7 +398,7 @@ class Classifier:
         """
         workers = max(1, min(int(self.threads), count))
         min_batch = max(1, batch_size // 4)
-        cond = threading.Condition()
+        cond = threading.Lock()  # guards ready, state, out and failure
         ready: list[tuple[int, np.ndarray]] = []
         state = {"next": 0, "produced": 0, "done": 0, "prepared_called": False}
         failure: list[BaseException] = []
@@ -414,19 +414,18 @@ class Classifier:
 
         def claim() -> tuple[str, Any]:
             """Under ``cond``: ("forward", inputs), ("produce", index) or ("stop", None)."""
-            while True:
-                if failure:
-                    return "stop", None
-                left = state["next"] < count
-                if ready and (len(ready) >= min_batch or not left):
-                    n = len(ready) if left else -(-len(ready) // workers)
-                    taken = ready[: min(n, batch_size)]
-                    del ready[: len(taken)]
-                    return "forward", taken
-                if left:
-                    state["next"] += 1
-                    return "produce", state["next"] - 1
-                return "stop", None  # any item still being prepared is run by its worker
+            if failure:
+                return "stop", None
+            left = state["next"] < count
+            if ready and (len(ready) >= min_batch or not left):
+                n = len(ready) if left else -(-len(ready) // workers)  # the last ones: shared
+                taken = ready[: min(n, batch_size)]
+                del ready[: len(taken)]
+                return "forward", taken
+            if left:
+                state["next"] += 1
+                return "produce", state["next"] - 1
+            return "stop", None  # any item still being prepared is run by its worker
 
         def work() -> None:
             self._use_threads(1)
@@ -454,9 +453,10 @@ class Classifier:
                     with cond:
                         out.update(zip(index, predictions))
                         state["done"] += len(index)
-                        done = state["done"]
                     if progress is not None:
-                        with report:
+                        with report:  # the count as it is now: never smaller than one reported before
+                            with cond:
+                                done = state["done"]
                             progress(done, count, "classified")
                 except BaseException as exc:  # stops every worker; raised on the calling thread
                     with cond:

@@ -14,7 +14,7 @@ seeded, untrained checkpoint per architecture (every registered architecture of
 PNGs (:func:`dass.sem.synthetic.generate`, default 32 of 384x512, data bar included). Then, per
 architecture and device (CPU, and the GPU when torch sees one), it prints, measured in this run:
 
-1. **forward pass by acceleration** (:func:`dass.sem.models.accelerate`): ms per image of a
+1. **forward pass by acceleration** (:func:`dass.sem.inference.accelerate`): ms per image of a
    batch of 32 and of one image for ``eager``, ``channels_last``, ``freeze`` (and ``compile``
    with ``--compile``), at T threads and (CPU) at one thread, interleaved, so the mode
    ``auto`` picks can be checked on the machine;
@@ -158,7 +158,7 @@ def forward_modes(checkpoint: Path, device: str, compile_too: bool, repeats: int
     import torch
 
     from dass.sem.checkpoint import load_checkpoint
-    from dass.sem.models import accelerate
+    from dass.sem.inference import accelerate
 
     model, info, _ = load_checkpoint(str(checkpoint), device=device)
     s = info.input_size
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     h, w = (int(v) for v in args.size.lower().split("x"))
 
-    from dass.sem.models import set_openmp_wait_policy
+    from dass.sem.inference import set_openmp_wait_policy
 
     set_openmp_wait_policy(args.omp_wait_policy)  # before torch is imported, as the service does
     import os

@@ -10,6 +10,7 @@ Torch-free building blocks shared by training and inference:
 Classification (these import torch, so they are not imported here):
 
 - :mod:`dass.sem.models` -- torchvision backbones by name (:func:`~dass.sem.models.build_model`).
+- :mod:`dass.sem.inference` -- the fastest inference form of a model here (:func:`~dass.sem.inference.accelerate`).
 - :mod:`dass.sem.checkpoint` -- the checkpoint file and :class:`~dass.sem.checkpoint.ModelInfo`.
 - :mod:`dass.sem.train` -- :func:`~dass.sem.train.train` on an ImageFolder dataset at any URL.
 - :mod:`dass.sem.classify` -- :class:`~dass.sem.classify.Classifier`, batch inference.

@@ -1,7 +1,7 @@
 """Batch inference: classify SEM images with a trained checkpoint.
 
 The model is loaded once (:meth:`Classifier.load`) and put in its fastest inference form
-(:func:`dass.sem.models.accelerate`: the fastest of the eager, channels-last and, on CPU,
+(:func:`dass.sem.inference.accelerate`: the fastest of the eager, channels-last and, on CPU,
 frozen traced module, timed on the machine; checked against the eager model, falling back
 cleanly). Images are prepared with
 :func:`dass.sem.databar.preprocess` -- the very function training uses. Several images run
@@ -178,7 +178,7 @@ class Classifier:
 
     def __init__(self, model: "torch.nn.Module", info: ModelInfo, *, representatives: dict[str, bytes] | None = None,
                  device: str = "cpu", source: str = "", accelerate: str = "eager") -> None:
-        from dass.sem.models import accelerate as _accelerate
+        from dass.sem.inference import accelerate as _accelerate
 
         self.model = model
         self.info = info
@@ -212,14 +212,14 @@ class Classifier:
     @property
     def single_threads(self) -> int:
         """Intra-op threads of a single image's forward pass on the CPU: the faster of one and
-        :attr:`threads` (:func:`dass.sem.models.single_image_threads`, timed once)."""
+        :attr:`threads` (:func:`dass.sem.inference.single_image_threads`, timed once)."""
         if self._single_threads is None:
             if self.device != "cpu" or self._threads <= 1:
                 self._single_threads = self._threads
             else:
                 import torch
 
-                from dass.sem.models import single_image_threads
+                from dass.sem.inference import single_image_threads
 
                 before = torch.get_num_threads()
                 torch.set_num_threads(self._threads)
@@ -241,7 +241,7 @@ class Classifier:
         Parameters
         ----------
         accelerate : str
-            How to speed inference up (:func:`dass.sem.models.accelerate`): ``"auto"`` (default),
+            How to speed inference up (:func:`dass.sem.inference.accelerate`): ``"auto"`` (default),
             ``"eager"``, ``"channels_last"``, ``"freeze"``, ``"compile"``.
 
         Raises

@@ -60,7 +60,7 @@ from ..service.extensions import NavLink, ServiceExtension
 from ..service.handlers import ApiError, BaseHandler
 from ..service.uploads import Spool, SpooledFile, expand_zip, parse_multipart
 from ..service.pages import PageHandler
-from .models import ACCELERATIONS
+from .inference import ACCELERATIONS
 from .nexus import EXPORT_NAME as NEXUS_EXPORT
 from .preview import is_preview_path, preview_path
 
@@ -166,7 +166,7 @@ class SemClassifyService(LoggingConfigurable):
     accelerate = CaselessStrEnum(
         list(ACCELERATIONS),
         default_value="auto",
-        help="""How the classifier is sped up for inference (``dass.sem.models.accelerate``):
+        help="""How the classifier is sped up for inference (``dass.sem.inference.accelerate``):
         ``auto`` (the fastest of the plain module, channels-last and, on CPU, a frozen traced
         module, timed on this machine when the model loads),
         ``eager`` (the plain module), ``channels_last``, ``freeze`` or ``compile``
@@ -228,7 +228,7 @@ class SemClassifyService(LoggingConfigurable):
         self._loaded: str | None = None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        from .models import set_openmp_wait_policy
+        from .inference import set_openmp_wait_policy
 
         set_openmp_wait_policy(self.openmp_wait_policy)  # before torch is imported, or not at all
 

@@ -216,7 +216,8 @@ def test_every_acceleration_gives_the_eager_scores(checkpoint, images, mode):
 
 
 def test_an_acceleration_that_fails_falls_back_cleanly(model_and_info):
-    from dass.sem.models import ModelError, accelerate
+    from dass.sem.inference import accelerate
+    from dass.sem.models import ModelError
 
     class Untraceable(torch.nn.Module):  # returns a dict: jit.trace refuses it, softmax cannot take it
         architecture = "untraceable"

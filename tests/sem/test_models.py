@@ -112,9 +112,10 @@ def test_openmp_wait_policy_applies_only_before_torch_and_keeps_the_operators(mo
     import subprocess
     import sys
 
-    from dass.sem.models import ModelError, set_openmp_wait_policy
+    from dass.sem.inference import set_openmp_wait_policy
+    from dass.sem.models import ModelError
 
-    code = ("import os, sys; from dass.sem.models import set_openmp_wait_policy as s; "
+    code = ("import os, sys; from dass.sem.inference import set_openmp_wait_policy as s; "
             "print(s(sys.argv[1]), 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
 

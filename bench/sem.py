@@ -10,9 +10,12 @@ the real handlers and JupyterHub's ``HubOAuth`` against the small real hub of th
 tests, a SQLite catalogue and a ``file://`` repository in a temporary folder) and registers a
 seeded, untrained checkpoint per architecture (every registered architecture of
 :data:`dass.sem.models.ARCHITECTURES` at its default input size, or those of
-``--architectures``) in the repository's model registry. The images are N SYNTHETIC SEM-like
-PNGs (:func:`dass.sem.synthetic.generate`, default 32 of 384x512, data bar included). Then, per
-architecture and device (CPU, and the GPU when torch sees one), it prints, measured in this run:
+``--architectures``) in the repository's model registry, and the demo model that ``make up``
+registers (``demo-synthetic``, :mod:`dass.sem.demo`: resnet18 at 64 px trained on SYNTHETIC
+images, taken from its per-machine cache or trained first). The images are N SYNTHETIC SEM-like
+PNGs (:func:`dass.sem.synthetic.generate`, default 32 of 384x512, data bar included), or
+uncompressed TIFFs with ``--format tiff``. Then, per architecture and device (CPU, and the GPU
+when torch sees one), it prints, measured in this run:
 
 1. **forward pass by acceleration** (:func:`dass.sem.inference.accelerate`): ms per image of a
    batch of 32 and of one image for ``eager``, ``channels_last``, ``freeze`` (and ``compile``
@@ -33,7 +36,7 @@ architecture and device (CPU, and the GPU when torch sees one), it prints, measu
    endpoint/served-forward is what the service costs beyond the network (decoding a PNG and
    preprocessing take about as long as mobilenet_v3_small's forward pass, so this stays well
    below 1 for the smallest networks on a 2-core machine); and
-   :meth:`dass.sem.classify.Classifier.classify` alone on the PNG bytes. One untimed warm-up
+   :meth:`dass.sem.classify.Classifier.classify` alone on the file bytes. One untimed warm-up
    each, then A B A B ..., R times each;
 3. **latency of one image**: the median wall time of ``POST api/classify`` with one image,
    against the raw model on that image's input, and against the goal **< 50 ms** on CPU for
@@ -76,11 +79,16 @@ MOBILENET_CLASS = ("mobilenet_v3_small", "mobilenet_v3_large")
 USER_TOKEN = "alice-token"
 PROPOSAL = "p-2026-001"
 PLAIN_BATCH = 32
+DEMO = "demo-synthetic"  # dass.sem.demo.DEMO_MODEL_NAME, the model `make up` registers
 ORIGINAL_SECONDS_PER_IMAGE = 2.0  # "within a few seconds per image" (the NFFA service, issue 4)
 
 
-def synthetic_pngs(n: int, size: tuple[int, int]) -> list[bytes]:
-    """N SYNTHETIC SEM-like PNGs, cycling through the ten categories."""
+#: File formats the images can be sent in (``--format``): PIL's name and the file suffix.
+FORMATS = {"png": ("PNG", ".png"), "tiff": ("TIFF", ".tif")}
+
+
+def synthetic_images(n: int, size: tuple[int, int], fmt: str = "png") -> list[bytes]:
+    """N SYNTHETIC SEM-like images as PNG or (uncompressed) TIFF files, cycling through the ten categories."""
     from PIL import Image
 
     from dass.sem.categories import CATEGORY_IDS
@@ -89,7 +97,8 @@ def synthetic_pngs(n: int, size: tuple[int, int]) -> list[bytes]:
     out = []
     for i in range(n):
         buf = io.BytesIO()
-        Image.fromarray(generate(CATEGORY_IDS[i % len(CATEGORY_IDS)], size=size, seed=i)).save(buf, format="PNG")
+        Image.fromarray(generate(CATEGORY_IDS[i % len(CATEGORY_IDS)], size=size, seed=i)).save(
+            buf, format=FORMATS[fmt][0])
         out.append(buf.getvalue())
     return out
 
@@ -115,6 +124,26 @@ def write_checkpoint(folder: Path, architecture: str) -> Path:
     path = folder / f"{info.name}.pt"
     save_checkpoint(str(path), model, info)
     return path
+
+
+def demo_checkpoint() -> Path:
+    """The cached checkpoint of the demo model (:mod:`dass.sem.demo`), trained first if need be."""
+    from tqdm import tqdm
+
+    from dass.sem.demo import cached_demo_checkpoint
+
+    bar = tqdm(desc="training the demo model (first time only)", unit="step", leave=False)
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message[:60])
+        bar.refresh()
+
+    try:
+        return cached_demo_checkpoint(progress=progress)
+    finally:
+        bar.close()
 
 
 class RawModel:
@@ -187,9 +216,10 @@ def forward_modes(checkpoint: Path, device: str, compile_too: bool, repeats: int
     return out
 
 
-def post(session: requests.Session, url: str, images: list[bytes]) -> dict:
-    """``POST api/classify`` with `images` as alice; the parsed answer (every image classified)."""
-    files = [("files", (f"img{i:04d}.png", data, "image/png")) for i, data in enumerate(images)]
+def post(session: requests.Session, url: str, images: list[tuple[str, bytes]]) -> dict:
+    """``POST api/classify`` with `images` (file name, bytes) as alice; the parsed answer (every
+    image classified)."""
+    files = [("files", (name, data, "application/octet-stream")) for name, data in images]
     r = session.post(url + "api/classify", headers={"Authorization": f"token {USER_TOKEN}"},
                      files=files, data={"proposal": PROPOSAL}, timeout=600)
     if r.status_code != 200:
@@ -207,7 +237,7 @@ def client_main(url: str, folder: str) -> int:
     answers each with a JSON line: the request's wall seconds, or the error."""
     import json
 
-    images = [p.read_bytes() for p in sorted(Path(folder).iterdir())]
+    images = [(p.name, p.read_bytes()) for p in sorted(Path(folder).iterdir())]
     session = requests.Session()
     for line in sys.stdin:
         start, stop = (int(v) for v in line.split())
@@ -224,12 +254,12 @@ def client_main(url: str, folder: str) -> int:
 class Client:
     """:func:`client_main` in a subprocess; :meth:`post` times one request there."""
 
-    def __init__(self, url: str, images: list[bytes], folder: Path) -> None:
+    def __init__(self, url: str, images: list[bytes], folder: Path, suffix: str = ".png") -> None:
         import subprocess
 
         folder.mkdir(parents=True, exist_ok=True)
         for i, data in enumerate(images):
-            (folder / f"img{i:04d}.png").write_bytes(data)
+            (folder / f"img{i:04d}{suffix}").write_bytes(data)
         self.proc = subprocess.Popen([sys.executable, __file__, "--client", url, str(folder)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
@@ -356,9 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (default 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     parser.add_argument("--size", default="384x512", help="image height x width (default 384x512)")
+    parser.add_argument("--format", default="png", choices=sorted(FORMATS),
+                        help="file format of the images sent (default png; SEMs write uncompressed TIFF, "
+                             "which decodes several times faster)")
     parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even when there is one")
     parser.add_argument("--architectures", default="",
-                        help="comma-separated architectures (default: every registered one)")
+                        help=f"comma-separated architectures, {DEMO!r} for the demo model that `make up` "
+                             "registers (default: every registered architecture and the demo model)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile in the forward table")
     parser.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", ""],
                         help="OpenMP wait policy of this process, both sides (default: the service's "
@@ -379,18 +413,19 @@ def main(argv: list[str] | None = None) -> int:
     from dass.sem.registry import ModelRegistry
     from tests.service.service_support import FakeHub, LoopThread, make_repository, start_service
 
-    architectures = [a.strip() for a in args.architectures.split(",") if a.strip()] or list(ARCHITECTURES)
-    unknown = sorted(set(architectures) - set(ARCHITECTURES))
+    architectures = [a.strip() for a in args.architectures.split(",") if a.strip()] or [*ARCHITECTURES, DEMO]
+    unknown = sorted(set(architectures) - {*ARCHITECTURES, DEMO})
     if unknown:
-        parser.error(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+        parser.error(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)} "
+                     f"or {DEMO}")
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
-    print(f"SEM benchmark: {args.images} SYNTHETIC {h}x{w} PNGs, {args.repeats} rounds, "
+    print(f"SEM benchmark: {args.images} SYNTHETIC {h}x{w} {args.format.upper()}s, {args.repeats} rounds, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads, devices {', '.join(devices)}, "
           f"architectures {', '.join(architectures)}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    images = synthetic_pngs(args.images, (h, w))
+    images = synthetic_images(args.images, (h, w), args.format)
     loop = LoopThread()
     hub = FakeHub()
     loop.run(hub.start())
@@ -402,29 +437,35 @@ def main(argv: list[str] | None = None) -> int:
         service = start_service(loop, tmp_path / "service", hub.api_url, **urls,
                                 extra_config="c.SemClassifyService.max_files = 1000\n"
                                              "c.DassService.log_level = 'WARN'")
-        client = Client(service.url, images, tmp_path / "images")
+        client = Client(service.url, images, tmp_path / "images", FORMATS[args.format][1])
         try:
             registry = ModelRegistry(Storage(url=urls["repo_url"]))
             work = [(a, d) for a in architectures for d in devices]
             for architecture, device in tqdm(work, desc="models", unit="model"):
-                checkpoint = write_checkpoint(tmp_path, architecture)
-                name = f"bench-{architecture.replace('_', '-')}"
+                if architecture == DEMO:
+                    checkpoint, name = demo_checkpoint(), DEMO
+                else:
+                    checkpoint = write_checkpoint(tmp_path, architecture)
+                    name = f"bench-{architecture.replace('_', '-')}"
                 if name not in {m["name"] for m in registry.list()}:
                     registry.register(str(checkpoint), name)
                 modes = forward_modes(checkpoint, device, args.compile, args.repeats)
                 for mode, f in modes.items():
                     if "fell_back_to" in f:
-                        fwd_rows.append([architecture, device, mode, "-", "-", f"fell back to {f['fell_back_to']}"])
+                        fwd_rows.append([name if architecture == DEMO else architecture, device, mode, "-", "-",
+                                         f"fell back to {f['fell_back_to']}"])
                         continue
                     for t, g in f.items():
-                        fwd_rows.append([architecture, device, mode, t, f"{g['batch_ms_per_image']:.1f}",
+                        fwd_rows.append([name if architecture == DEMO else architecture, device, mode, t,
+                                         f"{g['batch_ms_per_image']:.1f}",
                                          f"{g['single_ms']:.1f}"])
                 r = measure(service, client, registry, checkpoint, name, device, images, args.repeats,
                             torch.get_num_threads(), progress=tqdm.write)
                 r["forward_ms"] = modes
                 results.append(r)
                 goal = ("-" if r["single_met"] is None else ("yes" if r["single_met"] else "NO"))
-                rows.append([architecture, device, r["acceleration"],
+                label = f"{DEMO} ({r['architecture']} @ {r['input_size']} px)" if architecture == DEMO else architecture
+                rows.append([label, device, r["acceleration"],
                              f"{r['raw_images_per_s']:.1f} ({r['raw_threads']})",
                              f"{r['served_forward_images_per_s']:.1f} ({r['served_forward_threads']})",
                              f"{r['classify_images_per_s']:.1f}", f"{r['endpoint_images_per_s']:.1f}",
@@ -448,13 +489,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} and 1 torch thread(s) (thr); served fwd: the same through the module the "
           f"endpoint runs (its acceleration), so endpoint/served fwd is what the service adds beyond the network "
           f"(decoding, data-bar crop, resize, upload, storing, JSON). classify(): "
-          f"dass.sem.classify.Classifier.classify on the PNG bytes in this process. endpoint: POST api/classify "
-          f"with the PNGs (also stores, indexes and records). One image: POST api/classify with one image, "
+          f"dass.sem.classify.Classifier.classify on the file bytes in this process. endpoint: POST api/classify "
+          f"with the {args.format.upper()}s (also stores, indexes and records). One image: POST api/classify "
+          f"with one image, "
           f"against the raw model on that image; the goal < {SINGLE_GOAL_MS:.0f} ms applies on CPU to "
           f"mobilenet-class models; the original service took about {ORIGINAL_SECONDS_PER_IMAGE:.0f} s per image. "
           f"load avg: the 1-minute load average before and after the model's rounds.")
     write_results(
-        RESULTS, {"images": args.images, "size": [h, w], "repeats": args.repeats, "results": results},
+        RESULTS, {"images": args.images, "size": [h, w], "format": args.format, "repeats": args.repeats,
+                  "results": results},
         torch=torch.__version__, threads=torch.get_num_threads(),
         gpu=torch.cuda.get_device_name(0) if "cuda" in devices else None,
     )

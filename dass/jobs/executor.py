@@ -176,6 +176,9 @@ class Executor(LoggingConfigurable):
                 outcomes.append(await self.start(spec))
             except DassError as e:
                 outcomes.append(e)
+            except Exception as e:  # not dass's own (an OS error, a bug): this one fails, the rest start
+                self.log.exception("job %s: the %s executor failed while starting it", spec.job_id, self.name)
+                outcomes.append(StartFailed.of(self.name, e))
         return outcomes
 
     async def refresh(self, handles: list[Handle]) -> None:
@@ -213,6 +216,19 @@ class Executor(LoggingConfigurable):
 
     def close(self) -> None:
         """The service stops: release what the executor holds (running jobs go on)."""
+
+
+class StartFailed(DassError):
+    """An executor failed to start a run with an error that is not dass's own (an OS error, a
+    bug): the job fails with this reason instead of staying IN_PROGRESS with nothing running."""
+
+    @classmethod
+    def of(cls, executor: str, error: BaseException) -> "StartFailed":
+        """The error for ``error``, raised by the executor named ``executor``: the job's owner is
+        told its kind, the service's log has the rest (it may name the machine's paths)."""
+        return cls(f"the {executor} executor could not start the job: {type(error).__name__}: {error}",
+                   user_message=f"the {executor} executor could not start the job ({type(error).__name__}); "
+                                "the service's log has the details for the operator")
 
 
 class LocalExecutor(Executor):

@@ -41,7 +41,7 @@ from ..data.paths import state_dir
 from ..data.storage import Storage
 from ..stacks.registry import StackRegistry
 from ..stacks.selection import SelectionError, validate_selection
-from .executor import Executor, Handle, LocalExecutor
+from .executor import Executor, Handle, LocalExecutor, StartFailed
 from .model import Job, JobSweep, Status, utcnow
 from .spec import build_execution_spec, build_runner_spec
 
@@ -788,13 +788,17 @@ class JobManager(LoggingConfigurable):
                 specs.append(exec_spec)
         if not specs:
             return True
-        if jobs[0].sweep_id is None:
-            try:
-                outcomes: list[Handle | DassError] = [await self.executor.start(specs[0])]
-            except DassError as e:
-                outcomes = [e]
-        else:
-            outcomes = await self.executor.start_sweep(specs)
+        try:
+            if jobs[0].sweep_id is None:
+                try:
+                    outcomes: list[Handle | DassError] = [await self.executor.start(specs[0])]
+                except DassError as e:
+                    outcomes = [e]
+            else:
+                outcomes = await self.executor.start_sweep(specs)
+        except Exception as e:  # not dass's own error (an OS error, a bug): the jobs fail, said why
+            self.log.exception("job %s: the %s executor failed while starting it", specs[0].job_id, self.executor.name)
+            outcomes = [StartFailed.of(self.executor.name, e)] * len(specs)
         for spec, outcome in zip(specs, outcomes):
             if isinstance(outcome, Handle):
                 with self._db() as db, db.begin():

@@ -261,3 +261,35 @@ def test_a_stack_checks_its_parameters_at_submission(manager):
     job, created = manager.submit(ALICE, {"notebook": movie, "parameters": {"recipe": {"steps": [
         {"name": "align_rows", "params": {"method": "mean"}}]}}})
     assert created and job["parameters"]["recipe"] == {"steps": [{"name": "align_rows", "params": {"method": "mean"}}]}
+
+
+def _without_python(manager, tmp_path):
+    """The sem stack's environment set to a folder with no Python: the local executor's start
+    fails with an OSError, not with one of dass's own errors."""
+    from traitlets.config import Config
+
+    cfg = Config(manager.registry.config)
+    cfg.StackRegistry.stacks = {"sem": {"environment": str(tmp_path / "no-such-environment")}}
+    manager.registry = StackRegistry(config=cfg)
+
+
+def test_a_job_whose_run_cannot_be_started_fails_and_says_why(manager, tmp_path):
+    _without_python(manager, tmp_path)
+    job, _ = manager.submit(ALICE, {"notebook": SEM, "parameters": {"input_dataset": NANOWIRES}})
+    asyncio.run(manager.tick())  # before: the job stayed IN_PROGRESS with nothing running
+    done = manager.get(ALICE, job["id"])
+    assert done["status"] == "FAILED", done
+    assert "local executor could not start the job (FileNotFoundError)" in done["reason"]
+    assert str(tmp_path) not in done["reason"]  # the machine's paths are for the operator's log
+    assert manager.list_jobs(ALICE, status="IN_PROGRESS")[1] == 0
+    assert not (manager.workdir(job["id"]) / "datasets" / NANOWIRES).exists()  # its inputs' view is gone
+
+
+def test_the_elements_of_a_sweep_that_cannot_be_started_fail_each(manager, tmp_path):
+    _without_python(manager, tmp_path)
+    sweep, _ = manager.submit_sweep(ALICE, {"notebook": SEM, "parameters": {"input_dataset": NANOWIRES},
+                                            "sweep": {"max_images": [1, 2]}})
+    asyncio.run(manager.tick())
+    jobs, _ = manager.list_jobs(ALICE, sweep=sweep["id"])
+    assert [j["status"] for j in jobs] == ["FAILED", "FAILED"]
+    assert all("could not start the job (FileNotFoundError)" in j["reason"] for j in jobs)

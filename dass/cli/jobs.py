@@ -147,6 +147,9 @@ def _cmd_jobs(args) -> int:
     elif args.sub == "list":
         for job in c.list(status=args.status, sweep=args.sweep):
             _print_job(job)
+    elif args.sub == "sweeps":
+        for sweep in c.list_sweeps():
+            _print_sweep(sweep)
     elif args.sub == "sweep":
         _print_sweep(c.get_sweep(args.id))
         for job in c.list(sweep=args.id, limit=500):
@@ -181,7 +184,7 @@ def _cmd_jobs(args) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``jobs submit|list|show|sweep|log|cancel|outputs|download|verify``."""
+    """Add ``jobs submit|list|show|sweeps|sweep|log|cancel|outputs|download|verify``."""
     jobs = sub.add_parser("jobs", help="headless notebook jobs (through the dass service)")
     jobs.add_argument("--url", help="dass service URL (default: the platform of the config file, "
                                     "<c.Platform.ip:port>/services/dass/; without a config file $DASS_URL, "
@@ -210,6 +213,7 @@ def register(sub: Any) -> None:
     p = jsub.add_parser("list", help="your jobs (admins: all)")
     p.add_argument("--status", help="comma-separated statuses, e.g. QUEUED,IN_PROGRESS")
     p.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep, in its order")
+    jsub.add_parser("sweeps", help="your sweeps (admins: all), newest first, with their counts per status")
     for name, text in (("show", "a job as JSON"), ("outputs", "a job's result files"),
                        ("verify", "re-check the checksums of a job's inputs and outputs"),
                        ("sweep", "a sweep: its counts per status and its jobs")):

@@ -92,6 +92,10 @@ class JobsClient(ServiceClient):
         """A sweep: its elements' job ids and how many are in each status (``counts``)."""
         return self._request("GET", f"api/sweeps/{sweep_id}").json()
 
+    def list_sweeps(self, limit: int = 100) -> list[dict]:
+        """Your sweeps (admins: all), newest first, each with its ``counts`` per status."""
+        return self._request("GET", "api/sweeps", params={"limit": limit}).json()["sweeps"]
+
     def cancel_sweep(self, sweep_id: str) -> dict:
         """Cancel every element of the sweep that has not finished."""
         return self._request("POST", f"api/sweeps/{sweep_id}/cancel").json()

@@ -543,23 +543,25 @@ class JobManager(LoggingConfigurable):
         with self._db() as db:
             sweep = self._visible_sweep(db, identity, sweep_id)
             rows = db.execute(select(Job.id, Job.status).where(Job.sweep_id == sweep.id).order_by(Job.sweep_index)).all()
-        counts = {s.value: 0 for s in Status}
-        for _, status in rows:
-            counts[status] = counts.get(status, 0) + 1
-        return {
-            "id": sweep.id,
-            "owner": sweep.owner,
-            "notebook": sweep.notebook_source,
-            "parameters": sweep.parameters,
-            "sweep": sweep.axes,
-            "parameter_sets": sweep.parameter_sets,
-            "count": sweep.count,
-            "created_at": as_utc(sweep.created_at).isoformat(),
-            "idempotency_key": sweep.idempotency_key,
-            "counts": counts,
-            "finished": all(Status(status).finished for _, status in rows),
-            "jobs": [job_id for job_id, _ in rows],
-        }
+        return {**_sweep_json(sweep, [status for _, status in rows]), "jobs": [job_id for job_id, _ in rows]}
+
+    def list_sweeps(self, identity: Identity, *, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """The sweeps ``identity`` may see (its own; an admin's: all), newest first, each as
+        :meth:`get_sweep` describes it but without its jobs' ids (``GET api/jobs?sweep=`` lists
+        them); and how many there are in all."""
+        query = select(JobSweep)
+        if not identity.admin:
+            query = query.where(JobSweep.owner == identity.name)
+        with self._db() as db:
+            total = db.scalar(select(func.count()).select_from(query.subquery()))
+            sweeps = list(db.scalars(query.order_by(JobSweep.created_at.desc(), JobSweep.id).limit(limit).offset(offset)))
+            statuses: dict[str, list[str]] = {s.id: [] for s in sweeps}
+            if sweeps:
+                counted = db.execute(select(Job.sweep_id, Job.status, func.count())
+                                     .where(Job.sweep_id.in_(list(statuses))).group_by(Job.sweep_id, Job.status))
+                for sweep_id, status, n in counted:
+                    statuses[sweep_id] += [status] * n
+            return [_sweep_json(s, statuses[s.id]) for s in sweeps], int(total or 0)
 
     def list_jobs(
         self, identity: Identity, *, status: str | None = None, limit: int = 100, offset: int = 0,
@@ -1002,6 +1004,26 @@ def _request_sha256(body: Any) -> str:
     doc = {k: v for k, v in body.items() if k != "idempotency_key"} if isinstance(body, dict) else body
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _sweep_json(sweep: JobSweep, statuses: list[str]) -> dict[str, Any]:
+    """A sweep's request and how many of its jobs (whose statuses are ``statuses``) are in each status."""
+    counts = {s.value: 0 for s in Status}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return {
+        "id": sweep.id,
+        "owner": sweep.owner,
+        "notebook": sweep.notebook_source,
+        "parameters": sweep.parameters,
+        "sweep": sweep.axes,
+        "parameter_sets": sweep.parameter_sets,
+        "count": sweep.count,
+        "created_at": as_utc(sweep.created_at).isoformat(),
+        "idempotency_key": sweep.idempotency_key,
+        "counts": counts,
+        "finished": all(Status(status).finished for status in statuses),
+    }
 
 
 def _one_line(text: str) -> str:

@@ -103,7 +103,15 @@ class JobsHandler(JobsBase):
 
 
 class SweepsHandler(JobsBase):
-    """``POST api/sweeps``: one notebook over many parameter sets, each element an ordinary job."""
+    """``POST api/sweeps``: one notebook over many parameter sets, each element an ordinary job;
+    ``GET api/sweeps``: the caller's sweeps (an admin's: all), newest first."""
+
+    def get(self) -> None:
+        args = self.query_args(("limit", "offset"))
+        limit = self.int_arg(args, "limit", 100, 1, 500)
+        offset = self.int_arg(args, "offset", 0, 0)
+        sweeps, total = self.jobs.list_sweeps(self.identity, limit=limit, offset=offset)
+        self.write_json({"sweeps": sweeps, "total": total, "limit": limit, "offset": offset})
 
     def post(self) -> None:
         self.audit_action = "job.submit"  # as api/jobs: one row per element and input dataset

@@ -72,6 +72,49 @@ def test_another_users_sweep_answers_404(idle):
     assert idle.get(f"api/sweeps/{sweep['id']}", "alice-token").json()["counts"]["QUEUED"] == 3
 
 
+def test_list_the_callers_sweeps_newest_first_a_page_at_a_time(idle):
+    before = idle.get("api/sweeps", "alice-token").json()["total"]
+    first = idle.request("POST", "api/sweeps", "alice-token", json=_body()).json()
+    second = idle.request("POST", "api/sweeps", "alice-token", json=_body(sweep={"max_images": [4, 5]})).json()
+    idle.request("POST", f"api/jobs/{second['jobs'][0]}/cancel", "alice-token")
+    page = idle.get("api/sweeps?limit=2", "alice-token").json()
+    assert page["total"] == before + 2 and (page["limit"], page["offset"]) == (2, 0)
+    assert [s["id"] for s in page["sweeps"]] == [second["id"], first["id"]]
+    summary = _schema(idle, "SweepSummary")
+    for listed, full in zip(page["sweeps"], (second, first)):
+        summary.validate(listed)
+        assert "jobs" not in listed  # listed by GET api/jobs?sweep=
+        assert listed["sweep"] == full["sweep"] and listed["count"] == full["count"]
+    assert page["sweeps"][0]["counts"]["STOPPED"] == 1 and page["sweeps"][0]["counts"]["QUEUED"] == 1
+    assert page["sweeps"][1]["counts"]["QUEUED"] == 3 and not page["sweeps"][1]["finished"]
+    assert [s["id"] for s in idle.get("api/sweeps?limit=1&offset=1", "alice-token").json()["sweeps"]] == [first["id"]]
+    # another user sees none of them; an admin sees them all
+    ids = {first["id"], second["id"]}
+    assert not ids & {s["id"] for s in idle.get("api/sweeps?limit=500", "bob-token").json()["sweeps"]}
+    assert ids <= {s["id"] for s in idle.get("api/sweeps?limit=500", "carol-token").json()["sweeps"]}
+
+
+@pytest.mark.parametrize("query, words", [
+    ("limit=0", ("query parameter limit must be an integer between 1 and 500",)),
+    ("limit=many", ("query parameter limit must be an integer",)),
+    ("offset=-1", ("query parameter offset must be an integer between 0",)),
+    ("status=QUEUED", ("status",)),
+])
+def test_a_bad_sweep_listing_answers_400_saying_what_to_fix(idle, query, words):
+    assert_error(idle.get(f"api/sweeps?{query}", "alice-token"), 400, *words)
+
+
+def test_the_cli_lists_the_callers_sweeps(idle, tmp_path):
+    sweep = idle.request("POST", "api/sweeps", "alice-token", json=_body(sweep={"max_images": [6, 7]})).json()
+    cfg = tmp_path / "dass_config.py"
+    cfg.write_text("")
+    r = dass_jobs(cfg, "--url", idle.url, "--token", "alice-token", "sweeps")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"{sweep['id']}  2 jobs: 2 QUEUED  {sweep['notebook']}"
+    r = dass_jobs(cfg, "--url", idle.url, "--token", "bob-token", "sweeps")
+    assert r.returncode == 0 and sweep["id"] not in r.stdout, r.stderr
+
+
 @pytest.mark.parametrize(
     "change, status, words",
     [

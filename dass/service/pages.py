@@ -33,6 +33,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from ..hub.picker import picker_proposals, picker_techniques
+from ..jobs.client import sweep_counts
 from ..jobs.manager import JobRequestError
 from ..jobs.model import Status
 from ..jobs.params import ParameterError, form_fields, inspect_parameters, validate_parameters
@@ -189,7 +190,11 @@ class JobsPage(PageHandler):
         status_filter = (self.get_query_argument("status", "") or "").strip().upper()
         if status_filter and status_filter not in Status.__members__:
             raise ApiError(400, f"unknown status {status_filter!r}; use one of {', '.join(Status.__members__)}")
-        jobs, total = self.jobs.list_jobs(identity, status=status_filter or None, limit=JOBS_LIMIT)
+        sweep_filter = (self.get_query_argument("sweep", "") or "").strip()
+        # one sweep's jobs, in its order (another user's or a missing sweep: 404)
+        sweep = self.jobs.get_sweep(identity, sweep_filter) if sweep_filter else None
+        jobs, total = self.jobs.list_jobs(identity, status=status_filter or None, limit=JOBS_LIMIT,
+                                          sweep=sweep_filter or None)
         self.render_page(
             "jobs.html",
             status=status,
@@ -211,6 +216,7 @@ class JobsPage(PageHandler):
             jobs_total=total,
             status_filter=status_filter,
             statuses=list(Status.__members__),
+            sweep=sweep and {"id": sweep["id"], "short": sweep["id"][:8], "counts": sweep_counts(sweep)},
         )
 
     def _form(self) -> dict[str, Any]:

@@ -281,6 +281,34 @@ def test_submitted_job_page_and_table(jobs_service):
     assert jobs_service.get("jobs", "alice-token", params={"status": "DONE"}).status_code == 400
 
 
+def test_the_jobs_page_shows_each_jobs_sweep_and_one_sweeps_jobs_in_order(jobs_service):
+    body = {"notebook": SEM_NOTEBOOK, "parameters": {"input_dataset": "p-2026-001/sem-grains"},
+            "sweep": {"max_images": [1, 2, 3]}}
+    sweep = jobs_service.request("POST", "api/sweeps", "alice-token", json=body).json()
+    single = jobs_service.request("POST", "jobs", "alice-token", data=_form()).headers["Location"].rsplit("/", 1)[-1]
+    jobs_service.request("POST", f"api/jobs/{sweep['jobs'][2]}/cancel", "alice-token")
+    table = jobs_service.get("jobs", "alice-token").text
+    link = f'href="/services/dass/jobs?sweep={sweep["id"]}"'
+    assert table.count(link) == 3 and f"sweep <code>{sweep['id'][:8]}</code> #2" in table
+    # one sweep: its jobs only, in its order, with its counts; the status filter keeps the sweep
+    page = jobs_service.get("jobs", "alice-token", params={"sweep": sweep["id"]}).text
+    rows = _re.findall(r'<tr class="job" data-job="([0-9a-f]+)">', page)
+    assert rows == sweep["jobs"] and single not in page
+    assert "3 jobs of sweep" in page and "3 jobs: 2 QUEUED, 1 STOPPED" in page
+    assert f'<input type="hidden" name="sweep" value="{sweep["id"]}">' in page
+    stopped = jobs_service.get("jobs", "alice-token", params={"sweep": sweep["id"], "status": "STOPPED"}).text
+    assert _re.findall(r'<tr class="job" data-job="([0-9a-f]+)">', stopped) == [sweep["jobs"][2]]
+    # an element's own page names its sweep
+    element = jobs_service.get(f"jobs/{sweep['jobs'][1]}", "alice-token").text
+    assert f'element #1 of <a {link}>sweep <code>{sweep["id"][:8]}</code></a>' in element
+    assert 'id="sweep"' not in jobs_service.get(f"jobs/{single}", "alice-token").text
+    # another user's sweep is the 404 of a missing one
+    theirs = jobs_service.get("jobs", "bob-token", params={"sweep": sweep["id"]})
+    missing = jobs_service.get("jobs", "bob-token", params={"sweep": "0" * 32})
+    assert theirs.status_code == missing.status_code == 404 and "text/html" in theirs.headers["Content-Type"]
+    assert theirs.text.replace(sweep["id"], "X") == missing.text.replace("0" * 32, "X")  # nothing told
+
+
 def test_other_users_job_page_is_the_404_of_a_missing_job(jobs_service):
     r = jobs_service.request("POST", "jobs", "alice-token", data=_form())
     job_id = r.headers["Location"].rsplit("/", 1)[-1]

@@ -261,7 +261,13 @@ def _cases() -> list[Case]:
     add(Case("submitSweep", "POST", "api/sweeps", (413,), "a declared body over the limit",
              body=b" " * (JOB_BODY_LIMIT + 1), headers=JSON))
     add(Case("submitSweep", "POST", "api/sweeps?x=1", (400,), "an unknown query parameter", body=js(sweep)))
-    add(Case("submitSweep", "GET", "api/sweeps", (405,), "method not allowed"))
+    add(Case("submitSweep", "PUT", "api/sweeps", (405,), "method not allowed", body=js(sweep)))
+    for value, why in [(NINES, "30 nines"), (str(2**63), "2**63"), ("-1", "negative"), ("many", "a word")]:
+        add(Case("listSweeps", "GET", f"api/sweeps?offset={value}", (400,), f"offset: {why}"))
+    add(Case("listSweeps", "GET", "api/sweeps?limit=0", (400,), "limit 0"))
+    add(Case("listSweeps", "GET", "api/sweeps?limit=501", (400,), "a limit over 500"))
+    add(Case("listSweeps", "GET", "api/sweeps?status=QUEUED", (400,), "an unknown query parameter"))
+    add(Case("listSweeps", "GET", "api/sweeps", (401,), "no token", token=None))
     add(Case("getSweep", "GET", f"api/sweeps/{'x' * 10_000}", (404,), "a 10,000-character id"))
     add(Case("getSweep", "GET", "api/sweeps/a%00b", (404,), "a NUL in the id"))
     add(Case("getSweep", "GET", f"api/sweeps/{NO_ID}?x=1", (400,), "an unknown query parameter"))

@@ -191,8 +191,8 @@ def _fastest(model: "torch.nn.Module", *, input_size: int, device: str, check: b
         built[candidate] = runner
     # interleaved rounds (A B C A B C ...): a burst of load from elsewhere hits every candidate.
     # Timed as dass.sem.classify.Classifier.run calls it: batches at one intra-op thread per
-    # worker on the CPU, a single image at the faster of one and all of this thread's
-    # a single image at the faster of one and all of this thread's (see single_image_threads)
+    # worker on the CPU, a single image at the faster of one and all of this thread's threads
+    # (see single_image_threads)
     cpu = str(device).startswith("cpu")
     threads = torch.get_num_threads()
     counts = sorted({1, threads}) if cpu else [threads]

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -543,7 +544,7 @@ class JobManager(LoggingConfigurable):
         with self._db() as db:
             sweep = self._visible_sweep(db, identity, sweep_id)
             rows = db.execute(select(Job.id, Job.status).where(Job.sweep_id == sweep.id).order_by(Job.sweep_index)).all()
-        return {**_sweep_json(sweep, [status for _, status in rows]), "jobs": [job_id for job_id, _ in rows]}
+        return {**_sweep_json(sweep, Counter(status for _, status in rows)), "jobs": [job_id for job_id, _ in rows]}
 
     def list_sweeps(self, identity: Identity, *, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """The sweeps ``identity`` may see (its own; an admin's: all), newest first, each as
@@ -555,13 +556,13 @@ class JobManager(LoggingConfigurable):
         with self._db() as db:
             total = db.scalar(select(func.count()).select_from(query.subquery()))
             sweeps = list(db.scalars(query.order_by(JobSweep.created_at.desc(), JobSweep.id).limit(limit).offset(offset)))
-            statuses: dict[str, list[str]] = {s.id: [] for s in sweeps}
+            counts: dict[str, Counter[str]] = {s.id: Counter() for s in sweeps}
             if sweeps:
                 counted = db.execute(select(Job.sweep_id, Job.status, func.count())
-                                     .where(Job.sweep_id.in_(list(statuses))).group_by(Job.sweep_id, Job.status))
+                                     .where(Job.sweep_id.in_(list(counts))).group_by(Job.sweep_id, Job.status))
                 for sweep_id, status, n in counted:
-                    statuses[sweep_id] += [status] * n
-            return [_sweep_json(s, statuses[s.id]) for s in sweeps], int(total or 0)
+                    counts[sweep_id][status] = n
+            return [_sweep_json(s, counts[s.id]) for s in sweeps], int(total or 0)
 
     def list_jobs(
         self, identity: Identity, *, status: str | None = None, limit: int = 100, offset: int = 0,
@@ -792,12 +793,11 @@ class JobManager(LoggingConfigurable):
             return True
         try:
             if jobs[0].sweep_id is None:
-                try:
-                    outcomes: list[Handle | DassError] = [await self.executor.start(specs[0])]
-                except DassError as e:
-                    outcomes = [e]
+                outcomes: list[Handle | DassError] = [await self.executor.start(specs[0])]
             else:
                 outcomes = await self.executor.start_sweep(specs)
+        except DassError as e:  # refused: the jobs fail with its message
+            outcomes = [e] * len(specs)
         except Exception as e:  # not dass's own error (an OS error, a bug): the jobs fail, said why
             self.log.exception("job %s: the %s executor failed while starting it", specs[0].job_id, self.executor.name)
             outcomes = [StartFailed.of(self.executor.name, e)] * len(specs)
@@ -1006,11 +1006,8 @@ def _request_sha256(body: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _sweep_json(sweep: JobSweep, statuses: list[str]) -> dict[str, Any]:
-    """A sweep's request and how many of its jobs (whose statuses are ``statuses``) are in each status."""
-    counts = {s.value: 0 for s in Status}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
+def _sweep_json(sweep: JobSweep, counts: Counter[str]) -> dict[str, Any]:
+    """A sweep's request and ``counts``, how many of its jobs are in each status."""
     return {
         "id": sweep.id,
         "owner": sweep.owner,
@@ -1021,8 +1018,8 @@ def _sweep_json(sweep: JobSweep, statuses: list[str]) -> dict[str, Any]:
         "count": sweep.count,
         "created_at": as_utc(sweep.created_at).isoformat(),
         "idempotency_key": sweep.idempotency_key,
-        "counts": counts,
-        "finished": all(Status(status).finished for status in statuses),
+        "counts": {**{s.value: 0 for s in Status}, **counts},
+        "finished": all(Status(status).finished for status, n in counts.items() if n),
     }
 
 
